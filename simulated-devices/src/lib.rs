@@ -1,0 +1,1 @@
+//! The jitpilot device agent.

@@ -1,0 +1,2 @@
+//! `sim-device`: one device against any endpoint, local or AWS.
+fn main() {}

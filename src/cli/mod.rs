@@ -1,0 +1,67 @@
+//! The headless commands: one module per command, all sharing [`GlobalArgs`]
+//! and the same cloud operations as the TUI.
+//!
+//! `--json` prints one JSON document on stdout; otherwise human text.
+//! Logs never go to stdout. Exit code 0 only on success.
+
+pub mod cleanup;
+pub mod deploy;
+pub mod device;
+pub mod fleet;
+pub mod init;
+pub mod serve;
+pub mod status;
+pub mod teardown;
+
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+
+/// Which cloud to run the walkthrough on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Backend {
+    /// The embedded local cloud (offline, no account).
+    #[default]
+    Local,
+    /// A real AWS account through aws-sdk-rust.
+    Aws,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Where jitpilot keeps its state (database, keys, device credentials, logs).
+    #[arg(long, global = true, env = "JITPILOT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The cloud to use.
+    #[arg(long, global = true, value_enum, default_value_t = Backend::Local)]
+    pub backend: Backend,
+    /// AWS API endpoint override (for emulators), with `--backend aws`.
+    #[arg(long, global = true)]
+    pub endpoint_url: Option<String>,
+    /// AWS region, with `--backend aws`.
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    /// Print one machine-readable JSON document on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Address of the local MQTT endpoint (TUI and `serve`).
+    #[arg(long, global = true, default_value = "127.0.0.1:8883")]
+    pub mqtt_addr: String,
+}
+
+impl GlobalArgs {
+    /// The data dir: `--data-dir`, else `JITPILOT_DATA_DIR`, else the platform data dir.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| {
+            dirs::data_dir()
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join("jitpilot")
+        })
+    }
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) -> color_eyre::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

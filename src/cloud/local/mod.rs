@@ -1,0 +1,42 @@
+//! The embedded local cloud: AWS IoT Core, Lambda, DynamoDB, SSM and
+//! CloudFormation where the walkthrough touches them, in one process.
+//!
+//! Layout:
+//! - `control.rs`     [`LocalCloud`]: deploy, init, status, cleanup, teardown (the `Cloud` trait)
+//! - `datadir.rs`     the data dir, its lock file and the endpoint address file
+//! - `fleet.rs`       the fleet definition (`assets/fleet.json`): CA subjects, validity, serials
+//! - `endpoint_ca.rs` the CA and server certificate of the local MQTT endpoint
+//! - `stack/`         the stack engine interpreting `cfn/cert-rotation.json`
+//! - `endpoint/`      the mutual-TLS MQTT endpoint: TLS, sessions, router
+//! - `policy.rs`      IoT policy evaluation
+//! - `jitp.rs`        Just-In-Time Provisioning: registration and template application
+//! - `rules.rs`       the rules engine: SQL subset and actions
+//! - `topic.rs`       MQTT topic names and filters: validation and matching
+//! - `runtime.rs`     starting the whole local cloud in-process (endpoint + functions)
+//! - `functions.rs`   built-in functions ("Lambdas") the rules invoke, the rotation function's bindings
+
+pub mod control;
+pub mod datadir;
+pub mod endpoint;
+pub mod endpoint_ca;
+pub mod fleet;
+pub mod functions;
+pub mod jitp;
+pub mod policy;
+pub mod rules;
+pub mod runtime;
+pub mod stack;
+pub mod topic;
+
+pub use control::LocalCloud;
+
+/// The region the local cloud reports (`${AWS::Region}`, ARNs, events).
+pub const LOCAL_REGION: &str = "us-east-1";
+/// The account id the local cloud reports (`${AWS::AccountId}`, `awsAccountId`).
+pub const LOCAL_ACCOUNT_ID: &str = "123456789012";
+/// The stack's name, as the sample's `deploy_cf.bash` names it.
+pub const STACK_NAME: &str = "CertRotation";
+/// The device table's name and hash key (the wire contract).
+pub const DEVICE_TABLE: &str = "CertRotationDevices";
+/// The device table's hash key.
+pub const DEVICE_TABLE_KEY: &str = "SerialNumber";

@@ -1,0 +1,1 @@
+//! Starting the local cloud in-process.

@@ -1,0 +1,79 @@
+//! What the walkthrough asks of a cloud, whichever it is.
+//!
+//! [`Cloud`] is implemented by the embedded local cloud ([`local`]) and, later,
+//! by the AWS backend. The TUI and the headless commands use only this trait
+//! and its event stream, so the same screens and commands work on both.
+
+pub mod events;
+pub mod local;
+pub mod reports;
+
+pub use events::{CloudEvent, EventBus, EventKind, EventReceiver};
+pub use reports::*;
+
+use crate::model::CertificateStatus;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Errors a cloud operation reports. Every message says what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum CloudError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
+    #[error("stack template: {0}")]
+    Template(String),
+    #[error("the stack is not deployed: run `jitpilot deploy` first")]
+    NotDeployed,
+    #[error("the CAs are not set up: run `jitpilot init` first")]
+    NotInitialized,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Result alias for cloud operations.
+pub type CloudResult<T> = Result<T, CloudError>;
+
+/// Where devices connect and what they trust.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceEndpoint {
+    /// `host:port` of the MQTT endpoint.
+    pub addr: String,
+    /// Name to verify in the server certificate (SNI).
+    pub server_name: String,
+    /// PEM file of the CA that devices trust for the endpoint.
+    pub root_ca_path: PathBuf,
+    /// The listening socket, when the endpoint runs in this process.
+    #[serde(skip)]
+    pub local_addr: Option<SocketAddr>,
+}
+
+/// The cloud side of the walkthrough.
+#[async_trait::async_trait]
+pub trait Cloud: Send + Sync {
+    /// `local` or `aws`.
+    fn backend(&self) -> &'static str;
+    /// Step 1: create or update the stack (`aws cloudformation deploy`).
+    async fn deploy(&self) -> CloudResult<DeployReport>;
+    /// Step 2: CAs, JITP template, CA key in the parameter store, whitelist,
+    /// factory credentials for the sample's serial plus `extra_devices`.
+    async fn init(&self, extra_devices: usize) -> CloudResult<InitReport>;
+    /// Everything the walkthrough created, read back.
+    async fn status(&self) -> CloudResult<StatusReport>;
+    /// The sample's `certs_etc.py --delete`.
+    async fn cleanup(&self) -> CloudResult<CleanupReport>;
+    /// The sample's `delete_cf.bash`.
+    async fn teardown(&self) -> CloudResult<TeardownReport>;
+    /// `aws iot update-certificate --new-status` (fault injection: revoke).
+    async fn set_certificate_status(
+        &self,
+        cert_id: &str,
+        status: CertificateStatus,
+    ) -> CloudResult<()>;
+    /// Where devices connect.
+    fn device_endpoint(&self) -> Option<DeviceEndpoint>;
+    /// A new subscriber to the event stream.
+    fn events(&self) -> EventReceiver;
+}

@@ -1,0 +1,71 @@
+//! The `jitpilot` binary: with no subcommand, the TUI on the embedded local
+//! cloud; otherwise one headless command (DESIGN §3).
+
+use clap::{Parser, Subcommand};
+use jitpilot::cli::{self, device::DeviceStep, fleet::FleetArgs, GlobalArgs};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "jitpilot",
+    version,
+    about = "IoT fleet onboarding with JITP and certificate rotation: a terminal cockpit on an embedded local cloud or AWS"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    /// Enable mouse capture in the TUI (text is then not selectable).
+    #[arg(long)]
+    mouse: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the local cloud headless (MQTT endpoint, rules, rotation function).
+    Serve,
+    /// Create or update the stack from cfn/ (the sample's deploy_cf.bash).
+    Deploy,
+    /// CAs, JITP template, CA key, whitelist, factory credentials (certs_etc.py --create).
+    Init {
+        /// Devices to add beyond the sample's serial IUQWXALODJESC1.
+        #[arg(long, default_value_t = 0)]
+        devices: usize,
+    },
+    /// Run one device through a walkthrough step (mqtt_client.py --jitp/--create_cert/--ack_cert).
+    Device {
+        /// The device's serial number (= clientId = thing name).
+        serial: String,
+        #[arg(value_enum)]
+        step: DeviceStep,
+    },
+    /// Onboard a whole fleet end to end and print a summary with timings.
+    Fleet(FleetArgs),
+    /// Show the stack, CAs, certificates, things and devices.
+    Status,
+    /// Delete devices, things, certificates, CAs, the CA key and table rows (certs_etc.py --delete).
+    Cleanup,
+    /// Delete the stack (delete_cf.bash).
+    Teardown,
+    /// The TUI in guided mode for workshops.
+    Demo,
+}
+
+#[tokio::main]
+async fn main() -> color_eyre::Result<()> {
+    color_eyre::install()?;
+    let cli = Cli::parse();
+    let g = &cli.global;
+    match &cli.command {
+        None => jitpilot::tui::run(g, cli.mouse, false).await,
+        Some(Command::Demo) => jitpilot::tui::run(g, cli.mouse, true).await,
+        Some(Command::Serve) => cli::serve::run(g).await,
+        Some(Command::Deploy) => cli::deploy::run(g).await,
+        Some(Command::Init { devices }) => cli::init::run(g, *devices).await,
+        Some(Command::Device { serial, step }) => cli::device::run(g, serial, *step).await,
+        Some(Command::Fleet(args)) => cli::fleet::run(g, args).await,
+        Some(Command::Status) => cli::status::run(g).await,
+        Some(Command::Cleanup) => cli::cleanup::run(g).await,
+        Some(Command::Teardown) => cli::teardown::run(g).await,
+    }
+}
