@@ -140,7 +140,7 @@ pub(crate) fn first_cert(pem: &str) -> PkiResult<Vec<u8>> {
 /// Parses DER into x509-parser's view; trailing bytes are refused.
 pub(crate) fn x509_from_der(der: &[u8]) -> PkiResult<X509Certificate<'_>> {
     match X509Certificate::from_der(der) {
-        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+        Ok(([], cert)) => Ok(cert),
         Ok((rest, _)) => Err(PkiError::Invalid {
             what: "certificate",
             reason: format!("{} unexpected bytes after the certificate", rest.len()),

@@ -69,7 +69,7 @@ pub(crate) fn parse_csr_der(csr_pem: &str) -> PkiResult<Vec<u8>> {
 /// x509-parser's view of a CSR DER; trailing bytes are refused.
 pub(crate) fn csr_from_der(der: &[u8]) -> PkiResult<X509CertificationRequest<'_>> {
     match X509CertificationRequest::from_der(der) {
-        Ok((rest, csr)) if rest.is_empty() => Ok(csr),
+        Ok(([], csr)) => Ok(csr),
         Ok((rest, _)) => Err(PkiError::Invalid {
             what: "certificate signing request",
             reason: format!("{} unexpected bytes after the CSR", rest.len()),
