@@ -2,8 +2,10 @@
 //!
 //! Layout:
 //! - `mod.rs`      opening, schema migrations, errors
-//! - `registry.rs` AWS IoT's registry: CA certificates, certificates, things, policies,
-//!   attachments, registration code, topic rules and functions
+//! - `registry.rs` AWS IoT's registry: CA certificates, registration code, certificates,
+//!   things and their principals
+//! - `policies.rs` IoT policies, versions and attachments
+//! - `rules.rs`    topic rules and functions ("Lambdas") deployed by the stack
 //! - `tables.rs`   named tables of JSON items with a hash key ("DynamoDB")
 //! - `params.rs`   the parameter store ("SSM"); SecureString values sealed by `keyring.rs`
 //! - `keyring.rs`  the local KMS: an AEAD key in a 0600 master-key file
@@ -16,7 +18,9 @@
 mod events;
 mod keyring;
 mod params;
+mod policies;
 mod registry;
+mod rules;
 mod stacks;
 mod tables;
 
