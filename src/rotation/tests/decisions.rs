@@ -216,7 +216,7 @@ fn create_valid_csr_is_signed_then_registered_attached_recorded_and_answered() {
             row: Some(&row),
             vendor_cert: Some(&vendor),
             manufacturer_cert: None,
-            thing_certs: &[vendor.clone()],
+            thing_certs: std::slice::from_ref(&vendor),
         },
         &config,
     ) {
