@@ -1,6 +1,7 @@
 //! Tests of the rotation function: the pure handlers (`decisions.rs`,
 //! `parse.rs`) and the executor over a real SQLite store (`local_store.rs`).
 
+mod ack_decisions;
 mod decisions;
 mod local_store;
 mod parse;
