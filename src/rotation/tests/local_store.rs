@@ -4,7 +4,10 @@
 
 use super::*;
 use crate::cloud::events::{EventBus, EventKind};
-use crate::cloud::local::functions::{builtin_functions, CertRotation, CERT_ROTATION_HANDLER};
+use crate::cloud::local::fleet::Fleet;
+use crate::cloud::local::functions::{
+    builtin_functions, rotation_config, CertRotation, CERT_ROTATION_HANDLER,
+};
 use crate::cloud::local::{DEVICE_TABLE, DEVICE_TABLE_KEY};
 use crate::model::{CaCertificate, ParameterType};
 use crate::rotation::wire::*;
@@ -454,11 +457,10 @@ fn a_missing_ca_key_is_a_refusal_that_says_to_run_init() {
 async fn the_rules_engine_invokes_it_by_handler_name() {
     let cloud = LocalCloud::new();
     assert_eq!(cloud.jitp(&pki().vendor, SERIAL), Outcome::ThingCreated);
-    let functions = builtin_functions(
-        cloud.store.clone(),
-        cloud.bus.clone(),
-        RotationConfig::default(),
-    );
+    let fleet = Fleet::builtin().expect("built-in fleet");
+    let config = rotation_config(&fleet);
+    assert_eq!(config.validity_days, fleet.manufacturer_cert.validity_days);
+    let functions = builtin_functions(cloud.store.clone(), cloud.bus.clone(), config);
     let function = functions
         .get(CERT_ROTATION_HANDLER)
         .expect("cert-rotation is registered");
@@ -483,5 +485,12 @@ async fn the_rules_engine_invokes_it_by_handler_name() {
     assert_eq!(
         published[0].1["cert_id"].as_str(),
         cloud.row(SERIAL).manufacturer_cert_id()
+    );
+    // The validity comes from the fleet definition.
+    let info = pki::parse_cert(published[0].1["pem"].as_str().expect("pem")).expect("cert");
+    let days = (info.not_after - info.not_before) / 86_400;
+    assert!(
+        (i64::from(config.validity_days)..=i64::from(config.validity_days) + 1).contains(&days),
+        "{days} days"
     );
 }
