@@ -2,6 +2,7 @@
 //! `parse.rs`) and the executor over a real SQLite store (`local_store.rs`).
 
 mod ack_decisions;
+mod after_init;
 mod decisions;
 mod local_store;
 mod parse;
