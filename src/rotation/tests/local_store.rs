@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 /// Collects what the function publishes.
 #[derive(Default)]
-struct Recorder(Mutex<Vec<(String, Value)>>);
+pub(super) struct Recorder(Mutex<Vec<(String, Value)>>);
 
 impl Publisher for Recorder {
     fn publish(&self, topic: &str, payload: Vec<u8>) {
@@ -31,23 +31,23 @@ impl Publisher for Recorder {
 }
 
 impl Recorder {
-    fn take(&self) -> Vec<(String, Value)> {
+    pub(super) fn take(&self) -> Vec<(String, Value)> {
         std::mem::take(&mut *self.0.lock().expect("lock"))
     }
 }
 
-struct LocalCloud {
+pub(super) struct LocalCloud {
     _dir: tempfile::TempDir,
-    store: Store,
+    pub(super) store: Store,
     bus: EventBus,
     function: Arc<RotationFunction>,
-    published: Arc<Recorder>,
+    pub(super) published: Arc<Recorder>,
 }
 
 impl LocalCloud {
     /// A deployed and initialised cloud: table, policies, both CAs, the
     /// Manufacturer CA key in the parameter store, `SERIAL` whitelisted.
-    fn new() -> LocalCloud {
+    pub(super) fn new() -> LocalCloud {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("store");
         store
@@ -99,7 +99,7 @@ impl LocalCloud {
         self.store.put_item(DEVICE_TABLE, row.item()).expect("row");
     }
 
-    fn row(&self, serial: &str) -> DeviceRow {
+    pub(super) fn row(&self, serial: &str) -> DeviceRow {
         DeviceRow::from_item(
             self.store
                 .get_item(DEVICE_TABLE, serial)
@@ -117,7 +117,7 @@ impl LocalCloud {
 
     /// What JITP does on the first connect with a vendor cert (register,
     /// thing, template), then the registered event through the rule.
-    fn jitp(&self, vendor: &Issued, serial: &str) -> Outcome {
+    pub(super) fn jitp(&self, vendor: &Issued, serial: &str) -> Outcome {
         let record = record(vendor, &pki().vendor_ca, CertificateStatus::Active);
         self.store.register_certificate(&record).expect("register");
         self.store
@@ -147,7 +147,7 @@ impl LocalCloud {
         }))
     }
 
-    fn create(&self, serial: &str, principal: &str, csr: &str) -> Outcome {
+    pub(super) fn create(&self, serial: &str, principal: &str, csr: &str) -> Outcome {
         self.invoke(json!({
             "data": {"csr": csr},
             "topic": request_topic(CREATE_MAN_CERT, serial),
@@ -156,7 +156,7 @@ impl LocalCloud {
         }))
     }
 
-    fn ack(&self, serial: &str, principal: &str, cert_id: &str) -> Outcome {
+    pub(super) fn ack(&self, serial: &str, principal: &str, cert_id: &str) -> Outcome {
         self.invoke(json!({
             "data": {"cert_id": cert_id},
             "topic": request_topic(ACK_MAN_CERT, serial),
