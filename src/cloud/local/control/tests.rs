@@ -101,3 +101,71 @@ fn torn_factory_credentials_are_issued_again_and_intact_ones_kept() {
         other_key
     );
 }
+
+#[test]
+fn cleanup_undoes_what_jitp_and_rotation_left_and_teardown_follows() {
+    use crate::model::{Certificate, CertificateStatus};
+    let tmp = tempfile::tempdir().unwrap();
+    let cloud = deployed(tmp.path(), EventBus::default());
+    let report = cloud.init_sync(0).unwrap();
+    let store = cloud.store();
+    let vendor_id = &report.cas[0].id;
+    // What 3a leaves behind for the sample's device: its vendor cert ACTIVE,
+    // a thing named by the serial, the in-progress policy attached.
+    let pem = std::fs::read_to_string(
+        cloud
+            .data_dir()
+            .device_dir(SAMPLE_SERIAL)
+            .join("vendor.cert.pem"),
+    )
+    .unwrap();
+    let cert_id = pki::certificate_id_from_pem(&pem).unwrap();
+    store
+        .register_certificate(&Certificate {
+            id: cert_id.clone(),
+            ca_id: Some(vendor_id.clone()),
+            pem,
+            status: CertificateStatus::Active,
+            created_at: 1,
+        })
+        .unwrap();
+    store
+        .create_thing(SAMPLE_SERIAL, &serde_json::Map::new())
+        .unwrap();
+    store
+        .attach_thing_principal(SAMPLE_SERIAL, &cert_id)
+        .unwrap();
+    store
+        .attach_policy("CrInProgressCertPolicy", &cert_id)
+        .unwrap();
+
+    let status = cloud.status_sync().unwrap();
+    assert_eq!(status.certificates[0].things, [SAMPLE_SERIAL]);
+    assert_eq!(
+        status.certificates[0].common_name.as_deref(),
+        Some(SAMPLE_SERIAL)
+    );
+    assert_eq!(
+        status.cas[0].certificates.get("ACTIVE").copied(),
+        Some(1),
+        "the CA pane counts its certificates"
+    );
+
+    let cleaned = cloud.cleanup_sync().unwrap();
+    assert_eq!(
+        (cleaned.things, cleaned.certificates, cleaned.cas),
+        (1, 1, 2)
+    );
+    assert!(store.list_certificates().unwrap().is_empty());
+    assert!(store
+        .list_policy_targets("CrInProgressCertPolicy")
+        .unwrap()
+        .is_empty());
+    let teardown = cloud.teardown_sync().unwrap();
+    assert!(teardown.existed);
+    assert!(store.list_policies().unwrap().is_empty());
+    // And again: nothing left, still a success.
+    let again = cloud.cleanup_sync().unwrap();
+    assert_eq!(again.things + again.certificates + again.cas, 0);
+    assert!(!cloud.teardown_sync().unwrap().existed);
+}
