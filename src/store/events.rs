@@ -2,7 +2,7 @@
 //! reason) and registry change, for `status`, the TUI's device timeline and
 //! post-mortems.
 
-use super::{json_col, to_json, Store, StoreResult};
+use super::{json_col, to_json, Cached, Store, StoreResult};
 use crate::model::{now_millis, EventRecord};
 
 fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRecord> {
@@ -30,7 +30,7 @@ impl Store {
     ) -> StoreResult<i64> {
         let detail = to_json(detail)?;
         self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "INSERT INTO event_log (at, kind, subject, detail) VALUES (?1, ?2, ?3, ?4)",
                 rusqlite::params![now_millis(), kind, subject, detail],
             )?;
@@ -68,7 +68,7 @@ impl Store {
     /// Events with `seq > after`, oldest first, at most `limit`.
     pub fn list_events(&self, after: i64, limit: usize) -> StoreResult<Vec<EventRecord>> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT seq, at, kind, subject, detail FROM event_log
                  WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             )?;
@@ -81,7 +81,7 @@ impl Store {
     /// the most recent `limit` of them.
     pub fn list_events_for(&self, subject: &str, limit: usize) -> StoreResult<Vec<EventRecord>> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT seq, at, kind, subject, detail FROM (
                      SELECT * FROM event_log WHERE subject = ?1 ORDER BY seq DESC LIMIT ?2
                  ) ORDER BY seq",

@@ -412,6 +412,7 @@ fn configure(conn: &rusqlite::Connection, path: &Path, writable: bool) -> StoreR
         source: Box::new(source),
     };
     conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     if writable {
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -461,6 +462,36 @@ fn migrate(conn: &rusqlite::Connection, path: &Path) -> StoreResult<()> {
     }
     Ok(())
 }
+
+/// Cached statements: the endpoint and the rotation function run the same
+/// few statements thousands of times a second during a fleet onboarding;
+/// SQLite parses each once per connection instead of once per call.
+pub(crate) trait Cached {
+    /// `execute` through the statement cache.
+    fn execute_cached<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    /// `query_row` through the statement cache.
+    fn query_row_cached<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
+}
+
+impl Cached for rusqlite::Connection {
+    fn execute_cached<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn query_row_cached<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+}
+
+/// How many prepared statements each connection keeps (all of the store's).
+const STATEMENT_CACHE: usize = 128;
 
 /// Maps a text column to a [`crate::model::CertificateStatus`].
 pub(crate) fn status_col(

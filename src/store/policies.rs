@@ -2,7 +2,7 @@
 //! (`CreatePolicy`, `CreatePolicyVersion`, `AttachPolicy`, ...).
 
 use super::registry::not_found;
-use super::{Store, StoreError, StoreResult};
+use super::{Cached, Store, StoreError, StoreResult};
 use crate::model::{now_millis, Policy};
 use rusqlite::OptionalExtension;
 
@@ -32,7 +32,7 @@ impl Store {
                     name: name.to_string(),
                 });
             }
-            tx.execute(
+            tx.execute_cached(
                 "INSERT OR REPLACE INTO policy_versions (name, version, document, created_at)
                  VALUES (?1, 1, ?2, ?3)",
                 rusqlite::params![name, document, now_millis()],
@@ -61,12 +61,12 @@ impl Store {
                 return Err(not_found("policy", name));
             };
             let version = current + 1;
-            tx.execute(
+            tx.execute_cached(
                 "UPDATE policies SET document = ?2, version = ?3 WHERE name = ?1",
                 rusqlite::params![name, document, version],
             )
             .map_err(|e| self.sql_error(e))?;
-            tx.execute(
+            tx.execute_cached(
                 "INSERT OR REPLACE INTO policy_versions (name, version, document, created_at)
                  VALUES (?1, ?2, ?3, ?4)",
                 rusqlite::params![name, version, document, now_millis()],
@@ -83,7 +83,7 @@ impl Store {
     /// `GetPolicy`: the default version.
     pub fn get_policy(&self, name: &str) -> StoreResult<Option<Policy>> {
         self.with_conn(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT name, document, version FROM policies WHERE name = ?1",
                 [name],
                 policy_row,
@@ -96,7 +96,7 @@ impl Store {
     pub fn list_policies(&self) -> StoreResult<Vec<Policy>> {
         self.with_conn(|c| {
             let mut stmt =
-                c.prepare("SELECT name, document, version FROM policies ORDER BY name")?;
+                c.prepare_cached("SELECT name, document, version FROM policies ORDER BY name")?;
             let rows = stmt.query_map([], policy_row)?;
             rows.collect()
         })
@@ -121,9 +121,9 @@ impl Store {
                     ),
                 });
             }
-            tx.execute("DELETE FROM policy_versions WHERE name = ?1", [name])
+            tx.execute_cached("DELETE FROM policy_versions WHERE name = ?1", [name])
                 .map_err(|e| self.sql_error(e))?;
-            tx.execute("DELETE FROM policies WHERE name = ?1", [name])
+            tx.execute_cached("DELETE FROM policies WHERE name = ?1", [name])
                 .map(|n| n > 0)
                 .map_err(|e| self.sql_error(e))
         })
@@ -135,7 +135,7 @@ impl Store {
             return Err(not_found("policy", policy));
         }
         self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "INSERT OR IGNORE INTO policy_targets (policy, target) VALUES (?1, ?2)",
                 [policy, target],
             )
@@ -146,7 +146,7 @@ impl Store {
     /// `DetachPolicy` (idempotent).
     pub fn detach_policy(&self, policy: &str, target: &str) -> StoreResult<()> {
         self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "DELETE FROM policy_targets WHERE policy = ?1 AND target = ?2",
                 [policy, target],
             )
@@ -157,7 +157,7 @@ impl Store {
     /// `ListAttachedPolicies`: the policies attached to a certificate.
     pub fn list_attached_policies(&self, target: &str) -> StoreResult<Vec<Policy>> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT p.name, p.document, p.version FROM policies p
                  JOIN policy_targets t ON t.policy = p.name
                  WHERE t.target = ?1 ORDER BY p.name",

@@ -2,7 +2,7 @@
 //! things and their principals. Policies are in `policies.rs`, topic rules and
 //! functions in `rules.rs`.
 
-use super::{json_col, status_col, to_json, Store, StoreError, StoreResult};
+use super::{json_col, status_col, to_json, Cached, Store, StoreError, StoreResult};
 use crate::model::{
     now_millis, CaCertificate, Certificate, CertificateStatus, RegistrationConfig, Thing,
 };
@@ -66,14 +66,14 @@ impl Store {
     /// Runs a query returning a list of strings.
     pub(super) fn strings(&self, sql: &str, param: &str) -> StoreResult<Vec<String>> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(sql)?;
+            let mut stmt = c.prepare_cached(sql)?;
             let rows = stmt.query_map([param], |r| r.get(0))?;
             rows.collect()
         })
     }
 
     pub(super) fn exists(&self, sql: &str, param: &str) -> StoreResult<bool> {
-        self.with_conn(|c| c.query_row(sql, [param], |_| Ok(())).optional())
+        self.with_conn(|c| c.query_row_cached(sql, [param], |_| Ok(())).optional())
             .map(|row| row.is_some())
     }
 
@@ -83,7 +83,7 @@ impl Store {
     pub fn register_ca(&self, ca: &CaCertificate) -> StoreResult<()> {
         let config = ca.registration_config.as_ref().map(to_json).transpose()?;
         let inserted = self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "INSERT OR IGNORE INTO ca_certificates
                      (id, pem, status, auto_registration, registration_config, label, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -110,7 +110,7 @@ impl Store {
     /// `DescribeCACertificate`.
     pub fn get_ca(&self, id: &str) -> StoreResult<Option<CaCertificate>> {
         self.with_conn(|c| {
-            c.query_row(
+            c.query_row_cached(
                 &format!("SELECT {CA_COLUMNS} FROM ca_certificates WHERE id = ?1"),
                 [id],
                 ca_row,
@@ -122,7 +122,7 @@ impl Store {
     /// `ListCACertificates`, oldest first.
     pub fn list_cas(&self) -> StoreResult<Vec<CaCertificate>> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(&format!(
+            let mut stmt = c.prepare_cached(&format!(
                 "SELECT {CA_COLUMNS} FROM ca_certificates ORDER BY created_at, id"
             ))?;
             let rows = stmt.query_map([], ca_row)?;
@@ -133,7 +133,7 @@ impl Store {
     /// `UpdateCACertificate --new-status`. `NotFound` if unknown.
     pub fn set_ca_status(&self, id: &str, status: CertificateStatus) -> StoreResult<()> {
         let n = self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "UPDATE ca_certificates SET status = ?2 WHERE id = ?1",
                 [id, status.as_str()],
             )
@@ -153,7 +153,7 @@ impl Store {
     ) -> StoreResult<()> {
         let config = config.map(to_json).transpose()?;
         let n = self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "UPDATE ca_certificates SET auto_registration = ?2, registration_config = ?3
                  WHERE id = ?1",
                 rusqlite::params![id, enabled, config],
@@ -178,7 +178,7 @@ impl Store {
                 reason: format!("it is {}; set it INACTIVE before deleting it", ca.status),
             });
         }
-        self.with_conn(|c| c.execute("DELETE FROM ca_certificates WHERE id = ?1", [id]))
+        self.with_conn(|c| c.execute_cached("DELETE FROM ca_certificates WHERE id = ?1", [id]))
             .map(|n| n > 0)
     }
 
@@ -189,12 +189,12 @@ impl Store {
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         let fresh = hex::encode(bytes);
         self.with_tx(|tx| {
-            tx.execute(
+            tx.execute_cached(
                 "INSERT OR IGNORE INTO registration_code (id, code) VALUES (1, ?1)",
                 [&fresh],
             )
             .map_err(|e| self.sql_error(e))?;
-            tx.query_row("SELECT code FROM registration_code WHERE id = 1", [], |r| {
+            tx.query_row_cached("SELECT code FROM registration_code WHERE id = 1", [], |r| {
                 r.get(0)
             })
             .map_err(|e| self.sql_error(e))
@@ -206,7 +206,7 @@ impl Store {
     /// `RegisterCertificate` / JITP registration. `AlreadyExists` if known.
     pub fn register_certificate(&self, cert: &Certificate) -> StoreResult<()> {
         let inserted = self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "INSERT OR IGNORE INTO certificates (id, ca_id, pem, status, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 rusqlite::params![
@@ -230,7 +230,7 @@ impl Store {
     /// `DescribeCertificate`.
     pub fn get_certificate(&self, id: &str) -> StoreResult<Option<Certificate>> {
         self.with_conn(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT id, ca_id, pem, status, created_at FROM certificates WHERE id = ?1",
                 [id],
                 cert_row,
@@ -242,7 +242,7 @@ impl Store {
     /// `ListCertificates`, oldest first.
     pub fn list_certificates(&self) -> StoreResult<Vec<Certificate>> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT id, ca_id, pem, status, created_at FROM certificates
                  ORDER BY created_at, id",
             )?;
@@ -254,7 +254,7 @@ impl Store {
     /// `UpdateCertificate --new-status`. `NotFound` if unknown.
     pub fn set_certificate_status(&self, id: &str, status: CertificateStatus) -> StoreResult<()> {
         let n = self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "UPDATE certificates SET status = ?2 WHERE id = ?1",
                 [id, status.as_str()],
             )
@@ -302,9 +302,9 @@ impl Store {
                     ),
                 });
             }
-            tx.execute("DELETE FROM policy_targets WHERE target = ?1", [id])
+            tx.execute_cached("DELETE FROM policy_targets WHERE target = ?1", [id])
                 .map_err(|e| self.sql_error(e))?;
-            tx.execute("DELETE FROM certificates WHERE id = ?1", [id])
+            tx.execute_cached("DELETE FROM certificates WHERE id = ?1", [id])
                 .map_err(|e| self.sql_error(e))?;
             Ok(true)
         })
@@ -316,7 +316,7 @@ impl Store {
         ca_id: &str,
     ) -> StoreResult<Vec<(CertificateStatus, u64)>> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT status, count(*) FROM certificates WHERE ca_id = ?1
                  GROUP BY status ORDER BY status",
             )?;
@@ -343,12 +343,12 @@ impl Store {
         }
         let attributes = to_json(attributes)?;
         self.with_tx(|tx| {
-            tx.execute(
+            tx.execute_cached(
                 "INSERT OR IGNORE INTO things (name, attributes, created_at) VALUES (?1, ?2, ?3)",
                 rusqlite::params![name, attributes, now_millis()],
             )
             .map_err(|e| self.sql_error(e))?;
-            tx.query_row(
+            tx.query_row_cached(
                 "SELECT name, attributes, created_at FROM things WHERE name = ?1",
                 [name],
                 thing_row,
@@ -360,7 +360,7 @@ impl Store {
     /// `DescribeThing`.
     pub fn get_thing(&self, name: &str) -> StoreResult<Option<Thing>> {
         self.with_conn(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT name, attributes, created_at FROM things WHERE name = ?1",
                 [name],
                 thing_row,
@@ -373,7 +373,7 @@ impl Store {
     pub fn list_things(&self) -> StoreResult<Vec<Thing>> {
         self.with_conn(|c| {
             let mut stmt =
-                c.prepare("SELECT name, attributes, created_at FROM things ORDER BY name")?;
+                c.prepare_cached("SELECT name, attributes, created_at FROM things ORDER BY name")?;
             let rows = stmt.query_map([], thing_row)?;
             rows.collect()
         })
@@ -392,7 +392,7 @@ impl Store {
                 ),
             });
         }
-        self.with_conn(|c| c.execute("DELETE FROM things WHERE name = ?1", [name]))
+        self.with_conn(|c| c.execute_cached("DELETE FROM things WHERE name = ?1", [name]))
             .map(|n| n > 0)
     }
 
@@ -405,7 +405,7 @@ impl Store {
             return Err(not_found("certificate", cert_id));
         }
         self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "INSERT OR IGNORE INTO thing_principals (thing, principal) VALUES (?1, ?2)",
                 [thing, cert_id],
             )
@@ -416,7 +416,7 @@ impl Store {
     /// `DetachThingPrincipal` (idempotent).
     pub fn detach_thing_principal(&self, thing: &str, cert_id: &str) -> StoreResult<()> {
         self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "DELETE FROM thing_principals WHERE thing = ?1 AND principal = ?2",
                 [thing, cert_id],
             )

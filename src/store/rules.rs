@@ -1,6 +1,6 @@
 //! Topic rules and functions ("Lambdas"), as the stack engine deploys them.
 
-use super::{json_col, to_json, Store, StoreResult};
+use super::{json_col, to_json, Cached, Store, StoreResult};
 use crate::model::{Function, TopicRule};
 use rusqlite::OptionalExtension;
 
@@ -30,7 +30,7 @@ impl Store {
     pub fn put_topic_rule(&self, rule: &TopicRule) -> StoreResult<()> {
         let actions = to_json(&rule.actions)?;
         self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "INSERT OR REPLACE INTO topic_rules (name, sql, actions, enabled)
                  VALUES (?1, ?2, ?3, ?4)",
                 rusqlite::params![rule.name, rule.sql, actions, rule.enabled],
@@ -41,15 +41,16 @@ impl Store {
 
     /// `DeleteTopicRule`. False if absent.
     pub fn delete_topic_rule(&self, name: &str) -> StoreResult<bool> {
-        self.with_conn(|c| c.execute("DELETE FROM topic_rules WHERE name = ?1", [name]))
+        self.with_conn(|c| c.execute_cached("DELETE FROM topic_rules WHERE name = ?1", [name]))
             .map(|n| n > 0)
     }
 
     /// `ListTopicRules`, by name.
     pub fn list_topic_rules(&self) -> StoreResult<Vec<TopicRule>> {
         self.with_conn(|c| {
-            let mut stmt =
-                c.prepare("SELECT name, sql, actions, enabled FROM topic_rules ORDER BY name")?;
+            let mut stmt = c.prepare_cached(
+                "SELECT name, sql, actions, enabled FROM topic_rules ORDER BY name",
+            )?;
             let rows = stmt.query_map([], rule_row)?;
             rows.collect()
         })
@@ -59,7 +60,7 @@ impl Store {
     pub fn put_function(&self, function: &Function) -> StoreResult<()> {
         let environment = to_json(&function.environment)?;
         self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "INSERT OR REPLACE INTO functions (name, arn, handler, role_arn, environment)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 rusqlite::params![
@@ -77,7 +78,7 @@ impl Store {
     /// `GetFunction`.
     pub fn get_function(&self, name: &str) -> StoreResult<Option<Function>> {
         self.with_conn(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT name, arn, handler, role_arn, environment FROM functions WHERE name = ?1",
                 [name],
                 function_row,
@@ -88,14 +89,14 @@ impl Store {
 
     /// `DeleteFunction`. False if absent.
     pub fn delete_function(&self, name: &str) -> StoreResult<bool> {
-        self.with_conn(|c| c.execute("DELETE FROM functions WHERE name = ?1", [name]))
+        self.with_conn(|c| c.execute_cached("DELETE FROM functions WHERE name = ?1", [name]))
             .map(|n| n > 0)
     }
 
     /// `ListFunctions`, by name.
     pub fn list_functions(&self) -> StoreResult<Vec<Function>> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT name, arn, handler, role_arn, environment FROM functions ORDER BY name",
             )?;
             let rows = stmt.query_map([], function_row)?;

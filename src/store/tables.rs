@@ -1,7 +1,7 @@
 //! Named tables of JSON items keyed by a string hash key — the local
 //! stand-in for DynamoDB (`CertRotationDevices`, hash key `SerialNumber`).
 
-use super::{json_col, to_json, Store, StoreError, StoreResult};
+use super::{json_col, to_json, Cached, Store, StoreError, StoreResult};
 use crate::model::TableInfo;
 use rusqlite::OptionalExtension;
 use serde_json::{Map, Value};
@@ -24,7 +24,7 @@ impl Store {
             }),
             None => self
                 .with_conn(|c| {
-                    c.execute(
+                    c.execute_cached(
                         "INSERT INTO tables (name, hash_key) VALUES (?1, ?2)",
                         [name, hash_key],
                     )
@@ -36,9 +36,9 @@ impl Store {
     /// `DeleteTable` with all its items. False if absent.
     pub fn delete_table(&self, name: &str) -> StoreResult<bool> {
         self.with_tx(|tx| {
-            tx.execute("DELETE FROM items WHERE table_name = ?1", [name])
+            tx.execute_cached("DELETE FROM items WHERE table_name = ?1", [name])
                 .map_err(|e| self.sql_error(e))?;
-            tx.execute("DELETE FROM tables WHERE name = ?1", [name])
+            tx.execute_cached("DELETE FROM tables WHERE name = ?1", [name])
                 .map(|n| n > 0)
                 .map_err(|e| self.sql_error(e))
         })
@@ -47,7 +47,7 @@ impl Store {
     /// `DescribeTable`: name, hash key and item count.
     pub fn describe_table(&self, name: &str) -> StoreResult<Option<TableInfo>> {
         self.with_conn(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT t.name, t.hash_key, (SELECT count(*) FROM items i WHERE i.table_name = t.name)
                  FROM tables t WHERE t.name = ?1",
                 [name],
@@ -60,7 +60,7 @@ impl Store {
     /// `ListTables`, with each table's description.
     pub fn list_tables(&self) -> StoreResult<Vec<TableInfo>> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT t.name, t.hash_key, (SELECT count(*) FROM items i WHERE i.table_name = t.name)
                  FROM tables t ORDER BY t.name",
             )?;
@@ -81,7 +81,7 @@ impl Store {
         let key = item_key(table, &hash_key, item)?;
         let json = to_json(item)?;
         self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "INSERT INTO items (table_name, hash_key, item) VALUES (?1, ?2, ?3)
                  ON CONFLICT(table_name, hash_key) DO UPDATE SET item = excluded.item",
                 [table, key.as_str(), json.as_str()],
@@ -121,7 +121,7 @@ impl Store {
     /// `GetItem` by hash key.
     pub fn get_item(&self, table: &str, key: &str) -> StoreResult<Option<Item>> {
         self.with_conn(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT item FROM items WHERE table_name = ?1 AND hash_key = ?2",
                 [table, key],
                 |r| json_col(r, 0),
@@ -133,7 +133,7 @@ impl Store {
     /// `DeleteItem`. False if absent.
     pub fn delete_item(&self, table: &str, key: &str) -> StoreResult<bool> {
         self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "DELETE FROM items WHERE table_name = ?1 AND hash_key = ?2",
                 [table, key],
             )
@@ -145,7 +145,7 @@ impl Store {
     pub fn scan(&self, table: &str) -> StoreResult<Vec<Item>> {
         self.with_conn(|c| {
             let mut stmt =
-                c.prepare("SELECT item FROM items WHERE table_name = ?1 ORDER BY hash_key")?;
+                c.prepare_cached("SELECT item FROM items WHERE table_name = ?1 ORDER BY hash_key")?;
             let rows = stmt.query_map([table], |r| json_col(r, 0))?;
             rows.collect()
         })
@@ -153,7 +153,7 @@ impl Store {
 
     fn table_hash_key(&self, name: &str) -> StoreResult<Option<String>> {
         self.with_conn(|c| {
-            c.query_row("SELECT hash_key FROM tables WHERE name = ?1", [name], |r| {
+            c.query_row_cached("SELECT hash_key FROM tables WHERE name = ?1", [name], |r| {
                 r.get(0)
             })
             .optional()
