@@ -1,13 +1,13 @@
 //! `jitpilot cleanup`: the sample's `certs_etc.py --delete`.
 
 use super::GlobalArgs;
-use crate::cloud::{Cloud, EventBus};
+use crate::cloud::EventBus;
 use color_eyre::eyre::eyre;
 
 /// Runs `jitpilot cleanup`.
 pub async fn run(global: &GlobalArgs) -> color_eyre::Result<()> {
     let _log = crate::logging::init_file_logging(&global.data_dir());
-    let cloud = super::deploy::open_local_cloud(global, EventBus::default())?;
+    let cloud = super::backend::open_cloud(global, EventBus::default()).await?;
     let report = cloud
         .cleanup()
         .await

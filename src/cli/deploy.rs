@@ -4,7 +4,7 @@
 
 use super::{Backend, GlobalArgs};
 use crate::cloud::local::LocalCloud;
-use crate::cloud::{Cloud, CloudEvent, EventBus, EventKind};
+use crate::cloud::{CloudEvent, EventBus, EventKind};
 use color_eyre::eyre::{bail, eyre};
 
 /// Runs `jitpilot deploy`.
@@ -12,7 +12,7 @@ pub async fn run(global: &GlobalArgs) -> color_eyre::Result<()> {
     let _log = crate::logging::init_file_logging(&global.data_dir());
     let bus = EventBus::default();
     let printer = print_stack_events(&bus);
-    let cloud = open_local_cloud(global, bus)?;
+    let cloud = super::backend::open_cloud(global, bus).await?;
     let result = cloud.deploy().await;
     // Dropping every sender ends the printer once it has drained the events.
     drop(cloud);

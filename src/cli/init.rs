@@ -1,13 +1,13 @@
 //! `jitpilot init`: the sample's `certs_etc.py --create`.
 
 use super::GlobalArgs;
-use crate::cloud::{CaSummary, Cloud, EventBus};
+use crate::cloud::{CaSummary, EventBus};
 use color_eyre::eyre::eyre;
 
 /// Runs `jitpilot init`.
 pub async fn run(global: &GlobalArgs, devices: usize) -> color_eyre::Result<()> {
     let _log = crate::logging::init_file_logging(&global.data_dir());
-    let cloud = super::deploy::open_local_cloud(global, EventBus::default())?;
+    let cloud = super::backend::open_cloud(global, EventBus::default()).await?;
     let report = cloud
         .init(devices)
         .await

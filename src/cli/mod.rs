@@ -4,6 +4,7 @@
 //! `--json` prints one JSON document on stdout; otherwise human text.
 //! Logs never go to stdout. Exit code 0 only on success.
 
+pub mod backend;
 pub mod cleanup;
 pub mod deploy;
 pub mod device;

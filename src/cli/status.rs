@@ -9,9 +9,20 @@ use color_eyre::eyre::eyre;
 
 /// Runs `jitpilot status`.
 pub async fn run(global: &GlobalArgs) -> color_eyre::Result<()> {
-    super::deploy::require_local(global)?;
     let data_dir = global.data_dir();
     let _log = crate::logging::init_file_logging(&data_dir);
+    if global.backend == super::Backend::Aws {
+        let cloud = super::backend::open_aws(global, EventBus::default()).await?;
+        let report = cloud
+            .status()
+            .await
+            .map_err(|e| eyre!("status failed: {e}"))?;
+        if global.json {
+            return super::print_json(&report);
+        }
+        print_status(&report);
+        return Ok(());
+    }
     let cloud = match LocalCloud::open(&data_dir, EventBus::default()) {
         Ok(cloud) => cloud,
         // Another process owns the data dir: read beside it.

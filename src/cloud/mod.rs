@@ -7,6 +7,7 @@
 pub mod events;
 pub mod local;
 pub mod reports;
+pub mod aws;
 
 pub use events::{CloudEvent, EventBus, EventKind, EventReceiver};
 pub use reports::*;

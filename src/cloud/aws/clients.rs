@@ -1,0 +1,162 @@
+//! The SDK clients, built once from aws-config's standard chain.
+//!
+//! Credentials and region come from the usual places (environment, profile,
+//! SSO, instance role); `--region` overrides the region and `--endpoint-url`
+//! points every client at an emulator. Retries use the SDK's *adaptive* mode:
+//! exponential backoff with jitter plus a client-side rate limiter that slows
+//! down when AWS throttles — the IoT registry APIs allow about 10 TPS.
+
+use super::errors::{api, AwsError, AwsResult};
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use std::path::PathBuf;
+
+/// How many times one call is tried before a throttling error is reported.
+const MAX_ATTEMPTS: u32 = 8;
+
+/// What the AWS backend needs to know besides credentials.
+#[derive(Debug, Clone, Default)]
+pub struct AwsOptions {
+    /// `--region`; else the standard chain (AWS_REGION, profile).
+    pub region: Option<String>,
+    /// `--endpoint-url`: an emulator such as moto's server.
+    pub endpoint_url: Option<String>,
+    /// The data dir: factory credentials, the observer identity, the endpoint.
+    pub data_dir: PathBuf,
+    /// The rotation function's package: a `bootstrap.zip` or a `bootstrap`
+    /// binary (zipped on deploy). `JITPILOT_LAMBDA_PACKAGE`.
+    pub function_package: Option<PathBuf>,
+    /// The S3 bucket for the function's code. `JITPILOT_CODE_BUCKET`;
+    /// default `jitpilot-artifacts-<account>-<region>`.
+    pub code_bucket: Option<String>,
+}
+
+impl AwsOptions {
+    /// Options from the command line plus the environment variables above.
+    pub fn new(data_dir: PathBuf, region: Option<String>, endpoint_url: Option<String>) -> Self {
+        AwsOptions {
+            region,
+            endpoint_url,
+            data_dir,
+            function_package: std::env::var_os("JITPILOT_LAMBDA_PACKAGE").map(PathBuf::from),
+            code_bucket: std::env::var("JITPILOT_CODE_BUCKET")
+                .ok()
+                .filter(|b| !b.is_empty()),
+        }
+    }
+
+    /// True when `--endpoint-url` points at this machine: an emulator, never
+    /// AWS itself. Deploy then creates the topic rules through the IoT API,
+    /// because emulators do not implement `AWS::IoT::TopicRule` in stacks.
+    pub fn is_emulator(&self) -> bool {
+        self.endpoint_url.as_deref().is_some_and(is_loopback_url)
+    }
+}
+
+/// True for `http(s)://127.x.x.x`, `localhost` or `[::1]` URLs.
+pub fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let host = rest.split('/').next().unwrap_or_default();
+    let host = if let Some(v6) = host.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        host.split(':').next().unwrap_or_default()
+    };
+    host == "localhost"
+        || host == "::1"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Every client the walkthrough uses, sharing one configuration.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub config: SdkConfig,
+    pub iot: aws_sdk_iot::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    pub cloudformation: aws_sdk_cloudformation::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub sts: aws_sdk_sts::Client,
+    /// The region every client talks to.
+    pub region: String,
+}
+
+impl Clients {
+    /// Loads the standard chain with `options` applied. Fails early, with
+    /// what to do, when no region is configured.
+    pub async fn load(options: &AwsOptions) -> AwsResult<Clients> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::adaptive().with_max_attempts(MAX_ATTEMPTS));
+        if let Some(region) = &options.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(url) = &options.endpoint_url {
+            loader = loader.endpoint_url(url.clone());
+        }
+        let config = loader.load().await;
+        Clients::from_config(config)
+    }
+
+    /// Clients over an already loaded configuration.
+    pub fn from_config(config: SdkConfig) -> AwsResult<Clients> {
+        let region = config
+            .region()
+            .map(|r| r.to_string())
+            .ok_or(AwsError::NoRegion)?;
+        // Emulators serve buckets by path, not by virtual host name.
+        let s3_config = aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(config.endpoint_url().is_some())
+            .build();
+        Ok(Clients {
+            iot: aws_sdk_iot::Client::new(&config),
+            ssm: aws_sdk_ssm::Client::new(&config),
+            cloudformation: aws_sdk_cloudformation::Client::new(&config),
+            dynamodb: aws_sdk_dynamodb::Client::new(&config),
+            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            sts: aws_sdk_sts::Client::new(&config),
+            region,
+            config,
+        })
+    }
+
+    /// The IoT data plane (`iot-data:Publish`). On AWS it must talk to the
+    /// account's `iot:Data-ATS` endpoint; an emulator serves it at its URL.
+    pub fn iot_data(&self, data_ats_host: Option<&str>) -> aws_sdk_iotdataplane::Client {
+        let mut builder = aws_sdk_iotdataplane::config::Builder::from(&self.config);
+        if self.config.endpoint_url().is_none() {
+            if let Some(host) = data_ats_host {
+                builder = builder.endpoint_url(format!("https://{host}"));
+            }
+        }
+        aws_sdk_iotdataplane::Client::from_conf(builder.build())
+    }
+
+    /// The account id of the caller (`sts:GetCallerIdentity`); also the
+    /// first call, so missing or wrong credentials are reported here.
+    pub async fn account_id(&self) -> AwsResult<String> {
+        let out = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| api("GetCallerIdentity", "sts:GetCallerIdentity", e))?;
+        out.account
+            .ok_or_else(|| AwsError::Other("GetCallerIdentity returned no account".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_urls_are_emulators() {
+        assert!(is_loopback_url("http://127.0.0.1:5000"));
+        assert!(is_loopback_url("http://localhost:4566/"));
+        assert!(is_loopback_url("http://[::1]:5000"));
+        assert!(!is_loopback_url("https://iot.us-east-1.amazonaws.com"));
+        assert!(!is_loopback_url("http://10.0.0.5:5000"));
+    }
+}

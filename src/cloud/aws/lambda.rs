@@ -1,0 +1,151 @@
+//! The rotation function as an AWS Lambda (`provided.al2023`).
+//!
+//! The IoT rules invoke it with their SQL output,
+//! `{"data": …, "topic": …, "client_id": …, "cert_id": …}` — the same input
+//! the local rules engine hands the built-in function. [`RotationLambda`]
+//! parses that event (also when a test console sends it JSON-encoded as a
+//! string), runs the cloud-agnostic [`RotationFunction`] over the AWS
+//! bindings of `function.rs` on a blocking thread, and returns the
+//! invocation's JSON. The `bootstrap` binary (`lambda/`) is `lambda_runtime`
+//! around [`RotationLambda::handle`].
+
+use super::clients::{AwsOptions, Clients};
+use super::errors::AwsResult;
+use super::function::{AwsDeviceTable, AwsParameterStore, AwsPublisher, AwsRegistry, LogAudit};
+use crate::cloud::local::fleet::Fleet;
+use crate::cloud::local::functions::rotation_config;
+use crate::cloud::local::DEVICE_TABLE;
+use crate::rotation::{Backends, Publisher, RotationConfig, RotationError, RotationFunction};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Why an invocation failed (Lambda reports it as a function error; the
+/// device gets no answer and retries).
+#[derive(Debug, thiserror::Error)]
+pub enum LambdaError {
+    #[error("the event is not the rule's SQL output (a JSON object with data, topic, client_id, cert_id): {0}")]
+    BadEvent(String),
+    #[error(transparent)]
+    Rotation(#[from] RotationError),
+    #[error("the rotation function stopped unexpectedly: {0}")]
+    Join(String),
+}
+
+/// The rotation function with what it needs to answer devices.
+#[derive(Clone)]
+pub struct RotationLambda {
+    function: Arc<RotationFunction>,
+    publisher: Arc<dyn Publisher>,
+}
+
+impl RotationLambda {
+    /// A Lambda over any backends (tests use this with the SDK bindings
+    /// against an emulator).
+    pub fn new(function: Arc<RotationFunction>, publisher: Arc<dyn Publisher>) -> Self {
+        RotationLambda {
+            function,
+            publisher,
+        }
+    }
+
+    /// The function over the AWS APIs: `table` is the device table's name,
+    /// `data_ats_host` the endpoint `iot-data:Publish` goes to.
+    pub fn over_aws(
+        clients: &Clients,
+        table: &str,
+        data_ats_host: Option<&str>,
+        config: RotationConfig,
+    ) -> Self {
+        let handle = tokio::runtime::Handle::current();
+        let backends = Backends {
+            registry: Arc::new(AwsRegistry::new(clients.iot.clone(), handle.clone())),
+            table: Arc::new(AwsDeviceTable::new(
+                clients.dynamodb.clone(),
+                table.to_string(),
+                handle.clone(),
+            )),
+            params: Arc::new(AwsParameterStore::new(clients.ssm.clone(), handle.clone())),
+            audit: Arc::new(LogAudit),
+        };
+        let publisher = Arc::new(AwsPublisher::new(clients.iot_data(data_ats_host), handle));
+        RotationLambda::new(Arc::new(RotationFunction::new(backends, config)), publisher)
+    }
+
+    /// Inside Lambda: clients from the execution role, the table from the
+    /// stack's `DEVICE_TABLE`, the data endpoint from `IOT_DATA_ENDPOINT` or
+    /// `DescribeEndpoint`, issuing certs per the built-in fleet definition.
+    pub async fn from_env() -> AwsResult<Self> {
+        let options = AwsOptions {
+            endpoint_url: std::env::var("AWS_ENDPOINT_URL").ok(),
+            ..AwsOptions::default()
+        };
+        let clients = Clients::load(&options).await?;
+        let table = std::env::var("DEVICE_TABLE").unwrap_or_else(|_| DEVICE_TABLE.to_string());
+        let host = match std::env::var("IOT_DATA_ENDPOINT") {
+            Ok(host) => Some(host),
+            Err(_) => clients
+                .iot
+                .describe_endpoint()
+                .endpoint_type("iot:Data-ATS")
+                .send()
+                .await
+                .ok()
+                .and_then(|out| out.endpoint_address),
+        };
+        let config = Fleet::builtin()
+            .map(|fleet| rotation_config(&fleet))
+            .unwrap_or_default();
+        Ok(RotationLambda::over_aws(&clients, &table, host.as_deref(), config))
+    }
+
+    /// Handles one invocation: the rule's SQL output in, the function's
+    /// answer (outcome, subject, topic) out.
+    pub async fn handle(&self, event: Value) -> Result<Value, LambdaError> {
+        let event = normalize_event(event)?;
+        let function = self.function.clone();
+        let publisher = self.publisher.clone();
+        let invocation =
+            tokio::task::spawn_blocking(move || function.handle(&event, publisher.as_ref()))
+                .await
+                .map_err(|e| LambdaError::Join(e.to_string()))??;
+        Ok(invocation.to_json())
+    }
+}
+
+/// The rule's output as an object: a JSON string holding one is decoded
+/// (the Lambda console's test events are often pasted that way).
+pub fn normalize_event(event: Value) -> Result<Value, LambdaError> {
+    match event {
+        Value::Object(_) => Ok(event),
+        Value::String(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(inner @ Value::Object(_)) => Ok(inner),
+            _ => Err(LambdaError::BadEvent(format!(
+                "a string that is not a JSON object: {}",
+                text.chars().take(80).collect::<String>()
+            ))),
+        },
+        other => Err(LambdaError::BadEvent(format!("got {other}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn objects_pass_and_json_strings_are_decoded() {
+        let event = json!({"data": {"csr": "x"}, "topic": "/cert-rotation/create-man-cert/S/rqst", "client_id": "S", "cert_id": "c"});
+        assert_eq!(normalize_event(event.clone()).expect("object"), event);
+        let wrapped = Value::from(event.to_string());
+        assert_eq!(normalize_event(wrapped).expect("string"), event);
+    }
+
+    #[test]
+    fn other_shapes_are_refused_with_what_is_expected() {
+        for bad in [json!(null), json!([1, 2]), json!(5), Value::from("not json")] {
+            let err = normalize_event(bad).expect_err("refused");
+            assert!(err.to_string().contains("data, topic, client_id, cert_id"), "{err}");
+        }
+    }
+}

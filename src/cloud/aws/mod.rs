@@ -1,0 +1,212 @@
+//! The AWS backend: the same walkthrough on a real account (DESIGN §2.2),
+//! through aws-sdk-rust.
+//!
+//! [`AwsCloud`] implements the [`Cloud`] trait that the local cloud
+//! implements, so every command and the TUI run unchanged with
+//! `--backend aws`. Credentials and region come from the standard chain;
+//! `--endpoint-url` points everything at an emulator (moto's server in the
+//! tests).
+//!
+//! Layout:
+//! - `clients.rs`  [`AwsOptions`], the SDK clients (adaptive retries)
+//! - `errors.rs`   [`AwsError`]: no credentials, AccessDenied naming the permission, throttling
+//! - `package.rs`  the rotation function's `bootstrap.zip` for `provided.al2023`
+//! - `code.rs`     the S3 bucket and upload of that package
+//! - `stack.rs`    deploy and teardown: the stack from `cfn/`, its events followed
+//! - `emulator.rs` what moto's CloudFormation lacks (topic rules), bridged in the open
+//! - `init.rs`     CAs with registration-code proof, JITP, the CA key in SSM, whitelist, factory, observer
+//! - `status.rs`   everything read back, and the sample's `certs_etc.py --delete`
+//! - `function.rs` the rotation function's traits over IoT, DynamoDB, SSM and iot-data
+//! - `lambda.rs`   the Lambda handler: the rules' SQL output in, the function's answer out
+
+pub mod clients;
+pub mod code;
+pub mod emulator;
+pub mod errors;
+pub mod function;
+pub mod init;
+pub mod lambda;
+pub mod package;
+pub mod registry;
+pub mod stack;
+pub mod status;
+pub mod table;
+
+pub use clients::{AwsOptions, Clients};
+pub use errors::{AwsError, AwsResult};
+
+use crate::cloud::local::fleet::Fleet;
+use crate::cloud::{
+    CleanupReport, Cloud, CloudError, CloudEvent, CloudResult, DeployReport, DeviceEndpoint,
+    EventBus, EventReceiver, InitReport, StatusReport, TeardownReport,
+};
+use crate::model::CertificateStatus;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// Amazon's root CAs (RSA "Amazon Root CA 1" and EC "Amazon Root CA 3"):
+/// what devices trust for the account's `iot:Data-ATS` endpoint. Shipped in
+/// the binary because devices may be set up offline.
+pub const AMAZON_ROOT_CAS: &str = include_str!("amazon-root-ca.pem");
+/// The MQTT port of AWS IoT Core with X.509 client certificates.
+pub const MQTT_PORT: u16 = 8883;
+
+/// The walkthrough on an AWS account. Cheap to clone.
+#[derive(Clone)]
+pub struct AwsCloud {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    clients: Clients,
+    options: AwsOptions,
+    fleet: Fleet,
+    bus: EventBus,
+    /// `iot:Data-ATS` host, once known (init or status ask DescribeEndpoint).
+    data_ats_host: Mutex<Option<String>>,
+}
+
+impl AwsCloud {
+    /// Loads the SDK configuration and the fleet definition. No call to AWS
+    /// is made yet.
+    pub async fn connect(options: AwsOptions, bus: EventBus) -> CloudResult<AwsCloud> {
+        let clients = Clients::load(&options).await?;
+        let fleet =
+            Fleet::load(&options.data_dir).map_err(|e| CloudError::Other(e.to_string()))?;
+        let data_ats_host = std::fs::read_to_string(endpoint_file(&options.data_dir))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
+        Ok(AwsCloud {
+            inner: Arc::new(Inner {
+                clients,
+                options,
+                fleet,
+                bus,
+                data_ats_host: Mutex::new(data_ats_host),
+            }),
+        })
+    }
+
+    /// The SDK clients.
+    pub fn clients(&self) -> &Clients {
+        &self.inner.clients
+    }
+
+    /// The options this cloud was opened with.
+    pub fn options(&self) -> &AwsOptions {
+        &self.inner.options
+    }
+
+    /// The fleet definition (CA subjects, serials).
+    pub fn fleet(&self) -> &Fleet {
+        &self.inner.fleet
+    }
+
+    /// Emits an event to the stream.
+    pub fn emit(&self, event: CloudEvent) {
+        self.inner.bus.emit(event);
+    }
+
+    /// `<data-dir>/aws`: what the AWS backend keeps locally.
+    pub fn local_dir(&self) -> PathBuf {
+        self.inner.options.data_dir.join("aws")
+    }
+
+    /// `DescribeEndpoint --endpoint-type iot:Data-ATS`, remembered in the
+    /// data dir so devices and `device_endpoint` find it without a call.
+    pub async fn data_ats_host(&self) -> AwsResult<String> {
+        let out = self
+            .clients()
+            .iot
+            .describe_endpoint()
+            .endpoint_type("iot:Data-ATS")
+            .send()
+            .await
+            .map_err(|e| errors::api("DescribeEndpoint", "iot:DescribeEndpoint", e))?;
+        let host = out
+            .endpoint_address
+            .ok_or_else(|| AwsError::Other("DescribeEndpoint returned no address".into()))?;
+        let dir = self.local_dir();
+        crate::cloud::local::datadir::create_private_dir(&dir)
+            .map_err(|e| AwsError::Other(e.to_string()))?;
+        crate::cloud::local::datadir::write_atomically(
+            &endpoint_file(&self.inner.options.data_dir),
+            host.as_bytes(),
+            false,
+        )
+        .map_err(|e| AwsError::Other(e.to_string()))?;
+        if let Ok(mut cached) = self.inner.data_ats_host.lock() {
+            *cached = Some(host.clone());
+        }
+        Ok(host)
+    }
+
+    /// Where Amazon's root CAs are written for devices.
+    pub fn root_ca_path(&self) -> PathBuf {
+        self.local_dir().join("AmazonRootCA.pem")
+    }
+}
+
+/// `<data-dir>/aws/endpoint`: the `iot:Data-ATS` host.
+fn endpoint_file(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("aws").join("endpoint")
+}
+
+#[async_trait::async_trait]
+impl Cloud for AwsCloud {
+    fn backend(&self) -> &'static str {
+        "aws"
+    }
+
+    async fn deploy(&self) -> CloudResult<DeployReport> {
+        Ok(stack::deploy(self).await?)
+    }
+
+    async fn init(&self, extra_devices: usize) -> CloudResult<InitReport> {
+        init::run(self, extra_devices).await
+    }
+
+    async fn status(&self) -> CloudResult<StatusReport> {
+        status::status(self).await
+    }
+
+    async fn cleanup(&self) -> CloudResult<CleanupReport> {
+        status::cleanup(self).await
+    }
+
+    async fn teardown(&self) -> CloudResult<TeardownReport> {
+        Ok(stack::teardown(self).await?)
+    }
+
+    async fn set_certificate_status(
+        &self,
+        cert_id: &str,
+        status: CertificateStatus,
+    ) -> CloudResult<()> {
+        let status = aws_sdk_iot::types::CertificateStatus::from(status.as_str());
+        self.clients()
+            .iot
+            .update_certificate()
+            .certificate_id(cert_id)
+            .new_status(status)
+            .send()
+            .await
+            .map_err(|e| errors::api("UpdateCertificate", "iot:UpdateCertificate", e))?;
+        Ok(())
+    }
+
+    fn device_endpoint(&self) -> Option<DeviceEndpoint> {
+        let host = self.inner.data_ats_host.lock().ok()?.clone()?;
+        Some(DeviceEndpoint {
+            addr: format!("{host}:{MQTT_PORT}"),
+            server_name: host,
+            root_ca_path: self.root_ca_path(),
+            local_addr: None,
+        })
+    }
+
+    fn events(&self) -> EventReceiver {
+        self.inner.bus.subscribe()
+    }
+}

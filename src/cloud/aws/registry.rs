@@ -1,0 +1,160 @@
+//! Reading the IoT registry the way the walkthrough needs it: which CAs are
+//! the fleet's Vendor and Manufacturer CAs, and the certificates they issued.
+
+use super::errors::{api, AwsResult};
+use super::AwsCloud;
+use crate::cloud::local::control::{MANUFACTURER_CA_LABEL, VENDOR_CA_LABEL};
+use crate::pki::{self, Subject};
+
+/// A registered CA certificate, described.
+#[derive(Debug, Clone)]
+pub struct RegisteredCa {
+    pub id: String,
+    pub pem: String,
+    pub status: String,
+    pub auto_registration: bool,
+    /// The JITP template body, when a registration config is attached.
+    pub template_body: Option<String>,
+    pub role_arn: Option<String>,
+    /// "Vendor CA", "Manufacturer CA", or "CA" for others in the account.
+    pub label: &'static str,
+    pub subject: Subject,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub public_key_der: Vec<u8>,
+}
+
+/// A device certificate issued by one of the fleet's CAs.
+#[derive(Debug, Clone)]
+pub struct ListedCert {
+    pub id: String,
+    pub arn: String,
+    pub status: String,
+    pub ca_id: String,
+}
+
+/// True when the CA's subject is the profile's (CN and O decide).
+fn same_subject(a: &Subject, b: &Subject) -> bool {
+    a.common_name == b.common_name && a.organization == b.organization
+}
+
+/// Every CA in the account, described and labelled by the fleet definition.
+pub async fn list_cas(cloud: &AwsCloud) -> AwsResult<Vec<RegisteredCa>> {
+    let iot = &cloud.clients().iot;
+    let listed = iot
+        .list_ca_certificates()
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(|e| api("ListCACertificates", "iot:ListCACertificates", e))?;
+    let mut cas = Vec::new();
+    for ca in listed {
+        let Some(id) = ca.certificate_id() else { continue };
+        let out = iot
+            .describe_ca_certificate()
+            .certificate_id(id)
+            .send()
+            .await
+            .map_err(|e| api("DescribeCACertificate", "iot:DescribeCACertificate", e))?;
+        let Some(desc) = out.certificate_description() else { continue };
+        let pem = desc.certificate_pem().unwrap_or_default().to_string();
+        // A CA whose PEM does not parse is not one of ours: show it as "CA".
+        let info = pki::parse_cert(&pem).ok();
+        let fleet = cloud.fleet();
+        let label = match &info {
+            Some(i) if same_subject(&i.subject, &fleet.vendor_ca.subject) => VENDOR_CA_LABEL,
+            Some(i) if same_subject(&i.subject, &fleet.manufacturer_ca.subject) => {
+                MANUFACTURER_CA_LABEL
+            }
+            _ => "CA",
+        };
+        let config = out.registration_config();
+        cas.push(RegisteredCa {
+            id: id.to_string(),
+            status: desc.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+            auto_registration: desc
+                .auto_registration_status()
+                .is_some_and(|s| s.as_str() == "ENABLE"),
+            template_body: config.and_then(|c| c.template_body().map(str::to_string)),
+            role_arn: config.and_then(|c| c.role_arn().map(str::to_string)),
+            label,
+            subject: info.as_ref().map(|i| i.subject.clone()).unwrap_or_default(),
+            not_before: info.as_ref().map(|i| i.not_before).unwrap_or(0),
+            not_after: info.as_ref().map(|i| i.not_after).unwrap_or(0),
+            public_key_der: info.map(|i| i.public_key_der).unwrap_or_default(),
+            pem,
+        });
+    }
+    Ok(cas)
+}
+
+/// The fleet's CAs only (Vendor and Manufacturer).
+pub async fn fleet_cas(cloud: &AwsCloud) -> AwsResult<Vec<RegisteredCa>> {
+    Ok(list_cas(cloud)
+        .await?
+        .into_iter()
+        .filter(|ca| ca.label != "CA")
+        .collect())
+}
+
+/// Certificates issued by the CA (`ListCertificatesByCA`).
+pub async fn certificates_by_ca(cloud: &AwsCloud, ca_id: &str) -> AwsResult<Vec<ListedCert>> {
+    let certs = cloud
+        .clients()
+        .iot
+        .list_certificates_by_ca()
+        .ca_certificate_id(ca_id)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(|e| api("ListCertificatesByCA", "iot:ListCertificatesByCA", e))?;
+    Ok(certs
+        .iter()
+        .filter_map(|c| {
+            Some(ListedCert {
+                id: c.certificate_id()?.to_string(),
+                arn: c.certificate_arn().unwrap_or_default().to_string(),
+                status: c.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                ca_id: ca_id.to_string(),
+            })
+        })
+        .collect())
+}
+
+/// Things the certificate is attached to (`ListPrincipalThings`).
+pub async fn principal_things(cloud: &AwsCloud, cert_arn: &str) -> AwsResult<Vec<String>> {
+    cloud
+        .clients()
+        .iot
+        .list_principal_things()
+        .principal(cert_arn)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(|e| api("ListPrincipalThings", "iot:ListPrincipalThings", e))
+}
+
+/// Policies attached to the certificate (`ListAttachedPolicies`).
+pub async fn attached_policies(cloud: &AwsCloud, cert_arn: &str) -> AwsResult<Vec<String>> {
+    let policies = cloud
+        .clients()
+        .iot
+        .list_attached_policies()
+        .target(cert_arn)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(|e| api("ListAttachedPolicies", "iot:ListAttachedPolicies", e))?;
+    Ok(policies
+        .iter()
+        .filter_map(|p| p.policy_name().map(str::to_string))
+        .collect())
+}
