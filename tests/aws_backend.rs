@@ -101,6 +101,10 @@ fn isolate_env(cmd: &mut Command) {
         "AWS_ENDPOINT_URL",
         "JITPILOT_CODE_BUCKET",
         "JITPILOT_DATA_DIR",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
     ] {
         cmd.env_remove(var);
     }
@@ -391,4 +395,19 @@ async fn without_a_region_the_error_says_how_to_set_one() {
     let out = cmd.output().expect("runs");
     let err = stderr_of(&out);
     assert!(err.contains("--region"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_credentials_the_error_says_how_to_provide_them() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jitpilot"));
+    // Nothing listens on port 1: credentials are resolved before any request.
+    cmd.args(["--backend", "aws", "--region", "us-east-1", "--endpoint-url", "http://127.0.0.1:1", "status"])
+        .arg("--data-dir")
+        .arg(tmp.path());
+    isolate_env(&mut cmd);
+    cmd.env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY");
+    let out = cmd.output().expect("runs");
+    let err = stderr_of(&out);
+    assert!(err.contains("no AWS credentials found") && err.contains("AWS_PROFILE"), "{err}");
 }

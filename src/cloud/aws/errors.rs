@@ -142,11 +142,18 @@ pub fn denied_action(message: &str) -> Option<String> {
 }
 
 fn mentions_missing_credentials(context: &str) -> bool {
+    // The wordings of aws-credential-types' CredentialsError and of the
+    // default chain when no provider had credentials.
     let lower = context.to_ascii_lowercase();
-    lower.contains("no credentials")
-        || lower.contains("credentials provider")
-        || lower.contains("failed to load credentials")
-        || lower.contains("identity")
+    [
+        "no providers in chain provided credentials",
+        "credential provider was not enabled",
+        "credentials provider was not properly configured",
+        "error occurred while loading credentials",
+        "no credentials",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle))
 }
 
 /// The error code of an SDK error, when AWS answered with one.

@@ -195,7 +195,13 @@ impl Registry for AwsRegistry {
     fn delete_certificate(&self, cert_id: &str) -> BackendResult<bool> {
         let result = block_on(
             &self.handle,
-            self.iot.delete_certificate().certificate_id(cert_id).send(),
+            // forceDelete: the in-progress policy may still be attached;
+            // AWS refuses otherwise (things are detached before this).
+            self.iot
+                .delete_certificate()
+                .certificate_id(cert_id)
+                .force_delete(true)
+                .send(),
         );
         match result {
             Ok(_) => Ok(true),

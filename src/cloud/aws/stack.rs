@@ -75,24 +75,35 @@ pub fn is_deployed(status: &str) -> bool {
     )
 }
 
+/// True when an existing stack in `status` can take an update.
+pub fn can_update(status: &str) -> bool {
+    !status.ends_with("_IN_PROGRESS")
+        && !matches!(
+            status,
+            "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED" | "CREATE_FAILED" | "DELETE_FAILED"
+        )
+}
+
+/// Why deploy cannot go on with a stack in `status`, and what to do.
+pub fn cannot_deploy(status: &str, reasons: &str) -> AwsError {
+    if status.ends_with("_IN_PROGRESS") {
+        return AwsError::Other(format!(
+            "stack {STACK_NAME} is {status}: another operation is running; wait for it to finish (`jitpilot status`), then deploy again"
+        ));
+    }
+    AwsError::Other(format!(
+        "stack {STACK_NAME} is {status} (a failed creation or deletion{reasons}); it cannot be updated: run `jitpilot teardown`, fix the cause, then `jitpilot deploy`"
+    ))
+}
+
 /// Create or update the stack and follow it to the end.
 pub async fn deploy(cloud: &AwsCloud) -> AwsResult<DeployReport> {
     let existing = describe(cloud).await?;
     if let Some(stack) = &existing {
         let status = status_of(stack);
-        if status.ends_with("_IN_PROGRESS") {
-            return Err(AwsError::Other(format!(
-                "stack {STACK_NAME} is {status}: another operation is running; wait for it to finish (`jitpilot status`), then deploy again"
-            )));
-        }
-        if matches!(
-            status.as_str(),
-            "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED" | "CREATE_FAILED" | "DELETE_FAILED"
-        ) {
+        if status.ends_with("_IN_PROGRESS") || !can_update(&status) {
             let reasons = failure_reasons(&recent_events(cloud, None).await?);
-            return Err(AwsError::Other(format!(
-                "stack {STACK_NAME} is {status} (its creation failed{reasons}); it cannot be updated: run `jitpilot teardown`, fix the cause, then `jitpilot deploy`"
-            )));
+            return Err(cannot_deploy(&status, &reasons));
         }
     }
     let package = super::code::upload(cloud).await?;
@@ -460,6 +471,19 @@ pub async fn teardown(cloud: &AwsCloud) -> AwsResult<TeardownReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rolled_back_stack_is_refused_with_what_to_do() {
+        assert!(can_update("CREATE_COMPLETE"));
+        assert!(can_update("UPDATE_ROLLBACK_COMPLETE"));
+        assert!(!can_update("ROLLBACK_COMPLETE"));
+        assert!(!can_update("UPDATE_IN_PROGRESS"));
+        let err = cannot_deploy("ROLLBACK_COMPLETE", ": F (AWS::Lambda::Function): no code");
+        let text = err.to_string();
+        assert!(text.contains("jitpilot teardown") && text.contains("no code"), "{text}");
+        let busy = cannot_deploy("UPDATE_IN_PROGRESS", "").to_string();
+        assert!(busy.contains("wait for it to finish"), "{busy}");
+    }
 
     #[test]
     fn failure_reasons_name_each_failed_resource() {
