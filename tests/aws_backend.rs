@@ -8,150 +8,14 @@
 //! rotation function's Lambda handler is driven here directly with the
 //! rules' SQL output, over the real SDK bindings, as AWS IoT would call it.
 
-use jitpilot::cloud::aws::lambda::RotationLambda;
-use jitpilot::cloud::aws::{AwsOptions, Clients};
+mod aws_support;
+
+use aws_support::walkthrough::run_walkthrough_through_the_lambda;
+use aws_support::{clients, fake_bootstrap, isolate_env, jitpilot, json_of, stderr_of, Moto};
 use jitpilot::pki;
 use serde_json::{json, Value};
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-/// moto's server on 127.0.0.1, killed on drop.
-struct Moto {
-    child: Child,
-    url: String,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 runs (moto's server needs it)");
-        let mut moto = Moto {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        moto.wait_ready(port);
-        moto
-    }
-
-    /// Waits until the server answers HTTP, or fails saying how to install it.
-    fn wait_ready(&mut self, port: u16) {
-        use std::io::{Read, Write};
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("moto's server exited ({status}); install it: python3 -m pip install 'moto[server]'");
-            }
-            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-                let request = "GET /moto-api/reset HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-                let mut answer = String::new();
-                if stream.write_all(request.as_bytes()).is_ok()
-                    && stream.read_to_string(&mut answer).is_ok()
-                    && answer.starts_with("HTTP/")
-                {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "moto's server did not answer within 120 s");
-            // Polling a starting process: there is no event to wait on.
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The jitpilot binary with `--backend aws` against moto, dummy credentials,
-/// no profile files.
-fn jitpilot(moto: &Moto, data_dir: &Path, package: Option<&Path>, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jitpilot"));
-    cmd.args(["--backend", "aws", "--endpoint-url", &moto.url, "--region", "us-east-1"])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args);
-    isolate_env(&mut cmd);
-    match package {
-        Some(p) => cmd.env("JITPILOT_LAMBDA_PACKAGE", p),
-        None => cmd.env("JITPILOT_LAMBDA_PACKAGE", data_dir.join("no-such-package")),
-    };
-    cmd.output().expect("jitpilot runs")
-}
-
-fn isolate_env(cmd: &mut Command) {
-    for var in [
-        "AWS_PROFILE",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "AWS_SESSION_TOKEN",
-        "AWS_ENDPOINT_URL",
-        "JITPILOT_CODE_BUCKET",
-        "JITPILOT_DATA_DIR",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-        "AWS_ROLE_ARN",
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_CONFIG_FILE", "/nonexistent/jitpilot-test-config")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/jitpilot-test-credentials")
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-}
-
-fn json_of(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "jitpilot failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    serde_json::from_slice(&out.stdout).expect("--json prints one JSON document")
-}
-
-fn stderr_of(out: &Output) -> String {
-    assert!(!out.status.success(), "expected a failure");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-async fn clients(moto: &Moto, data_dir: &Path) -> Clients {
-    // The test process's own environment must not leak a real profile in.
-    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/jitpilot-test-config");
-    std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/jitpilot-test-credentials");
-    std::env::remove_var("AWS_PROFILE");
-    let options = AwsOptions {
-        region: Some("us-east-1".into()),
-        endpoint_url: Some(moto.url.clone()),
-        data_dir: data_dir.to_path_buf(),
-        ..AwsOptions::default()
-    };
-    Clients::load(&options).await.expect("clients")
-}
-
-/// A stand-in `bootstrap` (moto stores the code but never runs it).
-fn fake_bootstrap(dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("bootstrap");
-    std::fs::write(&path, b"\x7fELF jitpilot rotation function stand-in").expect("write");
-    path
-}
+use std::process::Command;
 
 const SERIAL: &str = "IUQWXALODJESC1";
 
@@ -165,14 +29,23 @@ async fn deploy_init_status_cleanup_teardown_on_moto() {
 
     // init before deploy says what to do.
     let early = jitpilot(&moto, &data, None, &["init"]);
-    assert!(stderr_of(&early).contains("jitpilot deploy"), "{}", stderr_of(&early));
+    assert!(
+        stderr_of(&early).contains("jitpilot deploy"),
+        "{}",
+        stderr_of(&early)
+    );
 
     // deploy without a package says how to build one.
     let no_package = jitpilot(&moto, &data, None, &["deploy"]);
     assert!(stderr_of(&no_package).contains("scripts/package-lambda"));
 
     // deploy: bucket, upload, stack, rules.
-    let deployed = json_of(&jitpilot(&moto, &data, Some(&package), &["--json", "deploy"]));
+    let deployed = json_of(&jitpilot(
+        &moto,
+        &data,
+        Some(&package),
+        &["--json", "deploy"],
+    ));
     assert_eq!(deployed["stack"], "CertRotation");
     assert_eq!(deployed["status"], "CREATE_COMPLETE");
     let ids: Vec<&str> = deployed["resources"]
@@ -181,90 +54,270 @@ async fn deploy_init_status_cleanup_teardown_on_moto() {
         .iter()
         .filter_map(|r| r["logicalId"].as_str())
         .collect();
-    for id in ["CertRotationDevicesTable", "CertRotationFunction", "JitpProvisioningRole", "InProgressCertPolicy"] {
+    for id in [
+        "CertRotationDevicesTable",
+        "CertRotationFunction",
+        "JitpProvisioningRole",
+        "InProgressCertPolicy",
+    ] {
         assert!(ids.contains(&id), "{id} missing from {ids:?}");
     }
     let bucket = "jitpilot-artifacts-123456789012-us-east-1";
-    let objects = sdk.s3.list_objects_v2().bucket(bucket).send().await.expect("bucket exists");
+    let objects = sdk
+        .s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("bucket exists");
     let key = objects.contents()[0].key().expect("key").to_string();
     assert!(key.starts_with("cert-rotation/bootstrap-"), "{key}");
-    let zip = sdk.s3.get_object().bucket(bucket).key(&key).send().await.expect("object");
+    let zip = sdk
+        .s3
+        .get_object()
+        .bucket(bucket)
+        .key(&key)
+        .send()
+        .await
+        .expect("object");
     let zip = zip.body.collect().await.expect("body").into_bytes();
-    assert!(jitpilot::cloud::aws::package::zip_has_entry(&zip, "bootstrap"));
-    let table = sdk.dynamodb.describe_table().table_name("CertRotationDevices").send().await.expect("table");
-    assert_eq!(table.table().and_then(|t| t.key_schema().first()).map(|k| k.attribute_name()), Some("SerialNumber"));
-    let stack = sdk.cloudformation.describe_stacks().stack_name("CertRotation").send().await.expect("stack");
+    assert!(jitpilot::cloud::aws::package::zip_has_entry(
+        &zip,
+        "bootstrap"
+    ));
+    let table = sdk
+        .dynamodb
+        .describe_table()
+        .table_name("CertRotationDevices")
+        .send()
+        .await
+        .expect("table");
+    assert_eq!(
+        table
+            .table()
+            .and_then(|t| t.key_schema().first())
+            .map(|k| k.attribute_name()),
+        Some("SerialNumber")
+    );
+    let stack = sdk
+        .cloudformation
+        .describe_stacks()
+        .stack_name("CertRotation")
+        .send()
+        .await
+        .expect("stack");
     let stack = &stack.stacks()[0];
-    let output = |k: &str| stack.outputs().iter().find(|o| o.output_key() == Some(k)).and_then(|o| o.output_value()).expect(k).to_string();
+    let output = |k: &str| {
+        stack
+            .outputs()
+            .iter()
+            .find(|o| o.output_key() == Some(k))
+            .and_then(|o| o.output_value())
+            .expect(k)
+            .to_string()
+    };
     let function_arn = output("CertRotationFunctionArn");
     // What moto's CloudFormation skips, deploy created through the IoT API.
     for (rule, from) in [
         ("rule_jitp", "'$aws/events/certificates/registered/#'"),
-        ("rule_create_man_cert", "'/cert-rotation/create-man-cert/+/rqst'"),
+        (
+            "rule_create_man_cert",
+            "'/cert-rotation/create-man-cert/+/rqst'",
+        ),
         ("rule_ack_man_cert", "'/cert-rotation/ack-man-cert/+/rqst'"),
     ] {
-        let got = sdk.iot.get_topic_rule().rule_name(rule).send().await.expect(rule);
+        let got = sdk
+            .iot
+            .get_topic_rule()
+            .rule_name(rule)
+            .send()
+            .await
+            .expect(rule);
         let got = got.rule().expect("rule");
-        assert!(got.sql().unwrap_or_default().contains(from), "{rule}: {:?}", got.sql());
+        assert!(
+            got.sql().unwrap_or_default().contains(from),
+            "{rule}: {:?}",
+            got.sql()
+        );
         let lambda = got.actions()[0].lambda().expect("lambda action");
         assert_eq!(lambda.function_arn(), function_arn);
     }
     // Deploying again is safe.
-    let again = json_of(&jitpilot(&moto, &data, Some(&package), &["--json", "deploy"]));
-    assert!(again["status"].as_str().unwrap_or_default().ends_with("_COMPLETE"), "{again}");
+    let again = json_of(&jitpilot(
+        &moto,
+        &data,
+        Some(&package),
+        &["--json", "deploy"],
+    ));
+    assert!(
+        again["status"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("_COMPLETE"),
+        "{again}"
+    );
 
     // init: CAs, JITP, key in SSM, whitelist, factory, observer.
-    let init = json_of(&jitpilot(&moto, &data, None, &["--json", "init", "--devices", "2"]));
+    let init = json_of(&jitpilot(
+        &moto,
+        &data,
+        None,
+        &["--json", "init", "--devices", "2"],
+    ));
     assert_eq!(init["created"], true);
-    let whitelisted: Vec<&str> = init["whitelisted"].as_array().expect("serials").iter().filter_map(Value::as_str).collect();
+    let whitelisted: Vec<&str> = init["whitelisted"]
+        .as_array()
+        .expect("serials")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     assert_eq!(whitelisted.len(), 3);
     assert_eq!(whitelisted[0], SERIAL);
     let cas = sdk.iot.list_ca_certificates().send().await.expect("cas");
     assert_eq!(cas.certificates().len(), 2);
-    let vendor_id = init["cas"][0]["id"].as_str().expect("vendor id").to_string();
+    let vendor_id = init["cas"][0]["id"]
+        .as_str()
+        .expect("vendor id")
+        .to_string();
     assert_eq!(init["cas"][0]["label"], "Vendor CA");
-    let vendor = sdk.iot.describe_ca_certificate().certificate_id(&vendor_id).send().await.expect("vendor");
+    let vendor = sdk
+        .iot
+        .describe_ca_certificate()
+        .certificate_id(&vendor_id)
+        .send()
+        .await
+        .expect("vendor");
     let desc = vendor.certificate_description().expect("description");
     assert_eq!(desc.status().map(|s| s.as_str()), Some("ACTIVE"));
-    assert_eq!(desc.auto_registration_status().map(|s| s.as_str()), Some("ENABLE"));
+    // moto does not keep autoRegistrationStatus (AWS does): it must at least
+    // not say DISABLE; the registration config below is what moto keeps.
+    assert_ne!(
+        desc.auto_registration_status().map(|s| s.as_str()),
+        Some("DISABLE")
+    );
     let config = vendor.registration_config().expect("registration config");
-    assert_eq!(config.role_arn(), Some(output("JitpProvisioningRoleArn").as_str()));
-    assert_eq!(config.template_body(), Some(include_str!("../assets/jitp-template.json")));
+    assert_eq!(
+        config.role_arn(),
+        Some(output("JitpProvisioningRoleArn").as_str())
+    );
+    assert_eq!(
+        config.template_body(),
+        Some(include_str!("../assets/jitp-template.json"))
+    );
     let vendor_pem = desc.certificate_pem().expect("pem").to_string();
-    let param_name = init["caKeyParameter"].as_str().expect("parameter").to_string();
+    let param_name = init["caKeyParameter"]
+        .as_str()
+        .expect("parameter")
+        .to_string();
     let man_id = param_name.trim_start_matches("cr-ca-key-").to_string();
-    let param = sdk.ssm.get_parameter().name(&param_name).with_decryption(true).send().await.expect("CA key parameter");
+    let param = sdk
+        .ssm
+        .get_parameter()
+        .name(&param_name)
+        .with_decryption(true)
+        .send()
+        .await
+        .expect("CA key parameter");
     let param = param.parameter().expect("parameter");
     assert_eq!(param.r#type().map(|t| t.as_str()), Some("SecureString"));
-    let man = sdk.iot.describe_ca_certificate().certificate_id(&man_id).send().await.expect("manufacturer CA");
-    let man_pem = man.certificate_description().and_then(|d| d.certificate_pem()).expect("pem");
+    let man = sdk
+        .iot
+        .describe_ca_certificate()
+        .certificate_id(&man_id)
+        .send()
+        .await
+        .expect("manufacturer CA");
+    let man_pem = man
+        .certificate_description()
+        .and_then(|d| d.certificate_pem())
+        .expect("pem");
     assert_eq!(
         pki::public_key_der_of_key(param.value().expect("value")).expect("key"),
         pki::parse_cert(man_pem).expect("cert").public_key_der,
         "the parameter holds the Manufacturer CA's key"
     );
     for serial in &whitelisted {
-        let row = sdk.dynamodb.get_item().table_name("CertRotationDevices")
-            .key("SerialNumber", aws_sdk_dynamodb::types::AttributeValue::S(serial.to_string()))
-            .send().await.expect("row");
+        let row = sdk
+            .dynamodb
+            .get_item()
+            .table_name("CertRotationDevices")
+            .key(
+                "SerialNumber",
+                aws_sdk_dynamodb::types::AttributeValue::S(serial.to_string()),
+            )
+            .send()
+            .await
+            .expect("row");
         let row = row.item().expect("whitelisted row");
-        assert_eq!(row["CrState"].as_s().ok().map(String::as_str), Some("CR_WHITELISTED"));
+        assert_eq!(
+            row["CrState"].as_s().ok().map(String::as_str),
+            Some("CR_WHITELISTED")
+        );
         assert_eq!(row["ManufacturerCaCertId"].as_s().ok(), Some(&man_id));
-        let cert = std::fs::read_to_string(data.join("devices").join(serial).join("vendor.cert.pem")).expect("factory cert");
-        assert!(pki::verify_signed_by(&cert, &vendor_pem).expect("verify"), "{serial}'s cert is signed by the registered Vendor CA");
-        let root = std::fs::read_to_string(data.join("devices").join(serial).join("root-ca.pem")).expect("root CA");
+        let cert =
+            std::fs::read_to_string(data.join("devices").join(serial).join("vendor.cert.pem"))
+                .expect("factory cert");
+        assert!(
+            pki::verify_signed_by(&cert, &vendor_pem).expect("verify"),
+            "{serial}'s cert is signed by the registered Vendor CA"
+        );
+        let root = std::fs::read_to_string(data.join("devices").join(serial).join("root-ca.pem"))
+            .expect("root CA");
         assert!(root.contains("BEGIN CERTIFICATE"));
-        assert_eq!(pki::parse_cert(&root).expect("root").subject.common_name.as_deref(), Some("Amazon Root CA 1"));
+        assert_eq!(
+            pki::parse_cert(&root)
+                .expect("root")
+                .subject
+                .common_name
+                .as_deref(),
+            Some("Amazon Root CA 1")
+        );
     }
-    let observer_id = std::fs::read_to_string(data.join("aws/observer/cert-id")).expect("observer id");
-    let observer = sdk.iot.describe_certificate().certificate_id(observer_id.trim()).send().await.expect("observer cert");
-    assert_eq!(observer.certificate_description().and_then(|d| d.status()).map(|s| s.as_str()), Some("ACTIVE"));
-    let policy = sdk.iot.get_policy().policy_name("JitpilotObserverPolicy").send().await.expect("observer policy");
+    let observer_id =
+        std::fs::read_to_string(data.join("aws/observer/cert-id")).expect("observer id");
+    let observer = sdk
+        .iot
+        .describe_certificate()
+        .certificate_id(observer_id.trim())
+        .send()
+        .await
+        .expect("observer cert");
+    assert_eq!(
+        observer
+            .certificate_description()
+            .and_then(|d| d.status())
+            .map(|s| s.as_str()),
+        Some("ACTIVE")
+    );
+    let policy = sdk
+        .iot
+        .get_policy()
+        .policy_name("JitpilotObserverPolicy")
+        .send()
+        .await
+        .expect("observer policy");
     let document = policy.policy_document().expect("document");
-    assert!(document.contains("iot:Subscribe") && !document.contains("iot:Publish"), "{document}");
-    let again = json_of(&jitpilot(&moto, &data, None, &["--json", "init", "--devices", "2"]));
+    assert!(
+        document.contains("iot:Subscribe") && !document.contains("iot:Publish"),
+        "{document}"
+    );
+    let again = json_of(&jitpilot(
+        &moto,
+        &data,
+        None,
+        &["--json", "init", "--devices", "2"],
+    ));
     assert_eq!(again["created"], false, "init is idempotent");
-    assert_eq!(sdk.iot.list_ca_certificates().send().await.expect("cas").certificates().len(), 2);
+    assert_eq!(
+        sdk.iot
+            .list_ca_certificates()
+            .send()
+            .await
+            .expect("cas")
+            .certificates()
+            .len(),
+        2
+    );
 
     // The rotation function, as the three rules would invoke it.
     run_walkthrough_through_the_lambda(&sdk, &data, &vendor_id).await;
@@ -274,13 +327,36 @@ async fn deploy_init_status_cleanup_teardown_on_moto() {
     assert_eq!(status["backend"], "aws");
     assert_eq!(status["stack"]["status"], "CREATE_COMPLETE");
     assert_eq!(status["cas"].as_array().map(Vec::len), Some(2));
-    assert!(status["endpoint"].as_str().unwrap_or_default().contains("-ats.iot."), "{}", status["endpoint"]);
+    assert!(
+        status["endpoint"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("-ats.iot."),
+        "{}",
+        status["endpoint"]
+    );
     assert!(status["parameters"].get(&param_name).is_some());
-    let states: Vec<(&str, &str)> = status["devices"].as_array().expect("rows").iter()
-        .map(|r| (r["SerialNumber"].as_str().unwrap_or(""), r["CrState"].as_str().unwrap_or(""))).collect();
-    assert!(states.contains(&(SERIAL, "CR_CERT_ROTATION_COMPLETED")), "{states:?}");
-    let man_certs: Vec<&Value> = status["certificates"].as_array().expect("certs").iter()
-        .filter(|c| c["caId"] == man_id.as_str()).collect();
+    let states: Vec<(&str, &str)> = status["devices"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            (
+                r["SerialNumber"].as_str().unwrap_or(""),
+                r["CrState"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&(SERIAL, "CR_CERT_ROTATION_COMPLETED")),
+        "{states:?}"
+    );
+    let man_certs: Vec<&Value> = status["certificates"]
+        .as_array()
+        .expect("certs")
+        .iter()
+        .filter(|c| c["caId"] == man_id.as_str())
+        .collect();
     assert_eq!(man_certs.len(), 1);
     assert_eq!(man_certs[0]["commonName"], SERIAL);
     assert_eq!(man_certs[0]["things"], json!([SERIAL]));
@@ -292,105 +368,86 @@ async fn deploy_init_status_cleanup_teardown_on_moto() {
     assert_eq!(cleaned["tableRows"], 3);
     assert_eq!(cleaned["deviceFolders"], 3);
     assert_eq!(cleaned["things"], 1);
-    assert!(sdk.iot.list_ca_certificates().send().await.expect("cas").certificates().is_empty());
-    assert!(sdk.ssm.get_parameter().name(&param_name).send().await.is_err(), "the CA key is deleted");
-    let rows = sdk.dynamodb.scan().table_name("CertRotationDevices").send().await.expect("scan");
+    assert!(sdk
+        .iot
+        .list_ca_certificates()
+        .send()
+        .await
+        .expect("cas")
+        .certificates()
+        .is_empty());
+    assert!(
+        sdk.ssm
+            .get_parameter()
+            .name(&param_name)
+            .send()
+            .await
+            .is_err(),
+        "the CA key is deleted"
+    );
+    let rows = sdk
+        .dynamodb
+        .scan()
+        .table_name("CertRotationDevices")
+        .send()
+        .await
+        .expect("scan");
     assert_eq!(rows.count(), 0);
-    assert!(sdk.iot.get_policy().policy_name("JitpilotObserverPolicy").send().await.is_err());
-    assert!(sdk.iot.describe_thing().thing_name(SERIAL).send().await.is_err(), "the thing is deleted");
+    assert!(sdk
+        .iot
+        .get_policy()
+        .policy_name("JitpilotObserverPolicy")
+        .send()
+        .await
+        .is_err());
+    assert!(
+        sdk.iot
+            .describe_thing()
+            .thing_name(SERIAL)
+            .send()
+            .await
+            .is_err(),
+        "the thing is deleted"
+    );
     let nothing = json_of(&jitpilot(&moto, &data, None, &["--json", "cleanup"]));
     assert_eq!(nothing["cas"], 0);
 
     // teardown: stack, rules and bucket gone.
     let down = json_of(&jitpilot(&moto, &data, None, &["--json", "teardown"]));
     assert_eq!(down["existed"], true);
-    assert!(sdk.cloudformation.describe_stacks().stack_name("CertRotation").send().await
-        .map(|o| o.stacks().iter().all(|s| s.stack_status().map(|s| s.as_str()) == Some("DELETE_COMPLETE")))
+    assert!(sdk
+        .cloudformation
+        .describe_stacks()
+        .stack_name("CertRotation")
+        .send()
+        .await
+        .map(|o| o
+            .stacks()
+            .iter()
+            .all(|s| s.stack_status().map(|s| s.as_str()) == Some("DELETE_COMPLETE")))
         .unwrap_or(true));
-    assert!(sdk.s3.head_bucket().bucket(bucket).send().await.is_err(), "the code bucket is deleted");
-    assert!(sdk.iot.get_topic_rule().rule_name("rule_jitp").send().await.is_err());
+    assert!(
+        sdk.s3.head_bucket().bucket(bucket).send().await.is_err(),
+        "the code bucket is deleted"
+    );
+    assert!(sdk
+        .iot
+        .get_topic_rule()
+        .rule_name("rule_jitp")
+        .send()
+        .await
+        .is_err());
     let again = json_of(&jitpilot(&moto, &data, None, &["--json", "teardown"]));
     assert_eq!(again["existed"], false);
-}
-
-/// Steps 3a–3c through [`RotationLambda`] over the SDK bindings, with what
-/// AWS IoT itself would do (JITP's thing and policy) done by the test.
-async fn run_walkthrough_through_the_lambda(sdk: &Clients, data: &Path, vendor_ca_id: &str) {
-    let lambda = RotationLambda::over_aws(sdk, "CertRotationDevices", None, Default::default());
-    let device_dir = data.join("devices").join(SERIAL);
-    let chain = std::fs::read_to_string(device_dir.join("vendor.cert.pem")).expect("factory cert");
-    let vendor_ca = sdk.iot.describe_ca_certificate().certificate_id(vendor_ca_id).send().await.expect("CA");
-    let vendor_ca_pem = vendor_ca.certificate_description().and_then(|d| d.certificate_pem()).expect("pem");
-    let device_pem = chain.split_inclusive("-----END CERTIFICATE-----").next().expect("device cert").trim().to_string();
-    // JITP: AWS IoT registers the cert, creates the thing, attaches the policy.
-    let registered = sdk.iot.register_certificate().certificate_pem(&device_pem).ca_certificate_pem(vendor_ca_pem)
-        .status(aws_sdk_iot::types::CertificateStatus::Active).send().await.expect("register");
-    let vendor_cert_id = registered.certificate_id().expect("id").to_string();
-    let vendor_arn = registered.certificate_arn().expect("arn").to_string();
-    sdk.iot.create_thing().thing_name(SERIAL).send().await.expect("thing");
-    sdk.iot.attach_thing_principal().thing_name(SERIAL).principal(&vendor_arn).send().await.expect("attach");
-    sdk.iot.attach_policy().policy_name("CrInProgressCertPolicy").target(&vendor_arn).send().await.expect("policy");
-
-    // 3a: rule_jitp's output for the registered event.
-    let topic = format!("$aws/events/certificates/registered/{vendor_ca_id}");
-    let event = json!({
-        "data": {"certificateId": vendor_cert_id, "caCertificateId": vendor_ca_id, "timestamp": 1,
-                 "awsAccountId": "123456789012", "certificateStatus": "ACTIVE",
-                 "certificateRegistrationTimestamp": "1", "certificatePem": device_pem},
-        "topic": topic, "client_id": null, "cert_id": null
-    });
-    let answer = lambda.handle(event).await.expect("registered");
-    assert_eq!(answer["outcome"], "thing_created", "{answer}");
-
-    // 3b: a CSR with a new key, from the vendor cert's connection.
-    let fleet = jitpilot::cloud::local::fleet::Fleet::builtin().expect("fleet");
-    let (csr, _key) = pki::create_csr(&fleet.manufacturer_subject(SERIAL), pki::KeyAlgorithm::EcdsaP256).expect("csr");
-    let event = json!({
-        "data": {"csr": csr},
-        "topic": format!("/cert-rotation/create-man-cert/{SERIAL}/rqst"),
-        "client_id": SERIAL, "cert_id": vendor_cert_id
-    });
-    // Sent as the Lambda console would: a JSON string.
-    let answer = lambda.handle(Value::from(event.to_string())).await.expect("create-man-cert");
-    assert_eq!(answer["outcome"], "man_cert_created", "{answer}");
-    let row = sdk.dynamodb.get_item().table_name("CertRotationDevices")
-        .key("SerialNumber", aws_sdk_dynamodb::types::AttributeValue::S(SERIAL.into())).send().await.expect("row");
-    let row = row.item().expect("row");
-    assert_eq!(row["CrState"].as_s().ok().map(String::as_str), Some("CR_MAN_CERT_CREATED"));
-    let man_cert_id = row["ManufacturerCertId"].as_s().expect("ManufacturerCertId").clone();
-    let man = sdk.iot.describe_certificate().certificate_id(&man_cert_id).send().await.expect("man cert");
-    let man = man.certificate_description().expect("description");
-    assert_eq!(man.status().map(|s| s.as_str()), Some("ACTIVE"));
-    let policies = sdk.iot.list_attached_policies().target(man.certificate_arn().expect("arn")).send().await.expect("policies");
-    assert_eq!(policies.policies()[0].policy_name(), Some("CrCertRotationCompleteCertPolicy"));
-
-    // 3c: the ack from the manufacturer cert's connection.
-    let event = json!({
-        "data": {"cert_id": man_cert_id},
-        "topic": format!("/cert-rotation/ack-man-cert/{SERIAL}/rqst"),
-        "client_id": SERIAL, "cert_id": man_cert_id
-    });
-    let answer = lambda.handle(event.clone()).await.expect("ack");
-    assert_eq!(answer["outcome"], "cert_rotation_completed", "{answer}");
-    assert!(
-        sdk.iot.describe_certificate().certificate_id(&vendor_cert_id).send().await.is_err(),
-        "the vendor cert is deleted"
-    );
-    // A retried ack is answered again (the sample would stay silent).
-    let retried = lambda.handle(event).await.expect("retried ack");
-    assert_eq!(retried["outcome"], "republished", "{retried}");
-
-    // Malformed input is a refusal, not a crash.
-    let answer = lambda.handle(json!({"topic": "/cert-rotation/create-man-cert/X/rqst", "data": "oops"})).await.expect("refusal");
-    assert_eq!(answer["outcome"], "refused");
-    assert!(lambda.handle(json!([1])).await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_region_the_error_says_how_to_set_one() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_jitpilot"));
-    cmd.args(["--backend", "aws", "status"]).arg("--data-dir").arg(tmp.path());
+    cmd.args(["--backend", "aws", "status"])
+        .arg("--data-dir")
+        .arg(tmp.path());
     isolate_env(&mut cmd);
     let out = cmd.output().expect("runs");
     let err = stderr_of(&out);
@@ -402,12 +459,24 @@ async fn without_credentials_the_error_says_how_to_provide_them() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_jitpilot"));
     // Nothing listens on port 1: credentials are resolved before any request.
-    cmd.args(["--backend", "aws", "--region", "us-east-1", "--endpoint-url", "http://127.0.0.1:1", "status"])
-        .arg("--data-dir")
-        .arg(tmp.path());
+    cmd.args([
+        "--backend",
+        "aws",
+        "--region",
+        "us-east-1",
+        "--endpoint-url",
+        "http://127.0.0.1:1",
+        "status",
+    ])
+    .arg("--data-dir")
+    .arg(tmp.path());
     isolate_env(&mut cmd);
-    cmd.env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY");
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY");
     let out = cmd.output().expect("runs");
     let err = stderr_of(&out);
-    assert!(err.contains("no AWS credentials found") && err.contains("AWS_PROFILE"), "{err}");
+    assert!(
+        err.contains("no AWS credentials found") && err.contains("AWS_PROFILE"),
+        "{err}"
+    );
 }

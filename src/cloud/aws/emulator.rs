@@ -53,7 +53,10 @@ pub fn without_topic_rules(template: &Value) -> (Value, Vec<ExtractedRule>) {
 
 fn extract(id: &str, resource: &Value) -> ExtractedRule {
     let props = resource.get("Properties").cloned().unwrap_or(Value::Null);
-    let payload = props.get("TopicRulePayload").cloned().unwrap_or(Value::Null);
+    let payload = props
+        .get("TopicRulePayload")
+        .cloned()
+        .unwrap_or(Value::Null);
     let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
     let invokes_function = payload
         .get("Actions")
@@ -116,10 +119,18 @@ mod tests {
         let (stripped, rules) = without_topic_rules(&template());
         let mut names: Vec<&str> = rules.iter().map(|r| r.name.as_str()).collect();
         names.sort();
-        assert_eq!(names, ["rule_ack_man_cert", "rule_create_man_cert", "rule_jitp"]);
+        assert_eq!(
+            names,
+            ["rule_ack_man_cert", "rule_create_man_cert", "rule_jitp"]
+        );
         assert!(rules.iter().all(|r| r.invokes_function));
-        let jitp = rules.iter().find(|r| r.name == "rule_jitp").expect("rule_jitp");
-        assert!(jitp.sql.contains("FROM '$aws/events/certificates/registered/#'"));
+        let jitp = rules
+            .iter()
+            .find(|r| r.name == "rule_jitp")
+            .expect("rule_jitp");
+        assert!(jitp
+            .sql
+            .contains("FROM '$aws/events/certificates/registered/#'"));
         let text = stripped.to_string();
         assert!(!text.contains(TOPIC_RULE_TYPE));
         for rule in &rules {
@@ -129,7 +140,10 @@ mod tests {
                 rule.logical_id
             );
         }
-        assert!(text.contains(":rule/rule_jitp"), "permission keeps the rule's ARN");
+        assert!(
+            text.contains(":rule/rule_jitp"),
+            "permission keeps the rule's ARN"
+        );
     }
 
     #[test]

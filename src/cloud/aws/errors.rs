@@ -6,8 +6,8 @@
 //! retries, an endpoint that cannot be reached, or any other API error with
 //! its code and message.
 
-use aws_sdk_iot::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iot::error::DisplayErrorContext;
+use aws_sdk_iot::error::{ProvideErrorMetadata, SdkError};
 
 /// An AWS call that failed. Messages say what to do.
 #[derive(Debug, thiserror::Error)]
@@ -194,13 +194,31 @@ mod tests {
     #[test]
     fn throttling_and_bad_credentials_are_told_apart() {
         assert!(matches!(
-            classify("RegisterCertificate", "iot:RegisterCertificate", "ThrottlingException", "Rate exceeded"),
+            classify(
+                "RegisterCertificate",
+                "iot:RegisterCertificate",
+                "ThrottlingException",
+                "Rate exceeded"
+            ),
             AwsError::Throttled { .. }
         ));
-        let creds = classify("GetCallerIdentity", "sts:GetCallerIdentity", "InvalidClientTokenId", "bad");
+        let creds = classify(
+            "GetCallerIdentity",
+            "sts:GetCallerIdentity",
+            "InvalidClientTokenId",
+            "bad",
+        );
         assert!(creds.to_string().contains("AWS_PROFILE"), "{creds}");
-        let other = classify("CreateStack", "cloudformation:CreateStack", "ValidationError", "bad template");
-        assert_eq!(other.to_string(), "CreateStack failed: ValidationError: bad template");
+        let other = classify(
+            "CreateStack",
+            "cloudformation:CreateStack",
+            "ValidationError",
+            "bad template",
+        );
+        assert_eq!(
+            other.to_string(),
+            "CreateStack failed: ValidationError: bad template"
+        );
     }
 
     #[test]

@@ -56,7 +56,10 @@ impl AwsRegistry {
         }
         let out = block_on(
             &self.handle,
-            self.iot.describe_certificate().certificate_id(cert_id).send(),
+            self.iot
+                .describe_certificate()
+                .certificate_id(cert_id)
+                .send(),
         )
         .map_err(|e| backend(api("DescribeCertificate", "iot:DescribeCertificate", e)))?;
         let arn = out
@@ -75,13 +78,20 @@ impl Registry for AwsRegistry {
     fn certificate(&self, cert_id: &str) -> BackendResult<Option<Certificate>> {
         let result = block_on(
             &self.handle,
-            self.iot.describe_certificate().certificate_id(cert_id).send(),
+            self.iot
+                .describe_certificate()
+                .certificate_id(cert_id)
+                .send(),
         );
         let out = match result {
             Ok(out) => out,
             Err(e) => {
                 let err = api("DescribeCertificate", "iot:DescribeCertificate", e);
-                return if not_found(&err) { Ok(None) } else { Err(backend(err)) };
+                return if not_found(&err) {
+                    Ok(None)
+                } else {
+                    Err(backend(err))
+                };
             }
         };
         let Some(desc) = out.certificate_description() else {
@@ -111,7 +121,10 @@ impl Registry for AwsRegistry {
     fn ca_certificate_pem(&self, ca_id: &str) -> BackendResult<Option<String>> {
         let result = block_on(
             &self.handle,
-            self.iot.describe_ca_certificate().certificate_id(ca_id).send(),
+            self.iot
+                .describe_ca_certificate()
+                .certificate_id(ca_id)
+                .send(),
         );
         match result {
             Ok(out) => Ok(out
@@ -279,7 +292,11 @@ impl Registry for AwsRegistry {
         let arn = self.arn(cert_id)?;
         block_on(
             &self.handle,
-            self.iot.attach_policy().policy_name(policy).target(arn).send(),
+            self.iot
+                .attach_policy()
+                .policy_name(policy)
+                .target(arn)
+                .send(),
         )
         .map_err(|e| backend(api("AttachPolicy", "iot:AttachPolicy", e)))?;
         Ok(())
@@ -320,7 +337,10 @@ impl DeviceTable for AwsDeviceTable {
                 .send(),
         )
         .map_err(|e| backend(api("GetItem", "dynamodb:GetItem", e)))?;
-        Ok(out.item.as_ref().map(|item| DeviceRow::from_item(from_item(item))))
+        Ok(out
+            .item
+            .as_ref()
+            .map(|item| DeviceRow::from_item(from_item(item))))
     }
 
     fn put(&self, row: &DeviceRow) -> BackendResult<()> {
@@ -354,7 +374,11 @@ impl ParameterStore for AwsParameterStore {
     fn secure_string(&self, name: &str) -> BackendResult<Option<String>> {
         let result = block_on(
             &self.handle,
-            self.ssm.get_parameter().name(name).with_decryption(true).send(),
+            self.ssm
+                .get_parameter()
+                .name(name)
+                .with_decryption(true)
+                .send(),
         );
         match result {
             Ok(out) => Ok(out.parameter.and_then(|p| p.value)),
@@ -393,7 +417,11 @@ impl Publisher for AwsPublisher {
         // The trait cannot fail: a lost answer is retried by the device
         // (every step is retry-safe), so it is logged, not raised.
         if let Err(e) = result {
-            tracing::error!(topic, "iot-data Publish failed: {}", api("Publish", "iot:Publish", e));
+            tracing::error!(
+                topic,
+                "iot-data Publish failed: {}",
+                api("Publish", "iot:Publish", e)
+            );
         }
     }
 }

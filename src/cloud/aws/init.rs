@@ -81,7 +81,13 @@ pub async fn run(cloud: &AwsCloud, extra_devices: usize) -> CloudResult<InitRepo
     create_private_dir(&devices_dir).map_err(other)?;
     let mut issued = 0;
     for serial in &serials {
-        if factory_credentials(cloud, &devices_dir.join(serial), serial, &vendor, &manufacturer)? {
+        if factory_credentials(
+            cloud,
+            &devices_dir.join(serial),
+            serial,
+            &vendor,
+            &manufacturer,
+        )? {
             issued += 1;
         }
     }
@@ -195,8 +201,12 @@ async fn manufacturer_ca(
 }
 
 fn create_ca(profile: &CaProfile) -> AwsResult<Issued> {
-    pki::create_ca(&profile.subject, profile.key_algorithm, profile.validity_days)
-        .map_err(other_aws)
+    pki::create_ca(
+        &profile.subject,
+        profile.key_algorithm,
+        profile.validity_days,
+    )
+    .map_err(other_aws)
 }
 
 /// `GetRegistrationCode` → verification cert → `RegisterCACertificate`
@@ -285,7 +295,11 @@ async fn put_secure(cloud: &AwsCloud, name: &str, value: &str) -> AwsResult<()> 
 
 /// Whitelists serials without a row (or still whitelisted for another
 /// Manufacturer CA); rows that progressed are left alone.
-async fn whitelist(cloud: &AwsCloud, serials: &[String], manufacturer_ca: &str) -> AwsResult<usize> {
+async fn whitelist(
+    cloud: &AwsCloud,
+    serials: &[String],
+    manufacturer_ca: &str,
+) -> AwsResult<usize> {
     let mut rows = Vec::new();
     for serial in serials {
         let write = match table::get(cloud, DEVICE_TABLE, serial).await? {
@@ -306,7 +320,10 @@ async fn whitelist(cloud: &AwsCloud, serials: &[String], manufacturer_ca: &str) 
     }
     table::put_all(cloud, DEVICE_TABLE, &rows).await?;
     for row in &rows {
-        let serial = row[DEVICE_TABLE_KEY].as_str().unwrap_or_default().to_string();
+        let serial = row[DEVICE_TABLE_KEY]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         cloud.emit(
             CloudEvent::new(
                 EventKind::Registry,
@@ -393,7 +410,11 @@ async fn observer(cloud: &AwsCloud) -> AwsResult<bool> {
     let dir = observer_dir(cloud);
     let iot = &cloud.clients().iot;
     if let Ok(id) = std::fs::read_to_string(dir.join("cert-id")) {
-        let described = iot.describe_certificate().certificate_id(id.trim()).send().await;
+        let described = iot
+            .describe_certificate()
+            .certificate_id(id.trim())
+            .send()
+            .await;
         let active = described.ok().is_some_and(|out| {
             out.certificate_description()
                 .and_then(|d| d.status())
@@ -423,7 +444,13 @@ async fn observer(cloud: &AwsCloud) -> AwsResult<bool> {
         .set_as_active(true)
         .send()
         .await
-        .map_err(|e| api("CreateKeysAndCertificate", "iot:CreateKeysAndCertificate", e))?;
+        .map_err(|e| {
+            api(
+                "CreateKeysAndCertificate",
+                "iot:CreateKeysAndCertificate",
+                e,
+            )
+        })?;
     let (Some(id), Some(arn), Some(pem), Some(key)) = (
         out.certificate_id(),
         out.certificate_arn(),
@@ -447,7 +474,10 @@ async fn observer(cloud: &AwsCloud) -> AwsResult<bool> {
     write_atomically(&dir.join("root-ca.pem"), AMAZON_ROOT_CAS.as_bytes(), false).map_err(other)?;
     cloud.emit(CloudEvent::new(
         EventKind::Registry,
-        format!("observer identity {} with {OBSERVER_POLICY}", &id[..id.len().min(10)]),
+        format!(
+            "observer identity {} with {OBSERVER_POLICY}",
+            &id[..id.len().min(10)]
+        ),
     ));
     Ok(true)
 }
@@ -467,7 +497,12 @@ pub async fn delete_observer(cloud: &AwsCloud) -> AwsResult<()> {
         let id = arn.rsplit('/').next().unwrap_or_default().to_string();
         status::retire_certificate(cloud, &id, &arn, false).await?;
     }
-    match iot.delete_policy().policy_name(OBSERVER_POLICY).send().await {
+    match iot
+        .delete_policy()
+        .policy_name(OBSERVER_POLICY)
+        .send()
+        .await
+    {
         Ok(_) => {}
         Err(e) => match api("DeletePolicy", "iot:DeletePolicy", e) {
             AwsError::Api { code, .. } if code == "ResourceNotFoundException" => {}
@@ -476,7 +511,10 @@ pub async fn delete_observer(cloud: &AwsCloud) -> AwsResult<()> {
     }
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| {
-            AwsError::Other(format!("cannot remove {}: {e}; remove it by hand", dir.display()))
+            AwsError::Other(format!(
+                "cannot remove {}: {e}; remove it by hand",
+                dir.display()
+            ))
         })?;
     }
     Ok(())

@@ -95,7 +95,12 @@ impl RotationLambda {
         let config = Fleet::builtin()
             .map(|fleet| rotation_config(&fleet))
             .unwrap_or_default();
-        Ok(RotationLambda::over_aws(&clients, &table, host.as_deref(), config))
+        Ok(RotationLambda::over_aws(
+            &clients,
+            &table,
+            host.as_deref(),
+            config,
+        ))
     }
 
     /// Handles one invocation: the rule's SQL output in, the function's
@@ -143,9 +148,17 @@ mod tests {
 
     #[test]
     fn other_shapes_are_refused_with_what_is_expected() {
-        for bad in [json!(null), json!([1, 2]), json!(5), Value::from("not json")] {
+        for bad in [
+            json!(null),
+            json!([1, 2]),
+            json!(5),
+            Value::from("not json"),
+        ] {
             let err = normalize_event(bad).expect_err("refused");
-            assert!(err.to_string().contains("data, topic, client_id, cert_id"), "{err}");
+            assert!(
+                err.to_string().contains("data, topic, client_id, cert_id"),
+                "{err}"
+            );
         }
     }
 }

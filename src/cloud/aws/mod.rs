@@ -71,8 +71,7 @@ impl AwsCloud {
     /// is made yet.
     pub async fn connect(options: AwsOptions, bus: EventBus) -> CloudResult<AwsCloud> {
         let clients = Clients::load(&options).await?;
-        let fleet =
-            Fleet::load(&options.data_dir).map_err(|e| CloudError::Other(e.to_string()))?;
+        let fleet = Fleet::load(&options.data_dir).map_err(|e| CloudError::Other(e.to_string()))?;
         let data_ats_host = std::fs::read_to_string(endpoint_file(&options.data_dir))
             .ok()
             .map(|s| s.trim().to_string())

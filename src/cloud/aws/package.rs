@@ -204,7 +204,11 @@ mod tests {
             .arg(&zip_path)
             .output()
             .expect("python3");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         assert_eq!(text, "0o100755\n#!/bin/sh\necho rotation\n");
     }

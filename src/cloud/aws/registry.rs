@@ -51,14 +51,18 @@ pub async fn list_cas(cloud: &AwsCloud) -> AwsResult<Vec<RegisteredCa>> {
         .map_err(|e| api("ListCACertificates", "iot:ListCACertificates", e))?;
     let mut cas = Vec::new();
     for ca in listed {
-        let Some(id) = ca.certificate_id() else { continue };
+        let Some(id) = ca.certificate_id() else {
+            continue;
+        };
         let out = iot
             .describe_ca_certificate()
             .certificate_id(id)
             .send()
             .await
             .map_err(|e| api("DescribeCACertificate", "iot:DescribeCACertificate", e))?;
-        let Some(desc) = out.certificate_description() else { continue };
+        let Some(desc) = out.certificate_description() else {
+            continue;
+        };
         let pem = desc.certificate_pem().unwrap_or_default().to_string();
         // A CA whose PEM does not parse is not one of ours: show it as "CA".
         let info = pki::parse_cert(&pem).ok();
@@ -73,7 +77,10 @@ pub async fn list_cas(cloud: &AwsCloud) -> AwsResult<Vec<RegisteredCa>> {
         let config = out.registration_config();
         cas.push(RegisteredCa {
             id: id.to_string(),
-            status: desc.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+            status: desc
+                .status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
             auto_registration: desc
                 .auto_registration_status()
                 .is_some_and(|s| s.as_str() == "ENABLE"),
@@ -118,7 +125,10 @@ pub async fn certificates_by_ca(cloud: &AwsCloud, ca_id: &str) -> AwsResult<Vec<
             Some(ListedCert {
                 id: c.certificate_id()?.to_string(),
                 arn: c.certificate_arn().unwrap_or_default().to_string(),
-                status: c.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                status: c
+                    .status()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
                 ca_id: ca_id.to_string(),
             })
         })

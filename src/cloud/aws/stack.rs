@@ -166,9 +166,9 @@ pub async fn deploy(cloud: &AwsCloud) -> AwsResult<DeployReport> {
     let (stack, events) = if changed {
         follow(cloud, started).await?
     } else {
-        let stack = describe(cloud).await?.ok_or_else(|| {
-            AwsError::Other(format!("stack {STACK_NAME} vanished during deploy"))
-        })?;
+        let stack = describe(cloud)
+            .await?
+            .ok_or_else(|| AwsError::Other(format!("stack {STACK_NAME} vanished during deploy")))?;
         (stack, Vec::new())
     };
     let status = status_of(&stack);
@@ -180,7 +180,9 @@ pub async fn deploy(cloud: &AwsCloud) -> AwsResult<DeployReport> {
     }
     if !rules.is_empty() {
         let function_arn = output(&stack, FUNCTION_ARN_OUTPUT).ok_or_else(|| {
-            AwsError::Other(format!("stack {STACK_NAME} has no output {FUNCTION_ARN_OUTPUT}"))
+            AwsError::Other(format!(
+                "stack {STACK_NAME} has no output {FUNCTION_ARN_OUTPUT}"
+            ))
         })?;
         for rule in &rules {
             put_topic_rule(cloud, rule, &function_arn).await?;
@@ -219,7 +221,12 @@ pub async fn put_topic_rule(
         .build()
         .map_err(|e| AwsError::Other(format!("topic rule {}: {e}", rule.name)))?;
     let iot = &cloud.clients().iot;
-    let exists = iot.get_topic_rule().rule_name(&rule.name).send().await.is_ok();
+    let exists = iot
+        .get_topic_rule()
+        .rule_name(&rule.name)
+        .send()
+        .await
+        .is_ok();
     if exists {
         iot.replace_topic_rule()
             .rule_name(&rule.name)
@@ -256,7 +263,11 @@ async fn follow(
     loop {
         let stack = describe(cloud).await?;
         for event in recent_events(cloud, Some(since)).await? {
-            if seen.insert((event.logical_id.clone(), event.status.clone(), event.timestamp)) {
+            if seen.insert((
+                event.logical_id.clone(),
+                event.status.clone(),
+                event.timestamp,
+            )) {
                 cloud.emit(stack_event(&event));
                 all.push(event);
             }
@@ -294,7 +305,11 @@ pub async fn recent_events(
         .await;
     let out = match result {
         Ok(out) => out,
-        Err(e) => match api("DescribeStackEvents", "cloudformation:DescribeStackEvents", e) {
+        Err(e) => match api(
+            "DescribeStackEvents",
+            "cloudformation:DescribeStackEvents",
+            e,
+        ) {
             AwsError::Api { message, .. } if message.contains("does not exist") => {
                 return Ok(Vec::new())
             }
@@ -333,7 +348,13 @@ pub async fn resources(cloud: &AwsCloud) -> AwsResult<Vec<StackResource>> {
         .stack_name(STACK_NAME)
         .send()
         .await
-        .map_err(|e| api("DescribeStackResources", "cloudformation:DescribeStackResources", e))?;
+        .map_err(|e| {
+            api(
+                "DescribeStackResources",
+                "cloudformation:DescribeStackResources",
+                e,
+            )
+        })?;
     Ok(out
         .stack_resources
         .unwrap_or_default()
@@ -357,7 +378,11 @@ pub fn failure_reasons(events: &[StackEvent]) -> String {
     let failed: Vec<String> = events
         .iter()
         .filter(|e| e.status.ends_with("_FAILED"))
-        .filter(|e| e.reason.as_deref().is_some_and(|r| !r.contains("cancelled")))
+        .filter(|e| {
+            e.reason
+                .as_deref()
+                .is_some_and(|r| !r.contains("cancelled"))
+        })
         .map(|e| {
             format!(
                 "{} ({}): {}",
@@ -480,7 +505,10 @@ mod tests {
         assert!(!can_update("UPDATE_IN_PROGRESS"));
         let err = cannot_deploy("ROLLBACK_COMPLETE", ": F (AWS::Lambda::Function): no code");
         let text = err.to_string();
-        assert!(text.contains("jitpilot teardown") && text.contains("no code"), "{text}");
+        assert!(
+            text.contains("jitpilot teardown") && text.contains("no code"),
+            "{text}"
+        );
         let busy = cannot_deploy("UPDATE_IN_PROGRESS", "").to_string();
         assert!(busy.contains("wait for it to finish"), "{busy}");
     }
@@ -497,7 +525,11 @@ mod tests {
         };
         let events = [
             event("A", "CREATE_COMPLETE", None),
-            event("CertRotationFunction", "CREATE_FAILED", Some("S3 key does not exist")),
+            event(
+                "CertRotationFunction",
+                "CREATE_FAILED",
+                Some("S3 key does not exist"),
+            ),
             event("B", "CREATE_FAILED", Some("Resource creation cancelled")),
         ];
         assert_eq!(

@@ -87,7 +87,10 @@ pub async fn status(cloud: &AwsCloud) -> CloudResult<StatusReport> {
         for cert in registry::certificates_by_ca(cloud, &ca.id).await? {
             let cert_things = registry::principal_things(cloud, &cert.arn).await?;
             for thing in &cert_things {
-                things.entry(thing.clone()).or_default().push(cert.id.clone());
+                things
+                    .entry(thing.clone())
+                    .or_default()
+                    .push(cert.id.clone());
             }
             certificates.push(CertSummary {
                 common_name: common_name(cloud, &cert.id).await?,
@@ -180,7 +183,9 @@ async fn parameters(cloud: &AwsCloud) -> AwsResult<BTreeMap<String, String>> {
             .then(|| {
                 (
                     name.to_string(),
-                    p.r#type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+                    p.r#type()
+                        .map(|t| t.as_str().to_string())
+                        .unwrap_or_default(),
                 )
             })
         })
@@ -281,7 +286,14 @@ pub async fn retire_certificate(
 
 /// Deletes a parameter; `false` when it was not there.
 async fn delete_parameter(cloud: &AwsCloud, name: &str) -> AwsResult<bool> {
-    match cloud.clients().ssm.delete_parameter().name(name).send().await {
+    match cloud
+        .clients()
+        .ssm
+        .delete_parameter()
+        .name(name)
+        .send()
+        .await
+    {
         Ok(_) => Ok(true),
         Err(e) => match api("DeleteParameter", "ssm:DeleteParameter", e) {
             super::AwsError::Api { code, .. } if code == "ParameterNotFound" => Ok(false),

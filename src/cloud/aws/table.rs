@@ -183,7 +183,10 @@ mod tests {
         let row = json!({"SerialNumber": "IUQWXALODJESC1", "CrState": "CR_WHITELISTED", "n": 3, "ok": true});
         let row = row.as_object().expect("object").clone();
         let item = to_item(&row);
-        assert_eq!(item["SerialNumber"], AttributeValue::S("IUQWXALODJESC1".into()));
+        assert_eq!(
+            item["SerialNumber"],
+            AttributeValue::S("IUQWXALODJESC1".into())
+        );
         assert_eq!(item["n"], AttributeValue::N("3".into()));
         assert_eq!(from_item(&item), row);
     }

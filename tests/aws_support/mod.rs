@@ -1,0 +1,171 @@
+//! Shared by the AWS backend tests: moto's server on a free loopback port,
+//! and the `jitpilot` binary run with `--backend aws` against it.
+#![allow(dead_code)]
+
+pub mod walkthrough;
+
+use jitpilot::cloud::aws::{AwsOptions, Clients};
+use serde_json::Value;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// moto's server on 127.0.0.1, killed on drop.
+pub struct Moto {
+    child: Child,
+    pub url: String,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs (moto's server needs it)");
+        let mut moto = Moto {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        moto.wait_ready(port);
+        moto
+    }
+
+    /// Waits until the server answers HTTP, or fails saying how to install it.
+    fn wait_ready(&mut self, port: u16) {
+        use std::io::{Read, Write};
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("moto's server exited ({status}); install it: python3 -m pip install 'moto[server]'");
+            }
+            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let request = "GET /moto-api/reset HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+                let mut answer = String::new();
+                if stream.write_all(request.as_bytes()).is_ok()
+                    && stream.read_to_string(&mut answer).is_ok()
+                    && answer.starts_with("HTTP/")
+                {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto's server did not answer within 120 s"
+            );
+            // Polling a starting process: there is no event to wait on.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The jitpilot binary with `--backend aws` against moto, dummy credentials,
+/// no profile files.
+pub fn jitpilot(moto: &Moto, data_dir: &Path, package: Option<&Path>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jitpilot"));
+    cmd.args([
+        "--backend",
+        "aws",
+        "--endpoint-url",
+        &moto.url,
+        "--region",
+        "us-east-1",
+    ])
+    .arg("--data-dir")
+    .arg(data_dir)
+    .args(args);
+    isolate_env(&mut cmd);
+    match package {
+        Some(p) => cmd.env("JITPILOT_LAMBDA_PACKAGE", p),
+        None => cmd.env("JITPILOT_LAMBDA_PACKAGE", data_dir.join("no-such-package")),
+    };
+    cmd.output().expect("jitpilot runs")
+}
+
+pub fn isolate_env(cmd: &mut Command) {
+    for var in [
+        "AWS_PROFILE",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "JITPILOT_CODE_BUCKET",
+        "JITPILOT_DATA_DIR",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_CONFIG_FILE", "/nonexistent/jitpilot-test-config")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/jitpilot-test-credentials",
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+}
+
+pub fn json_of(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "jitpilot failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).expect("--json prints one JSON document")
+}
+
+pub fn stderr_of(out: &Output) -> String {
+    assert!(!out.status.success(), "expected a failure");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub async fn clients(moto: &Moto, data_dir: &Path) -> Clients {
+    // The test process's own environment must not leak a real profile in.
+    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/jitpilot-test-config");
+    std::env::set_var(
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "/nonexistent/jitpilot-test-credentials",
+    );
+    std::env::remove_var("AWS_PROFILE");
+    let options = AwsOptions {
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(moto.url.clone()),
+        data_dir: data_dir.to_path_buf(),
+        ..AwsOptions::default()
+    };
+    Clients::load(&options).await.expect("clients")
+}
+
+/// A stand-in `bootstrap` (moto stores the code but never runs it).
+pub fn fake_bootstrap(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("bootstrap");
+    std::fs::write(&path, b"\x7fELF jitpilot rotation function stand-in").expect("write");
+    path
+}
