@@ -161,6 +161,13 @@ async fn vendor_ca(
     // Key first: a registered CA is never without its key.
     put_secure(cloud, VENDOR_KEY_PARAMETER, &ca.key_pem).await?;
     let id = register_ca(cloud, &ca, Some(config)).await?;
+    put_parameter(
+        cloud,
+        registry::VENDOR_CA_ID_PARAMETER,
+        &id,
+        ParameterType::String,
+    )
+    .await?;
     emit_registered(cloud, VENDOR_CA_LABEL, &id, true);
     *created = true;
     Ok(SigningCa {
@@ -191,6 +198,18 @@ async fn manufacturer_ca(
     let ca = create_ca(&cloud.fleet().manufacturer_ca)?;
     put_secure(cloud, &ca_key_parameter(&ca.id), &ca.key_pem).await?;
     let id = register_ca(cloud, &ca, None).await?;
+    if id != ca.id {
+        // AWS's certificateId is the SHA-256 of the DER, as ours; an
+        // emulator may compute another. The parameter follows the registry.
+        put_secure(cloud, &ca_key_parameter(&id), &ca.key_pem).await?;
+        let _ = cloud
+            .clients()
+            .ssm
+            .delete_parameter()
+            .name(ca_key_parameter(&ca.id))
+            .send()
+            .await;
+    }
     emit_registered(cloud, MANUFACTURER_CA_LABEL, &id, false);
     *created = true;
     Ok(SigningCa {
@@ -275,20 +294,30 @@ pub async fn get_secure(cloud: &AwsCloud, name: &str) -> AwsResult<Option<String
 /// `PutParameter --type SecureString --overwrite` (encrypted with the
 /// account's default `aws/ssm` KMS key).
 async fn put_secure(cloud: &AwsCloud, name: &str, value: &str) -> AwsResult<()> {
+    put_parameter(cloud, name, value, ParameterType::SecureString).await
+}
+
+async fn put_parameter(
+    cloud: &AwsCloud,
+    name: &str,
+    value: &str,
+    kind: ParameterType,
+) -> AwsResult<()> {
+    let label = kind.as_str().to_string();
     cloud
         .clients()
         .ssm
         .put_parameter()
         .name(name)
         .value(value)
-        .r#type(ParameterType::SecureString)
+        .r#type(kind)
         .overwrite(true)
         .send()
         .await
         .map_err(|e| api("PutParameter", "ssm:PutParameter", e))?;
     cloud.emit(CloudEvent::new(
         EventKind::Registry,
-        format!("parameter store: {name} (SecureString)"),
+        format!("parameter store: {name} ({label})"),
     ));
     Ok(())
 }

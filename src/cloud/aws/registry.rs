@@ -38,28 +38,45 @@ fn same_subject(a: &Subject, b: &Subject) -> bool {
     a.common_name == b.common_name && a.organization == b.organization
 }
 
-/// Every CA in the account, described and labelled by the fleet definition.
+/// Where init records the Vendor CA's certificateId (a String parameter):
+/// with the `cr-ca-key-<id>` names, how jitpilot finds its CAs again.
+pub const VENDOR_CA_ID_PARAMETER: &str = "/jitpilot/vendor-ca-id";
+
+/// The walkthrough's CAs, described and labelled by the fleet definition.
+/// Found through the parameter store (the Vendor CA's id parameter and the
+/// `cr-ca-key-<id>` names) rather than `ListCACertificates`: that lists
+/// every CA of the account, and emulators (moto) do not implement it.
 pub async fn list_cas(cloud: &AwsCloud) -> AwsResult<Vec<RegisteredCa>> {
     let iot = &cloud.clients().iot;
-    let listed = iot
-        .list_ca_certificates()
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(|e| api("ListCACertificates", "iot:ListCACertificates", e))?;
+    let mut ids = Vec::new();
+    if let Some(id) = super::init::get_secure(cloud, VENDOR_CA_ID_PARAMETER).await? {
+        ids.push(id);
+    }
+    for name in super::status::parameters(cloud).await?.into_keys() {
+        if let Some(id) = name.strip_prefix(crate::rotation::wire::CA_KEY_PARAMETER_PREFIX) {
+            if !ids.iter().any(|known| known == id) {
+                ids.push(id.to_string());
+            }
+        }
+    }
     let mut cas = Vec::new();
-    for ca in listed {
-        let Some(id) = ca.certificate_id() else {
-            continue;
-        };
-        let out = iot
+    for id in ids {
+        let id = id.as_str();
+        let out = match iot
             .describe_ca_certificate()
             .certificate_id(id)
             .send()
             .await
-            .map_err(|e| api("DescribeCACertificate", "iot:DescribeCACertificate", e))?;
+        {
+            Ok(out) => out,
+            Err(e) => match api("DescribeCACertificate", "iot:DescribeCACertificate", e) {
+                // A parameter left behind by a CA deleted elsewhere.
+                super::AwsError::Api { code, .. } if code == "ResourceNotFoundException" => {
+                    continue
+                }
+                other => return Err(other),
+            },
+        };
         let Some(desc) = out.certificate_description() else {
             continue;
         };

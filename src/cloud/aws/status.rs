@@ -163,7 +163,7 @@ async fn policy_targets(cloud: &AwsCloud, policy: &str) -> AwsResult<Option<Vec<
 }
 
 /// The walkthrough's parameters (`cr-ca-key-*`, `/jitpilot/*`) with their type.
-async fn parameters(cloud: &AwsCloud) -> AwsResult<BTreeMap<String, String>> {
+pub async fn parameters(cloud: &AwsCloud) -> AwsResult<BTreeMap<String, String>> {
     let listed = cloud
         .clients()
         .ssm
@@ -228,6 +228,7 @@ pub async fn cleanup(cloud: &AwsCloud) -> CloudResult<CleanupReport> {
     if delete_parameter(cloud, VENDOR_KEY_PARAMETER).await? {
         report.parameters += 1;
     }
+    delete_parameter(cloud, registry::VENDOR_CA_ID_PARAMETER).await?;
     init::delete_observer(cloud).await?;
     report.table_rows = table::delete_all(cloud, DEVICE_TABLE).await?;
     report.device_folders = remove_device_folders(cloud)?;
