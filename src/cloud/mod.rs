@@ -4,10 +4,10 @@
 //! by the AWS backend. The TUI and the headless commands use only this trait
 //! and its event stream, so the same screens and commands work on both.
 
+pub mod aws;
 pub mod events;
 pub mod local;
 pub mod reports;
-pub mod aws;
 
 pub use events::{CloudEvent, EventBus, EventKind, EventReceiver};
 pub use reports::*;
