@@ -222,15 +222,22 @@ impl Store {
             source,
         })?;
         let path = data_dir.join(DB_FILE);
-        // The master key first: a database whose secrets cannot be opened is
-        // of no use, and checking the key before touching the database means a
-        // bad key changes nothing.
-        let keyring = Keyring::load_or_create(&data_dir.join(MASTER_KEY_FILE))?;
         let conn = rusqlite::Connection::open(&path).map_err(|source| StoreError::Sqlite {
             path: path.clone(),
             source,
         })?;
+        // Nothing is written before both the database and the master key
+        // check out: a refused data dir is left exactly as it was.
         check_is_jitpilot(&conn, &path)?;
+        let key_path = data_dir.join(MASTER_KEY_FILE);
+        let keyring = if user_version(&conn, &path)? == 0 {
+            // A fresh database: its master key may be created now.
+            Keyring::load_or_create(&key_path)?
+        } else {
+            // Existing secrets need the existing key; a new one would make
+            // them unreadable, so a missing key is an error, never replaced.
+            Keyring::load(&key_path)?
+        };
         configure(&conn, &path, true)?;
         migrate(&conn, &path)?;
         Ok(Store {
