@@ -30,8 +30,6 @@ use tokio_util::sync::CancellationToken;
 struct Online {
     conn_id: u64,
     policy: Arc<ConnectionPolicy>,
-    rx: mpsc::Receiver<Message>,
-    evict: CancellationToken,
     version: u64,
 }
 
@@ -55,6 +53,9 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TlsStream<TcpStream>, peer: 
     let session_identifier = hex::encode(rand::random::<[u8; 16]>());
     let mut session = Session::new();
     let mut online: Option<Online> = None;
+    // Deliveries from the router and the eviction signal, once connected.
+    let mut deliveries: Option<mpsc::Receiver<Message>> = None;
+    let mut evict: Option<CancellationToken> = None;
     let mut read_buf = BytesMut::with_capacity(4096);
     let mut write_buf = BytesMut::with_capacity(4096);
     let mut effects = Vec::new();
@@ -90,8 +91,8 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TlsStream<TcpStream>, peer: 
                     read_buf.clear();
                 }
             },
-            Some(message) = recv(&mut online) => session.deliver(message, &mut effects),
-            _ = evicted(&online) => session.close(
+            Some(message) = recv(&mut deliveries) => session.deliver(message, &mut effects),
+            _ = evicted(&evict) => session.close(
                 if shutdown.is_cancelled() { CloseReason::ServerInitiated } else { CloseReason::DuplicateClientId },
                 &mut effects,
             ),
@@ -121,14 +122,16 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TlsStream<TcpStream>, peer: 
                     Effect::Received(summary) => shared.packet_event(true, session.client_id(), &summary),
                     Effect::Connect(request) => {
                         match on_connect(&shared, &admission, &request, peer, &session_identifier).await {
-                            Ok((policy, link_rx, evict, conn_id)) => {
+                            Ok((policy, link_rx, token, conn_id)) => {
                                 let attached = shared.router.attach(
                                     &request.client_id,
                                     request.clean_session,
-                                    Link { conn_id, tx: link_rx.0, evict: evict.clone(), policy: policy.clone() },
+                                    Link { conn_id, tx: link_rx.0, evict: token.clone(), policy: policy.clone() },
                                 );
                                 session.accept(attached.session_present, attached.resumed, policy.as_ref(), &mut effects);
-                                online = Some(Online { conn_id, policy, rx: link_rx.1, evict, version: attached.version });
+                                online = Some(Online { conn_id, policy, version: attached.version });
+                                deliveries = Some(link_rx.1);
+                                evict = Some(token);
                                 shared.counters.connected.fetch_add(1, Ordering::Relaxed);
                                 let presence = presence(&request.client_id, &session_identifier, &cert_id, peer, attached.version);
                                 let (topic, body) = lifecycle::connected(&presence);
@@ -208,7 +211,7 @@ fn finish(
     let client_id = session.client_id().to_string();
     let Some(online) = online else {
         if let CloseReason::ClientError(_) = reason {
-            shared.refused(peer, Some(&client_id).filter(|c| !c.is_empty()), cert_id, reason);
+            shared.refused(peer, Some(client_id.as_str()).filter(|c| !c.is_empty()), cert_id, reason);
         }
         return;
     };
@@ -268,16 +271,16 @@ async fn on_connect(
     }
 }
 
-async fn recv(online: &mut Option<Online>) -> Option<Message> {
-    match online {
-        Some(o) => o.rx.recv().await,
+async fn recv(deliveries: &mut Option<mpsc::Receiver<Message>>) -> Option<Message> {
+    match deliveries {
+        Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
 }
 
-async fn evicted(online: &Option<Online>) {
-    match online {
-        Some(o) => o.evict.cancelled().await,
+async fn evicted(evict: &Option<CancellationToken>) {
+    match evict {
+        Some(token) => token.cancelled().await,
         None => std::future::pending().await,
     }
 }

@@ -29,7 +29,6 @@ mod tls;
 mod topics;
 
 pub use lifecycle::certificate_registered;
-pub use rules_engine::function_name;
 
 use crate::cloud::events::{CloudEvent, EventBus, EventKind};
 use crate::cloud::local::functions::FunctionRegistry;

@@ -13,26 +13,21 @@ use super::session::Message;
 use super::CloudPublisher;
 use crate::cloud::events::{CloudEvent, EventBus, EventKind};
 use crate::cloud::local::functions::FunctionRegistry;
-use crate::cloud::local::rules::{self, CompiledRule, RuleAction, RuleInput};
+use crate::cloud::local::rules::{function_name_from_arn, CompiledRule, RuleAction, RuleMessage};
 use crate::store::Store;
 use bytes::Bytes;
 use rumqttc::mqttbytes::QoS;
+use crate::model::now_millis;
 use serde_json::{json, Value};
 use std::sync::{Arc, RwLock};
 use tokio::sync::Semaphore;
-
-/// A rule ready to run.
-struct LoadedRule {
-    name: String,
-    compiled: CompiledRule,
-}
 
 /// The rules engine of one endpoint.
 pub struct RulesEngine {
     store: Store,
     bus: EventBus,
     functions: FunctionRegistry,
-    rules: RwLock<Arc<Vec<LoadedRule>>>,
+    rules: RwLock<Arc<Vec<CompiledRule>>>,
     /// Bounds concurrent actions; waiting happens on the action's own task.
     actions: Arc<Semaphore>,
 }
@@ -58,11 +53,8 @@ impl RulesEngine {
             if !rule.enabled {
                 continue;
             }
-            match CompiledRule::parse(&rule.sql, &rule.actions) {
-                Ok(compiled) => loaded.push(LoadedRule {
-                    name: rule.name,
-                    compiled,
-                }),
+            match CompiledRule::compile(&rule) {
+                Ok(compiled) => loaded.push(compiled),
                 Err(e) => {
                     tracing::warn!(rule = %rule.name, error = %e, "topic rule skipped");
                     self.bus.emit_with(|| {
@@ -87,20 +79,22 @@ impl RulesEngine {
             return;
         }
         for rule in rules.iter() {
-            if !rules::filter_matches(&rule.compiled, &message.topic) {
+            if !rule.sql.matches_topic(&message.topic) {
                 continue;
             }
-            let input = RuleInput {
+            let input = RuleMessage {
                 topic: &message.topic,
                 payload: &message.payload,
-                client_id: origin.client_id.as_deref(),
-                principal: origin.principal.as_deref(),
+                client_id: origin.client_id.as_deref().unwrap_or(""),
+                principal: origin.principal.as_deref().unwrap_or(""),
+                timestamp: now_millis(),
             };
-            let Some(output) = rule.compiled.evaluate(&input) else {
+            let Some(output) = rule.sql.evaluate(&input) else {
                 continue;
             };
-            for action in rule.compiled.actions() {
-                self.run_action(router, &rule.name, action.clone(), output.clone(), message, origin);
+            for action in &rule.actions {
+                let target = action.republish_topic(&input);
+                self.run_action(router, &rule.name, action, target, output.clone(), message, origin);
             }
         }
     }
@@ -109,13 +103,17 @@ impl RulesEngine {
         &self,
         router: &Arc<Router>,
         rule: &str,
-        action: RuleAction,
+        action: &RuleAction,
+        republish_to: Option<String>,
         output: Value,
         message: &Message,
         origin: &Origin,
     ) {
         match action {
-            RuleAction::Republish { topic, qos } => {
+            RuleAction::Republish { qos, .. } => {
+                let Some(topic) = republish_to.filter(|t| super::session::check_topic_name(t).is_ok()) else {
+                    return self.rule_failed(rule, "republish topic is empty or invalid after substitution");
+                };
                 if origin.depth >= MAX_REPUBLISH_DEPTH {
                     tracing::warn!(rule, topic = %topic, "republish loop stopped");
                     return;
@@ -129,7 +127,7 @@ impl RulesEngine {
                 let republished = Message {
                     topic,
                     payload,
-                    qos: if qos == 0 { QoS::AtMostOnce } else { QoS::AtLeastOnce },
+                    qos: if *qos == 0 { QoS::AtMostOnce } else { QoS::AtLeastOnce },
                     retain: false,
                 };
                 let next = Origin {
@@ -143,7 +141,7 @@ impl RulesEngine {
                 tokio::spawn(async move { router.route(republished, next) });
             }
             RuleAction::Lambda { function_arn } => {
-                let name = function_name(&function_arn).to_string();
+                let name = function_name_from_arn(function_arn).to_string();
                 let function = match self.store.get_function(&name) {
                     Ok(Some(f)) => f,
                     Ok(None) => {
@@ -194,29 +192,5 @@ impl RulesEngine {
             CloudEvent::new(EventKind::Rule, format!("{rule}: action failed: {why}"))
                 .detail(json!({"rule": rule, "error": why}))
         });
-    }
-}
-
-/// `arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]` → `<name>`;
-/// a bare name stays as it is.
-pub fn function_name(arn: &str) -> &str {
-    match arn.split_once(":function:") {
-        Some((_, rest)) => rest.split(':').next().unwrap_or(rest),
-        None => arn,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::function_name;
-
-    #[test]
-    fn function_names_come_from_arns() {
-        assert_eq!(
-            function_name("arn:aws:lambda:us-east-1:123456789012:function:CertRotation-fn"),
-            "CertRotation-fn"
-        );
-        assert_eq!(function_name("arn:aws:lambda:us-east-1:1:function:f:prod"), "f");
-        assert_eq!(function_name("plain"), "plain");
     }
 }
