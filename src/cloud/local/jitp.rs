@@ -88,7 +88,15 @@ pub fn provision(store: &Store, cert_der: &[u8], cert_pem: &str, cert_id: &str, 
         ca: ca.id.clone(),
         reason: format!("not JSON: {e}"),
     })?;
-    let params = certificate_parameters(cert_der, cert_id)?;
+    let mut params = certificate_parameters(cert_der, cert_id)?;
+    // A parameter the certificate lacks takes the template's Default, as on AWS.
+    if let Some(declared) = template.get("Parameters").and_then(Value::as_object) {
+        for (name, decl) in declared {
+            if let Some(default) = decl.get("Default").and_then(Value::as_str) {
+                params.entry(name.clone()).or_insert_with(|| default.to_string());
+            }
+        }
+    }
 
     // Step 1: registration. A retry finds it registered and goes on.
     let (registered_at, newly_registered) = match store.get_certificate(cert_id)? {
