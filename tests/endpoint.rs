@@ -219,7 +219,6 @@ fn options(server: &Server, identity: &Identity, client_id: &str) -> MqttOptions
 }
 
 /// How a connection attempt ended.
-#[derive(Debug)]
 enum Outcome {
     Accepted(AsyncClient, EventLoop),
     /// Closed (or TLS refused) before any CONNACK.
@@ -245,6 +244,15 @@ async fn connect(server: &Server, identity: &Identity, client_id: &str) -> Outco
     match outcome {
         None => Outcome::Accepted(client, eventloop),
         Some(e) => Outcome::Refused(e),
+    }
+}
+
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Accepted(..) => f.write_str("Accepted"),
+            Outcome::Refused(why) => write!(f, "Refused({why})"),
+        }
     }
 }
 
