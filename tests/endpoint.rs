@@ -297,6 +297,23 @@ async fn next_publish(rx: &mut mpsc::UnboundedReceiver<Result<Packet, String>>, 
     .expect("the expected message within the timeout")
 }
 
+/// Waits until `check` yields a value (re-checking with a short backoff),
+/// for state that changes without a message to wait on (the registry).
+async fn eventually<T>(check: impl Fn() -> Option<T>) -> T {
+    tokio::time::timeout(WAIT, async {
+        let mut pause = Duration::from_millis(10);
+        loop {
+            if let Some(v) = check() {
+                return v;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
+    })
+    .await
+    .expect("the condition holds within the timeout")
+}
+
 /// Waits for a SUBACK (the subscription is in place).
 async fn next_suback(rx: &mut mpsc::UnboundedReceiver<Result<Packet, String>>) {
     tokio::time::timeout(WAIT, async {
@@ -377,6 +394,14 @@ async fn jitp_then_connect_policies_presence_and_rules() {
     assert!(cert.policies.iter().any(|p| p == "CrInProgressCertPolicy"), "{:?}", cert.policies);
     assert!(status.things.contains_key(SAMPLE_SERIAL));
 
+    // rule_jitp's Lambda action ran the rotation function on the registered event.
+    eventually(|| {
+        let status = LocalCloud::open_read_only(&fx.data_dir).ok()?.status_sync().ok()?;
+        let row = status.devices.iter().find(|r| r.get("SerialNumber").and_then(|v| v.as_str()) == Some(SAMPLE_SERIAL))?;
+        (row.get("CrState").and_then(|v| v.as_str()) == Some("CR_THING_CREATED")).then_some(())
+    })
+    .await;
+
     // A rule with a republish action fires.
     observer_client
         .publish("test/in/abc", QoS::AtLeastOnce, false, br#"{"n":42}"#.to_vec())
@@ -412,6 +437,22 @@ async fn refused_identities_leave_other_sessions_alone() {
         let outcome = connect(&server, identity, client_id).await;
         assert!(matches!(outcome, Outcome::Refused(_)), "{name} certificate must be refused: {outcome:?}");
     }
+    // Each was refused for its own reason, in the event log.
+    let reasons: Vec<String> = eventually(|| {
+        let cloud = LocalCloud::open_read_only(&fx.data_dir).ok()?;
+        let events = cloud.store().list_events(0, 1000).ok()?;
+        let reasons: Vec<String> = events
+            .iter()
+            .filter(|e| e.kind.starts_with("endpoint."))
+            .map(|e| e.detail["reason"].as_str().unwrap_or_default().to_string())
+            .collect();
+        (reasons.len() >= 3).then_some(reasons)
+    })
+    .await;
+    let all = reasons.join(" | ");
+    assert!(all.contains("UnknownIssuer"), "{all}");
+    assert!(all.to_lowercase().contains("expired"), "{all}");
+    assert!(all.contains("INACTIVE"), "{all}");
     // Nothing was registered for them.
     let status = LocalCloud::open_read_only(&fx.data_dir).expect("read-only").status_sync().expect("status");
     for identity in [&fx.unregistered_ca_device, &fx.expired] {
