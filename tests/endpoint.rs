@@ -10,7 +10,9 @@ use jitpilot::cloud::local::{fleet::SAMPLE_SERIAL, LocalCloud};
 use jitpilot::cloud::EventBus;
 use jitpilot::model::{now_millis, Certificate, CertificateStatus, TopicRule};
 use jitpilot::pki::{self, KeyAlgorithm, Subject};
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::io::{BufRead, BufReader};
@@ -48,7 +50,8 @@ fn issue(ca_cert: &str, ca_key: &str, cn: &str) -> Identity {
         country: Some("US".into()),
         ..Subject::default()
     };
-    let issued = pki::issue_device_cert(ca_cert, ca_key, &subject, KeyAlgorithm::EcdsaP256, 30).expect("issue");
+    let issued = pki::issue_device_cert(ca_cert, ca_key, &subject, KeyAlgorithm::EcdsaP256, 30)
+        .expect("issue");
     Identity {
         chain_pem: format!("{}{}", issued.cert_pem, ca_cert),
         key_pem: issued.key_pem,
@@ -62,7 +65,9 @@ fn issue_expired(ca_cert: &str, ca_key: &str) -> Identity {
     let issuer = rcgen::Issuer::from_ca_cert_pem(ca_cert, ca_key).expect("issuer");
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
     let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name.push(rcgen::DnType::CommonName, "EXPIRED1");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "EXPIRED1");
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::days(10);
     params.not_after = now - time::Duration::days(1);
@@ -88,24 +93,44 @@ fn fixture() -> Fixture {
         .into_iter()
         .find(|c| c.label == "Vendor CA")
         .expect("vendor CA registered by init");
-    let vendor_key = store.get_parameter(VENDOR_KEY_PARAMETER, true).expect("param").expect("vendor key").value;
+    let vendor_key = store
+        .get_parameter(VENDOR_KEY_PARAMETER, true)
+        .expect("param")
+        .expect("vendor key")
+        .value;
 
     // The observer: registered ACTIVE with a policy allowing everything.
     let observer = issue(&vendor.pem, &vendor_key, "observer");
     let observer_id = pki::certificate_id_from_pem(&observer.chain_pem).expect("id");
-    register(store, &observer_id, &vendor.id, &observer.chain_pem, CertificateStatus::Active);
+    register(
+        store,
+        &observer_id,
+        &vendor.id,
+        &observer.chain_pem,
+        CertificateStatus::Active,
+    );
     store
         .create_policy(
             "TestObserverAll",
             r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:*","Resource":"*"}]}"#,
         )
         .expect("policy");
-    store.attach_policy("TestObserverAll", &observer_id).expect("attach");
+    store
+        .attach_policy("TestObserverAll", &observer_id)
+        .expect("attach");
 
     let inactive = issue(&vendor.pem, &vendor_key, "INACTIVE1");
     let inactive_id = pki::certificate_id_from_pem(&inactive.chain_pem).expect("id");
-    register(store, &inactive_id, &vendor.id, &inactive.chain_pem, CertificateStatus::Inactive);
-    store.attach_policy("TestObserverAll", &inactive_id).expect("attach");
+    register(
+        store,
+        &inactive_id,
+        &vendor.id,
+        &inactive.chain_pem,
+        CertificateStatus::Inactive,
+    );
+    store
+        .attach_policy("TestObserverAll", &inactive_id)
+        .expect("attach");
 
     let rogue = pki::create_ca(
         &Subject {
@@ -123,7 +148,8 @@ fn fixture() -> Fixture {
     store
         .put_topic_rule(&TopicRule {
             name: "test_republish".into(),
-            sql: "SELECT * as data, topic() as topic, clientId() as client_id FROM 'test/in/+'".into(),
+            sql: "SELECT * as data, topic() as topic, clientId() as client_id FROM 'test/in/+'"
+                .into(),
             actions: serde_json::json!([{"Republish": {"Topic": "test/out", "Qos": 1}}]),
             enabled: true,
         })
@@ -131,7 +157,8 @@ fn fixture() -> Fixture {
 
     let device_dir = data_dir.join("devices").join(SAMPLE_SERIAL);
     let device = Identity {
-        chain_pem: std::fs::read_to_string(device_dir.join("vendor.cert.pem")).expect("factory cert"),
+        chain_pem: std::fs::read_to_string(device_dir.join("vendor.cert.pem"))
+            .expect("factory cert"),
         key_pem: std::fs::read_to_string(device_dir.join("vendor.key.pem")).expect("factory key"),
     };
     drop(cloud);
@@ -147,7 +174,13 @@ fn fixture() -> Fixture {
     }
 }
 
-fn register(store: &jitpilot::store::Store, id: &str, ca: &str, pem: &str, status: CertificateStatus) {
+fn register(
+    store: &jitpilot::store::Store,
+    id: &str,
+    ca: &str,
+    pem: &str,
+    status: CertificateStatus,
+) {
     store
         .register_certificate(&Certificate {
             id: id.into(),
@@ -175,7 +208,13 @@ impl Drop for Server {
 
 fn serve(data_dir: &Path) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_jitpilot"))
-        .args(["serve", "--json", "--mqtt-addr", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--json",
+            "--mqtt-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(data_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -183,8 +222,11 @@ fn serve(data_dir: &Path) -> Server {
         .expect("spawn jitpilot serve");
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("serve prints its endpoint");
-    let doc: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("serve --json printed {line:?}: {e}"));
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("serve prints its endpoint");
+    let doc: serde_json::Value = serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("serve --json printed {line:?}: {e}"));
     Server {
         addr: doc["endpoint"].as_str().expect("endpoint").to_string(),
         root_ca: PathBuf::from(doc["endpointCa"].as_str().expect("endpointCa")),
@@ -197,16 +239,19 @@ fn tls_config(server: &Server, identity: &Identity) -> Arc<rustls::ClientConfig>
     for cert in CertificateDer::pem_file_iter(&server.root_ca).expect("root ca") {
         roots.add(cert.expect("root cert")).expect("add root");
     }
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(identity.chain_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .expect("chain");
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(identity.chain_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .expect("chain");
     let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes()).expect("key");
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .expect("client auth");
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .expect("client auth");
     Arc::new(config)
 }
 
@@ -214,13 +259,15 @@ fn options(server: &Server, identity: &Identity, client_id: &str) -> MqttOptions
     let (host, port) = server.addr.rsplit_once(':').expect("host:port");
     let mut opts = MqttOptions::new(client_id, host, port.parse().expect("port"));
     opts.set_keep_alive(Duration::from_secs(30));
-    opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls_config(server, identity))));
+    opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+        tls_config(server, identity),
+    )));
     opts
 }
 
 /// How a connection attempt ended.
 enum Outcome {
-    Accepted(AsyncClient, EventLoop),
+    Accepted(AsyncClient, Box<EventLoop>),
     /// Closed (or TLS refused) before any CONNACK.
     Refused(String),
 }
@@ -242,7 +289,7 @@ async fn connect(server: &Server, identity: &Identity, client_id: &str) -> Outco
     .await
     .expect("connect outcome within the timeout");
     match outcome {
-        None => Outcome::Accepted(client, eventloop),
+        None => Outcome::Accepted(client, Box::new(eventloop)),
         Some(e) => Outcome::Refused(e),
     }
 }
@@ -258,7 +305,7 @@ impl std::fmt::Debug for Outcome {
 
 /// Drives an accepted connection; forwards what arrives. The stream ends
 /// with `Err` when the connection closes.
-fn drive(mut eventloop: EventLoop) -> mpsc::UnboundedReceiver<Result<Packet, String>> {
+fn drive(mut eventloop: Box<EventLoop>) -> mpsc::UnboundedReceiver<Result<Packet, String>> {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
@@ -280,7 +327,10 @@ fn drive(mut eventloop: EventLoop) -> mpsc::UnboundedReceiver<Result<Packet, Str
 }
 
 /// Waits for a PUBLISH whose topic satisfies `want`; returns its JSON payload.
-async fn next_publish(rx: &mut mpsc::UnboundedReceiver<Result<Packet, String>>, want: impl Fn(&str) -> bool) -> serde_json::Value {
+async fn next_publish(
+    rx: &mut mpsc::UnboundedReceiver<Result<Packet, String>>,
+    want: impl Fn(&str) -> bool,
+) -> serde_json::Value {
     tokio::time::timeout(WAIT, async {
         loop {
             match rx.recv().await {
@@ -344,13 +394,21 @@ async fn closed(rx: &mut mpsc::UnboundedReceiver<Result<Packet, String>>) -> Str
     .expect("the server closes the connection within the timeout")
 }
 
-async fn observer(server: &Server, fx: &Fixture, filters: &[&str]) -> (AsyncClient, mpsc::UnboundedReceiver<Result<Packet, String>>) {
-    let Outcome::Accepted(client, eventloop) = connect(server, &fx.observer, "observer").await else {
+async fn observer(
+    server: &Server,
+    fx: &Fixture,
+    filters: &[&str],
+) -> (AsyncClient, mpsc::UnboundedReceiver<Result<Packet, String>>) {
+    let Outcome::Accepted(client, eventloop) = connect(server, &fx.observer, "observer").await
+    else {
         panic!("the observer identity must connect");
     };
     let mut rx = drive(eventloop);
     for filter in filters {
-        client.subscribe(*filter, QoS::AtLeastOnce).await.expect("subscribe");
+        client
+            .subscribe(*filter, QoS::AtLeastOnce)
+            .await
+            .expect("subscribe");
         next_suback(&mut rx).await;
     }
     (client, rx)
@@ -360,23 +418,35 @@ async fn observer(server: &Server, fx: &Fixture, filters: &[&str]) -> (AsyncClie
 async fn jitp_then_connect_policies_presence_and_rules() {
     let fx = fixture();
     let server = serve(&fx.data_dir);
-    let (observer_client, mut events) = observer(&server, &fx, &["$aws/events/#", "test/out"]).await;
+    let (observer_client, mut events) =
+        observer(&server, &fx, &["$aws/events/#", "test/out"]).await;
 
     // First connect with the fresh factory cert: refused, JITP runs.
     let outcome = connect(&server, &fx.device, SAMPLE_SERIAL).await;
-    assert!(matches!(outcome, Outcome::Refused(_)), "first connect must be refused: {outcome:?}");
+    assert!(
+        matches!(outcome, Outcome::Refused(_)),
+        "first connect must be refused: {outcome:?}"
+    );
     let registered_topic = format!("$aws/events/certificates/registered/{}", fx.vendor_ca_id);
     let registered = next_publish(&mut events, |t| t == registered_topic).await;
     let device_cert_id = pki::certificate_id_from_pem(&fx.device.chain_pem).expect("id");
     assert_eq!(registered["certificateId"], device_cert_id.as_str());
     assert_eq!(registered["caCertificateId"], fx.vendor_ca_id.as_str());
     assert_eq!(registered["certificateStatus"], "PENDING_ACTIVATION");
-    for field in ["timestamp", "awsAccountId", "certificateRegistrationTimestamp"] {
-        assert!(registered.get(field).is_some(), "registered event lacks {field}");
+    for field in [
+        "timestamp",
+        "awsAccountId",
+        "certificateRegistrationTimestamp",
+    ] {
+        assert!(
+            registered.get(field).is_some(),
+            "registered event lacks {field}"
+        );
     }
 
     // The retry connects; the observer sees the presence event.
-    let Outcome::Accepted(device, device_loop) = connect(&server, &fx.device, SAMPLE_SERIAL).await else {
+    let Outcome::Accepted(device, device_loop) = connect(&server, &fx.device, SAMPLE_SERIAL).await
+    else {
         panic!("second connect must be accepted");
     };
     let mut device_rx = drive(device_loop);
@@ -387,24 +457,46 @@ async fn jitp_then_connect_policies_presence_and_rules() {
     assert_eq!(connected["principalIdentifier"], device_cert_id.as_str());
 
     // The registry as `status` reads it, beside the running server.
-    let status = LocalCloud::open_read_only(&fx.data_dir).expect("read-only").status_sync().expect("status");
-    let cert = status.certificates.iter().find(|c| c.id == device_cert_id).expect("device cert in status");
+    let status = LocalCloud::open_read_only(&fx.data_dir)
+        .expect("read-only")
+        .status_sync()
+        .expect("status");
+    let cert = status
+        .certificates
+        .iter()
+        .find(|c| c.id == device_cert_id)
+        .expect("device cert in status");
     assert_eq!(cert.status, "ACTIVE");
     assert_eq!(cert.things, vec![SAMPLE_SERIAL.to_string()]);
-    assert!(cert.policies.iter().any(|p| p == "CrInProgressCertPolicy"), "{:?}", cert.policies);
+    assert!(
+        cert.policies.iter().any(|p| p == "CrInProgressCertPolicy"),
+        "{:?}",
+        cert.policies
+    );
     assert!(status.things.contains_key(SAMPLE_SERIAL));
 
     // rule_jitp's Lambda action ran the rotation function on the registered event.
     eventually(|| {
-        let status = LocalCloud::open_read_only(&fx.data_dir).ok()?.status_sync().ok()?;
-        let row = status.devices.iter().find(|r| r.get("SerialNumber").and_then(|v| v.as_str()) == Some(SAMPLE_SERIAL))?;
+        let status = LocalCloud::open_read_only(&fx.data_dir)
+            .ok()?
+            .status_sync()
+            .ok()?;
+        let row = status
+            .devices
+            .iter()
+            .find(|r| r.get("SerialNumber").and_then(|v| v.as_str()) == Some(SAMPLE_SERIAL))?;
         (row.get("CrState").and_then(|v| v.as_str()) == Some("CR_THING_CREATED")).then_some(())
     })
     .await;
 
     // A rule with a republish action fires.
     observer_client
-        .publish("test/in/abc", QoS::AtLeastOnce, false, br#"{"n":42}"#.to_vec())
+        .publish(
+            "test/in/abc",
+            QoS::AtLeastOnce,
+            false,
+            br#"{"n":42}"#.to_vec(),
+        )
         .await
         .expect("publish");
     let republished = next_publish(&mut events, |t| t == "test/out").await;
@@ -414,7 +506,12 @@ async fn jitp_then_connect_policies_presence_and_rules() {
 
     // A publish outside the device's policy disconnects it.
     device
-        .publish("not/allowed/for/devices", QoS::AtMostOnce, false, b"x".to_vec())
+        .publish(
+            "not/allowed/for/devices",
+            QoS::AtMostOnce,
+            false,
+            b"x".to_vec(),
+        )
         .await
         .expect("queue publish");
     closed(&mut device_rx).await;
@@ -435,7 +532,10 @@ async fn refused_identities_leave_other_sessions_alone() {
         ("INACTIVE", &fx.inactive, "INACTIVE1"),
     ] {
         let outcome = connect(&server, identity, client_id).await;
-        assert!(matches!(outcome, Outcome::Refused(_)), "{name} certificate must be refused: {outcome:?}");
+        assert!(
+            matches!(outcome, Outcome::Refused(_)),
+            "{name} certificate must be refused: {outcome:?}"
+        );
     }
     // Each was refused for its own reason, in the event log.
     let reasons: Vec<String> = eventually(|| {
@@ -454,13 +554,22 @@ async fn refused_identities_leave_other_sessions_alone() {
     assert!(all.to_lowercase().contains("expired"), "{all}");
     assert!(all.contains("INACTIVE"), "{all}");
     // Nothing was registered for them.
-    let status = LocalCloud::open_read_only(&fx.data_dir).expect("read-only").status_sync().expect("status");
+    let status = LocalCloud::open_read_only(&fx.data_dir)
+        .expect("read-only")
+        .status_sync()
+        .expect("status");
     for identity in [&fx.unregistered_ca_device, &fx.expired] {
         let id = pki::certificate_id_from_pem(&identity.chain_pem).expect("id");
-        assert!(status.certificates.iter().all(|c| c.id != id), "a refused cert was registered");
+        assert!(
+            status.certificates.iter().all(|c| c.id != id),
+            "a refused cert was registered"
+        );
     }
     // The observer is still connected and served.
-    observer_client.publish("probe/1", QoS::AtLeastOnce, false, b"{}".to_vec()).await.expect("publish");
+    observer_client
+        .publish("probe/1", QoS::AtLeastOnce, false, b"{}".to_vec())
+        .await
+        .expect("publish");
     next_publish(&mut events, |t| t == "probe/1").await;
 }
 
@@ -468,7 +577,9 @@ async fn refused_identities_leave_other_sessions_alone() {
 async fn raw_session(server: &Server, fx: &Fixture, bytes: &[u8]) -> Vec<u8> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let connector = tokio_rustls::TlsConnector::from(tls_config(server, &fx.observer));
-    let tcp = tokio::net::TcpStream::connect(&server.addr).await.expect("tcp");
+    let tcp = tokio::net::TcpStream::connect(&server.addr)
+        .await
+        .expect("tcp");
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
     let mut tls = connector.connect(name, tcp).await.expect("tls");
     tls.write_all(bytes).await.expect("write");
@@ -500,24 +611,51 @@ async fn bad_input_closes_only_that_connection() {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("garbage", vec![0xff, 0x00, 0x13, 0x37, 0x42]),
         ("PINGREQ before CONNECT", vec![0xc0, 0x00]),
-        ("remaining length over 4 bytes", with_connect(&[0x30, 0xff, 0xff, 0xff, 0xff, 0x01])),
-        ("remaining length over the limit", with_connect(&[0x30, 0xff, 0xff, 0xff, 0x7f])),
+        (
+            "remaining length over 4 bytes",
+            with_connect(&[0x30, 0xff, 0xff, 0xff, 0xff, 0x01]),
+        ),
+        (
+            "remaining length over the limit",
+            with_connect(&[0x30, 0xff, 0xff, 0xff, 0x7f]),
+        ),
         ("second CONNECT", with_connect(&connect)),
-        ("invalid UTF-8 topic", with_connect(&[0x30, 0x04, 0x00, 0x02, 0xc3, 0x28])),
-        ("wildcard in PUBLISH topic", with_connect(&[0x30, 0x05, 0x00, 0x03, b'a', b'/', b'#'])),
-        ("empty PUBLISH topic", with_connect(&[0x30, 0x02, 0x00, 0x00])),
-        ("CONNACK from a client", with_connect(&[0x20, 0x02, 0x00, 0x00])),
-        ("QoS 2 PUBLISH", with_connect(&[0x34, 0x05, 0x00, 0x01, b'a', 0x00, 0x01])),
+        (
+            "invalid UTF-8 topic",
+            with_connect(&[0x30, 0x04, 0x00, 0x02, 0xc3, 0x28]),
+        ),
+        (
+            "wildcard in PUBLISH topic",
+            with_connect(&[0x30, 0x05, 0x00, 0x03, b'a', b'/', b'#']),
+        ),
+        (
+            "empty PUBLISH topic",
+            with_connect(&[0x30, 0x02, 0x00, 0x00]),
+        ),
+        (
+            "CONNACK from a client",
+            with_connect(&[0x20, 0x02, 0x00, 0x00]),
+        ),
+        (
+            "QoS 2 PUBLISH",
+            with_connect(&[0x34, 0x05, 0x00, 0x01, b'a', 0x00, 0x01]),
+        ),
     ];
     for (name, bytes) in cases {
         let received = raw_session(&server, &fx, &bytes).await;
         // At most a CONNACK came back, nothing after it.
-        assert!(received.is_empty() || received == [0x20, 0x02, 0x00, 0x00], "{name}: got {received:?}");
+        assert!(
+            received.is_empty() || received == [0x20, 0x02, 0x00, 0x00],
+            "{name}: got {received:?}"
+        );
     }
     // A truncated packet followed by EOF from the client: nothing panics either.
     let _ = raw_session(&server, &fx, &connect[..connect.len() / 2]).await;
 
-    observer_client.publish("probe/after", QoS::AtLeastOnce, false, b"{}".to_vec()).await.expect("publish");
+    observer_client
+        .publish("probe/after", QoS::AtLeastOnce, false, b"{}".to_vec())
+        .await
+        .expect("publish");
     next_publish(&mut events, |t| t == "probe/after").await;
 }
 
