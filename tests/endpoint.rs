@@ -460,3 +460,127 @@ async fn sigterm_closes_sessions_and_a_taken_port_is_named() {
     assert!(status.success(), "serve exits 0 on SIGTERM: {status:?}");
     assert!(!addr_file.exists(), "endpoint.addr is removed on shutdown");
 }
+
+/// In process: the handshake bound and timeout, and the event stream.
+/// One handshake slot, held by a client that never speaks TLS: a real
+/// client gets through only once the idle one has timed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_bound_and_timeout_and_packet_events() {
+    use jitpilot::cloud::local::endpoint::{self, EndpointConfig};
+    use jitpilot::cloud::local::{endpoint_ca, functions::FunctionRegistry};
+    use jitpilot::cloud::{EventBus, EventKind};
+    use jitpilot::model::{now_millis, CaCertificate, Certificate, CertificateStatus};
+    use jitpilot::pki::{KeyAlgorithm, Subject};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = jitpilot::store::Store::open(dir.path()).expect("store");
+    let server_ca = endpoint_ca::ensure(&store).expect("endpoint CA");
+    let server_id = server_ca.server_identity().expect("server identity");
+    let subject = |cn: &str| Subject {
+        common_name: Some(cn.into()),
+        ..Subject::default()
+    };
+    let ca = pki::create_ca(&subject("Test CA"), KeyAlgorithm::EcdsaP256, 30).expect("ca");
+    store
+        .register_ca(&CaCertificate {
+            id: ca.id.clone(),
+            pem: ca.cert_pem.clone(),
+            status: CertificateStatus::Active,
+            auto_registration: false,
+            registration_config: None,
+            label: "test".into(),
+            created_at: now_millis(),
+        })
+        .expect("register CA");
+    let device = pki::issue_device_cert(
+        &ca.cert_pem,
+        &ca.key_pem,
+        &subject("dev-1"),
+        KeyAlgorithm::EcdsaP256,
+        30,
+    )
+    .expect("device cert");
+    store
+        .register_certificate(&Certificate {
+            id: device.id.clone(),
+            ca_id: Some(ca.id.clone()),
+            pem: device.cert_pem.clone(),
+            status: CertificateStatus::Active,
+            created_at: now_millis(),
+        })
+        .expect("register cert");
+    store
+        .create_policy("all", r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:*","Resource":"*"}]}"#)
+        .expect("policy");
+    store.attach_policy("all", &device.id).expect("attach");
+
+    let bus = EventBus::new(4096);
+    let mut stream = bus.subscribe();
+    let config = EndpointConfig {
+        addr: "127.0.0.1:0".into(),
+        handshake_timeout: Duration::from_millis(300),
+        max_concurrent_handshakes: 1,
+        ..EndpointConfig::default()
+    };
+    let handle = endpoint::start(
+        config,
+        store,
+        bus,
+        FunctionRegistry::new(),
+        &server_id.cert_pem,
+        &server_id.key_pem,
+    )
+    .await
+    .expect("endpoint starts");
+    let addr = handle.local_addr().to_string();
+
+    // Takes the only handshake slot and never sends a ClientHello.
+    let idle = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("idle tcp");
+    let identity = Identity {
+        chain_pem: device.cert_pem.clone(),
+        key_pem: device.key_pem.clone(),
+    };
+    let tls = client_config(&server_ca.cert_pem, &identity);
+    let (_client, mut eventloop) = rumqttc::AsyncClient::new(options_for(&addr, tls, "dev-1"), 8);
+    let accepted = tokio::time::timeout(WAIT, async {
+        loop {
+            match eventloop.poll().await {
+                Ok(rumqttc::Event::Incoming(Packet::ConnAck(ack))) => return ack.code,
+                Ok(_) => continue,
+                Err(e) => panic!("the real client must get through: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("CONNACK once the idle handshake timed out");
+    assert_eq!(accepted, rumqttc::ConnectReturnCode::Success);
+    assert!(
+        handle.stats().handshakes_failed >= 1,
+        "{:?}",
+        handle.stats()
+    );
+    drop(idle);
+
+    // The CONNECT in and CONNACK out are on the event stream, decoded.
+    let (mut saw_in, mut saw_out) = (false, false);
+    tokio::time::timeout(WAIT, async {
+        while !(saw_in && saw_out) {
+            let event = stream.recv().await.expect("event");
+            match &event.kind {
+                EventKind::PacketIn {
+                    packet: "CONNECT", ..
+                } => saw_in = event.topic.as_deref() == Some("clientId=dev-1"),
+                EventKind::PacketOut {
+                    packet: "CONNACK", ..
+                } => saw_out = event.client_id.as_deref() == Some("dev-1"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("packet events");
+    assert_eq!(handle.stats().online, 1);
+    handle.shutdown().await;
+}

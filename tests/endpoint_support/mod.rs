@@ -234,8 +234,14 @@ pub fn serve(data_dir: &Path) -> Server {
 }
 
 pub fn tls_config(server: &Server, identity: &Identity) -> Arc<rustls::ClientConfig> {
+    let root_ca = std::fs::read_to_string(&server.root_ca).expect("root ca");
+    client_config(&root_ca, identity)
+}
+
+/// A TLS client trusting `root_ca_pem` and presenting `identity`.
+pub fn client_config(root_ca_pem: &str, identity: &Identity) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&server.root_ca).expect("root ca") {
+    for cert in CertificateDer::pem_slice_iter(root_ca_pem.as_bytes()) {
         roots.add(cert.expect("root cert")).expect("add root");
     }
     let chain: Vec<CertificateDer<'static>> =
@@ -255,12 +261,15 @@ pub fn tls_config(server: &Server, identity: &Identity) -> Arc<rustls::ClientCon
 }
 
 pub fn options(server: &Server, identity: &Identity, client_id: &str) -> MqttOptions {
-    let (host, port) = server.addr.rsplit_once(':').expect("host:port");
+    options_for(&server.addr, tls_config(server, identity), client_id)
+}
+
+/// MQTT options for `addr` (`host:port`) over `tls`.
+pub fn options_for(addr: &str, tls: Arc<rustls::ClientConfig>, client_id: &str) -> MqttOptions {
+    let (host, port) = addr.rsplit_once(':').expect("host:port");
     let mut opts = MqttOptions::new(client_id, host, port.parse().expect("port"));
     opts.set_keep_alive(Duration::from_secs(30));
-    opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-        tls_config(server, identity),
-    )));
+    opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
     opts
 }
 
