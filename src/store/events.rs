@@ -38,6 +38,33 @@ impl Store {
         })
     }
 
+    /// Appends several events in one transaction: `(kind, subject, detail)`.
+    /// Returns the sequence number of the last one (0 for none).
+    pub fn append_events(
+        &self,
+        events: &[(String, String, serde_json::Value)],
+    ) -> StoreResult<i64> {
+        let mut rows = Vec::with_capacity(events.len());
+        for (kind, subject, detail) in events {
+            rows.push((kind, subject, to_json(detail)?));
+        }
+        let at = now_millis();
+        self.with_tx(|tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO event_log (at, kind, subject, detail) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(|e| self.sql_error(e))?;
+            let mut last = 0;
+            for (kind, subject, detail) in &rows {
+                stmt.execute(rusqlite::params![at, kind, subject, detail])
+                    .map_err(|e| self.sql_error(e))?;
+                last = tx.last_insert_rowid();
+            }
+            Ok(last)
+        })
+    }
+
     /// Events with `seq > after`, oldest first, at most `limit`.
     pub fn list_events(&self, after: i64, limit: usize) -> StoreResult<Vec<EventRecord>> {
         self.with_conn(|c| {
@@ -93,6 +120,14 @@ mod tests {
             ser1.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
             ["jitp.registered", "rotation.man_cert_created"]
         );
+        let last = store
+            .append_events(&[
+                ("table.whitelisted".into(), "SER3".into(), json!({})),
+                ("table.whitelisted".into(), "SER4".into(), json!({})),
+            ])
+            .unwrap();
+        assert_eq!(store.list_events(c, 10).unwrap().last().unwrap().seq, last);
+        assert_eq!(store.list_events_for("SER4", 10).unwrap().len(), 1);
         // The most recent one when limited.
         assert_eq!(store.list_events_for("SER1", 1).unwrap()[0].seq, c);
     }

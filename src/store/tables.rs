@@ -78,15 +78,7 @@ impl Store {
                 kind: "table",
                 name: table.to_string(),
             })?;
-        let key = match item.get(&hash_key) {
-            Some(Value::String(k)) if !k.is_empty() => k.clone(),
-            _ => {
-                return Err(StoreError::Invalid {
-                    what: format!("item for table {table}"),
-                    reason: format!("it needs the hash key {hash_key} as a non-empty string"),
-                })
-            }
-        };
+        let key = item_key(table, &hash_key, item)?;
         let json = to_json(item)?;
         self.with_conn(|c| {
             c.execute(
@@ -96,6 +88,34 @@ impl Store {
             )
         })
         .map(|_| ())
+    }
+
+    /// `BatchWriteItem`: puts every item in one transaction (all or none),
+    /// with `put_item`'s checks. For whitelisting a large fleet at once.
+    pub fn put_items(&self, table: &str, items: &[Item]) -> StoreResult<()> {
+        let hash_key = self
+            .table_hash_key(table)?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "table",
+                name: table.to_string(),
+            })?;
+        let mut rows = Vec::with_capacity(items.len());
+        for item in items {
+            rows.push((item_key(table, &hash_key, item)?, to_json(item)?));
+        }
+        self.with_tx(|tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO items (table_name, hash_key, item) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(table_name, hash_key) DO UPDATE SET item = excluded.item",
+                )
+                .map_err(|e| self.sql_error(e))?;
+            for (key, json) in &rows {
+                stmt.execute([table, key.as_str(), json.as_str()])
+                    .map_err(|e| self.sql_error(e))?;
+            }
+            Ok(())
+        })
     }
 
     /// `GetItem` by hash key.
@@ -138,6 +158,17 @@ impl Store {
             })
             .optional()
         })
+    }
+}
+
+/// The item's hash key value: a non-empty string, as DynamoDB requires for `S` keys.
+fn item_key(table: &str, hash_key: &str, item: &Item) -> StoreResult<String> {
+    match item.get(hash_key) {
+        Some(Value::String(k)) if !k.is_empty() => Ok(k.clone()),
+        _ => Err(StoreError::Invalid {
+            what: format!("item for table {table}"),
+            reason: format!("it needs the hash key {hash_key} as a non-empty string"),
+        }),
     }
 }
 
@@ -217,6 +248,18 @@ mod tests {
             store.put_item("Nope", &row),
             Err(StoreError::NotFound { .. })
         ));
+        // A batch is all or nothing: one bad item, nothing written.
+        let batch = [
+            item(json!({"SerialNumber": "C1"})),
+            item(json!({"Serial": "C2"})),
+        ];
+        assert!(store.put_items("CertRotationDevices", &batch).is_err());
+        assert!(store
+            .get_item("CertRotationDevices", "C1")
+            .unwrap()
+            .is_none());
+        store.put_items("CertRotationDevices", &batch[..1]).unwrap();
+        assert!(store.delete_item("CertRotationDevices", "C1").unwrap());
         assert!(store.delete_item("CertRotationDevices", "A1").unwrap());
         assert!(!store.delete_item("CertRotationDevices", "A1").unwrap());
         assert!(store.delete_table("CertRotationDevices").unwrap());

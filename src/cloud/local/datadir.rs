@@ -216,7 +216,11 @@ pub(crate) fn create_private_dir(path: &Path) -> DataDirResult<()> {
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so that a
-/// reader (or a crash) never sees a half-written file. `private` makes it 0600.
+/// reader never sees a half-written file. `private` makes it 0600.
+///
+/// No fsync: `init` writes thousands of these, and every reader checks what it
+/// reads (a factory cert must chain to the Vendor CA and match its key), so a
+/// file torn by a power cut is detected and rewritten by the next `init`.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> DataDirResult<()> {
     let file_name = path
         .file_name()
@@ -235,7 +239,6 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> Data
         let _ = private;
         let mut file = options.open(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
     if result.is_err() {
