@@ -584,3 +584,53 @@ async fn handshake_bound_and_timeout_and_packet_events() {
     assert_eq!(handle.stats().online, 1);
     handle.shutdown().await;
 }
+
+/// The whole walkthrough (3a JITP, 3b create the manufacturer cert, 3c ack)
+/// by the device agent through `jitpilot serve`: the endpoint's routing,
+/// policies (`iot:Receive` on the device's own response topics), rules and
+/// the rotation function's publishes all have to work for this to finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_agent_onboards_end_to_end() {
+    use simulated_devices::{run_device, DeviceConfig, Goal};
+    let fx = fixture();
+    let server = serve(&fx.data_dir);
+    let creds = fx.data_dir.join("devices").join(SAMPLE_SERIAL);
+    let mut config = DeviceConfig::new(SAMPLE_SERIAL, &creds, server.addr.clone());
+    config.server_name = Some("localhost".into());
+    config.seed = Some(7);
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(120),
+        run_device(config, Goal::Onboard, None),
+    )
+    .await
+    .expect("onboarding finishes")
+    .expect("onboarding succeeds");
+    let man_cert_id = outcome
+        .manufacturer_cert_id
+        .clone()
+        .expect("a manufacturer cert");
+
+    let status = LocalCloud::open_read_only(&fx.data_dir)
+        .expect("read-only")
+        .status_sync()
+        .expect("status");
+    let row = status
+        .devices
+        .iter()
+        .find(|r| r.get("SerialNumber").and_then(|v| v.as_str()) == Some(SAMPLE_SERIAL))
+        .expect("device row");
+    assert_eq!(row["CrState"], "CR_CERT_ROTATION_COMPLETED");
+    let man = status
+        .certificates
+        .iter()
+        .find(|c| c.id == man_cert_id)
+        .expect("manufacturer cert");
+    assert_eq!(man.status, "ACTIVE");
+
+    // The vendor cert is gone: it can no longer connect.
+    let outcome = connect(&server, &fx.device, SAMPLE_SERIAL).await;
+    assert!(
+        matches!(outcome, Outcome::Refused(_)),
+        "vendor cert after rotation: {outcome:?}"
+    );
+}
