@@ -514,6 +514,7 @@ async fn handshake_bound_and_timeout_and_packet_events() {
         .expect("policy");
     store.attach_policy("all", &device.id).expect("attach");
 
+    let rules_store = store.clone();
     let bus = EventBus::new(4096);
     let mut stream = bus.subscribe();
     let config = EndpointConfig {
@@ -533,6 +534,17 @@ async fn handshake_bound_and_timeout_and_packet_events() {
     .await
     .expect("endpoint starts");
     let addr = handle.local_addr().to_string();
+    // Rules deployed after start take effect on reload.
+    assert_eq!(handle.reload_rules().expect("reload"), 0);
+    rules_store
+        .put_topic_rule(&jitpilot::model::TopicRule {
+            name: "late".into(),
+            sql: "SELECT * FROM 'late/in'".into(),
+            actions: serde_json::json!([{"Republish": {"Topic": "late/out", "Qos": 0}}]),
+            enabled: true,
+        })
+        .expect("rule");
+    assert_eq!(handle.reload_rules().expect("reload"), 1);
 
     // Takes the only handshake slot and never sends a ClientHello.
     let idle = tokio::net::TcpStream::connect(&addr)
@@ -633,4 +645,31 @@ async fn the_device_agent_onboards_end_to_end() {
         matches!(outcome, Outcome::Refused(_)),
         "vendor cert after rotation: {outcome:?}"
     );
+}
+
+/// A client that goes silent is closed after 1.5 × its keepalive, and the
+/// disconnected event says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_is_closed_after_one_and_a_half_keepalives() {
+    let fx = fixture();
+    let server = serve(&fx.data_dir);
+    let (_watcher, mut events) = observer(&server, &fx, &["$aws/events/presence/#"]).await;
+    let mut connect = rumqttc::mqttbytes::v4::Connect::new("silent-1");
+    connect.keep_alive = 1;
+    let mut bytes = bytes::BytesMut::new();
+    rumqttc::mqttbytes::v4::Packet::Connect(connect)
+        .write(&mut bytes, usize::MAX)
+        .expect("encode");
+    // CONNECT, then nothing: raw_session reads until the server closes.
+    let received = raw_session(&server, &fx, &bytes).await;
+    assert_eq!(
+        received,
+        [0x20, 0x02, 0x00, 0x00],
+        "a CONNACK, then the close"
+    );
+    let gone = next_publish(&mut events, |t| {
+        t == "$aws/events/presence/disconnected/silent-1"
+    })
+    .await;
+    assert_eq!(gone["disconnectReason"], "MQTT_KEEP_ALIVE_TIMEOUT");
 }
