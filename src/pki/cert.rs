@@ -1,7 +1,14 @@
 //! Parsing certificates, certificateIds, subjects, signature checks.
 
-#[allow(unused_imports)]
+use super::subject::from_x509_name;
 use super::{PkiError, PkiResult, Subject};
+use sha2::{Digest, Sha256};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::error::X509Error;
+use x509_parser::pem::Pem;
+use x509_parser::prelude::FromDer;
+use x509_parser::public_key::PublicKey;
+use x509_parser::x509::SubjectPublicKeyInfo;
 
 /// What the walkthrough needs to know of a certificate.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -9,12 +16,15 @@ use super::{PkiError, PkiResult, Subject};
 pub struct CertInfo {
     /// certificateId: lowercase hex SHA-256 of the DER.
     pub id: String,
+    /// The subject: CN is the serial (= thing name = clientId) for device certs.
     pub subject: Subject,
+    /// The issuer's name: the Vendor or Manufacturer CA for device certs.
     pub issuer: Subject,
     /// Unix seconds.
     pub not_before: i64,
     /// Unix seconds.
     pub not_after: i64,
+    /// basicConstraints CA:TRUE.
     pub is_ca: bool,
     /// `EC P-256`, `RSA 2048`, ...
     pub key_algorithm: String,
@@ -26,43 +36,161 @@ pub struct CertInfo {
 }
 
 /// AWS IoT's certificateId: lowercase hex SHA-256 of the certificate DER.
-#[allow(unused_variables)]
 pub fn certificate_id(der: &[u8]) -> String {
-    todo!()
+    hex::encode(Sha256::digest(der))
 }
 
-/// certificateId of the first certificate in a PEM text.
-#[allow(unused_variables)]
+/// certificateId of the first certificate in a PEM text. The DER is parsed
+/// first: an id of something that is not a certificate would be meaningless.
 pub fn certificate_id_from_pem(pem: &str) -> PkiResult<String> {
-    todo!()
+    let der = first_cert(pem)?;
+    x509_from_der(&der)?;
+    Ok(certificate_id(&der))
 }
 
 /// All certificates in a PEM text, as DER, in order.
-#[allow(unused_variables)]
 pub fn pem_certificates(pem: &str) -> PkiResult<Vec<Vec<u8>>> {
-    todo!()
+    let ders = pem_blocks(pem, &["CERTIFICATE"], "certificate")?;
+    if ders.is_empty() {
+        return Err(no_block("CERTIFICATE"));
+    }
+    Ok(ders)
 }
 
 /// Parses the first certificate of a PEM text.
-#[allow(unused_variables)]
 pub fn parse_cert(pem: &str) -> PkiResult<CertInfo> {
-    todo!()
+    let ders = pem_certificates(pem)?;
+    let der = ders.first().ok_or_else(|| no_block("CERTIFICATE"))?;
+    parse_cert_der(der)
 }
 
 /// Parses a certificate from DER.
-#[allow(unused_variables)]
 pub fn parse_cert_der(der: &[u8]) -> PkiResult<CertInfo> {
-    todo!()
+    let x509 = x509_from_der(der)?;
+    Ok(CertInfo {
+        id: certificate_id(der),
+        subject: from_x509_name(x509.subject())?,
+        issuer: from_x509_name(x509.issuer())?,
+        not_before: x509.validity().not_before.timestamp(),
+        not_after: x509.validity().not_after.timestamp(),
+        is_ca: x509.is_ca(),
+        key_algorithm: key_algorithm_name(x509.public_key()),
+        public_key_der: x509.public_key().raw.to_vec(),
+        serial_hex: hex::encode(x509.raw_serial()),
+    })
 }
 
 /// True when `cert_pem` is signed by `ca_cert_pem`'s key and names it as issuer.
-#[allow(unused_variables)]
+///
+/// `Ok(false)` means "not issued by this CA" (wrong issuer name or a
+/// signature that does not verify); `Err` means an input could not be read.
 pub fn verify_signed_by(cert_pem: &str, ca_cert_pem: &str) -> PkiResult<bool> {
-    todo!()
+    let cert_der = first_cert(cert_pem)?;
+    let ca_der = first_cert(ca_cert_pem)?;
+    let cert = x509_from_der(&cert_der)?;
+    let ca = x509_from_der(&ca_der)?;
+    // Names are compared as encoded first, then by their text form: a CA
+    // created elsewhere may encode the same name with other string types.
+    let same_name = cert.issuer().as_raw() == ca.subject().as_raw()
+        || cert.issuer().to_string() == ca.subject().to_string();
+    if !same_name {
+        return Ok(false);
+    }
+    match cert.verify_signature(Some(ca.public_key())) {
+        Ok(()) => Ok(true),
+        Err(X509Error::SignatureUnsupportedAlgorithm) => Err(PkiError::Signature(
+            "the certificate's signature algorithm is not supported; use ECDSA P-256 or RSA with SHA-256"
+                .into(),
+        )),
+        Err(_) => Ok(false),
+    }
 }
 
 /// DER SubjectPublicKeyInfo of a PKCS#8 private key PEM.
-#[allow(unused_variables)]
 pub fn public_key_der_of_key(key_pem: &str) -> PkiResult<Vec<u8>> {
-    todo!()
+    use rcgen::PublicKeyData;
+    let key = load_key_pair(key_pem)?;
+    Ok(key.subject_public_key_info())
+}
+
+// ---- crate-internal helpers shared by ca.rs and csr.rs ----------------------
+
+/// Loads a private key PEM (PKCS#8, or SEC1/PKCS#1) into rcgen.
+pub(crate) fn load_key_pair(key_pem: &str) -> PkiResult<rcgen::KeyPair> {
+    if !key_pem.contains("PRIVATE KEY-----") {
+        return Err(PkiError::Pem {
+            expected: "private key",
+            reason: "no `-----BEGIN PRIVATE KEY-----` block found".into(),
+        });
+    }
+    rcgen::KeyPair::from_pem(key_pem).map_err(|e| PkiError::Invalid {
+        what: "private key",
+        reason: format!("{e}; expected an ECDSA P-256 or RSA key in PKCS#8 PEM"),
+    })
+}
+
+/// The first certificate of a PEM text, as DER.
+pub(crate) fn first_cert(pem: &str) -> PkiResult<Vec<u8>> {
+    pem_certificates(pem)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| no_block("CERTIFICATE"))
+}
+
+/// Parses DER into x509-parser's view; trailing bytes are refused.
+pub(crate) fn x509_from_der(der: &[u8]) -> PkiResult<X509Certificate<'_>> {
+    match X509Certificate::from_der(der) {
+        Ok(([], cert)) => Ok(cert),
+        Ok((rest, _)) => Err(PkiError::Invalid {
+            what: "certificate",
+            reason: format!("{} unexpected bytes after the certificate", rest.len()),
+        }),
+        Err(e) => Err(PkiError::Invalid {
+            what: "certificate",
+            reason: format!("not a DER X.509 certificate ({e})"),
+        }),
+    }
+}
+
+/// The PEM blocks whose label is one of `labels`, decoded. Blocks with other
+/// labels (a key next to a certificate) are skipped; a damaged block is an error.
+pub(crate) fn pem_blocks(
+    text: &str,
+    labels: &[&str],
+    expected: &'static str,
+) -> PkiResult<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    for block in Pem::iter_from_buffer(text.as_bytes()) {
+        let block = block.map_err(|e| PkiError::Pem {
+            expected,
+            reason: format!("{e}; check that the PEM text was copied whole"),
+        })?;
+        if labels.contains(&block.label.as_str()) {
+            out.push(block.contents);
+        }
+    }
+    Ok(out)
+}
+
+/// `EC P-256`, `RSA 2048`, ... for the TUI and `status`.
+pub(crate) fn key_algorithm_name(spki: &SubjectPublicKeyInfo<'_>) -> String {
+    match spki.parsed() {
+        Ok(PublicKey::EC(point)) => format!("EC P-{}", point.key_size()),
+        // x509-parser's RSA key_size is 0 without a leading zero byte:
+        // count the modulus bytes ourselves.
+        Ok(PublicKey::RSA(rsa)) => {
+            let modulus = rsa.modulus;
+            let significant = modulus.iter().skip_while(|b| **b == 0).count();
+            format!("RSA {}", significant * 8)
+        }
+        Ok(other) => format!("{} bits", other.key_size()),
+        Err(_) => format!("unknown ({})", spki.algorithm.algorithm),
+    }
+}
+
+fn no_block(label: &str) -> PkiError {
+    PkiError::Pem {
+        expected: "certificate",
+        reason: format!("no `-----BEGIN {label}-----` block found"),
+    }
 }

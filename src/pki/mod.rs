@@ -4,11 +4,15 @@
 //!
 //! Creation uses rcgen; parsing and signature checks use x509-parser.
 //! Layout: `ca.rs` (CAs, verification cert, device certs, CSR signing),
-//! `csr.rs` (CSR create/parse/verify), `cert.rs` (parsing, ids, subjects).
+//! `csr.rs` (CSR create/parse/verify), `cert.rs` (parsing, ids, signature
+//! checks), `subject.rs` (distinguished names both ways).
 
 mod ca;
 mod cert;
 mod csr;
+mod subject;
+#[cfg(test)]
+mod tests;
 
 pub use ca::*;
 pub use cert::*;

@@ -203,18 +203,87 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
+/// `PRAGMA application_id` of a jitpilot database ("JITP" in ASCII): tells a
+/// jitpilot database from any other SQLite file.
+const APPLICATION_ID: i64 = 0x4A49_5450;
+
+/// How long a statement waits for another process's write lock (e.g. `status`
+/// reading beside a running cloud) before reporting "database is locked".
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Store {
     /// Opens (creating if needed) the store in `data_dir`: `jitpilot.db` and
     /// `master.key`. Runs pending migrations. Refuses a database that is not
     /// jitpilot's, is corrupt or is newer, and a master key that is unreadable
     /// or of the wrong size — never silently resets.
     pub fn open(data_dir: &Path) -> StoreResult<Store> {
-        todo!("H1: open, WAL, busy_timeout, migrate, keyring")
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let path = data_dir.join(DB_FILE);
+        // The master key first: a database whose secrets cannot be opened is
+        // of no use, and checking the key before touching the database means a
+        // bad key changes nothing.
+        let keyring = Keyring::load_or_create(&data_dir.join(MASTER_KEY_FILE))?;
+        let conn = rusqlite::Connection::open(&path).map_err(|source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        check_is_jitpilot(&conn, &path)?;
+        configure(&conn, &path, true)?;
+        migrate(&conn, &path)?;
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+            keyring,
+            path,
+        })
+    }
+
+    /// Opens an existing store for reading only, beside a process that owns
+    /// the data dir (`jitpilot status` next to a running TUI or `serve`).
+    /// Never creates or migrates anything: a missing database is `NotFound`,
+    /// an older schema is `Conflict` (let the owner migrate it first).
+    pub fn open_read_only(data_dir: &Path) -> StoreResult<Store> {
+        let path = data_dir.join(DB_FILE);
+        if !path.exists() {
+            return Err(StoreError::NotFound {
+                kind: "database",
+                name: path.display().to_string(),
+            });
+        }
+        let keyring = Keyring::load(&data_dir.join(MASTER_KEY_FILE))?;
+        let conn = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        check_is_jitpilot(&conn, &path)?;
+        configure(&conn, &path, false)?;
+        let version = user_version(&conn, &path)?;
+        if version != Store::supported_schema_version() {
+            return Err(StoreError::Conflict {
+                kind: "database",
+                name: path.display().to_string(),
+                reason: format!(
+                    "schema version {version}, this jitpilot reads {}; run a jitpilot command that owns the data dir (e.g. `jitpilot status` with no other jitpilot running) to migrate it",
+                    Store::supported_schema_version()
+                ),
+            });
+        }
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+            keyring,
+            path,
+        })
     }
 
     /// The schema version the database is at.
     pub fn schema_version(&self) -> StoreResult<i64> {
-        todo!()
+        self.with_conn(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
     }
 
     /// The latest schema version this build knows.
@@ -226,4 +295,194 @@ impl Store {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The keyring sealing SecureString values.
+    pub(crate) fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// Runs `f` on the connection, mapping SQLite errors to [`StoreError::Sqlite`].
+    pub(crate) fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> StoreResult<T> {
+        let conn = self.lock();
+        f(&conn).map_err(|source| self.sql_error(source))
+    }
+
+    /// Runs `f` inside one transaction: all of its writes land, or none do.
+    /// `f` gets the raw connection (the store's own methods would deadlock
+    /// here: they take the same lock).
+    pub(crate) fn with_tx<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|source| self.sql_error(source))?;
+        let value = f(&tx)?;
+        tx.commit().map_err(|source| self.sql_error(source))?;
+        Ok(value)
+    }
+
+    /// Maps a SQLite error on this store's file.
+    pub(crate) fn sql_error(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent
+        // (an open transaction is rolled back when dropped), so a poisoned
+        // lock is still safe to use.
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
+
+/// Refuses a file that is not a jitpilot database before anything writes to it.
+fn check_is_jitpilot(conn: &rusqlite::Connection, path: &Path) -> StoreResult<()> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    // Reading the schema is the first access to the file: garbage bytes fail
+    // here with "file is not a database".
+    let tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| corrupt(e.to_string()))?;
+    let app_id: i64 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(|e| corrupt(e.to_string()))?;
+    if app_id != 0 && app_id != APPLICATION_ID {
+        return Err(corrupt(format!(
+            "its application id is {app_id:#x}, jitpilot's is {APPLICATION_ID:#x}"
+        )));
+    }
+    if app_id == 0 && tables > 0 {
+        return Err(corrupt(format!(
+            "it holds {tables} table(s) but no jitpilot schema"
+        )));
+    }
+    let version = user_version(conn, path)?;
+    if version > Store::supported_schema_version() {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            supported: Store::supported_schema_version(),
+        });
+    }
+    if version > 0 {
+        // Catches a file whose pages were damaged after its header.
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| corrupt(e.to_string()))?;
+        if check != "ok" {
+            return Err(corrupt(check));
+        }
+    }
+    Ok(())
+}
+
+/// WAL (readers never block the writer), `synchronous=NORMAL` (durable at
+/// checkpoints, fast commits), and a busy timeout for the cross-process case.
+fn configure(conn: &rusqlite::Connection, path: &Path, writable: bool) -> StoreResult<()> {
+    let err = |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+    if writable {
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt {
+                path: path.to_path_buf(),
+                reason: format!("cannot switch to WAL journal mode (got {mode})"),
+            });
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+fn user_version(conn: &rusqlite::Connection, path: &Path) -> StoreResult<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Applies every migration above the database's `user_version`, each in its
+/// own transaction together with the version bump.
+fn migrate(conn: &rusqlite::Connection, path: &Path) -> StoreResult<()> {
+    let err = |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let current = user_version(conn, path)?;
+    for (index, sql) in MIGRATIONS.iter().enumerate() {
+        let version = index as i64 + 1;
+        if version <= current {
+            continue;
+        }
+        let batch = format!(
+            "BEGIN IMMEDIATE;\n{sql}\nPRAGMA application_id = {APPLICATION_ID};\nPRAGMA user_version = {version};\nCOMMIT;"
+        );
+        if let Err(e) = conn.execute_batch(&batch) {
+            // Leave the database as it was before this migration.
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(err(e));
+        }
+        tracing::info!(path = %path.display(), version, "database migrated");
+    }
+    Ok(())
+}
+
+/// Maps a text column to a [`crate::model::CertificateStatus`].
+pub(crate) fn status_col(
+    row: &rusqlite::Row<'_>,
+    idx: usize,
+) -> rusqlite::Result<crate::model::CertificateStatus> {
+    let text: String = row.get(idx)?;
+    crate::model::CertificateStatus::parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            idx,
+            rusqlite::types::Type::Text,
+            format!("unknown certificate status {text:?}").into(),
+        )
+    })
+}
+
+/// Maps a JSON text column.
+pub(crate) fn json_col<T: serde::de::DeserializeOwned>(
+    row: &rusqlite::Row<'_>,
+    idx: usize,
+) -> rusqlite::Result<T> {
+    let text: String = row.get(idx)?;
+    serde_json::from_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+/// Serializes a value for a JSON text column.
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Invalid {
+        what: "JSON value".into(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests;
