@@ -6,10 +6,12 @@
 //! - `traffic.rs`       MQTT packets and the cloud actions between them
 //! - `devices.rs`       one row per device, with a fleet summary
 //! - `device_detail.rs` one device's timeline as the sample's sequence diagrams
+//! - `event_detail.rs`  one traffic row in full: JSON and decoded certificates
 
 pub mod cas;
 pub mod device_detail;
 pub mod devices;
+pub mod event_detail;
 pub mod stack;
 pub mod traffic;
 
