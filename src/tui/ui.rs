@@ -116,7 +116,7 @@ fn draw_main(frame: &mut Frame, area: Rect, app: &App) {
     let top_height = (area.height * 30 / 100).max(8);
     let [top, devices, traffic] = Layout::vertical([
         Constraint::Length(top_height),
-        Constraint::Percentage(50),
+        Constraint::Fill(1),
         Constraint::Fill(1),
     ])
     .areas(area);

@@ -136,7 +136,7 @@ impl DeviceDetail {
             return;
         };
         let [diagram, side] =
-            Layout::horizontal([Constraint::Percentage(68), Constraint::Fill(1)]).areas(inner);
+            Layout::horizontal([Constraint::Percentage(70), Constraint::Fill(1)]).areas(inner);
         self.draw_diagram(frame.buffer_mut(), diagram, device, theme);
         frame.render_widget(
             Paragraph::new(side_lines(device, status, theme))
@@ -163,9 +163,16 @@ impl DeviceDetail {
             .iter()
             .filter_map(|e| diagram_step(e).map(|s| (e.at, s)))
             .collect();
+        // Like the sample's figures, an arrow's label sits on the line above it.
+        let lines_of = |s: &Step| if matches!(s, Step::Arrow { .. }) { 2 } else { 1 };
         let rows = (area.height - 1) as usize;
         let end = steps.len().saturating_sub(self.scroll.min(steps.len()));
-        let start = end.saturating_sub(rows);
+        let mut start = end;
+        let mut used = 0;
+        while start > 0 && used + lines_of(&steps[start - 1].1) <= rows {
+            used += lines_of(&steps[start - 1].1);
+            start -= 1;
+        }
         for y in area.y + 1..area.bottom() {
             for &x in &lane_x {
                 buf.set_string(x, y, "│", theme.dim());
@@ -179,23 +186,30 @@ impl DeviceDetail {
                 theme.dim(),
             );
         }
-        for (row, (at, step)) in steps[start..end].iter().enumerate() {
-            let y = area.y + 1 + row as u16;
+        let mut y = area.y + 1;
+        for (at, step) in &steps[start..end] {
             buf.set_string(area.x, y, clock_time(*at), theme.dim());
             match step {
                 Step::Arrow { from, to, label, failed } => {
                     let (a, b) = (lane_x[*from], lane_x[*to]);
                     let (lo, hi) = (a.min(b), a.max(b));
                     let style = if *failed { theme.bad() } else { theme.text() };
+                    // The label, centred over the arrow, may spill past the lanes.
+                    let room = area.right().saturating_sub(left) as usize;
+                    let text = clip(label, room);
+                    let w = text.chars().count() as u16;
+                    let mid = lo + (hi - lo) / 2;
+                    let tx = mid
+                        .saturating_sub(w / 2)
+                        .max(left)
+                        .min(area.right().saturating_sub(w));
+                    buf.set_string(tx, y, text, style);
+                    y += 1;
                     for x in lo + 1..hi {
                         buf.set_string(x, y, "─", style);
                     }
                     let head = if b > a { (hi - 1, "▶") } else { (lo + 1, "◀") };
                     buf.set_string(head.0, y, head.1, style);
-                    let room = (hi - lo).saturating_sub(4) as usize;
-                    let text = format!(" {} ", clip(label, room.saturating_sub(2)));
-                    let tx = lo + 2 + ((room.saturating_sub(text.chars().count())) / 2) as u16;
-                    buf.set_string(tx, y, text, style);
                 }
                 Step::Note { lane, label, failed } => {
                     let x = lane_x[*lane];
@@ -205,6 +219,7 @@ impl DeviceDetail {
                     buf.set_string(x + 2, y, clip(label, room), style);
                 }
             }
+            y += 1;
         }
     }
 }
@@ -232,7 +247,7 @@ fn side_lines<'a>(device: &'a DeviceRow, status: Option<&'a StatusReport>, theme
             s.certificates
                 .iter()
                 .filter(|c| {
-                    c.things.iter().any(|t| *t == device.serial)
+                    c.things.contains(&device.serial)
                         || c.common_name.as_deref() == Some(device.serial.as_str())
                 })
                 .collect()
@@ -271,6 +286,8 @@ fn side_lines<'a>(device: &'a DeviceRow, status: Option<&'a StatusReport>, theme
         Some(row) => {
             for (k, v) in row {
                 let v = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+                // Ids are long hex; the first 16 digits tell them apart here.
+                let v = if k.ends_with("Id") { short_id(&v, 16).to_string() } else { v };
                 lines.push(Line::from(vec![
                     Span::styled(format!(" {k} "), theme.dim()),
                     Span::raw(v),

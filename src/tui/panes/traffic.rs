@@ -277,8 +277,8 @@ impl TrafficPane {
                 Constraint::Length(3),
                 Constraint::Length(15),
                 Constraint::Length(11),
-                Constraint::Percentage(40),
-                Constraint::Length(6),
+                Constraint::Max(46),
+                Constraint::Length(5),
                 Constraint::Fill(1),
             ],
         )
