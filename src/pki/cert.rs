@@ -1,7 +1,7 @@
 //! Parsing certificates, certificateIds, subjects, signature checks.
 
 use super::subject::from_x509_name;
-use super::{PkiError, PkiResult, Subject};
+use super::{KeyAlgorithm, PkiError, PkiResult, Subject};
 use sha2::{Digest, Sha256};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::error::X509Error;
@@ -113,6 +113,17 @@ pub fn public_key_der_of_key(key_pem: &str) -> PkiResult<Vec<u8>> {
     Ok(key.subject_public_key_info())
 }
 
+/// The [`KeyAlgorithm`] of a DER SubjectPublicKeyInfo, when it is one that
+/// jitpilot issues (EC P-256, RSA 2048); `None` for any other key.
+pub fn key_algorithm_of_spki(spki_der: &[u8]) -> Option<KeyAlgorithm> {
+    let (_, spki) = SubjectPublicKeyInfo::from_der(spki_der).ok()?;
+    match key_algorithm_name(&spki).as_str() {
+        "EC P-256" => Some(KeyAlgorithm::EcdsaP256),
+        "RSA 2048" => Some(KeyAlgorithm::Rsa2048),
+        _ => None,
+    }
+}
+
 // ---- crate-internal helpers shared by ca.rs and csr.rs ----------------------
 
 /// Loads a private key PEM (PKCS#8, or SEC1/PKCS#1) into rcgen.
@@ -175,7 +186,21 @@ pub(crate) fn pem_blocks(
 /// `EC P-256`, `RSA 2048`, ... for the TUI and `status`.
 pub(crate) fn key_algorithm_name(spki: &SubjectPublicKeyInfo<'_>) -> String {
     match spki.parsed() {
-        Ok(PublicKey::EC(point)) => format!("EC P-{}", point.key_size()),
+        Ok(PublicKey::EC(_)) => {
+            use x509_parser::oid_registry::{OID_EC_P256, OID_NIST_EC_P384, OID_NIST_EC_P521};
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok());
+            match curve {
+                Some(oid) if oid == OID_EC_P256 => "EC P-256".into(),
+                Some(oid) if oid == OID_NIST_EC_P384 => "EC P-384".into(),
+                Some(oid) if oid == OID_NIST_EC_P521 => "EC P-521".into(),
+                Some(oid) => format!("EC {oid}"),
+                None => "EC (unnamed curve)".into(),
+            }
+        }
         // x509-parser's RSA key_size is 0 without a leading zero byte:
         // count the modulus bytes ourselves.
         Ok(PublicKey::RSA(rsa)) => {

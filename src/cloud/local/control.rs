@@ -1,4 +1,351 @@
-//! The local cloud's control plane.
+//! The local cloud's control plane: what the sample does with the AWS CLI
+//! and CloudFormation — deploy the stack, init the CAs and fleet, read it
+//! all back, clean up, tear down — on the embedded local cloud.
+//!
+//! Layout: this file holds [`LocalCloud`] (opening, ownership of the data dir,
+//! the [`Cloud`] trait); `control/init.rs` the sample's `certs_etc.py --create`;
+//! `control/status.rs` reading everything back and `certs_etc.py --delete`.
 
-/// The embedded local cloud.
-pub struct LocalCloud {}
+mod init;
+mod status;
+
+pub use init::{MANUFACTURER_CA_LABEL, VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER};
+
+use super::datadir::{DataDir, DataDirLock};
+use super::fleet::Fleet;
+use super::{stack, STACK_NAME};
+use crate::cloud::{
+    CleanupReport, Cloud, CloudError, CloudEvent, CloudResult, DeployReport, DeviceEndpoint,
+    EventBus, EventKind, EventReceiver, InitReport, StatusReport, TeardownReport,
+};
+use crate::model::CertificateStatus;
+use crate::store::Store;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// The embedded local cloud. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct LocalCloud {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    data_dir: DataDir,
+    store: Store,
+    fleet: Fleet,
+    bus: EventBus,
+    /// Held for as long as this cloud lives: we own the data dir for
+    /// writing. `None` when opened read-only beside another owner.
+    lock: Option<DataDirLock>,
+    /// The endpoint's socket when it runs in this process.
+    local_endpoint: Mutex<Option<SocketAddr>>,
+    /// One control-plane operation at a time (the TUI may trigger init while
+    /// a cleanup runs): each is a sequence of registry steps.
+    control: Mutex<()>,
+}
+
+impl LocalCloud {
+    /// Opens the local cloud in `data_dir` for writing: takes the data dir's
+    /// lock (a second writer gets an error naming the owner), opens the store
+    /// and loads the fleet definition.
+    pub fn open(data_dir: &Path, bus: EventBus) -> CloudResult<LocalCloud> {
+        let dir = DataDir::new(data_dir);
+        let lock = dir
+            .lock(&command_line())
+            .map_err(|e| CloudError::Other(e.to_string()))?;
+        let store = Store::open(dir.root())?;
+        let fleet = Fleet::load(dir.root()).map_err(|e| CloudError::Other(e.to_string()))?;
+        Ok(LocalCloud::assemble(dir, store, fleet, bus, Some(lock)))
+    }
+
+    /// Opens the local cloud for reading only, beside the process that owns
+    /// the data dir (`jitpilot status` next to a running TUI or `serve`).
+    /// Every operation that writes fails with a message saying so.
+    pub fn open_read_only(data_dir: &Path) -> CloudResult<LocalCloud> {
+        let dir = DataDir::new(data_dir);
+        let store = Store::open_read_only(dir.root())?;
+        let fleet = Fleet::load(dir.root()).map_err(|e| CloudError::Other(e.to_string()))?;
+        Ok(LocalCloud::assemble(
+            dir,
+            store,
+            fleet,
+            EventBus::default(),
+            None,
+        ))
+    }
+
+    fn assemble(
+        data_dir: DataDir,
+        store: Store,
+        fleet: Fleet,
+        bus: EventBus,
+        lock: Option<DataDirLock>,
+    ) -> LocalCloud {
+        LocalCloud {
+            inner: Arc::new(Inner {
+                data_dir,
+                store,
+                fleet,
+                bus,
+                lock,
+                local_endpoint: Mutex::new(None),
+                control: Mutex::new(()),
+            }),
+        }
+    }
+
+    /// The store (registry, tables, parameters, stacks, event log).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The data dir's paths.
+    pub fn data_dir(&self) -> &DataDir {
+        &self.inner.data_dir
+    }
+
+    /// The fleet definition in use.
+    pub fn fleet(&self) -> &Fleet {
+        &self.inner.fleet
+    }
+
+    /// The event stream's sending half.
+    pub fn bus(&self) -> &EventBus {
+        &self.inner.bus
+    }
+
+    /// False when opened with [`LocalCloud::open_read_only`].
+    pub fn is_writable(&self) -> bool {
+        self.inner.lock.is_some()
+    }
+
+    /// Records the socket of an endpoint running in this process (the
+    /// runtime calls this when it starts listening, `None` when it stops).
+    pub fn set_local_endpoint(&self, addr: Option<SocketAddr>) {
+        *self
+            .inner
+            .local_endpoint
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = addr;
+    }
+
+    /// Step 1: creates or updates the stack from `cfn/cert-rotation.json`.
+    pub fn deploy_sync(&self) -> CloudResult<DeployReport> {
+        self.writable()?;
+        let _one_at_a_time = self.control_lock();
+        let report = stack::deploy(
+            self.store(),
+            self.bus(),
+            STACK_NAME,
+            stack::TEMPLATE,
+            &serde_json::Map::new(),
+        )
+        .map_err(stack_error)?;
+        self.record(
+            EventKind::Stack,
+            "stack.deployed",
+            STACK_NAME,
+            format!("stack {STACK_NAME}: {}", report.status),
+            serde_json::json!({"status": report.status, "changed": report.changed}),
+        )?;
+        Ok(report)
+    }
+
+    /// Step 2: see [`init`](Cloud::init).
+    pub fn init_sync(&self, extra_devices: usize) -> CloudResult<InitReport> {
+        self.writable()?;
+        let _one_at_a_time = self.control_lock();
+        init::run(self, extra_devices)
+    }
+
+    /// Everything the walkthrough created, read back.
+    pub fn status_sync(&self) -> CloudResult<StatusReport> {
+        status::status(self)
+    }
+
+    /// The sample's `certs_etc.py --delete`.
+    pub fn cleanup_sync(&self) -> CloudResult<CleanupReport> {
+        self.writable()?;
+        let _one_at_a_time = self.control_lock();
+        status::cleanup(self)
+    }
+
+    /// The sample's `delete_cf.bash`: deletes the stack's resources in reverse
+    /// dependency order, then the stack. Succeeds when there is no stack.
+    pub fn teardown_sync(&self) -> CloudResult<TeardownReport> {
+        self.writable()?;
+        let _one_at_a_time = self.control_lock();
+        let report = stack::teardown(self.store(), self.bus(), STACK_NAME).map_err(stack_error)?;
+        if report.existed {
+            self.record(
+                EventKind::Stack,
+                "stack.deleted",
+                STACK_NAME,
+                format!("stack {STACK_NAME}: DELETE_COMPLETE"),
+                serde_json::json!({"deleted": report.deleted}),
+            )?;
+        }
+        Ok(report)
+    }
+
+    /// `aws iot update-certificate --new-status`.
+    pub fn set_certificate_status_sync(
+        &self,
+        cert_id: &str,
+        status: CertificateStatus,
+    ) -> CloudResult<()> {
+        self.writable()?;
+        self.store().set_certificate_status(cert_id, status)?;
+        self.record(
+            EventKind::Registry,
+            "registry.certificate_status",
+            cert_id,
+            format!("certificate {} → {status}", short_id(cert_id)),
+            serde_json::json!({"certificateId": cert_id, "status": status}),
+        )
+    }
+
+    /// Emits `summary` on the event stream and appends it to the event log.
+    pub(crate) fn record(
+        &self,
+        kind: EventKind,
+        log_kind: &str,
+        subject: &str,
+        summary: String,
+        detail: serde_json::Value,
+    ) -> CloudResult<()> {
+        tracing::info!(kind = log_kind, subject, "{summary}");
+        self.store().append_event(log_kind, subject, &detail)?;
+        self.bus()
+            .emit(CloudEvent::new(kind, summary).detail(detail));
+        Ok(())
+    }
+
+    fn writable(&self) -> CloudResult<()> {
+        if self.is_writable() {
+            return Ok(());
+        }
+        let owner = std::fs::read_to_string(self.data_dir().lock_path())
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        Err(CloudError::Other(format!(
+            "the data dir {} is owned by {}; this process only reads it. Stop the owner (or use it, e.g. the TUI) to change anything",
+            self.data_dir().root().display(),
+            if owner.is_empty() { "another jitpilot process" } else { &owner }
+        )))
+    }
+
+    fn control_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.inner
+            .control
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs a blocking control-plane operation off the async executor.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(LocalCloud) -> CloudResult<T> + Send + 'static,
+    ) -> CloudResult<T> {
+        let cloud = self.clone();
+        tokio::task::spawn_blocking(move || f(cloud))
+            .await
+            .map_err(|e| CloudError::Other(format!("{what} stopped unexpectedly: {e}")))?
+    }
+}
+
+#[async_trait::async_trait]
+impl Cloud for LocalCloud {
+    fn backend(&self) -> &'static str {
+        "local"
+    }
+
+    async fn deploy(&self) -> CloudResult<DeployReport> {
+        self.blocking("deploy", |c| c.deploy_sync()).await
+    }
+
+    async fn init(&self, extra_devices: usize) -> CloudResult<InitReport> {
+        self.blocking("init", move |c| c.init_sync(extra_devices))
+            .await
+    }
+
+    async fn status(&self) -> CloudResult<StatusReport> {
+        self.blocking("status", |c| c.status_sync()).await
+    }
+
+    async fn cleanup(&self) -> CloudResult<CleanupReport> {
+        self.blocking("cleanup", |c| c.cleanup_sync()).await
+    }
+
+    async fn teardown(&self) -> CloudResult<TeardownReport> {
+        self.blocking("teardown", |c| c.teardown_sync()).await
+    }
+
+    async fn set_certificate_status(
+        &self,
+        cert_id: &str,
+        status: CertificateStatus,
+    ) -> CloudResult<()> {
+        let cert_id = cert_id.to_string();
+        self.blocking("update-certificate", move |c| {
+            c.set_certificate_status_sync(&cert_id, status)
+        })
+        .await
+    }
+
+    fn device_endpoint(&self) -> Option<DeviceEndpoint> {
+        let local = *self
+            .inner
+            .local_endpoint
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let addr = match local {
+            Some(addr) => addr.to_string(),
+            None => self.data_dir().read_endpoint_addr()?,
+        };
+        Some(DeviceEndpoint {
+            addr,
+            server_name: super::endpoint_ca::SERVER_NAME.to_string(),
+            root_ca_path: self.data_dir().endpoint_ca_path(),
+            local_addr: local,
+        })
+    }
+
+    fn events(&self) -> EventReceiver {
+        self.bus().subscribe()
+    }
+}
+
+fn stack_error(e: stack::StackError) -> CloudError {
+    match e {
+        stack::StackError::Template(msg) => CloudError::Template(msg),
+        stack::StackError::Store(e) => CloudError::Store(e),
+        // The stack engine may grow variants; they still say what is wrong.
+        #[allow(unreachable_patterns)]
+        other => CloudError::Other(other.to_string()),
+    }
+}
+
+/// What the lock file records about this process: `jitpilot init --devices 3`.
+fn command_line() -> String {
+    let mut args = std::env::args();
+    let program = args
+        .next()
+        .and_then(|p| {
+            Path::new(&p)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "jitpilot".to_string());
+    std::iter::once(program)
+        .chain(args)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The first 10 characters of a certificateId, as the AWS console shows it.
+pub(crate) fn short_id(id: &str) -> &str {
+    id.get(..10).unwrap_or(id)
+}
