@@ -90,7 +90,7 @@ fn cas(vendor_counts: &[(&str, u64)], man_counts: &[(&str, u64)]) -> Vec<CaSumma
             subject: "CN=Vendor CA, O=Example Vendor, C=US".into(),
             status: "ACTIVE".into(),
             auto_registration: true,
-            jitp_template: Some("thing = CommonName, cert ACTIVE, policy CrInProgressCertPolicy".into()),
+            jitp_template: Some("JITP: thing = CommonName, cert ACTIVE, policy CrInProgressCertPolicy".into()),
             not_before: 1_795_903_200,
             not_after: 2_111_263_200,
             key_parameter: None,

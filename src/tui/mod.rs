@@ -12,12 +12,14 @@
 //! - `demo.rs`    the guided walkthrough of `jitpilot demo`
 //! - `worker.rs`  runs commands on spawned tasks, reports back on a channel
 //! - `session.rs` the cloud and the device runner the TUI drives
+//! - `agent.rs`   in-process devices through the device agent (`simulated-devices`)
 //! - `terminal.rs` raw mode, alternate screen, the restoring panic hook
 //!
 //! The UI task only drains channels (keys, messages, cloud events) and
 //! redraws, at most [`FPS`] times a second and only when something changed.
 
 pub mod action;
+pub mod agent;
 pub mod app;
 pub mod demo;
 pub mod keys;

@@ -9,7 +9,10 @@
 use super::app::Header;
 use super::worker::DeviceRunner;
 use crate::cli::GlobalArgs;
-use crate::cloud::Cloud;
+use super::agent;
+use crate::cloud::local::runtime::{self, RunningCloud};
+use crate::cloud::local::LocalCloud;
+use crate::cloud::{Cloud, EventBus};
 use std::sync::Arc;
 
 /// Something to shut down cleanly on quit (the running endpoint).
@@ -40,9 +43,41 @@ pub async fn open(global: &GlobalArgs) -> Result<Session, String> {
 }
 
 async fn open_local(global: &GlobalArgs) -> Result<Session, String> {
-    let _ = global;
-    Err("This build of jitpilot has no embedded local cloud wired into the TUI yet \
-         (LocalCloud and the endpoint runtime are missing). Use the headless commands, \
-         or rebuild from a tree where the local cloud is merged."
-        .into())
+    let data_dir = global.data_dir();
+    let cloud = LocalCloud::open(&data_dir, EventBus::default()).map_err(|e| {
+        format!(
+            "Cannot open the local cloud in {}:\n\n{e}\n\nIf another jitpilot (TUI, serve, fleet) owns this data dir, stop it or pick another with --data-dir.",
+            data_dir.display()
+        )
+    })?;
+    let running = runtime::start(&cloud, &global.mqtt_addr).await.map_err(|e| {
+        format!(
+            "The MQTT endpoint could not start on {}:\n\n{e}\n\nIf the port is taken, pass another with --mqtt-addr (e.g. --mqtt-addr 127.0.0.1:0 picks a free port).",
+            global.mqtt_addr
+        )
+    })?;
+    let header = Header {
+        backend: "local".into(),
+        endpoint: Some(running.local_addr().to_string()),
+        data_dir: Some(data_dir.display().to_string()),
+    };
+    let devices = Arc::new(agent::AgentRunner::new(
+        cloud.data_dir().devices_dir(),
+        running.local_addr().to_string(),
+    ));
+    Ok(Session {
+        cloud: Arc::new(cloud),
+        devices,
+        header,
+        running: Some(Box::new(Running(running))),
+    })
+}
+
+struct Running(RunningCloud);
+
+#[async_trait::async_trait]
+impl Shutdown for Running {
+    async fn shutdown(self: Box<Self>) {
+        self.0.shutdown().await;
+    }
 }

@@ -69,7 +69,7 @@ fn ca_lines<'a>(ca: &'a CaSummary, status: Option<&StatusReport>, theme: &Theme)
     ]));
     let auto = if ca.auto_registration {
         match &ca.jitp_template {
-            Some(t) => format!("auto-registration ENABLE · JITP: {t}"),
+            Some(t) => format!("auto-registration ENABLE · {t}"),
             None => "auto-registration ENABLE · no template".into(),
         }
     } else {
