@@ -198,3 +198,6 @@ async fn event_loop(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
