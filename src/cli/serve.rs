@@ -39,7 +39,10 @@ pub async fn run(global: &GlobalArgs) -> color_eyre::Result<()> {
         println!("{}", serde_json::to_string(&serving)?);
     } else {
         println!("jitpilot local cloud serving");
-        println!("  MQTT endpoint  mqtts://{} (server name {})", serving.endpoint, serving.server_name);
+        println!(
+            "  MQTT endpoint  mqtts://{} (server name {})",
+            serving.endpoint, serving.server_name
+        );
         println!("  endpoint CA    {}", serving.endpoint_ca.display());
         println!("  data dir       {}", serving.data_dir.display());
         println!("Ctrl-C to stop.");

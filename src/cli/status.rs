@@ -1,8 +1,107 @@
-//! `jitpilot status`.
+//! `jitpilot status`: the stack, CAs, certificates, things, parameters and
+//! devices. Works beside a running TUI or `serve` (reads without the lock).
 
 use super::GlobalArgs;
+use crate::cloud::local::LocalCloud;
+use crate::cloud::{Cloud, CloudError, EventBus, StatusReport};
+use crate::store::StoreError;
+use color_eyre::eyre::eyre;
 
 /// Runs `jitpilot status`.
-pub async fn run(_global: &GlobalArgs) -> color_eyre::Result<()> {
-    color_eyre::eyre::bail!("`jitpilot status` is not implemented yet")
+pub async fn run(global: &GlobalArgs) -> color_eyre::Result<()> {
+    super::deploy::require_local(global)?;
+    let data_dir = global.data_dir();
+    let _log = crate::logging::init_file_logging(&data_dir);
+    let cloud = match LocalCloud::open(&data_dir, EventBus::default()) {
+        Ok(cloud) => cloud,
+        // Another process owns the data dir: read beside it.
+        Err(CloudError::Other(_)) if data_dir.join(crate::store::DB_FILE).exists() => {
+            LocalCloud::open_read_only(&data_dir).map_err(|e| eyre!("{e}"))?
+        }
+        Err(CloudError::Store(StoreError::NotFound { .. })) => {
+            return Err(eyre!(
+                "no jitpilot data in {}; run `jitpilot deploy` first",
+                data_dir.display()
+            ))
+        }
+        Err(e) => return Err(eyre!("{e}")),
+    };
+    let report = cloud
+        .status()
+        .await
+        .map_err(|e| eyre!("status failed: {e}"))?;
+    if global.json {
+        return super::print_json(&report);
+    }
+    print_status(&report);
+    Ok(())
+}
+
+fn print_status(report: &StatusReport) {
+    if let Some(dir) = &report.data_dir {
+        println!("Data dir   {}", dir.display());
+    }
+    println!(
+        "Endpoint   {}",
+        report
+            .endpoint
+            .as_deref()
+            .unwrap_or("(not running; start `jitpilot serve` or the TUI)")
+    );
+    println!();
+    match &report.stack {
+        None => println!("Stack      (none; run `jitpilot deploy`)"),
+        Some(stack) => {
+            println!("Stack      {}  {}", stack.name, stack.status);
+            let width = stack
+                .resources
+                .iter()
+                .map(|r| r.logical_id.len())
+                .max()
+                .unwrap_or(0);
+            for r in &stack.resources {
+                println!(
+                    "  {:<width$}  {:<28}  {}",
+                    r.logical_id, r.resource_type, r.status
+                );
+            }
+        }
+    }
+    println!();
+    if report.cas.is_empty() {
+        println!("CAs        (none; run `jitpilot init`)");
+    }
+    for ca in &report.cas {
+        super::init::print_ca(ca);
+    }
+    println!();
+    println!("Certificates ({})", report.certificates.len());
+    for cert in &report.certificates {
+        println!(
+            "  {}  {:<18}  CN={:<16}  things: {}  policies: {}",
+            &cert.id[..cert.id.len().min(10)],
+            cert.status,
+            cert.common_name.as_deref().unwrap_or("-"),
+            cert.things.join(","),
+            cert.policies.join(",")
+        );
+    }
+    println!("Things ({})", report.things.len());
+    for (name, principals) in &report.things {
+        let ids: Vec<&str> = principals.iter().map(|p| &p[..p.len().min(10)]).collect();
+        println!("  {name:<20}  certificates: {}", ids.join(","));
+    }
+    println!("Policies ({})", report.policies.len());
+    for (name, targets) in &report.policies {
+        println!("  {name:<36}  {} target(s)", targets.len());
+    }
+    println!("Parameters ({})", report.parameters.len());
+    for (name, kind) in &report.parameters {
+        println!("  {name:<80}  {kind}");
+    }
+    println!("Devices in CertRotationDevices ({})", report.devices.len());
+    for item in &report.devices {
+        let get = |k: &str| item.get(k).and_then(|v| v.as_str()).unwrap_or("-");
+        println!("  {:<20}  {}", get("SerialNumber"), get("CrState"));
+    }
 }

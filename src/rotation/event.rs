@@ -20,6 +20,7 @@ pub enum RotationEvent {
 /// AWS IoT registered a certificate signed by an auto-registering CA.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegisteredEvent {
+    /// `$aws/events/certificates/registered/<caId>`.
     pub topic: String,
     /// `certificateId` of the new (vendor) certificate.
     pub certificate_id: String,
@@ -30,6 +31,7 @@ pub struct RegisteredEvent {
 /// Step 3b: a device asks for its manufacturer certificate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateManCertRequest {
+    /// `/cert-rotation/create-man-cert/<serial>/rqst`.
     pub topic: String,
     /// The serial named by the topic.
     pub serial: String,
@@ -44,9 +46,13 @@ pub struct CreateManCertRequest {
 /// Step 3c: a device confirms it uses its manufacturer certificate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AckManCertRequest {
+    /// `/cert-rotation/ack-man-cert/<serial>/rqst`.
     pub topic: String,
+    /// The serial named by the topic.
     pub serial: String,
+    /// The publishing connection's MQTT clientId.
     pub client_id: Option<String>,
+    /// The publishing connection's certificateId (`principal()`).
     pub principal: Option<String>,
     /// `cert_id` of the payload: the manufacturer certificate's id.
     pub cert_id: Option<String>,
@@ -68,7 +74,9 @@ impl RotationEvent {
 pub struct UnreadableEvent {
     /// The serial, when the topic names one.
     pub serial: Option<String>,
+    /// The topic, when the event has one.
     pub topic: Option<String>,
+    /// Why the event cannot be acted on.
     pub refusal: Refusal,
 }
 

@@ -20,9 +20,13 @@ const LOCK_STRIPES: usize = 64;
 /// What the function talks to.
 #[derive(Clone)]
 pub struct Backends {
+    /// Certificates, things, policies.
     pub registry: Arc<dyn Registry>,
+    /// `CertRotationDevices`.
     pub table: Arc<dyn DeviceTable>,
+    /// Where the Manufacturer CA key is kept (`cr-ca-key-<id>`).
     pub params: Arc<dyn ParameterStore>,
+    /// Where every outcome and its reason is recorded.
     pub audit: Arc<dyn AuditSink>,
 }
 

@@ -1,9 +1,9 @@
 //! The local cloud's persistent state: one SQLite file (WAL) in the data dir.
 //!
 //! Layout:
-//! - `mod.rs`      opening, the data-dir lock, schema migrations, errors
-//! - `registry.rs` CA certificates, certificates, things, policies, attachments,
-//!                 registration code, topic rules and functions (AWS IoT's registry)
+//! - `mod.rs`      opening, schema migrations, errors
+//! - `registry.rs` AWS IoT's registry: CA certificates, certificates, things, policies,
+//!   attachments, registration code, topic rules and functions
 //! - `tables.rs`   named tables of JSON items with a hash key ("DynamoDB")
 //! - `params.rs`   the parameter store ("SSM"); SecureString values sealed by `keyring.rs`
 //! - `keyring.rs`  the local KMS: an AEAD key in a 0600 master-key file
@@ -36,8 +36,9 @@ pub enum StoreError {
     #[error("database error in {path}: {source}. If the file is corrupt, move it aside and run `jitpilot deploy` and `jitpilot init` again")]
     Sqlite {
         path: PathBuf,
+        /// Boxed: keeps every `Result<_, StoreError>` small.
         #[source]
-        source: rusqlite::Error,
+        source: Box<rusqlite::Error>,
     },
     #[error("{path} is not a jitpilot database (or is corrupt): {reason}. Move it aside or pick another --data-dir; nothing was changed")]
     Corrupt { path: PathBuf, reason: String },
@@ -222,15 +223,22 @@ impl Store {
             source,
         })?;
         let path = data_dir.join(DB_FILE);
-        // The master key first: a database whose secrets cannot be opened is
-        // of no use, and checking the key before touching the database means a
-        // bad key changes nothing.
-        let keyring = Keyring::load_or_create(&data_dir.join(MASTER_KEY_FILE))?;
         let conn = rusqlite::Connection::open(&path).map_err(|source| StoreError::Sqlite {
             path: path.clone(),
-            source,
+            source: Box::new(source),
         })?;
+        // Nothing is written before both the database and the master key
+        // check out: a refused data dir is left exactly as it was.
         check_is_jitpilot(&conn, &path)?;
+        let key_path = data_dir.join(MASTER_KEY_FILE);
+        let keyring = if user_version(&conn, &path)? == 0 {
+            // A fresh database: its master key may be created now.
+            Keyring::load_or_create(&key_path)?
+        } else {
+            // Existing secrets need the existing key; a new one would make
+            // them unreadable, so a missing key is an error, never replaced.
+            Keyring::load(&key_path)?
+        };
         configure(&conn, &path, true)?;
         migrate(&conn, &path)?;
         Ok(Store {
@@ -259,7 +267,7 @@ impl Store {
         )
         .map_err(|source| StoreError::Sqlite {
             path: path.clone(),
-            source,
+            source: Box::new(source),
         })?;
         check_is_jitpilot(&conn, &path)?;
         configure(&conn, &path, false)?;
@@ -330,7 +338,7 @@ impl Store {
     pub(crate) fn sql_error(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.clone(),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -397,7 +405,7 @@ fn check_is_jitpilot(conn: &rusqlite::Connection, path: &Path) -> StoreResult<()
 fn configure(conn: &rusqlite::Connection, path: &Path, writable: bool) -> StoreResult<()> {
     let err = |source| StoreError::Sqlite {
         path: path.to_path_buf(),
-        source,
+        source: Box::new(source),
     };
     conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
     if writable {
@@ -420,7 +428,7 @@ fn user_version(conn: &rusqlite::Connection, path: &Path) -> StoreResult<i64> {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(|source| StoreError::Sqlite {
             path: path.to_path_buf(),
-            source,
+            source: Box::new(source),
         })
 }
 
@@ -429,7 +437,7 @@ fn user_version(conn: &rusqlite::Connection, path: &Path) -> StoreResult<i64> {
 fn migrate(conn: &rusqlite::Connection, path: &Path) -> StoreResult<()> {
     let err = |source| StoreError::Sqlite {
         path: path.to_path_buf(),
-        source,
+        source: Box::new(source),
     };
     let current = user_version(conn, path)?;
     for (index, sql) in MIGRATIONS.iter().enumerate() {

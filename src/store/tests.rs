@@ -57,6 +57,20 @@ fn garbage_in_the_database_file_is_refused_and_left_alone() {
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("Move it aside"));
     assert_eq!(std::fs::read(dir.path().join(DB_FILE)).unwrap(), garbage);
+    assert!(
+        !dir.path().join(MASTER_KEY_FILE).exists(),
+        "nothing created"
+    );
+}
+
+#[test]
+fn a_lost_master_key_is_an_error_not_a_new_key() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    std::fs::remove_file(dir.path().join(MASTER_KEY_FILE)).unwrap();
+    let err = Store::open(dir.path()).err().unwrap();
+    assert!(matches!(err, StoreError::MasterKey { .. }), "{err}");
+    assert!(!dir.path().join(MASTER_KEY_FILE).exists());
 }
 
 #[test]

@@ -142,12 +142,11 @@ impl LocalCloud {
             &serde_json::Map::new(),
         )
         .map_err(stack_error)?;
-        self.record(
-            EventKind::Stack,
+        // The stack engine streamed its own events; the log keeps the outcome.
+        self.store().append_event(
             "stack.deployed",
             STACK_NAME,
-            format!("stack {STACK_NAME}: {}", report.status),
-            serde_json::json!({"status": report.status, "changed": report.changed}),
+            &serde_json::json!({"status": report.status, "changed": report.changed}),
         )?;
         Ok(report)
     }
@@ -178,12 +177,10 @@ impl LocalCloud {
         let _one_at_a_time = self.control_lock();
         let report = stack::teardown(self.store(), self.bus(), STACK_NAME).map_err(stack_error)?;
         if report.existed {
-            self.record(
-                EventKind::Stack,
+            self.store().append_event(
                 "stack.deleted",
                 STACK_NAME,
-                format!("stack {STACK_NAME}: DELETE_COMPLETE"),
-                serde_json::json!({"deleted": report.deleted}),
+                &serde_json::json!({"deleted": report.deleted}),
             )?;
         }
         Ok(report)

@@ -5,6 +5,7 @@
 //! resolves the action's function ARN → function name → handler → this
 //! registry, and invokes it in-process with the rule's SQL output as event.
 
+use super::fleet::Fleet;
 use super::DEVICE_TABLE;
 use crate::cloud::events::{CloudEvent, EventBus, EventKind};
 use crate::model::{now_millis, Certificate, CertificateStatus};
@@ -57,6 +58,16 @@ impl FunctionRegistry {
 /// Handler name of the rotation function (the stack's
 /// `"jitpilot:builtin": "cert-rotation"`).
 pub const CERT_ROTATION_HANDLER: &str = "cert-rotation";
+
+/// The rotation function's settings from the fleet definition: the
+/// manufacturer certificate's validity, and its key type, which a device's
+/// CSR must match.
+pub fn rotation_config(fleet: &Fleet) -> RotationConfig {
+    RotationConfig {
+        validity_days: fleet.manufacturer_cert.validity_days,
+        key_algorithm: Some(fleet.manufacturer_cert.key_algorithm),
+    }
+}
 
 /// The built-in functions of the local cloud: the rotation function under
 /// [`CERT_ROTATION_HANDLER`], over `store`, reporting to `bus`.

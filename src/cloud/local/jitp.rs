@@ -51,7 +51,10 @@ pub struct Provisioned {
 
 /// The template parameters AWS derives from a certificate: the subject's
 /// attributes under AWS's names, and the certificateId.
-pub fn certificate_parameters(cert_der: &[u8], cert_id: &str) -> Result<HashMap<String, String>, JitpError> {
+pub fn certificate_parameters(
+    cert_der: &[u8],
+    cert_id: &str,
+) -> Result<HashMap<String, String>, JitpError> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
         .map_err(|e| JitpError::Certificate(e.to_string()))?;
     let mut params = HashMap::new();
@@ -79,21 +82,30 @@ pub fn certificate_parameters(cert_der: &[u8], cert_id: &str) -> Result<HashMap<
 }
 
 /// Registers the certificate (PENDING_ACTIVATION) and applies `ca`'s template.
-pub fn provision(store: &Store, cert_der: &[u8], cert_pem: &str, cert_id: &str, ca: &CaCertificate) -> Result<Provisioned, JitpError> {
+pub fn provision(
+    store: &Store,
+    cert_der: &[u8],
+    cert_pem: &str,
+    cert_id: &str,
+    ca: &CaCertificate,
+) -> Result<Provisioned, JitpError> {
     let config = ca
         .registration_config
         .as_ref()
         .ok_or_else(|| JitpError::NoTemplate(ca.id.clone()))?;
-    let template: Value = serde_json::from_str(&config.template_body).map_err(|e| JitpError::Template {
-        ca: ca.id.clone(),
-        reason: format!("not JSON: {e}"),
-    })?;
+    let template: Value =
+        serde_json::from_str(&config.template_body).map_err(|e| JitpError::Template {
+            ca: ca.id.clone(),
+            reason: format!("not JSON: {e}"),
+        })?;
     let mut params = certificate_parameters(cert_der, cert_id)?;
     // A parameter the certificate lacks takes the template's Default, as on AWS.
     if let Some(declared) = template.get("Parameters").and_then(Value::as_object) {
         for (name, decl) in declared {
             if let Some(default) = decl.get("Default").and_then(Value::as_str) {
-                params.entry(name.clone()).or_insert_with(|| default.to_string());
+                params
+                    .entry(name.clone())
+                    .or_insert_with(|| default.to_string());
             }
         }
     }
@@ -169,7 +181,10 @@ pub fn provision(store: &Store, cert_der: &[u8], cert_pem: &str, cert_id: &str, 
                             other => other.to_string(),
                         };
                         // AWS names an inline template policy after its content.
-                        let name = format!("jitp-{}", &crate::pki::certificate_id(text.as_bytes())[..16]);
+                        let name = format!(
+                            "jitp-{}",
+                            &crate::pki::certificate_id(text.as_bytes())[..16]
+                        );
                         if store.get_policy(&name)?.is_none() {
                             match store.create_policy(&name, &text) {
                                 Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
@@ -178,7 +193,11 @@ pub fn provision(store: &Store, cert_der: &[u8], cert_pem: &str, cert_id: &str, 
                         }
                         name
                     }
-                    _ => return Err(bad(format!("{logical_id}: needs PolicyName or PolicyDocument"))),
+                    _ => {
+                        return Err(bad(format!(
+                            "{logical_id}: needs PolicyName or PolicyDocument"
+                        )))
+                    }
                 };
                 store.attach_policy(&name, cert_id)?;
                 policies.push(name);
@@ -189,7 +208,11 @@ pub fn provision(store: &Store, cert_der: &[u8], cert_pem: &str, cert_id: &str, 
                         .ok_or_else(|| bad(format!("{logical_id}: unknown Status {s}")))?;
                 }
             }
-            other => return Err(bad(format!("{logical_id}: resource type {other} is not supported by JITP"))),
+            other => {
+                return Err(bad(format!(
+                    "{logical_id}: resource type {other} is not supported by JITP"
+                )))
+            }
         }
     }
     store.set_certificate_status(cert_id, status)?;
@@ -218,8 +241,12 @@ fn resolve(value: &Value, params: &HashMap<String, String>) -> Result<Value, Str
             )
         }
         Value::Object(map) if map.len() == 1 && map.contains_key("Fn::Join") => {
-            let parts = map["Fn::Join"].as_array().ok_or("Fn::Join needs [separator, [values]]")?;
-            let (Some(Value::String(sep)), Some(Value::Array(items))) = (parts.first(), parts.get(1)) else {
+            let parts = map["Fn::Join"]
+                .as_array()
+                .ok_or("Fn::Join needs [separator, [values]]")?;
+            let (Some(Value::String(sep)), Some(Value::Array(items))) =
+                (parts.first(), parts.get(1))
+            else {
                 return Err("Fn::Join needs [separator, [values]]".into());
             };
             let mut out = Vec::new();
@@ -257,7 +284,12 @@ fn resolve(value: &Value, params: &HashMap<String, String>) -> Result<Value, Str
             }
             Value::Object(out)
         }
-        Value::Array(items) => Value::Array(items.iter().map(|v| resolve(v, params)).collect::<Result<_, _>>()?),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| resolve(v, params))
+                .collect::<Result<_, _>>()?,
+        ),
         other => other.clone(),
     })
 }
@@ -269,7 +301,10 @@ mod tests {
     #[test]
     fn refs_joins_and_subs_resolve_from_certificate_parameters() {
         let params: HashMap<String, String> = [
-            ("AWS::IoT::Certificate::CommonName".to_string(), "SER1".to_string()),
+            (
+                "AWS::IoT::Certificate::CommonName".to_string(),
+                "SER1".to_string(),
+            ),
             ("AWS::IoT::Certificate::Id".to_string(), "abc".to_string()),
         ]
         .into();

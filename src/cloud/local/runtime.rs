@@ -64,19 +64,32 @@ impl RunningCloud {
 /// Starts the local cloud of `cloud` with its endpoint on `addr`
 /// (`host:port`; port 0 picks a free one, see [`RunningCloud::local_addr`]).
 pub async fn start(cloud: &LocalCloud, addr: &str) -> Result<RunningCloud, RuntimeError> {
-    start_with(cloud, EndpointConfig { addr: addr.to_string(), ..EndpointConfig::default() }).await
+    start_with(
+        cloud,
+        EndpointConfig {
+            addr: addr.to_string(),
+            ..EndpointConfig::default()
+        },
+    )
+    .await
 }
 
 /// [`start`] with every endpoint setting.
-pub async fn start_with(cloud: &LocalCloud, config: EndpointConfig) -> Result<RunningCloud, RuntimeError> {
+pub async fn start_with(
+    cloud: &LocalCloud,
+    config: EndpointConfig,
+) -> Result<RunningCloud, RuntimeError> {
     if !cloud.is_writable() {
         return Err(RuntimeError::ReadOnly);
     }
     let store = cloud.store().clone();
     let ca = endpoint_ca::ensure(&store).map_err(|e| RuntimeError::EndpointCa(e.to_string()))?;
-    let server = ca.server_identity().map_err(|e| RuntimeError::EndpointCa(e.to_string()))?;
+    let server = ca
+        .server_identity()
+        .map_err(|e| RuntimeError::EndpointCa(e.to_string()))?;
     let endpoint_ca_path = cloud.data_dir().endpoint_ca_path();
-    ca.write_pem(&endpoint_ca_path).map_err(|e| RuntimeError::EndpointCa(e.to_string()))?;
+    ca.write_pem(&endpoint_ca_path)
+        .map_err(|e| RuntimeError::EndpointCa(e.to_string()))?;
 
     let fleet = cloud.fleet();
     let rotation = RotationConfig {
@@ -84,7 +97,15 @@ pub async fn start_with(cloud: &LocalCloud, config: EndpointConfig) -> Result<Ru
         key_algorithm: Some(fleet.manufacturer_cert.key_algorithm),
     };
     let functions = functions::builtin_functions(store.clone(), cloud.bus().clone(), rotation);
-    let endpoint = endpoint::start(config, store, cloud.bus().clone(), functions, &server.cert_pem, &server.key_pem).await?;
+    let endpoint = endpoint::start(
+        config,
+        store,
+        cloud.bus().clone(),
+        functions,
+        &server.cert_pem,
+        &server.key_pem,
+    )
+    .await?;
     let local_addr = endpoint.local_addr();
     let addr_file = cloud
         .data_dir()

@@ -33,7 +33,10 @@ pub enum Admission {
         ca: Box<CaCertificate>,
     },
     /// Closed without CONNACK.
-    Refused { cert_id: String, reason: CloseReason },
+    Refused {
+        cert_id: String,
+        reason: CloseReason,
+    },
 }
 
 impl Admission {
@@ -77,7 +80,10 @@ pub fn admit(shared: &Shared, chain: &[CertificateDer<'static>]) -> Admission {
         }
     }
     // Unknown (or half-provisioned): which registered CA issued it?
-    let ca_id = match shared.verifier.issuing_ca(end_entity, &chain[1..], UnixTime::now()) {
+    let ca_id = match shared
+        .verifier
+        .issuing_ca(end_entity, &chain[1..], UnixTime::now())
+    {
         Ok(id) => id,
         Err(e) => return refused(&cert_id, format!("certificate {cert_id}: {e}")),
     };
@@ -110,17 +116,27 @@ pub async fn run_jitp(shared: &Arc<Shared>, admission: &Admission, client_id: &s
     let pem = pem_of(der);
     let store = shared.store.clone();
     let (der, cert, ca_for_task) = (der.clone(), cert_id.clone(), ca.clone());
-    let outcome = tokio::task::spawn_blocking(move || jitp::provision(&store, &der, &pem, &cert, &ca_for_task)).await;
+    let outcome = tokio::task::spawn_blocking(move || {
+        jitp::provision(&store, &der, &pem, &cert, &ca_for_task)
+    })
+    .await;
     let outcome = match outcome {
         Ok(result) => result.map_err(|e| e.to_string()),
         Err(e) => Err(format!("JITP task failed: {e}")),
     };
     match outcome {
         Ok(done) => {
-            shared.counters.jitp_provisioned.fetch_add(1, Ordering::Relaxed);
+            shared
+                .counters
+                .jitp_provisioned
+                .fetch_add(1, Ordering::Relaxed);
             tracing::info!(client_id, cert_id = %done.certificate_id, thing = ?done.thing, status = %done.status, "JITP provisioned");
             let detail = serde_json::to_value(&done).unwrap_or_default();
-            if let Err(e) = shared.store.append_event("jitp.provisioned", &done.certificate_id, &detail) {
+            if let Err(e) =
+                shared
+                    .store
+                    .append_event("jitp.provisioned", &done.certificate_id, &detail)
+            {
                 tracing::warn!(error = %e, "event log write failed");
             }
             shared.bus.emit_with(|| {
@@ -150,7 +166,9 @@ pub async fn run_jitp(shared: &Arc<Shared>, admission: &Admission, client_id: &s
                     .topic(topic.clone())
                     .detail(body.clone())
             });
-            shared.router.route(cloud_message(topic, &body), Origin::cloud());
+            shared
+                .router
+                .route(cloud_message(topic, &body), Origin::cloud());
             CloseReason::AuthenticationError(format!(
                 "JITP registered certificate {} on first connect; connect again",
                 done.certificate_id
@@ -179,8 +197,12 @@ pub fn connection_policy(
     client_id: &str,
     common_name: Option<String>,
 ) -> Result<ConnectionPolicy, CloseReason> {
-    let unavailable = |e: crate::store::StoreError| CloseReason::ServerInitiated.with_log(&e.to_string());
-    let policies = shared.store.list_attached_policies(cert_id).map_err(unavailable)?;
+    let unavailable =
+        |e: crate::store::StoreError| CloseReason::ServerInitiated.with_log(&e.to_string());
+    let policies = shared
+        .store
+        .list_attached_policies(cert_id)
+        .map_err(unavailable)?;
     let mut compiled = Vec::with_capacity(policies.len());
     for policy in policies {
         match CompiledPolicy::parse(&policy.name, &policy.document) {
@@ -189,9 +211,17 @@ pub fn connection_policy(
             Err(e) => tracing::warn!(policy = %policy.name, error = %e, "policy ignored"),
         }
     }
-    let things = shared.store.list_principal_things(cert_id).map_err(unavailable)?;
+    let things = shared
+        .store
+        .list_principal_things(cert_id)
+        .map_err(unavailable)?;
     let thing_name = things.into_iter().find(|t| t == client_id);
-    Ok(ConnectionPolicy::new(compiled, client_id, thing_name, common_name))
+    Ok(ConnectionPolicy::new(
+        compiled,
+        client_id,
+        thing_name,
+        common_name,
+    ))
 }
 
 impl CloseReason {
@@ -203,7 +233,13 @@ impl CloseReason {
 
 fn common_name(der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?.to_string();
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
     Some(cn)
 }
 

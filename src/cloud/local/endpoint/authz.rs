@@ -4,7 +4,9 @@
 //! `${iot:Certificate.Subject.CommonName}`).
 
 use super::session::Authorize;
-use crate::cloud::local::policy::{evaluate, resource_arn, CompiledPolicy, IotAction, RequestContext};
+use crate::cloud::local::policy::{
+    evaluate, resource_arn, CompiledPolicy, IotAction, RequestContext,
+};
 
 /// The policies of a connection's certificate and the values of its policy variables.
 #[derive(Debug)]

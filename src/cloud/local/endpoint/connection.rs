@@ -6,8 +6,8 @@
 
 use super::admission::{admit, Admission};
 use super::authz::ConnectionPolicy;
-use super::limits::{DELIVERY_CHANNEL, PAYLOAD_PREVIEW_BYTES};
 use super::lifecycle::{self, Presence};
+use super::limits::{DELIVERY_CHANNEL, PAYLOAD_PREVIEW_BYTES};
 use super::router::{Link, Origin};
 use super::session::{CloseReason, ConnectRequest, Effect, Message, PacketSummary, Session};
 use super::Shared;
@@ -35,7 +35,12 @@ struct Online {
 
 /// Serves one connection until it closes. Never panics on client input;
 /// every end is logged with its reason.
-pub async fn serve(shared: Arc<Shared>, mut stream: TlsStream<TcpStream>, peer: SocketAddr, shutdown: CancellationToken) {
+pub async fn serve(
+    shared: Arc<Shared>,
+    mut stream: TlsStream<TcpStream>,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+) {
     let chain: Vec<_> = stream
         .get_ref()
         .1
@@ -119,21 +124,45 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TlsStream<TcpStream>, peer: 
                             tracing::warn!(error = %e, "could not encode a packet");
                         }
                     }
-                    Effect::Received(summary) => shared.packet_event(true, session.client_id(), &summary),
+                    Effect::Received(summary) => {
+                        shared.packet_event(true, session.client_id(), &summary)
+                    }
                     Effect::Connect(request) => {
-                        match on_connect(&shared, &admission, &request, peer, &session_identifier).await {
+                        match on_connect(&shared, &admission, &request, peer, &session_identifier)
+                            .await
+                        {
                             Ok((policy, link_rx, token, conn_id)) => {
                                 let attached = shared.router.attach(
                                     &request.client_id,
                                     request.clean_session,
-                                    Link { conn_id, tx: link_rx.0, evict: token.clone(), policy: policy.clone() },
+                                    Link {
+                                        conn_id,
+                                        tx: link_rx.0,
+                                        evict: token.clone(),
+                                        policy: policy.clone(),
+                                    },
                                 );
-                                session.accept(attached.session_present, attached.resumed, policy.as_ref(), &mut effects);
-                                online = Some(Online { conn_id, policy, version: attached.version });
+                                session.accept(
+                                    attached.session_present,
+                                    attached.resumed,
+                                    policy.as_ref(),
+                                    &mut effects,
+                                );
+                                online = Some(Online {
+                                    conn_id,
+                                    policy,
+                                    version: attached.version,
+                                });
                                 deliveries = Some(link_rx.1);
                                 evict = Some(token);
                                 shared.counters.connected.fetch_add(1, Ordering::Relaxed);
-                                let presence = presence(&request.client_id, &session_identifier, &cert_id, peer, attached.version);
+                                let presence = presence(
+                                    &request.client_id,
+                                    &session_identifier,
+                                    &cert_id,
+                                    peer,
+                                    attached.version,
+                                );
                                 let (topic, body) = lifecycle::connected(&presence);
                                 shared.publish_event(topic, body);
                                 shared.bus.emit_with(|| {
@@ -164,8 +193,15 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TlsStream<TcpStream>, peer: 
                                     session.deliver(message, &mut effects);
                                 }
                                 if let Some(o) = &online {
-                                    let topics: Vec<String> = filters.into_iter().map(|(f, _)| f).collect();
-                                    let p = presence(&client_id, &session_identifier, &cert_id, peer, o.version);
+                                    let topics: Vec<String> =
+                                        filters.into_iter().map(|(f, _)| f).collect();
+                                    let p = presence(
+                                        &client_id,
+                                        &session_identifier,
+                                        &cert_id,
+                                        peer,
+                                        o.version,
+                                    );
                                     let (topic, body) = lifecycle::subscriptions(&p, true, &topics);
                                     shared.publish_event(topic, body);
                                 }
@@ -177,7 +213,13 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TlsStream<TcpStream>, peer: 
                         let client_id = session.client_id().to_string();
                         shared.router.unsubscribe(&client_id, &filters);
                         if let Some(o) = &online {
-                            let p = presence(&client_id, &session_identifier, &cert_id, peer, o.version);
+                            let p = presence(
+                                &client_id,
+                                &session_identifier,
+                                &cert_id,
+                                peer,
+                                o.version,
+                            );
                             let (topic, body) = lifecycle::subscriptions(&p, false, &filters);
                             shared.publish_event(topic, body);
                         }
@@ -194,7 +236,15 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TlsStream<TcpStream>, peer: 
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
     let reason = close_reason.unwrap_or(CloseReason::ConnectionLost);
-    finish(&shared, &mut session, online, &reason, &cert_id, &session_identifier, peer);
+    finish(
+        &shared,
+        &mut session,
+        online,
+        &reason,
+        &cert_id,
+        &session_identifier,
+        peer,
+    );
 }
 
 /// After the socket is closed: hand unacknowledged messages back to the
@@ -211,22 +261,43 @@ fn finish(
     let client_id = session.client_id().to_string();
     let Some(online) = online else {
         if let CloseReason::ClientError(_) = reason {
-            shared.refused(peer, Some(client_id.as_str()).filter(|c| !c.is_empty()), cert_id, reason);
+            shared.refused(
+                peer,
+                Some(client_id.as_str()).filter(|c| !c.is_empty()),
+                cert_id,
+                reason,
+            );
         }
         return;
     };
-    shared.router.detach(&client_id, online.conn_id, session.take_unacked());
+    shared
+        .router
+        .detach(&client_id, online.conn_id, session.take_unacked());
     if reason.publishes_will() {
         if let Some(will) = session.will().cloned() {
             use super::session::Authorize;
             if online.policy.may_publish(&will.topic) {
-                let origin = Origin { client_id: Some(client_id.clone()), principal: Some(cert_id.to_string()), depth: 0 };
+                let origin = Origin {
+                    client_id: Some(client_id.clone()),
+                    principal: Some(cert_id.to_string()),
+                    depth: 0,
+                };
                 shared.router.route(will, origin);
             }
         }
     }
-    let p = presence(&client_id, session_identifier, cert_id, peer, online.version);
-    let (topic, body) = lifecycle::disconnected(&p, reason.aws_reason(), *reason == CloseReason::ClientInitiated);
+    let p = presence(
+        &client_id,
+        session_identifier,
+        cert_id,
+        peer,
+        online.version,
+    );
+    let (topic, body) = lifecycle::disconnected(
+        &p,
+        reason.aws_reason(),
+        *reason == CloseReason::ClientInitiated,
+    );
     shared.publish_event(topic, body);
     tracing::info!(client_id, reason = %reason.describe(), "disconnected");
     shared.bus.emit_with(|| {
@@ -234,9 +305,16 @@ fn finish(
             .client(client_id.clone())
             .detail(json!({"certificateId": cert_id, "disconnectReason": reason.aws_reason(), "why": reason.describe()}))
     });
-    if matches!(reason, CloseReason::AuthorizationError(_) | CloseReason::ClientError(_)) {
-        let detail = json!({"clientId": client_id, "certificateId": cert_id, "reason": reason.describe()});
-        if let Err(e) = shared.store.append_event("endpoint.disconnected", &client_id, &detail) {
+    if matches!(
+        reason,
+        CloseReason::AuthorizationError(_) | CloseReason::ClientError(_)
+    ) {
+        let detail =
+            json!({"clientId": client_id, "certificateId": cert_id, "reason": reason.describe()});
+        if let Err(e) = shared
+            .store
+            .append_event("endpoint.disconnected", &client_id, &detail)
+        {
             tracing::warn!(error = %e, "event log write failed");
         }
     }
@@ -255,9 +333,19 @@ async fn on_connect(
 ) -> Result<(Arc<ConnectionPolicy>, LinkChannel, CancellationToken, u64), CloseReason> {
     match admission {
         Admission::Refused { reason, .. } => Err(reason.clone()),
-        Admission::Jitp { .. } => Err(super::admission::run_jitp(shared, admission, &request.client_id).await),
-        Admission::Active { cert_id, common_name } => {
-            let policy = super::admission::connection_policy(shared, cert_id, &request.client_id, common_name.clone())?;
+        Admission::Jitp { .. } => {
+            Err(super::admission::run_jitp(shared, admission, &request.client_id).await)
+        }
+        Admission::Active {
+            cert_id,
+            common_name,
+        } => {
+            let policy = super::admission::connection_policy(
+                shared,
+                cert_id,
+                &request.client_id,
+                common_name.clone(),
+            )?;
             if !policy.may_connect() {
                 return Err(CloseReason::AuthorizationError(format!(
                     "iot:Connect on client/{} is not allowed by the certificate's policies ({})",
@@ -266,7 +354,12 @@ async fn on_connect(
                 )));
             }
             let channel = mpsc::channel(DELIVERY_CHANNEL);
-            Ok((Arc::new(policy), channel, CancellationToken::new(), shared.router.next_conn_id()))
+            Ok((
+                Arc::new(policy),
+                channel,
+                CancellationToken::new(),
+                shared.router.next_conn_id(),
+            ))
         }
     }
 }
@@ -285,7 +378,13 @@ async fn evicted(evict: &Option<CancellationToken>) {
     }
 }
 
-fn presence<'a>(client_id: &'a str, session: &'a str, cert_id: &'a str, peer: SocketAddr, version: u64) -> Presence<'a> {
+fn presence<'a>(
+    client_id: &'a str,
+    session: &'a str,
+    cert_id: &'a str,
+    peer: SocketAddr,
+    version: u64,
+) -> Presence<'a> {
     Presence {
         client_id,
         session_identifier: session,

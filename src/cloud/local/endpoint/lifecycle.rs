@@ -57,7 +57,11 @@ pub fn disconnected(p: &Presence<'_>, reason: &str, client_initiated: bool) -> (
 
 /// `$aws/events/subscriptions/subscribed|unsubscribed/<clientId>` and its payload.
 pub fn subscriptions(p: &Presence<'_>, subscribed: bool, topics: &[String]) -> (String, Value) {
-    let event = if subscribed { "subscribed" } else { "unsubscribed" };
+    let event = if subscribed {
+        "subscribed"
+    } else {
+        "unsubscribed"
+    };
     (
         format!("$aws/events/subscriptions/{event}/{}", p.client_id),
         json!({

@@ -74,7 +74,9 @@ impl Default for EndpointConfig {
 pub enum EndpointError {
     #[error("cannot listen on {addr}: the address is in use. Stop the other process or pick another address with --mqtt-addr HOST:PORT (port 0 picks a free one)")]
     AddrInUse { addr: String },
-    #[error("cannot listen on {addr}: {source}. Check the address given with --mqtt-addr HOST:PORT")]
+    #[error(
+        "cannot listen on {addr}: {source}. Check the address given with --mqtt-addr HOST:PORT"
+    )]
     Bind {
         addr: String,
         #[source]
@@ -126,7 +128,13 @@ struct Shared {
 
 impl Shared {
     /// Logs and reports a refused connection (no CONNACK).
-    fn refused(&self, peer: SocketAddr, client_id: Option<&str>, cert_id: &str, reason: &CloseReason) {
+    fn refused(
+        &self,
+        peer: SocketAddr,
+        client_id: Option<&str>,
+        cert_id: &str,
+        reason: &CloseReason,
+    ) {
         self.counters.refused.fetch_add(1, Ordering::Relaxed);
         let why = reason.describe();
         tracing::info!(%peer, client_id, cert_id, reason = %why, "connection refused");
@@ -138,12 +146,16 @@ impl Shared {
         });
         if !matches!(reason, CloseReason::ConnectionLost) {
             let subject = client_id.unwrap_or(cert_id);
-            if let Err(e) = self.store.append_event("endpoint.refused", subject, &detail) {
+            if let Err(e) = self
+                .store
+                .append_event("endpoint.refused", subject, &detail)
+            {
                 tracing::warn!(error = %e, "event log write failed");
             }
         }
         self.bus.emit_with(|| {
-            let mut event = CloudEvent::new(EventKind::Connection, format!("refused: {why}")).detail(detail);
+            let mut event =
+                CloudEvent::new(EventKind::Connection, format!("refused: {why}")).detail(detail);
             if let Some(c) = client_id {
                 event = event.client(c);
             }
@@ -155,9 +167,15 @@ impl Shared {
     fn packet_event(&self, incoming: bool, client_id: &str, summary: &PacketSummary) {
         self.bus.emit_with(|| {
             let kind = if incoming {
-                EventKind::PacketIn { packet: summary.packet, size: summary.size }
+                EventKind::PacketIn {
+                    packet: summary.packet,
+                    size: summary.size,
+                }
             } else {
-                EventKind::PacketOut { packet: summary.packet, size: summary.size }
+                EventKind::PacketOut {
+                    packet: summary.packet,
+                    size: summary.size,
+                }
             };
             let mut line = format!("{} {}", if incoming { "IN" } else { "OUT" }, summary.packet);
             if let Some(t) = &summary.topic {
@@ -180,7 +198,8 @@ impl Shared {
 
     /// Publishes an `$aws/events/...` event as the cloud.
     fn publish_event(&self, topic: String, body: serde_json::Value) {
-        self.router.route(connection::cloud_message(topic, &body), Origin::cloud());
+        self.router
+            .route(connection::cloud_message(topic, &body), Origin::cloud());
     }
 }
 
@@ -266,7 +285,10 @@ impl EndpointHandle {
         let _ = (&mut self.listener).await;
         self.shared.router.disconnect_all();
         let wait = async { while self.connections_done.recv().await.is_some() {} };
-        if tokio::time::timeout(Duration::from_secs(10), wait).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .is_err()
+        {
             tracing::warn!("some connections did not close within 10 s of shutdown");
         }
     }
@@ -285,21 +307,38 @@ pub async fn start(
     server_key_pem: &str,
 ) -> Result<EndpointHandle, EndpointError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = Arc::new(tls::RegisteredCaVerifier::new(store.clone(), provider.clone()));
-    let tls_config = tls::server_config(verifier.clone(), provider, server_cert_chain_pem, server_key_pem)?;
+    let verifier = Arc::new(tls::RegisteredCaVerifier::new(
+        store.clone(),
+        provider.clone(),
+    ));
+    let tls_config = tls::server_config(
+        verifier.clone(),
+        provider,
+        server_cert_chain_pem,
+        server_key_pem,
+    )?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
 
-    let listener = tokio::net::TcpListener::bind(&config.addr).await.map_err(|source| {
-        if source.kind() == std::io::ErrorKind::AddrInUse {
-            EndpointError::AddrInUse { addr: config.addr.clone() }
-        } else {
-            EndpointError::Bind { addr: config.addr.clone(), source }
-        }
-    })?;
-    let local_addr = listener.local_addr().map_err(|source| EndpointError::Bind {
-        addr: config.addr.clone(),
-        source,
-    })?;
+    let listener = tokio::net::TcpListener::bind(&config.addr)
+        .await
+        .map_err(|source| {
+            if source.kind() == std::io::ErrorKind::AddrInUse {
+                EndpointError::AddrInUse {
+                    addr: config.addr.clone(),
+                }
+            } else {
+                EndpointError::Bind {
+                    addr: config.addr.clone(),
+                    source,
+                }
+            }
+        })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| EndpointError::Bind {
+            addr: config.addr.clone(),
+            source,
+        })?;
 
     let rules = RulesEngine::new(store.clone(), bus.clone(), functions);
     let active = rules.reload()?;

@@ -132,12 +132,18 @@ impl Router {
     fn lock(&self) -> MutexGuard<'_, RouterState> {
         // A panic while holding the lock cannot leave the maps half-updated
         // in a way that matters more than losing the broker; keep serving.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Number of connected clients.
     pub fn online(&self) -> usize {
-        self.lock().sessions.values().filter(|s| s.link.is_some()).count()
+        self.lock()
+            .sessions
+            .values()
+            .filter(|s| s.link.is_some())
+            .count()
     }
 
     /// Attaches a connection to its clientId's session. An older connection
@@ -194,7 +200,9 @@ impl Router {
             }
             while entry.queued.len() > MAX_QUEUED_MESSAGES {
                 entry.queued.pop_back();
-                self.counters.deliveries_dropped.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .deliveries_dropped
+                    .fetch_add(1, Ordering::Relaxed);
             }
             return;
         }
@@ -205,7 +213,11 @@ impl Router {
 
     /// Adds subscriptions; returns the retained messages they match, to be
     /// delivered to this client now (with the retain flag set).
-    pub fn subscribe(&self, client_id: &str, filters: &[(String, QoS)]) -> Result<Vec<Message>, String> {
+    pub fn subscribe(
+        &self,
+        client_id: &str,
+        filters: &[(String, QoS)],
+    ) -> Result<Vec<Message>, String> {
         let mut state = self.lock();
         let Some(entry) = state.sessions.get_mut(client_id) else {
             return Ok(Vec::new());
@@ -238,7 +250,9 @@ impl Router {
         for (filter, qos) in filters {
             for message in state.retained.values() {
                 if topics::matches(filter, &message.topic)
-                    && policy.as_ref().is_none_or(|p| p.may_receive(&message.topic))
+                    && policy
+                        .as_ref()
+                        .is_none_or(|p| p.may_receive(&message.topic))
                 {
                     let mut m = message.clone();
                     m.qos = min_qos(m.qos, *qos);
@@ -267,7 +281,9 @@ impl Router {
     /// Routes a message: retained store, every matching subscriber (once,
     /// at the highest granted QoS, if `iot:Receive` allows), then the rules.
     pub fn route(self: &Arc<Self>, message: Message, origin: Origin) {
-        self.counters.messages_routed.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .messages_routed
+            .fetch_add(1, Ordering::Relaxed);
         {
             let mut state = self.lock();
             if message.retain {
@@ -340,7 +356,9 @@ impl Router {
                     if entry.persistent && message.qos == QoS::AtLeastOnce {
                         queue_bounded(&mut entry.queued, message, &self.counters);
                     } else {
-                        self.counters.deliveries_dropped.fetch_add(1, Ordering::Relaxed);
+                        self.counters
+                            .deliveries_dropped
+                            .fetch_add(1, Ordering::Relaxed);
                     }
                 }
             },
@@ -375,7 +393,12 @@ impl SessionEntry {
     }
 }
 
-fn add_target<'a>(state: &'a RouterState, targets: &mut HashMap<&'a str, QoS>, client: &'a str, topic: &str) {
+fn add_target<'a>(
+    state: &'a RouterState,
+    targets: &mut HashMap<&'a str, QoS>,
+    client: &'a str,
+    topic: &str,
+) {
     let Some(entry) = state.sessions.get(client) else {
         return;
     };

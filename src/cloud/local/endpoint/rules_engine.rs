@@ -14,10 +14,10 @@ use super::CloudPublisher;
 use crate::cloud::events::{CloudEvent, EventBus, EventKind};
 use crate::cloud::local::functions::FunctionRegistry;
 use crate::cloud::local::rules::{function_name_from_arn, CompiledRule, RuleAction, RuleMessage};
+use crate::model::now_millis;
 use crate::store::Store;
 use bytes::Bytes;
 use rumqttc::mqttbytes::QoS;
-use crate::model::now_millis;
 use serde_json::{json, Value};
 use std::sync::{Arc, RwLock};
 use tokio::sync::Semaphore;
@@ -58,11 +58,8 @@ impl RulesEngine {
                 Err(e) => {
                     tracing::warn!(rule = %rule.name, error = %e, "topic rule skipped");
                     self.bus.emit_with(|| {
-                        CloudEvent::new(
-                            EventKind::Rule,
-                            format!("rule {} skipped: {e}", rule.name),
-                        )
-                        .detail(json!({"rule": rule.name, "error": e.to_string()}))
+                        CloudEvent::new(EventKind::Rule, format!("rule {} skipped: {e}", rule.name))
+                            .detail(json!({"rule": rule.name, "error": e.to_string()}))
                     });
                 }
             }
@@ -93,8 +90,7 @@ impl RulesEngine {
                 continue;
             };
             for action in &rule.actions {
-                let target = action.republish_topic(&input);
-                self.run_action(router, &rule.name, action, target, output.clone(), message, origin);
+                self.run_action(router, &rule.name, action, &input, output.clone(), origin);
             }
         }
     }
@@ -104,15 +100,21 @@ impl RulesEngine {
         router: &Arc<Router>,
         rule: &str,
         action: &RuleAction,
-        republish_to: Option<String>,
+        input: &RuleMessage<'_>,
         output: Value,
-        message: &Message,
         origin: &Origin,
     ) {
+        let source_topic = input.topic;
         match action {
             RuleAction::Republish { qos, .. } => {
-                let Some(topic) = republish_to.filter(|t| super::session::check_topic_name(t).is_ok()) else {
-                    return self.rule_failed(rule, "republish topic is empty or invalid after substitution");
+                let Some(topic) = action
+                    .republish_topic(input)
+                    .filter(|t| super::session::check_topic_name(t).is_ok())
+                else {
+                    return self.rule_failed(
+                        rule,
+                        "republish topic is empty or invalid after substitution",
+                    );
                 };
                 if origin.depth >= MAX_REPUBLISH_DEPTH {
                     tracing::warn!(rule, topic = %topic, "republish loop stopped");
@@ -120,14 +122,18 @@ impl RulesEngine {
                 }
                 self.bus.emit_with(|| {
                     CloudEvent::new(EventKind::Rule, format!("{rule}: republish to {topic}"))
-                        .topic(message.topic.clone())
+                        .topic(source_topic)
                         .detail(json!({"rule": rule, "action": "republish", "to": topic, "event": output}))
                 });
                 let payload = Bytes::from(output.to_string().into_bytes());
                 let republished = Message {
                     topic,
                     payload,
-                    qos: if *qos == 0 { QoS::AtMostOnce } else { QoS::AtLeastOnce },
+                    qos: if *qos == 0 {
+                        QoS::AtMostOnce
+                    } else {
+                        QoS::AtLeastOnce
+                    },
                     retain: false,
                 };
                 let next = Origin {
@@ -145,19 +151,25 @@ impl RulesEngine {
                 let function = match self.store.get_function(&name) {
                     Ok(Some(f)) => f,
                     Ok(None) => {
-                        return self.rule_failed(rule, &format!("function {name} is not deployed; run `jitpilot deploy`"));
+                        return self.rule_failed(
+                            rule,
+                            &format!("function {name} is not deployed; run `jitpilot deploy`"),
+                        );
                     }
                     Err(e) => return self.rule_failed(rule, &e.to_string()),
                 };
                 let Some(builtin) = self.functions.get(&function.handler) else {
                     return self.rule_failed(
                         rule,
-                        &format!("function {name} names handler {} that this jitpilot does not have", function.handler),
+                        &format!(
+                            "function {name} names handler {} that this jitpilot does not have",
+                            function.handler
+                        ),
                     );
                 };
                 self.bus.emit_with(|| {
                     CloudEvent::new(EventKind::Rule, format!("{rule}: invoke {name}"))
-                        .topic(message.topic.clone())
+                        .topic(source_topic)
                         .detail(json!({"rule": rule, "action": "lambda", "function": name, "event": output}))
                 });
                 let publisher: Arc<dyn crate::rotation::Publisher> =
@@ -172,12 +184,20 @@ impl RulesEngine {
                     let result = builtin.invoke(output, publisher).await;
                     match &result {
                         Ok(_) => tracing::debug!(rule, function = %name, "function returned"),
-                        Err(e) => tracing::warn!(rule, function = %name, error = %e, "function failed"),
+                        Err(e) => {
+                            tracing::warn!(rule, function = %name, error = %e, "function failed")
+                        }
                     }
                     bus.emit_with(|| {
                         let (summary, detail) = match result {
-                            Ok(v) => (format!("{name} returned"), json!({"function": name, "result": v})),
-                            Err(e) => (format!("{name} failed: {e}"), json!({"function": name, "error": e})),
+                            Ok(v) => (
+                                format!("{name} returned"),
+                                json!({"function": name, "result": v}),
+                            ),
+                            Err(e) => (
+                                format!("{name} failed: {e}"),
+                                json!({"function": name, "error": e}),
+                            ),
                         };
                         CloudEvent::new(EventKind::Function, summary).detail(detail)
                     });

@@ -24,7 +24,9 @@ pub async fn accept_loop(
     shutdown: CancellationToken,
     done: mpsc::Sender<()>,
 ) {
-    let handshakes = Arc::new(Semaphore::new(shared.config.max_concurrent_handshakes.max(1)));
+    let handshakes = Arc::new(Semaphore::new(
+        shared.config.max_concurrent_handshakes.max(1),
+    ));
     loop {
         // Wait for a handshake slot first: while all are busy, new
         // connections wait in the kernel's backlog instead of our memory.
@@ -48,11 +50,16 @@ pub async fn accept_loop(
             _ = shutdown.cancelled() => return,
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, shared, shutdown, done) =
-            (acceptor.clone(), shared.clone(), shutdown.clone(), done.clone());
+        let (acceptor, shared, shutdown, done) = (
+            acceptor.clone(),
+            shared.clone(),
+            shutdown.clone(),
+            done.clone(),
+        );
         tokio::spawn(async move {
             let _done = done;
-            let handshake = tokio::time::timeout(shared.config.handshake_timeout, acceptor.accept(tcp)).await;
+            let handshake =
+                tokio::time::timeout(shared.config.handshake_timeout, acceptor.accept(tcp)).await;
             drop(permit);
             let stream = match handshake {
                 Ok(Ok(stream)) => stream,
@@ -65,10 +72,17 @@ pub async fn accept_loop(
 }
 
 fn handshake_failed(shared: &Shared, peer: std::net::SocketAddr, why: &str) {
-    shared.counters.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+    shared
+        .counters
+        .handshakes_failed
+        .fetch_add(1, Ordering::Relaxed);
     tracing::info!(%peer, reason = why, "TLS handshake refused");
     let detail = json!({"ipAddress": peer.ip().to_string(), "reason": why});
-    if let Err(e) = shared.store.append_event("endpoint.tls_refused", &peer.ip().to_string(), &detail) {
+    if let Err(e) =
+        shared
+            .store
+            .append_event("endpoint.tls_refused", &peer.ip().to_string(), &detail)
+    {
         tracing::warn!(error = %e, "event log write failed");
     }
     shared.bus.emit_with(|| {

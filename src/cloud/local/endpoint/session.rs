@@ -145,7 +145,13 @@ impl PacketSummary {
         let (topic, payload) = match packet {
             Packet::Publish(p) => (Some(p.topic.clone()), Some(p.payload.clone())),
             Packet::Subscribe(s) => (
-                Some(s.filters.iter().map(|f| f.path.as_str()).collect::<Vec<_>>().join(", ")),
+                Some(
+                    s.filters
+                        .iter()
+                        .map(|f| f.path.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
                 None,
             ),
             Packet::Unsubscribe(u) => (Some(u.topics.join(", ")), None),
@@ -341,7 +347,9 @@ impl Session {
             return;
         }
         let pkid = self.allocate_pkid();
-        out.push(Effect::Send(Packet::Publish(to_publish(&message, pkid, false))));
+        out.push(Effect::Send(Packet::Publish(to_publish(
+            &message, pkid, false,
+        ))));
         self.inflight.insert(pkid, message);
     }
 
@@ -367,7 +375,11 @@ impl Session {
         // Skip ids still in flight; the window is far smaller than 65535.
         loop {
             let pkid = self.next_pkid;
-            self.next_pkid = if self.next_pkid == u16::MAX { 1 } else { self.next_pkid + 1 };
+            self.next_pkid = if self.next_pkid == u16::MAX {
+                1
+            } else {
+                self.next_pkid + 1
+            };
             if !self.inflight.contains_key(&pkid) {
                 return pkid;
             }
@@ -438,7 +450,10 @@ impl Session {
                     .iter()
                     .map(|(_, qos)| SubscribeReasonCode::Success(*qos))
                     .collect();
-                out.push(Effect::Send(Packet::SubAck(SubAck::new(subscribe.pkid, codes))));
+                out.push(Effect::Send(Packet::SubAck(SubAck::new(
+                    subscribe.pkid,
+                    codes,
+                ))));
                 out.push(Effect::Subscribe(granted));
             }
             Packet::Unsubscribe(unsubscribe) => {
@@ -447,13 +462,17 @@ impl Session {
                         return self.close(CloseReason::ClientError(why), out);
                     }
                 }
-                out.push(Effect::Send(Packet::UnsubAck(UnsubAck::new(unsubscribe.pkid))));
+                out.push(Effect::Send(Packet::UnsubAck(UnsubAck::new(
+                    unsubscribe.pkid,
+                ))));
                 out.push(Effect::Unsubscribe(unsubscribe.topics));
             }
             Packet::PingReq => out.push(Effect::Send(Packet::PingResp)),
             Packet::Disconnect => self.close(CloseReason::ClientInitiated, out),
             Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_) => self.close(
-                CloseReason::ClientError("QoS 2 flow packets: AWS IoT does not support QoS 2".into()),
+                CloseReason::ClientError(
+                    "QoS 2 flow packets: AWS IoT does not support QoS 2".into(),
+                ),
                 out,
             ),
             other @ (Packet::ConnAck(_)
@@ -549,7 +568,8 @@ impl Session {
 
 /// The PUBLISH packet for a delivery.
 fn to_publish(message: &Message, pkid: u16, dup: bool) -> Publish {
-    let mut publish = Publish::from_bytes(message.topic.clone(), message.qos, message.payload.clone());
+    let mut publish =
+        Publish::from_bytes(message.topic.clone(), message.qos, message.payload.clone());
     publish.pkid = pkid;
     publish.dup = dup;
     publish.retain = message.retain;

@@ -64,7 +64,10 @@ fn connect_waits_for_the_shell_then_connacks_and_drains_pipelined_packets() {
     assert_eq!(
         out,
         vec![
-            Effect::Send(Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, true))),
+            Effect::Send(Packet::ConnAck(ConnAck::new(
+                ConnectReturnCode::Success,
+                true
+            ))),
             Effect::Send(Packet::PingResp)
         ]
     );
@@ -85,7 +88,9 @@ fn packets_split_at_every_byte_still_decode() {
 fn anything_before_connect_closes() {
     let mut session = Session::new();
     let out = feed(&mut session, &bytes_of(Packet::PingReq));
-    assert!(matches!(closed_with(&out), Some(CloseReason::ClientError(w)) if w.contains("before CONNECT")));
+    assert!(
+        matches!(closed_with(&out), Some(CloseReason::ClientError(w)) if w.contains("before CONNECT"))
+    );
     assert_eq!(session.phase(), Phase::Closed);
     assert!(feed(&mut session, &connect_bytes("late")).is_empty());
 }
@@ -94,7 +99,9 @@ fn anything_before_connect_closes() {
 fn second_connect_closes() {
     let mut session = connected("c1");
     let out = feed(&mut session, &connect_bytes("c1"));
-    assert!(matches!(closed_with(&out), Some(CloseReason::ClientError(w)) if w.contains("second CONNECT")));
+    assert!(
+        matches!(closed_with(&out), Some(CloseReason::ClientError(w)) if w.contains("second CONNECT"))
+    );
 }
 
 #[test]
@@ -104,7 +111,10 @@ fn bad_client_ids_get_identifier_rejected() {
         let out = feed(&mut session, &connect_bytes(&id));
         assert_eq!(
             out.first(),
-            Some(&Effect::Send(Packet::ConnAck(ConnAck::new(ConnectReturnCode::BadClientId, false))))
+            Some(&Effect::Send(Packet::ConnAck(ConnAck::new(
+                ConnectReturnCode::BadClientId,
+                false
+            ))))
         );
         assert!(closed_with(&out).is_some());
     }
@@ -120,14 +130,26 @@ fn publish_qos1_is_acked_and_routed() {
     };
     let out = feed(&mut session, &bytes_of(Packet::Publish(publish)));
     assert_eq!(out[0], Effect::Send(Packet::PubAck(PubAck::new(7))));
-    assert!(matches!(&out[1], Effect::Publish(m) if m.topic == "dev/a" && m.qos == QoS::AtLeastOnce));
+    assert!(
+        matches!(&out[1], Effect::Publish(m) if m.topic == "dev/a" && m.qos == QoS::AtLeastOnce)
+    );
 }
 
 #[test]
 fn unauthorized_publish_disconnects() {
     let mut session = connected("c");
-    let out = feed(&mut session, &bytes_of(Packet::Publish(Publish::new("other", QoS::AtMostOnce, vec![]))));
-    assert!(matches!(closed_with(&out), Some(CloseReason::AuthorizationError(_))));
+    let out = feed(
+        &mut session,
+        &bytes_of(Packet::Publish(Publish::new(
+            "other",
+            QoS::AtMostOnce,
+            vec![],
+        ))),
+    );
+    assert!(matches!(
+        closed_with(&out),
+        Some(CloseReason::AuthorizationError(_))
+    ));
     assert!(!out.iter().any(|e| matches!(e, Effect::Publish(_))));
 }
 
@@ -136,7 +158,9 @@ fn qos2_publish_disconnects_and_qos2_subscription_is_granted_qos1() {
     let mut session = connected("c");
     let sub = Subscribe::new("dev/#", QoS::ExactlyOnce);
     let out = feed(&mut session, &bytes_of(Packet::Subscribe(sub)));
-    assert!(matches!(&out[0], Effect::Send(Packet::SubAck(a)) if a.return_codes == vec![SubscribeReasonCode::Success(QoS::AtLeastOnce)]));
+    assert!(
+        matches!(&out[0], Effect::Send(Packet::SubAck(a)) if a.return_codes == vec![SubscribeReasonCode::Success(QoS::AtLeastOnce)])
+    );
     let mut p = Publish::new("dev/a", QoS::ExactlyOnce, vec![1]);
     p.pkid = 1;
     let out = feed(&mut session, &bytes_of(Packet::Publish(p)));
@@ -147,8 +171,18 @@ fn qos2_publish_disconnects_and_qos2_subscription_is_granted_qos1() {
 fn wildcard_or_empty_publish_topics_close() {
     for topic in ["dev/+", "dev/#", ""] {
         let mut session = connected("c");
-        let out = feed(&mut session, &bytes_of(Packet::Publish(Publish::new(topic, QoS::AtMostOnce, vec![]))));
-        assert!(matches!(closed_with(&out), Some(CloseReason::ClientError(_))), "{topic:?}");
+        let out = feed(
+            &mut session,
+            &bytes_of(Packet::Publish(Publish::new(
+                topic,
+                QoS::AtMostOnce,
+                vec![],
+            ))),
+        );
+        assert!(
+            matches!(closed_with(&out), Some(CloseReason::ClientError(_))),
+            "{topic:?}"
+        );
     }
 }
 
@@ -156,10 +190,16 @@ fn wildcard_or_empty_publish_topics_close() {
 fn oversized_topic_and_invalid_filters_close() {
     let mut session = connected("c");
     let long = format!("dev/{}", "t".repeat(300));
-    let out = feed(&mut session, &bytes_of(Packet::Publish(Publish::new(long, QoS::AtMostOnce, vec![]))));
+    let out = feed(
+        &mut session,
+        &bytes_of(Packet::Publish(Publish::new(long, QoS::AtMostOnce, vec![]))),
+    );
     assert!(closed_with(&out).is_some());
     let mut session = connected("c");
-    let out = feed(&mut session, &bytes_of(Packet::Unsubscribe(Unsubscribe::new("dev/#/x"))));
+    let out = feed(
+        &mut session,
+        &bytes_of(Packet::Unsubscribe(Unsubscribe::new("dev/#/x"))),
+    );
     assert!(closed_with(&out).is_some());
 }
 
@@ -168,7 +208,9 @@ fn broker_only_packets_from_a_client_close() {
     for packet in [Packet::PingResp, Packet::UnsubAck(UnsubAck::new(3))] {
         let mut session = connected("c");
         let out = feed(&mut session, &bytes_of(packet));
-        assert!(matches!(closed_with(&out), Some(CloseReason::ClientError(w)) if w.contains("brokers")));
+        assert!(
+            matches!(closed_with(&out), Some(CloseReason::ClientError(w)) if w.contains("brokers"))
+        );
     }
 }
 
@@ -176,11 +218,15 @@ fn broker_only_packets_from_a_client_close() {
 fn remaining_length_over_four_bytes_or_the_limit_closes() {
     let mut session = connected("c");
     let out = feed(&mut session, &[0x30, 0xff, 0xff, 0xff, 0xff, 0x01]);
-    assert!(matches!(closed_with(&out), Some(CloseReason::ClientError(w)) if w.contains("4 bytes")));
+    assert!(
+        matches!(closed_with(&out), Some(CloseReason::ClientError(w)) if w.contains("4 bytes"))
+    );
     let mut session = connected("c");
     // 1 MiB remaining length: refused from the header alone.
     let out = feed(&mut session, &[0x30, 0x80, 0x80, 0x40]);
-    assert!(matches!(closed_with(&out), Some(CloseReason::ClientError(w)) if w.contains("exceeds")));
+    assert!(
+        matches!(closed_with(&out), Some(CloseReason::ClientError(w)) if w.contains("exceeds"))
+    );
 }
 
 #[test]
@@ -194,7 +240,11 @@ fn invalid_utf8_topic_closes() {
 #[test]
 fn truncated_packet_waits_for_more_bytes_without_acting() {
     let mut session = connected("c");
-    let full = bytes_of(Packet::Publish(Publish::new("dev/a", QoS::AtMostOnce, vec![1, 2, 3])));
+    let full = bytes_of(Packet::Publish(Publish::new(
+        "dev/a",
+        QoS::AtMostOnce,
+        vec![1, 2, 3],
+    )));
     let out = feed(&mut session, &full[..full.len() - 1]);
     assert!(out.is_empty());
     let out = feed(&mut session, &full[full.len() - 1..]);
@@ -207,7 +257,12 @@ fn qos1_deliveries_are_tracked_until_puback_and_handed_back_unacked() {
     let mut out = Vec::new();
     for i in 0..3u8 {
         session.deliver(
-            Message { topic: "dev/x".into(), payload: Bytes::from(vec![i]), qos: QoS::AtLeastOnce, retain: false },
+            Message {
+                topic: "dev/x".into(),
+                payload: Bytes::from(vec![i]),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+            },
             &mut out,
         );
     }
@@ -221,7 +276,10 @@ fn qos1_deliveries_are_tracked_until_puback_and_handed_back_unacked() {
     assert_eq!(pkids, vec![1, 2, 3]);
     feed(&mut session, &bytes_of(Packet::PubAck(PubAck::new(2))));
     let unacked = session.take_unacked();
-    assert_eq!(unacked.iter().map(|m| m.payload[0]).collect::<Vec<_>>(), vec![0, 2]);
+    assert_eq!(
+        unacked.iter().map(|m| m.payload[0]).collect::<Vec<_>>(),
+        vec![0, 2]
+    );
 }
 
 #[test]
@@ -229,16 +287,28 @@ fn resumed_messages_are_redelivered_after_connack() {
     let mut session = Session::new();
     feed(&mut session, &connect_bytes("p"));
     let mut out = Vec::new();
-    let resumed = vec![Message { topic: "dev/r".into(), payload: Bytes::from_static(b"r"), qos: QoS::AtLeastOnce, retain: false }];
+    let resumed = vec![Message {
+        topic: "dev/r".into(),
+        payload: Bytes::from_static(b"r"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+    }];
     session.accept(true, resumed, &DevOnly, &mut out);
-    assert!(matches!(&out[1], Effect::Send(Packet::Publish(p)) if p.topic == "dev/r" && p.pkid == 1));
+    assert!(
+        matches!(&out[1], Effect::Send(Packet::Publish(p)) if p.topic == "dev/r" && p.pkid == 1)
+    );
 }
 
 #[test]
 fn a_full_inflight_window_queues_and_releases_on_puback() {
     let mut session = connected("c");
     let mut out = Vec::new();
-    let msg = Message { topic: "dev/x".into(), payload: Bytes::new(), qos: QoS::AtLeastOnce, retain: false };
+    let msg = Message {
+        topic: "dev/x".into(),
+        payload: Bytes::new(),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+    };
     for _ in 0..MAX_INFLIGHT + 1 {
         session.deliver(msg.clone(), &mut out);
     }
@@ -254,8 +324,15 @@ fn seed_packets() -> Vec<Vec<u8>> {
     vec![
         connect_bytes("seed"),
         bytes_of(Packet::Publish(p1)),
-        bytes_of(Packet::Publish(Publish::new("dev/q", QoS::AtMostOnce, b"hello".to_vec()))),
-        bytes_of(Packet::Subscribe(Subscribe::new("dev/+/x", QoS::AtLeastOnce))),
+        bytes_of(Packet::Publish(Publish::new(
+            "dev/q",
+            QoS::AtMostOnce,
+            b"hello".to_vec(),
+        ))),
+        bytes_of(Packet::Subscribe(Subscribe::new(
+            "dev/+/x",
+            QoS::AtLeastOnce,
+        ))),
         bytes_of(Packet::Unsubscribe(Unsubscribe::new("dev/#"))),
         bytes_of(Packet::PubAck(PubAck::new(1))),
         bytes_of(Packet::PingReq),
@@ -282,7 +359,9 @@ fn run_arbitrary(bytes: &[u8], chunk: usize) {
                     assert!(m.qos != QoS::ExactlyOnce);
                 }
                 Effect::Subscribe(filters) => {
-                    assert!(filters.iter().all(|(f, q)| f.starts_with("dev/") && *q != QoS::ExactlyOnce));
+                    assert!(filters
+                        .iter()
+                        .all(|(f, q)| f.starts_with("dev/") && *q != QoS::ExactlyOnce));
                 }
                 _ => {}
             }

@@ -21,7 +21,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
-use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, RootCertStore,
+    ServerConfig, SignatureScheme,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -55,7 +58,8 @@ pub struct RegisteredCaVerifier {
 
 impl std::fmt::Debug for RegisteredCaVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegisteredCaVerifier").finish_non_exhaustive()
+        f.debug_struct("RegisteredCaVerifier")
+            .finish_non_exhaustive()
     }
 }
 
@@ -112,7 +116,10 @@ impl RegisteredCaVerifier {
                 inactive = Some((ca.id, ca.status));
                 continue;
             }
-            match trusted.verifier.verify_client_cert(end_entity, intermediates, now) {
+            match trusted
+                .verifier
+                .verify_client_cert(end_entity, intermediates, now)
+            {
                 Ok(_) => return Ok(ca.id),
                 Err(e) => last_error = Some(e),
             }
@@ -125,7 +132,9 @@ impl RegisteredCaVerifier {
                 "the issuing CA {id} is {status}; only ACTIVE registered CAs are trusted"
             )));
         }
-        Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer))
+        Err(rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer,
+        ))
     }
 
     fn trusted(&self, id: &str, pem: &str) -> Option<Arc<TrustedCa>> {
@@ -143,10 +152,11 @@ impl RegisteredCaVerifier {
             tracing::warn!(ca = id, error = %e, "registered CA is not usable as a trust anchor");
             return None;
         }
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
-            .clear_root_hint_subjects()
-            .build()
-            .ok()?;
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+                .clear_root_hint_subjects()
+                .build()
+                .ok()?;
         let trusted = Arc::new(TrustedCa {
             subject_der,
             verifier,
@@ -204,11 +214,14 @@ pub fn server_config(
     server_cert_chain_pem: &str,
     server_key_pem: &str,
 ) -> Result<ServerConfig, TlsSetupError> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(server_cert_chain_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(|e| TlsSetupError::ServerIdentity(format!("certificate PEM: {e}")))?;
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(server_cert_chain_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| TlsSetupError::ServerIdentity(format!("certificate PEM: {e}")))?;
     if chain.is_empty() {
-        return Err(TlsSetupError::ServerIdentity("no certificate in the chain PEM".into()));
+        return Err(TlsSetupError::ServerIdentity(
+            "no certificate in the chain PEM".into(),
+        ));
     }
     let key = PrivateKeyDer::from_pem_slice(server_key_pem.as_bytes())
         .map_err(|e| TlsSetupError::ServerIdentity(format!("private key PEM: {e}")))?;

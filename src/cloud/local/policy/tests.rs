@@ -353,3 +353,32 @@ fn the_complete_policy_adds_ack_and_app_topics() {
     ));
     assert!(!ok(IotAction::Subscribe, "#"));
 }
+
+/// The obvious recursive definition of IAM wildcards, to check `glob` against.
+fn reference_match(pattern: &[char], text: &[char]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some(('*', rest)) => (0..=text.len()).any(|i| reference_match(rest, &text[i..])),
+        Some(('?', rest)) => !text.is_empty() && reference_match(rest, &text[1..]),
+        Some((c, rest)) => text.first() == Some(c) && reference_match(rest, &text[1..]),
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn wildcards_match_like_the_reference(pattern in "[ab/é*?]{0,8}", text in "[ab/é]{0,10}") {
+        let p = policy(serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "iot:Publish", "Resource": pattern.clone()}]
+        }));
+        let c = ctx("dev", None);
+        let got = evaluate(std::slice::from_ref(&p), IotAction::Publish, &text, &c).is_allowed();
+        let chars = |s: &str| s.chars().collect::<Vec<_>>();
+        proptest::prop_assert_eq!(got, reference_match(&chars(&pattern), &chars(&text)));
+    }
+
+    #[test]
+    fn parsing_any_text_never_panics(doc in ".{0,64}") {
+        let _ = CompiledPolicy::parse("p", &doc);
+    }
+}

@@ -299,3 +299,20 @@ fn compiled_rules_carry_name_and_enabled() {
         "{err}"
     );
 }
+
+proptest::proptest! {
+    #[test]
+    fn parsing_and_evaluating_never_panic(
+        sql in "(SELECT|select|\\*|,|AS|FROM|WHERE|AND|OR|NOT|\\(|\\)|=|<>|<=|>|'a/\\+'|'x'|topic\\(2\\)|clientId\\(\\)|a\\.b|1|-2\\.5|true| ){0,16}",
+        payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..32),
+    ) {
+        if let Ok(parsed) = RuleSql::parse(&sql) {
+            let _ = parsed.evaluate(&msg("a/b", &payload));
+        }
+    }
+
+    #[test]
+    fn arbitrary_text_never_panics(sql in ".{0,48}") {
+        let _ = RuleSql::parse(&sql);
+    }
+}

@@ -73,7 +73,7 @@ pub enum StackError {
         status: String,
         /// What the store said.
         #[source]
-        source: crate::store::StoreError,
+        source: Box<crate::store::StoreError>,
     },
 }
 
@@ -420,7 +420,7 @@ pub fn deploy(
             return Err(StackError::Resource {
                 logical_id: id.to_string(),
                 status: row.status,
-                source,
+                source: Box::new(source),
             });
         }
         row.status = format!("{step}_COMPLETE");
@@ -487,7 +487,7 @@ fn delete_one(
         return Err(StackError::Resource {
             logical_id: r.logical_id.clone(),
             status: "DELETE_FAILED".into(),
-            source,
+            source: Box::new(source),
         });
     }
     if forget {
