@@ -368,7 +368,7 @@ impl App {
             Fault::DropNextResponse => {
                 self.drop_next.insert(serial.clone());
                 self.info(format!(
-                    "{serial} will ignore its next response: it times out, asks again, and the Lambda answers the repeat identically"
+                    "{serial} will drop responses during its next step: it times out, asks again, and the Lambda answers the repeat identically"
                 ));
             }
             Fault::KillDevice => {
