@@ -23,7 +23,8 @@ impl Tmux {
     fn start(name: &str, width: u16, height: u16) -> Tmux {
         let ok = Command::new("tmux")
             .args(["new-session", "-d", "-s", name, "-x", &width.to_string(), "-y", &height.to_string()])
-            .env("PS1", "$ ")
+            // A plain shell with a known prompt, whatever the user's rc files do.
+            .arg("env PS1='ready$ ' bash --norc --noprofile")
             .status()
             .expect("tmux is required for this test: apt-get install tmux (scripts/test installs it)")
             .success();
@@ -93,7 +94,7 @@ fn drives_the_whole_walkthrough_by_keys() {
     let data = tempfile::tempdir().expect("tempdir");
     let bin = env!("CARGO_BIN_EXE_jitpilot");
     let tmux = Tmux::start(&format!("jitpilot-tui-{}", std::process::id()), 160, 50);
-    tmux.wait_for("a shell prompt", |s| s.contains('$'));
+    tmux.wait_for("a shell prompt", |s| s.contains("ready$"));
     tmux.keys(&[
         &format!(
             "{} --data-dir {} --mqtt-addr 127.0.0.1:0",
