@@ -70,12 +70,16 @@ fn render(c: &mut Criterion) {
     let mut app = fleet_app();
     let mut terminal = Terminal::new(TestBackend::new(200, 60)).expect("terminal");
     c.bench_function("frame 10k devices + full traffic, 200x60", |b| {
-        b.iter(|| terminal.draw(|f| ui::draw(f, &app)).expect("draw"))
+        b.iter(|| {
+            terminal.draw(|f| ui::draw(f, &app)).expect("draw");
+        })
     });
     app.focus = PaneId::Devices;
     app.update(Action::Bottom);
     c.bench_function("frame 10k devices, selection at the end", |b| {
-        b.iter(|| terminal.draw(|f| ui::draw(f, &app)).expect("draw"))
+        b.iter(|| {
+            terminal.draw(|f| ui::draw(f, &app)).expect("draw");
+        })
     });
     app.focus = PaneId::Traffic;
     app.update(Action::StartFilter);
@@ -84,7 +88,9 @@ fn render(c: &mut Criterion) {
     }
     app.update(Action::Confirm);
     c.bench_function("frame with a traffic filter over the full buffer", |b| {
-        b.iter(|| terminal.draw(|f| ui::draw(f, &app)).expect("draw"))
+        b.iter(|| {
+            terminal.draw(|f| ui::draw(f, &app)).expect("draw");
+        })
     });
 }
 

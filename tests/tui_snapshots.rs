@@ -27,7 +27,11 @@ const MAN_CA: &str = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a
 const CERT_PEM: &str = include_str!("../src/pki/testdata/openssl-ca.pem");
 
 fn cert_id(serial: &str, kind: &str) -> String {
-    format!("{kind}{serial}").bytes().map(|b| format!("{b:02x}")).collect::<String>()[..64.min(2 * (kind.len() + serial.len()))].to_string()
+    format!("{kind}{serial}")
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()[..64.min(2 * (kind.len() + serial.len()))]
+        .to_string()
 }
 
 fn resource(logical: &str, kind: &str, physical: &str) -> StackResource {
@@ -43,14 +47,38 @@ fn resource(logical: &str, kind: &str, physical: &str) -> StackResource {
 
 fn stack() -> StackSummary {
     let resources = vec![
-        resource("CertRotationRole", "AWS::IAM::Role", "CertRotation-CertRotationRole-1A2B"),
+        resource(
+            "CertRotationRole",
+            "AWS::IAM::Role",
+            "CertRotation-CertRotationRole-1A2B",
+        ),
         resource("JITPRole", "AWS::IAM::Role", "CertRotation-JITPRole-3C4D"),
-        resource("CertRotationDevices", "AWS::DynamoDB::Table", "CertRotationDevices"),
-        resource("CertRotationLambda", "AWS::Lambda::Function", "CertRotationLambda"),
-        resource("CrInProgressCertPolicy", "AWS::IoT::Policy", "CrInProgressCertPolicy"),
-        resource("CrCompleteCertPolicy", "AWS::IoT::Policy", "CertRotationCompleteCertPolicy"),
+        resource(
+            "CertRotationDevices",
+            "AWS::DynamoDB::Table",
+            "CertRotationDevices",
+        ),
+        resource(
+            "CertRotationLambda",
+            "AWS::Lambda::Function",
+            "CertRotationLambda",
+        ),
+        resource(
+            "CrInProgressCertPolicy",
+            "AWS::IoT::Policy",
+            "CrInProgressCertPolicy",
+        ),
+        resource(
+            "CrCompleteCertPolicy",
+            "AWS::IoT::Policy",
+            "CertRotationCompleteCertPolicy",
+        ),
         resource("RuleJitp", "AWS::IoT::TopicRule", "rule_jitp"),
-        resource("RuleCreateManCert", "AWS::IoT::TopicRule", "rule_create_man_cert"),
+        resource(
+            "RuleCreateManCert",
+            "AWS::IoT::TopicRule",
+            "rule_create_man_cert",
+        ),
         resource("RuleAckManCert", "AWS::IoT::TopicRule", "rule_ack_man_cert"),
     ];
     let events = resources
@@ -82,7 +110,11 @@ fn stack() -> StackSummary {
 }
 
 fn cas(vendor_counts: &[(&str, u64)], man_counts: &[(&str, u64)]) -> Vec<CaSummary> {
-    let counts = |c: &[(&str, u64)]| c.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>();
+    let counts = |c: &[(&str, u64)]| {
+        c.iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect::<BTreeMap<_, _>>()
+    };
     vec![
         CaSummary {
             id: VENDOR_CA.into(),
@@ -90,7 +122,9 @@ fn cas(vendor_counts: &[(&str, u64)], man_counts: &[(&str, u64)]) -> Vec<CaSumma
             subject: "CN=Vendor CA, O=Example Vendor, C=US".into(),
             status: "ACTIVE".into(),
             auto_registration: true,
-            jitp_template: Some("JITP: thing = CommonName, cert ACTIVE, policy CrInProgressCertPolicy".into()),
+            jitp_template: Some(
+                "JITP: thing = CommonName, cert ACTIVE, policy CrInProgressCertPolicy".into(),
+            ),
             not_before: 1_795_903_200,
             not_after: 2_111_263_200,
             key_parameter: None,
@@ -133,7 +167,11 @@ fn row(serial: &str, state: &str) -> serde_json::Map<String, serde_json::Value> 
 }
 
 fn status(states: &[&str]) -> StatusReport {
-    let devices: Vec<_> = SERIALS.iter().zip(states).map(|(s, st)| row(s, st)).collect();
+    let devices: Vec<_> = SERIALS
+        .iter()
+        .zip(states)
+        .map(|(s, st)| row(s, st))
+        .collect();
     let mut certificates = Vec::new();
     for (serial, st) in SERIALS.iter().zip(states) {
         if *st == "CR_THING_CREATED" || *st == "CR_MAN_CERT_CREATED" {
@@ -157,8 +195,14 @@ fn status(states: &[&str]) -> StatusReport {
             });
         }
     }
-    let active_v = states.iter().filter(|s| **s == "CR_THING_CREATED" || **s == "CR_MAN_CERT_CREATED").count() as u64;
-    let active_m = states.iter().filter(|s| **s == "CR_MAN_CERT_CREATED" || **s == "CR_CERT_ROTATION_COMPLETED").count() as u64;
+    let active_v = states
+        .iter()
+        .filter(|s| **s == "CR_THING_CREATED" || **s == "CR_MAN_CERT_CREATED")
+        .count() as u64;
+    let active_m = states
+        .iter()
+        .filter(|s| **s == "CR_MAN_CERT_CREATED" || **s == "CR_CERT_ROTATION_COMPLETED")
+        .count() as u64;
     let mut parameters = BTreeMap::new();
     parameters.insert(format!("cr-ca-key-{MAN_CA}"), "SecureString".to_string());
     StatusReport {
@@ -210,7 +254,13 @@ fn walkthrough_events() -> Vec<CloudEvent> {
     ]
 }
 
-fn progress(serial: &str, step: WalkStep, state: ProgressState, at: i64, message: &str) -> DeviceProgress {
+fn progress(
+    serial: &str,
+    step: WalkStep,
+    state: ProgressState,
+    at: i64,
+    message: &str,
+) -> DeviceProgress {
     DeviceProgress {
         serial: serial.into(),
         step,
@@ -235,12 +285,29 @@ fn empty_app() -> App {
 
 fn mid_app() -> App {
     let mut app = empty_app();
-    app.apply_status(status(&["CR_MAN_CERT_CREATED", "CR_THING_CREATED", "CR_WHITELISTED", "CR_WHITELISTED"]));
+    app.apply_status(status(&[
+        "CR_MAN_CERT_CREATED",
+        "CR_THING_CREATED",
+        "CR_WHITELISTED",
+        "CR_WHITELISTED",
+    ]));
     for e in walkthrough_events() {
         app.push_event(Arc::new(e));
     }
-    app.apply_progress(&progress(SAMPLE, WalkStep::CreateCert, ProgressState::Done, 3008, "manufacturer cert stored"));
-    app.apply_progress(&progress(SERIALS[2], WalkStep::Jitp, ProgressState::Running, 3100, "connect refused (JITP provisioning), retry 2 in 180 ms"));
+    app.apply_progress(&progress(
+        SAMPLE,
+        WalkStep::CreateCert,
+        ProgressState::Done,
+        3008,
+        "manufacturer cert stored",
+    ));
+    app.apply_progress(&progress(
+        SERIALS[2],
+        WalkStep::Jitp,
+        ProgressState::Running,
+        3100,
+        "connect refused (JITP provisioning), retry 2 in 180 ms",
+    ));
     app
 }
 
@@ -251,7 +318,13 @@ fn completed_app() -> App {
         app.push_event(Arc::new(e));
     }
     for (i, s) in SERIALS.iter().enumerate() {
-        app.apply_progress(&progress(s, WalkStep::AckCert, ProgressState::Done, 4000 + 300 * i as i64, "rotation complete"));
+        app.apply_progress(&progress(
+            s,
+            WalkStep::AckCert,
+            ProgressState::Done,
+            4000 + 300 * i as i64,
+            "rotation complete",
+        ));
     }
     app.apply_status(status(&["CR_CERT_ROTATION_COMPLETED"; 4]));
     app
@@ -278,12 +351,19 @@ fn main_screen_in_three_states() {
 
 #[test]
 fn each_pane_zoomed_in_three_states() {
-    for (state, make) in [("empty", empty_app as fn() -> App), ("mid", mid_app), ("completed", completed_app)] {
+    for (state, make) in [
+        ("empty", empty_app as fn() -> App),
+        ("mid", mid_app),
+        ("completed", completed_app),
+    ] {
         for pane in PaneId::ALL {
             let mut app = make();
             app.focus = pane;
             app.update(Action::ToggleZoom);
-            let name = format!("pane_{}_{state}", pane.title().replace(' ', "_").to_lowercase());
+            let name = format!(
+                "pane_{}_{state}",
+                pane.title().replace(' ', "_").to_lowercase()
+            );
             snap!(name, app);
         }
     }
@@ -291,7 +371,11 @@ fn each_pane_zoomed_in_three_states() {
 
 #[test]
 fn device_detail_draws_the_sequence_diagram() {
-    for (state, mut app) in [("empty", empty_app()), ("mid", mid_app()), ("completed", completed_app())] {
+    for (state, mut app) in [
+        ("empty", empty_app()),
+        ("mid", mid_app()),
+        ("completed", completed_app()),
+    ] {
         app.focus = PaneId::Devices;
         app.update(Action::Top);
         app.update(Action::Open);
@@ -306,14 +390,24 @@ fn traffic_detail_decodes_json_and_pem() {
     app.update(Action::Down); // selects the newest row: the create-man-cert response
     app.update(Action::Open);
     let screen = render(&app, 120, 48).backend().to_string();
-    assert!(screen.contains("certificateId"), "the PEM in the payload is decoded");
-    assert!(screen.contains("CN=IUQWXALODJESC1"), "subject decoded from the PEM");
+    assert!(
+        screen.contains("certificateId"),
+        "the PEM in the payload is decoded"
+    );
+    assert!(
+        screen.contains("CN=IUQWXALODJESC1"),
+        "subject decoded from the PEM"
+    );
     insta::assert_snapshot!("traffic_detail_mid", screen);
 }
 
 #[test]
 fn overlays() {
-    for (state, make) in [("empty", empty_app as fn() -> App), ("mid", mid_app), ("completed", completed_app)] {
+    for (state, make) in [
+        ("empty", empty_app as fn() -> App),
+        ("mid", mid_app),
+        ("completed", completed_app),
+    ] {
         let mut app = make();
         app.update(Action::Help);
         snap!(format!("help_{state}"), app);
@@ -380,5 +474,10 @@ fn no_color_uses_no_colours() {
     assert_eq!(coloured, 0, "NO_COLOR: no cell may carry a colour");
     // And with colours on, the same screen does use them (so the check can fail).
     let terminal = render(&mid_app(), 120, 36);
-    assert!(terminal.backend().buffer().content().iter().any(|c| c.fg != Color::Reset));
+    assert!(terminal
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .any(|c| c.fg != Color::Reset));
 }

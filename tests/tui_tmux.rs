@@ -22,14 +22,27 @@ struct Tmux {
 impl Tmux {
     fn start(name: &str, width: u16, height: u16) -> Tmux {
         let ok = Command::new("tmux")
-            .args(["new-session", "-d", "-s", name, "-x", &width.to_string(), "-y", &height.to_string()])
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                name,
+                "-x",
+                &width.to_string(),
+                "-y",
+                &height.to_string(),
+            ])
             // A plain shell with a known prompt, whatever the user's rc files do.
             .arg("env PS1='ready$ ' bash --norc --noprofile")
             .status()
-            .expect("tmux is required for this test: apt-get install tmux (scripts/test installs it)")
+            .expect(
+                "tmux is required for this test: apt-get install tmux (scripts/test installs it)",
+            )
             .success();
         assert!(ok, "tmux new-session failed");
-        Tmux { name: name.to_string() }
+        Tmux {
+            name: name.to_string(),
+        }
     }
 
     fn keys(&self, keys: &[&str]) {
@@ -68,21 +81,30 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = Command::new("tmux").args(["kill-session", "-t", &self.name]).status();
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .status();
     }
 }
 
 /// The row of the devices table for `serial`.
 fn device_line<'a>(screen: &'a str, serial: &str) -> Option<&'a str> {
-    screen.lines().find(|l| l.contains(serial) && l.contains('┃'))
+    screen
+        .lines()
+        .find(|l| l.contains(serial) && l.contains('┃'))
 }
 
 /// The serial of the first row of the devices table.
 fn first_serial(screen: &str) -> Option<String> {
-    let mut lines = screen.lines().skip_while(|l| !(l.contains("serial") && l.contains("last event")));
+    let mut lines = screen
+        .lines()
+        .skip_while(|l| !(l.contains("serial") && l.contains("last event")));
     lines.next()?;
     let row = lines.next()?;
-    row.trim_start_matches(['┃', '│', ' ']).split_whitespace().next().map(str::to_string)
+    row.trim_start_matches(['┃', '│', ' '])
+        .split_whitespace()
+        .next()
+        .map(str::to_string)
 }
 
 fn shell_quote(p: &Path) -> String {
@@ -108,7 +130,9 @@ fn drives_the_whole_walkthrough_by_keys() {
     });
 
     tmux.keys(&["d"]);
-    tmux.wait_for("the stack deployed", |s| s.contains("CertRotation · CREATE_COMPLETE"));
+    tmux.wait_for("the stack deployed", |s| {
+        s.contains("CertRotation · CREATE_COMPLETE")
+    });
 
     tmux.keys(&["i"]);
     tmux.wait_for("the CAs registered", |s| {
@@ -118,12 +142,18 @@ fn drives_the_whole_walkthrough_by_keys() {
     tmux.keys(&["n"]);
     tmux.wait_for("the spawn prompt", |s| s.contains("How many devices?"));
     tmux.keys(&["3", "Enter"]);
-    let screen = tmux.wait_for("4 devices (the sample's and 3 spawned)", |s| s.contains("4 devices"));
+    let screen = tmux.wait_for("4 devices (the sample's and 3 spawned)", |s| {
+        s.contains("4 devices")
+    });
 
     // Step the first device through 3a, 3b and 3c, one key each.
     tmux.keys(&["g"]);
     let serial = first_serial(&screen).expect("a first device row");
-    for (step, state) in [("3a", "THING_CREATED"), ("3b", "MAN_CERT_CREATED"), ("3c", "CERT_ROTATION_COMPLETED")] {
+    for (step, state) in [
+        ("3a", "THING_CREATED"),
+        ("3b", "MAN_CERT_CREATED"),
+        ("3c", "CERT_ROTATION_COMPLETED"),
+    ] {
         tmux.keys(&["s"]);
         tmux.wait_for(&format!("{serial} through step {step} ({state})"), |s| {
             device_line(s, &serial).is_some_and(|l| l.contains(state) && !l.contains("running"))
@@ -144,22 +174,47 @@ fn drives_the_whole_walkthrough_by_keys() {
     // Autopilot for the rest.
     tmux.keys(&["a"]);
     // The devices report first; the table read-back (CrState) follows.
-    let screen = tmux.wait_for("every device rotated, by the devices and by the table", |s| {
-        s.contains("4/4 rotated") && s.contains("rotated 4")
-    });
+    let screen = tmux.wait_for(
+        "every device rotated, by the devices and by the table",
+        |s| s.contains("4/4 rotated") && s.contains("rotated 4"),
+    );
 
     // All four panes show the result.
-    assert!(screen.contains("CertRotation · CREATE_COMPLETE"), "stack pane:\n{screen}");
-    assert!(screen.contains("Manufacturer CA ACTIVE"), "CAs pane:\n{screen}");
-    assert!(screen.contains("rotated 4"), "devices pane summary:\n{screen}");
-    assert!(screen.contains("MQTT traffic") && screen.contains("/cert-rotation/"), "traffic pane:\n{screen}");
+    assert!(
+        screen.contains("CertRotation · CREATE_COMPLETE"),
+        "stack pane:\n{screen}"
+    );
+    assert!(
+        screen.contains("Manufacturer CA ACTIVE"),
+        "CAs pane:\n{screen}"
+    );
+    assert!(
+        screen.contains("rotated 4"),
+        "devices pane summary:\n{screen}"
+    );
+    assert!(
+        screen.contains("MQTT traffic") && screen.contains("/cert-rotation/"),
+        "traffic pane:\n{screen}"
+    );
 
     // Quit: the shell comes back in a sane terminal mode.
     tmux.keys(&["q"]);
     tmux.keys(&["stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo END-$((6*7))", "Enter"]);
     let screen = tmux.wait_for("the shell after quitting", |s| s.contains("END-42"));
-    let line = screen.lines().find(|l| l.contains("END-42") && !l.contains("$((")).unwrap_or("");
-    assert!(line.contains("icanon") && !line.contains("-icanon"), "canonical mode restored: {line}");
-    assert!(line.contains("echo") && !line.contains("-echo"), "echo restored: {line}");
-    assert!(!screen.contains("MQTT traffic"), "the alternate screen was left:\n{screen}");
+    let line = screen
+        .lines()
+        .find(|l| l.contains("END-42") && !l.contains("$(("))
+        .unwrap_or("");
+    assert!(
+        line.contains("icanon") && !line.contains("-icanon"),
+        "canonical mode restored: {line}"
+    );
+    assert!(
+        line.contains("echo") && !line.contains("-echo"),
+        "echo restored: {line}"
+    );
+    assert!(
+        !screen.contains("MQTT traffic"),
+        "the alternate screen was left:\n{screen}"
+    );
 }

@@ -193,7 +193,11 @@ impl App {
             }
             Action::ToggleFreeze => {
                 self.traffic.toggle_freeze();
-                let state = if self.traffic.frozen() { "frozen: new rows are kept but hidden" } else { "live" };
+                let state = if self.traffic.frozen() {
+                    "frozen: new rows are kept but hidden"
+                } else {
+                    "live"
+                };
                 self.info(format!("traffic {state}"));
             }
             Action::ToggleZoom => self.zoom = !self.zoom,
@@ -279,7 +283,9 @@ impl App {
             View::Main => match self.focus {
                 PaneId::Devices => self.devices.move_selection(delta),
                 PaneId::Traffic => self.traffic.move_selection(delta),
-                PaneId::Stack => self.stack.scroll = (self.stack.scroll as isize + delta).max(0) as usize,
+                PaneId::Stack => {
+                    self.stack.scroll = (self.stack.scroll as isize + delta).max(0) as usize
+                }
                 PaneId::Cas => self.cas.scroll = (self.cas.scroll as isize + delta).max(0) as u16,
             },
         }
@@ -323,11 +329,16 @@ impl App {
             return;
         };
         if dev.running {
-            self.info(format!("{serial} is already running {}", dev.step.map(|s| s.label()).unwrap_or("")));
+            self.info(format!(
+                "{serial} is already running {}",
+                dev.step.map(|s| s.label()).unwrap_or("")
+            ));
             return;
         }
         let Some(step) = dev.next_step() else {
-            self.info(format!("{serial} has completed rotation: nothing left to step"));
+            self.info(format!(
+                "{serial} has completed rotation: nothing left to step"
+            ));
             return;
         };
         let drop_next_response = self.drop_next.remove(&serial);
@@ -337,7 +348,11 @@ impl App {
             step,
             drop_next_response,
         });
-        self.info(format!("{serial}: step {} = {}", step.label(), step.sample_command()));
+        self.info(format!(
+            "{serial}: step {} = {}",
+            step.label(),
+            step.sample_command()
+        ));
     }
 
     fn onboard_all(&mut self) {
@@ -355,7 +370,10 @@ impl App {
         for s in &serials {
             self.devices.set_running(s, true);
         }
-        self.info(format!("autopilot: onboarding {} devices through 3a, 3b, 3c", serials.len()));
+        self.info(format!(
+            "autopilot: onboarding {} devices through 3a, 3b, 3c",
+            serials.len()
+        ));
         self.commands.push(Command::Onboard { serials });
     }
 
@@ -372,11 +390,18 @@ impl App {
                 ));
             }
             Fault::KillDevice => {
-                self.commands.push(Command::Kill { serial: serial.clone() });
-                self.info(format!("killing {serial}: its credential folder lets it resume when stepped again"));
+                self.commands.push(Command::Kill {
+                    serial: serial.clone(),
+                });
+                self.info(format!(
+                    "killing {serial}: its credential folder lets it resume when stepped again"
+                ));
             }
             Fault::RevokeCert => {
-                let cert = self.devices.get(&serial).and_then(|d| d.current_cert().map(str::to_string));
+                let cert = self
+                    .devices
+                    .get(&serial)
+                    .and_then(|d| d.current_cert().map(str::to_string));
                 match cert {
                     Some(cert_id) => {
                         self.info(format!(
@@ -384,7 +409,9 @@ impl App {
                         ));
                         self.commands.push(Command::Revoke { cert_id });
                     }
-                    None => self.error(format!("{serial} has no registered certificate yet: step it through 3a first")),
+                    None => self.error(format!(
+                        "{serial} has no registered certificate yet: step it through 3a first"
+                    )),
                 }
             }
         }
@@ -406,7 +433,9 @@ impl App {
                 let extra = if have == 0 { n - 1 } else { have - 1 + n };
                 self.run(
                     "spawn",
-                    Command::Spawn { extra_devices: extra },
+                    Command::Spawn {
+                        extra_devices: extra,
+                    },
                     "whitelist (dynamodb put-item CR_WHITELISTED) + factory vendor certs",
                 );
             }
@@ -433,7 +462,10 @@ impl App {
             }
             Some(a) => self.update(a.action()),
         }
-        if matches!(step.action, Some(DemoAction::Cleanup | DemoAction::Teardown)) {
+        if matches!(
+            step.action,
+            Some(DemoAction::Cleanup | DemoAction::Teardown)
+        ) {
             self.confirm();
         }
         if let Some(demo) = &mut self.demo {
@@ -474,8 +506,17 @@ impl App {
         self.devices.apply_progress(p);
         match p.state {
             ProgressState::Failed => {
-                let step = self.devices.get(&p.serial).and_then(|d| d.step).unwrap_or(p.step);
-                self.error(format!("{} step {} failed: {}", p.serial, step.label(), p.message));
+                let step = self
+                    .devices
+                    .get(&p.serial)
+                    .and_then(|d| d.step)
+                    .unwrap_or(p.step);
+                self.error(format!(
+                    "{} step {} failed: {}",
+                    p.serial,
+                    step.label(),
+                    p.message
+                ));
                 self.refresh_hint = true;
             }
             ProgressState::StepDone | ProgressState::Done | ProgressState::Killed => {
@@ -495,20 +536,45 @@ impl App {
             EventKind::Registry | EventKind::Function | EventKind::Jitp => self.refresh_hint = true,
             _ => {}
         }
-        if let Some(serial) = event_serial(&ev) {
-            let serial = serial.to_string();
+        let serial = event_serial(&ev).map(str::to_string).or_else(|| {
+            // Registry changes name a certificate: find the device that holds it.
+            let cert = ev.detail.get("certificateId")?.as_str()?;
+            self.devices.owner_of(cert).map(str::to_string)
+        });
+        if let Some(serial) = serial {
             self.devices.apply_event(&serial, &ev);
         }
         self.traffic.push(ev);
     }
 }
 
-/// The device an event is about: its clientId, else a serial in its detail.
+/// The device an event is about: its clientId, else the serial in a
+/// `/cert-rotation/<op>/<serial>/...` topic, else one named in its detail
+/// (a rule's SQL output carries `client_id`).
 pub fn event_serial(ev: &CloudEvent) -> Option<&str> {
     if let Some(c) = ev.client_id.as_deref() {
         return Some(c);
     }
-    ["serial", "SerialNumber", "thingName", "clientId"]
-        .iter()
-        .find_map(|k| ev.detail.get(k).and_then(|v| v.as_str()))
+    if let Some(serial) = ev
+        .topic
+        .as_deref()
+        .and_then(|t| t.strip_prefix("/cert-rotation/"))
+        .and_then(|rest| rest.split('/').nth(1))
+    {
+        return Some(serial);
+    }
+    [
+        "serial",
+        "SerialNumber",
+        "thingName",
+        "clientId",
+        "client_id",
+    ]
+    .iter()
+    .find_map(|k| {
+        ev.detail
+            .get(k)
+            .or_else(|| ev.detail.get("event").and_then(|e| e.get(k)))
+            .and_then(|v| v.as_str())
+    })
 }

@@ -8,26 +8,70 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 /// One line of the help overlay: key, what it does, what it is in AWS terms.
 pub const HELP: &[(&str, &str, &str)] = &[
-    ("d", "deploy the stack", "aws cloudformation deploy --template-file cfn/cert-rotation.json"),
-    ("i", "init: CAs, JITP template, CA key, whitelist, factory certs", "certs_etc.py --create: aws iot register-ca-certificate, aws ssm put-parameter"),
-    ("n", "spawn N devices (whitelist + factory creds)", "dynamodb put-item CrState=CR_WHITELISTED + vendor-signed device certs"),
-    ("s", "step the selected device to its next step", "mqtt_client.py --jitp | --create_cert | --ack_cert"),
-    ("a", "onboard all (autopilot)", "every device through 3a, 3b, 3c"),
-    ("f", "inject a fault: drop response, kill device, revoke cert", "aws iot update-certificate --new-status REVOKED"),
+    (
+        "d",
+        "deploy the stack",
+        "aws cloudformation deploy --template-file cfn/cert-rotation.json",
+    ),
+    (
+        "i",
+        "init: CAs, JITP template, CA key, whitelist, factory certs",
+        "certs_etc.py --create: aws iot register-ca-certificate, aws ssm put-parameter",
+    ),
+    (
+        "n",
+        "spawn N devices (whitelist + factory creds)",
+        "dynamodb put-item CrState=CR_WHITELISTED + vendor-signed device certs",
+    ),
+    (
+        "s",
+        "step the selected device to its next step",
+        "mqtt_client.py --jitp | --create_cert | --ack_cert",
+    ),
+    (
+        "a",
+        "onboard all (autopilot)",
+        "every device through 3a, 3b, 3c",
+    ),
+    (
+        "f",
+        "inject a fault: drop response, kill device, revoke cert",
+        "aws iot update-certificate --new-status REVOKED",
+    ),
     ("c", "cleanup (confirmed)", "certs_etc.py --delete"),
-    ("T", "teardown (confirmed)", "delete_cf.bash: aws cloudformation delete-stack"),
-    ("r", "refresh", "jitpilot status: describe stack, CAs, certs, scan table"),
+    (
+        "T",
+        "teardown (confirmed)",
+        "delete_cf.bash: aws cloudformation delete-stack",
+    ),
+    (
+        "r",
+        "refresh",
+        "jitpilot status: describe stack, CAs, certs, scan table",
+    ),
     ("Tab / S-Tab", "focus next / previous pane", ""),
     ("j k ↑ ↓", "move, scroll", ""),
     ("h l ← →", "focus previous / next pane", ""),
     ("g G", "top / bottom", ""),
     ("Enter", "open detail (device timeline, packet)", ""),
-    ("/", "filter traffic by client:, topic:, type: or any text", ""),
+    (
+        "/",
+        "filter traffic by client:, topic:, type: or any text",
+        "",
+    ),
     ("p", "freeze / unfreeze traffic", ""),
     ("z", "zoom the focused pane", ""),
-    ("m", "mouse capture on / off (off keeps text selectable)", ""),
+    (
+        "m",
+        "mouse capture on / off (off keeps text selectable)",
+        "",
+    ),
     ("Space", "demo: play the next walkthrough step", ""),
-    ("Esc", "back: close, clear selection (autoscroll resumes)", ""),
+    (
+        "Esc",
+        "back: close, clear selection (autoscroll resumes)",
+        "",
+    ),
     ("?", "this help", ""),
     ("q  Ctrl-C", "quit", ""),
 ];
@@ -161,7 +205,12 @@ pub fn hints(app: &App) -> Vec<(&'static str, &'static str)> {
     }
     match app.view {
         View::DeviceDetail => {
-            h.extend([("s", "step"), ("f", "fault"), ("j/k", "scroll"), ("Esc", "back")]);
+            h.extend([
+                ("s", "step"),
+                ("f", "fault"),
+                ("j/k", "scroll"),
+                ("Esc", "back"),
+            ]);
         }
         View::EventDetail => h.extend([("j/k", "scroll"), ("Esc", "back")]),
         View::Main => {

@@ -6,10 +6,10 @@
 //! in-process with the device agent. Every failure comes back as words for
 //! the screen: the TUI shows them with what to do instead of crashing.
 
+use super::agent;
 use super::app::Header;
 use super::worker::DeviceRunner;
 use crate::cli::GlobalArgs;
-use super::agent;
 use crate::cloud::local::runtime::{self, RunningCloud};
 use crate::cloud::local::LocalCloud;
 use crate::cloud::{
@@ -108,10 +108,9 @@ struct InProcessCloud {
 
 impl InProcessCloud {
     fn reload_rules(&self) -> CloudResult<()> {
-        let guard = self
-            .running
-            .lock()
-            .map_err(|_| CloudError::Other("the endpoint state is poisoned; restart jitpilot".into()))?;
+        let guard = self.running.lock().map_err(|_| {
+            CloudError::Other("the endpoint state is poisoned; restart jitpilot".into())
+        })?;
         if let Some(running) = guard.as_ref() {
             let n = running.endpoint().reload_rules().map_err(|e| {
                 CloudError::Other(format!("the stack changed but its topic rules could not be loaded: {e}; restart jitpilot"))
@@ -146,7 +145,11 @@ impl Cloud for InProcessCloud {
         self.reload_rules()?;
         Ok(report)
     }
-    async fn set_certificate_status(&self, cert_id: &str, status: CertificateStatus) -> CloudResult<()> {
+    async fn set_certificate_status(
+        &self,
+        cert_id: &str,
+        status: CertificateStatus,
+    ) -> CloudResult<()> {
         self.cloud.set_certificate_status(cert_id, status).await
     }
     fn device_endpoint(&self) -> Option<DeviceEndpoint> {

@@ -101,7 +101,10 @@ impl Theme {
     /// A status word coloured by what it means in AWS terms.
     pub fn status(&self, status: &str) -> Style {
         let s = status.to_ascii_uppercase();
-        if s.contains("FAIL") || s.contains("REVOKED") || s.contains("REFUSED") || s.contains("ROLLBACK")
+        if s.contains("FAIL")
+            || s.contains("REVOKED")
+            || s.contains("REFUSED")
+            || s.contains("ROLLBACK")
         {
             self.bad()
         } else if s.contains("PENDING")

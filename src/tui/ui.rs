@@ -39,7 +39,10 @@ pub fn draw(frame: &mut Frame, app: &App) {
         let block = Block::new()
             .borders(Borders::ALL)
             .border_style(theme.bad())
-            .title(Span::styled(" The local cloud could not start ", theme.bad()));
+            .title(Span::styled(
+                " The local cloud could not start ",
+                theme.bad(),
+            ));
         frame.render_widget(
             Paragraph::new(fatal.as_str())
                 .wrap(Wrap { trim: true })
@@ -100,10 +103,13 @@ fn draw_main(frame: &mut Frame, area: Rect, app: &App) {
     let draw_pane = |frame: &mut Frame, pane: PaneId, rect: Rect| {
         let focused = app.focus == pane;
         match pane {
-            PaneId::Stack => {
-                app.stack
-                    .draw(frame, rect, status.and_then(|s| s.stack.as_ref()), focused, theme)
-            }
+            PaneId::Stack => app.stack.draw(
+                frame,
+                rect,
+                status.and_then(|s| s.stack.as_ref()),
+                focused,
+                theme,
+            ),
             PaneId::Cas => app.cas.draw(frame, rect, status, focused, theme),
             PaneId::Devices => app.devices.draw(frame, rect, focused, theme),
             PaneId::Traffic => app.traffic.draw(frame, rect, focused, theme),
@@ -134,7 +140,9 @@ fn draw_demo(frame: &mut Frame, area: Rect, app: &App) {
     let (title, lines) = if demo.finished() {
         (
             " Demo · done ".to_string(),
-            vec![Line::from("That was the whole walkthrough. Press q to quit.")],
+            vec![Line::from(
+                "That was the whole walkthrough. Press q to quit.",
+            )],
         )
     } else {
         let step = demo.current();
@@ -289,12 +297,20 @@ fn draw_prompt(frame: &mut Frame, area: Rect, app: &App, digits: &str) {
 fn draw_fault_menu(frame: &mut Frame, area: Rect, app: &App) {
     let rect = centered(area, 72, 8);
     frame.render_widget(Clear, rect);
-    let target = app.target_serial().unwrap_or_else(|| "(no device selected)".into());
+    let target = app
+        .target_serial()
+        .unwrap_or_else(|| "(no device selected)".into());
     let key = |k: &'static str| Span::styled(k, app.theme.key());
     let lines = vec![
         Line::from(format!("Device {target}:")),
-        Line::from(vec![key("1"), Span::raw(" drop its next response (it times out and asks again)")]),
-        Line::from(vec![key("2"), Span::raw(" kill it mid-step (it resumes from its credential folder)")]),
+        Line::from(vec![
+            key("1"),
+            Span::raw(" drop its next response (it times out and asks again)"),
+        ]),
+        Line::from(vec![
+            key("2"),
+            Span::raw(" kill it mid-step (it resumes from its credential folder)"),
+        ]),
         Line::from(vec![
             key("3"),
             Span::raw(" revoke its current cert = aws iot update-certificate --new-status REVOKED"),

@@ -62,7 +62,10 @@ fn ca_lines<'a>(ca: &'a CaSummary, status: Option<&StatusReport>, theme: &Theme)
         Span::styled(ca.status.clone(), theme.status(&ca.status)),
         Span::styled(format!("  {}", short_id(&ca.id, 16)), theme.dim()),
     ])];
-    lines.push(Line::from(vec![label("  subject  "), Span::raw(ca.subject.as_str())]));
+    lines.push(Line::from(vec![
+        label("  subject  "),
+        Span::raw(ca.subject.as_str()),
+    ]));
     lines.push(Line::from(vec![
         label("  valid    "),
         Span::raw(format!("{} → {}", date(ca.not_before), date(ca.not_after))),

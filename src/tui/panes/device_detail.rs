@@ -25,9 +25,18 @@ const DYNAMODB: usize = 3;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// A message from one participant to another.
-    Arrow { from: usize, to: usize, label: String, failed: bool },
+    Arrow {
+        from: usize,
+        to: usize,
+        label: String,
+        failed: bool,
+    },
     /// Something a participant does on its own (a note on its lifeline).
-    Note { lane: usize, label: String, failed: bool },
+    Note {
+        lane: usize,
+        label: String,
+        failed: bool,
+    },
 }
 
 /// What a cloud event looks like in the sequence diagram.
@@ -73,7 +82,14 @@ pub fn diagram_step(ev: &CloudEvent) -> Option<Step> {
             // The rotation function's table reads and writes go to DynamoDB;
             // its other decisions are notes on its own lifeline.
             let s = ev.summary.to_ascii_lowercase();
-            if s.contains("cr_") || s.contains("table") || s.contains("crstate") {
+            let writes_state = [
+                "thing_created",
+                "man_cert_created",
+                "cert_rotation_completed",
+            ]
+            .iter()
+            .any(|w| s.contains(w));
+            if writes_state || s.contains("cr_") || s.contains("table") || s.contains("crstate") {
                 Step::Arrow {
                     from: LAMBDA,
                     to: DYNAMODB,
@@ -141,7 +157,11 @@ impl DeviceDetail {
         frame.render_widget(
             Paragraph::new(side_lines(device, status, theme))
                 .wrap(Wrap { trim: false })
-                .block(Block::new().borders(Borders::LEFT).border_style(theme.border())),
+                .block(
+                    Block::new()
+                        .borders(Borders::LEFT)
+                        .border_style(theme.border()),
+                ),
             side,
         );
     }
@@ -153,7 +173,9 @@ impl DeviceDetail {
         }
         let left = area.x + TIME_W + 4;
         let span = area.right().saturating_sub(left + 6);
-        let lane_x: Vec<u16> = (0..LANES.len() as u16).map(|i| left + i * span / 3).collect();
+        let lane_x: Vec<u16> = (0..LANES.len() as u16)
+            .map(|i| left + i * span / 3)
+            .collect();
         for (i, name) in LANES.iter().enumerate() {
             let x = lane_x[i].saturating_sub(name.len() as u16 / 2);
             buf.set_string(x, area.y, name, theme.title());
@@ -164,7 +186,13 @@ impl DeviceDetail {
             .filter_map(|e| diagram_step(e).map(|s| (e.at, s)))
             .collect();
         // Like the sample's figures, an arrow's label sits on the line above it.
-        let lines_of = |s: &Step| if matches!(s, Step::Arrow { .. }) { 2 } else { 1 };
+        let lines_of = |s: &Step| {
+            if matches!(s, Step::Arrow { .. }) {
+                2
+            } else {
+                1
+            }
+        };
         let rows = (area.height - 1) as usize;
         let end = steps.len().saturating_sub(self.scroll.min(steps.len()));
         let mut start = end;
@@ -190,7 +218,12 @@ impl DeviceDetail {
         for (at, step) in &steps[start..end] {
             buf.set_string(area.x, y, clock_time(*at), theme.dim());
             match step {
-                Step::Arrow { from, to, label, failed } => {
+                Step::Arrow {
+                    from,
+                    to,
+                    label,
+                    failed,
+                } => {
                     let (a, b) = (lane_x[*from], lane_x[*to]);
                     let (lo, hi) = (a.min(b), a.max(b));
                     let style = if *failed { theme.bad() } else { theme.text() };
@@ -208,10 +241,18 @@ impl DeviceDetail {
                     for x in lo + 1..hi {
                         buf.set_string(x, y, "─", style);
                     }
-                    let head = if b > a { (hi - 1, "▶") } else { (lo + 1, "◀") };
+                    let head = if b > a {
+                        (hi - 1, "▶")
+                    } else {
+                        (lo + 1, "◀")
+                    };
                     buf.set_string(head.0, y, head.1, style);
                 }
-                Step::Note { lane, label, failed } => {
+                Step::Note {
+                    lane,
+                    label,
+                    failed,
+                } => {
                     let x = lane_x[*lane];
                     let style: Style = if *failed { theme.bad() } else { theme.action() };
                     let room = area.right().saturating_sub(x + 2) as usize;
@@ -224,7 +265,11 @@ impl DeviceDetail {
     }
 }
 
-fn side_lines<'a>(device: &'a DeviceRow, status: Option<&'a StatusReport>, theme: &Theme) -> Vec<Line<'a>> {
+fn side_lines<'a>(
+    device: &'a DeviceRow,
+    status: Option<&'a StatusReport>,
+    theme: &Theme,
+) -> Vec<Line<'a>> {
     let mut lines = vec![
         Line::from(Span::styled(" Device", theme.title())),
         Line::from(format!(" state  {}", device.state_text())),
@@ -238,7 +283,10 @@ fn side_lines<'a>(device: &'a DeviceRow, status: Option<&'a StatusReport>, theme
         Line::from(format!(" tries  {}", device.attempts)),
     ];
     if let Some(e) = &device.error {
-        lines.push(Line::from(Span::styled(format!(" error  {e}"), theme.bad())));
+        lines.push(Line::from(Span::styled(
+            format!(" error  {e}"),
+            theme.bad(),
+        )));
     }
     lines.push(Line::from(""));
     lines.push(Line::from(Span::styled(" Certificates", theme.title())));
@@ -276,7 +324,10 @@ fn side_lines<'a>(device: &'a DeviceRow, status: Option<&'a StatusReport>, theme
         }
     }
     lines.push(Line::from(""));
-    lines.push(Line::from(Span::styled(" Table row (CertRotationDevices)", theme.title())));
+    lines.push(Line::from(Span::styled(
+        " Table row (CertRotationDevices)",
+        theme.title(),
+    )));
     let row = status.and_then(|s| {
         s.devices.iter().find(|r| {
             r.get("SerialNumber").and_then(|v| v.as_str()) == Some(device.serial.as_str())
@@ -285,9 +336,16 @@ fn side_lines<'a>(device: &'a DeviceRow, status: Option<&'a StatusReport>, theme
     match row {
         Some(row) => {
             for (k, v) in row {
-                let v = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+                let v = v
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string());
                 // Ids are long hex; the first 16 digits tell them apart here.
-                let v = if k.ends_with("Id") { short_id(&v, 16).to_string() } else { v };
+                let v = if k.ends_with("Id") {
+                    short_id(&v, 16).to_string()
+                } else {
+                    v
+                };
                 lines.push(Line::from(vec![
                     Span::styled(format!(" {k} "), theme.dim()),
                     Span::raw(v),

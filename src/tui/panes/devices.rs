@@ -110,6 +110,8 @@ impl DeviceRow {
 pub struct DevicesPane {
     devices: Vec<DeviceRow>,
     index: HashMap<String, usize>,
+    /// certificateId → serial, from the table's cert ids.
+    cert_owner: HashMap<String, String>,
     selected: usize,
     offset: Cell<usize>,
     /// When devices finished rotation, for the devices/s sparkline.
@@ -122,6 +124,11 @@ impl DevicesPane {
     /// All devices, in table order.
     pub fn devices(&self) -> &[DeviceRow] {
         &self.devices
+    }
+
+    /// The serial of the device holding certificate `cert_id`, per the table.
+    pub fn owner_of(&self, cert_id: &str) -> Option<&str> {
+        self.cert_owner.get(cert_id).map(String::as_str)
     }
 
     /// A device by serial.
@@ -137,7 +144,8 @@ impl DevicesPane {
                     serial: serial.to_string(),
                     ..DeviceRow::default()
                 });
-                self.index.insert(serial.to_string(), self.devices.len() - 1);
+                self.index
+                    .insert(serial.to_string(), self.devices.len() - 1);
                 self.devices.len() - 1
             }
         };
@@ -168,6 +176,7 @@ impl DevicesPane {
             .map(|d| (d.serial.clone(), d))
             .collect();
         self.index.clear();
+        self.cert_owner.clear();
         let now = self.clock;
         for row in rows {
             let Some(serial) = text(row, "SerialNumber") else {
@@ -183,6 +192,12 @@ impl DevicesPane {
             dev.manufacturer_cert = text(row, "ManufacturerCertId");
             if !was_done && dev.completed() {
                 self.completions.push_back(now);
+            }
+            for cert in [&dev.vendor_cert, &dev.manufacturer_cert]
+                .into_iter()
+                .flatten()
+            {
+                self.cert_owner.insert(cert.clone(), serial.clone());
             }
             self.index.insert(serial, self.devices.len());
             self.devices.push(dev);
@@ -283,7 +298,11 @@ impl DevicesPane {
 
     /// Selects the first device whose serial contains `needle`.
     pub fn find(&mut self, needle: &str) {
-        if let Some(i) = self.devices.iter().position(|d| contains_ci(&d.serial, needle)) {
+        if let Some(i) = self
+            .devices
+            .iter()
+            .position(|d| contains_ci(&d.serial, needle))
+        {
             self.selected = i;
         }
     }
@@ -343,7 +362,10 @@ impl DevicesPane {
         ])
         .areas(inner);
         let mut spans = Vec::new();
-        for (i, name) in ["whitelisted", "thing", "man-cert", "rotated"].iter().enumerate() {
+        for (i, name) in ["whitelisted", "thing", "man-cert", "rotated"]
+            .iter()
+            .enumerate()
+        {
             spans.push(Span::styled(format!("{name} "), theme.dim()));
             spans.push(Span::styled(
                 format!("{}  ", per_state[i]),
@@ -355,7 +377,11 @@ impl DevicesPane {
         spans.push(Span::styled("failed ", theme.dim()));
         spans.push(Span::styled(
             format!("{failed}"),
-            if failed > 0 { theme.bad() } else { theme.text() },
+            if failed > 0 {
+                theme.bad()
+            } else {
+                theme.text()
+            },
         ));
         frame.render_widget(Paragraph::new(Line::from(spans)), summary);
 
@@ -367,7 +393,11 @@ impl DevicesPane {
             Constraint::Fill(1),
         ])
         .areas(gauge_row);
-        let ratio = if total == 0 { 0.0 } else { done as f64 / total as f64 };
+        let ratio = if total == 0 {
+            0.0
+        } else {
+            done as f64 / total as f64
+        };
         frame.render_widget(
             Gauge::default()
                 .gauge_style(theme.good())
@@ -381,20 +411,26 @@ impl DevicesPane {
         );
         let width = spark_area.width as usize;
         let tail = &buckets[buckets.len().saturating_sub(width)..];
-        frame.render_widget(Sparkline::default().data(tail).style(theme.good()), spark_area);
+        frame.render_widget(
+            Sparkline::default().data(tail).style(theme.good()),
+            spark_area,
+        );
 
         let height = table_area.height.saturating_sub(1) as usize;
         let window = visible_window(total, Some(self.selected), height, &self.offset);
-        let rows = self.devices[window.clone()].iter().enumerate().map(|(k, d)| {
-            let row = device_row(d, theme);
-            if focused && window.start + k == self.selected {
-                row.style(theme.selected())
-            } else if window.start + k == self.selected {
-                row.style(theme.title())
-            } else {
-                row
-            }
-        });
+        let rows = self.devices[window.clone()]
+            .iter()
+            .enumerate()
+            .map(|(k, d)| {
+                let row = device_row(d, theme);
+                if focused && window.start + k == self.selected {
+                    row.style(theme.selected())
+                } else if window.start + k == self.selected {
+                    row.style(theme.title())
+                } else {
+                    row
+                }
+            });
         let table = Table::new(
             rows,
             [
@@ -438,7 +474,10 @@ fn device_row<'a>(d: &'a DeviceRow, theme: &Theme) -> Row<'a> {
         Line::from(step),
         Line::from(Span::styled(state, state_style)),
         Line::from(Span::styled(
-            d.current_cert().map(|c| short_id(c, 10)).unwrap_or("-").to_string(),
+            d.current_cert()
+                .map(|c| short_id(c, 10))
+                .unwrap_or("-")
+                .to_string(),
             theme.dim(),
         )),
         Line::from(if d.attempts > 0 {

@@ -58,7 +58,10 @@ pub fn decoded_cert_lines<'a>(pem: &str, theme: &Theme) -> Vec<Line<'a>> {
             )),
             Line::from(format!("  key           {}", info.key_algorithm)),
             Line::from(format!("  certificateId {}", info.id)),
-            Line::from(format!("  CA            {}", if info.is_ca { "yes" } else { "no" })),
+            Line::from(format!(
+                "  CA            {}",
+                if info.is_ca { "yes" } else { "no" }
+            )),
         ],
         Err(e) => vec![Line::from(Span::styled(
             format!("Certificate could not be decoded: {e}"),
@@ -107,7 +110,10 @@ pub fn draw(frame: &mut Frame, area: Rect, event: &CloudEvent, scroll: u16, them
         .borders(Borders::ALL)
         .border_type(BorderType::Thick)
         .border_style(theme.focused_border())
-        .title(Span::styled(" Event detail (Esc back, j/k scroll) ", theme.title()));
+        .title(Span::styled(
+            " Event detail (Esc back, j/k scroll) ",
+            theme.title(),
+        ));
     frame.render_widget(Clear, area);
     frame.render_widget(
         Paragraph::new(lines)

@@ -77,7 +77,9 @@ impl StackPane {
         let [res_area, ev_area] =
             Layout::vertical([Constraint::Fill(1), Constraint::Length(events_height)]).areas(inner);
         let height = res_area.height.saturating_sub(1) as usize;
-        let start = self.scroll.min(stack.resources.len().saturating_sub(height.max(1)));
+        let start = self
+            .scroll
+            .min(stack.resources.len().saturating_sub(height.max(1)));
         let rows = stack.resources.iter().skip(start).take(height).map(|r| {
             Row::new(vec![
                 Line::from(clip(&r.logical_id, 24)),

@@ -251,7 +251,9 @@ impl TrafficPane {
                 "No row matches the filter. Esc clears it."
             };
             frame.render_widget(
-                Paragraph::new(msg).style(theme.dim()).wrap(Wrap { trim: true }),
+                Paragraph::new(msg)
+                    .style(theme.dim())
+                    .wrap(Wrap { trim: true }),
                 inner,
             );
             return;
@@ -283,8 +285,16 @@ impl TrafficPane {
             ],
         )
         .header(
-            Row::new(["time", "dir", "client", "type", "topic", "size", "payload / action"])
-                .style(theme.title()),
+            Row::new([
+                "time",
+                "dir",
+                "client",
+                "type",
+                "topic",
+                "size",
+                "payload / action",
+            ])
+            .style(theme.title()),
         )
         .column_spacing(1);
         frame.render_widget(table, inner);
@@ -296,8 +306,12 @@ const PANE_TITLE: &str = "MQTT traffic";
 /// Direction arrow, packet or action name, size and style of an event.
 fn kind_columns(kind: &EventKind, theme: &Theme) -> (&'static str, String, String, Style) {
     match kind {
-        EventKind::PacketIn { packet, size } => ("→", (*packet).into(), size.to_string(), theme.text()),
-        EventKind::PacketOut { packet, size } => ("←", (*packet).into(), size.to_string(), theme.text()),
+        EventKind::PacketIn { packet, size } => {
+            ("→", (*packet).into(), size.to_string(), theme.text())
+        }
+        EventKind::PacketOut { packet, size } => {
+            ("←", (*packet).into(), size.to_string(), theme.text())
+        }
         EventKind::Connection => ("·", "CONN".into(), String::new(), theme.busy()),
         other => ("·", other.label(), String::new(), theme.action()),
     }
