@@ -105,6 +105,17 @@ impl DeviceRow {
     }
 }
 
+/// The fleet at a glance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Devices per `CrState`, in [`CR_STATES`] order.
+    pub per_state: [usize; 4],
+    pub running: usize,
+    pub failed: usize,
+    /// Devices whose rotation is complete (by the table or by the agent).
+    pub rotated: usize,
+}
+
 /// State of the devices pane.
 #[derive(Debug, Default)]
 pub struct DevicesPane {
@@ -114,8 +125,11 @@ pub struct DevicesPane {
     cert_owner: HashMap<String, String>,
     selected: usize,
     offset: Cell<usize>,
-    /// When devices finished rotation, for the devices/s sparkline.
-    completions: VecDeque<EpochMillis>,
+    /// Rotations completed per second (Unix second, count), for the
+    /// devices/s sparkline: one minute kept.
+    completions: VecDeque<(i64, u64)>,
+    /// Fleet summary, computed once per change rather than once per frame.
+    summary: Cell<Option<Summary>>,
     /// The latest time seen (events, progress); the sparkline's "now".
     clock: EpochMillis,
 }
@@ -155,12 +169,21 @@ impl DevicesPane {
     fn tick(&mut self, at: EpochMillis) {
         self.clock = self.clock.max(at);
         // Keep one minute of completions: what the sparkline shows.
+        let oldest = self.clock / 1000 - 59;
         while self
             .completions
             .front()
-            .is_some_and(|&t| t < self.clock - 60_000)
+            .is_some_and(|&(sec, _)| sec < oldest)
         {
             self.completions.pop_front();
+        }
+    }
+
+    fn completed_at(&mut self, at: EpochMillis) {
+        let sec = at / 1000;
+        match self.completions.back_mut() {
+            Some((last, n)) if *last == sec => *n += 1,
+            _ => self.completions.push_back((sec, 1)),
         }
     }
 
@@ -177,7 +200,9 @@ impl DevicesPane {
             .collect();
         self.index.clear();
         self.cert_owner.clear();
+        self.summary.set(None);
         let now = self.clock;
+        let mut completed = Vec::new();
         for row in rows {
             let Some(serial) = text(row, "SerialNumber") else {
                 continue;
@@ -191,7 +216,7 @@ impl DevicesPane {
             dev.vendor_cert = text(row, "VendorCertId");
             dev.manufacturer_cert = text(row, "ManufacturerCertId");
             if !was_done && dev.completed() {
-                self.completions.push_back(now);
+                completed.push(now);
             }
             for cert in [&dev.vendor_cert, &dev.manufacturer_cert]
                 .into_iter()
@@ -210,11 +235,15 @@ impl DevicesPane {
             }
         }
         self.selected = self.selected.min(self.devices.len().saturating_sub(1));
+        for at in completed {
+            self.completed_at(at);
+        }
     }
 
     /// Applies a progress report of the device agent.
     pub fn apply_progress(&mut self, p: &DeviceProgress) {
         self.tick(p.at);
+        self.summary.set(None);
         let dev = self.entry(&p.serial);
         let was_done = dev.completed();
         if matches!(p.state, ProgressState::Running | ProgressState::StepDone) {
@@ -246,7 +275,7 @@ impl DevicesPane {
         }
         let done = dev.completed();
         if !was_done && done {
-            self.completions.push_back(p.at);
+            self.completed_at(p.at);
         }
     }
 
@@ -270,6 +299,7 @@ impl DevicesPane {
     pub fn set_running(&mut self, serial: &str, running: bool) {
         if let Some(&i) = self.index.get(serial) {
             self.devices[i].running = running;
+            self.summary.set(None);
         }
     }
 
@@ -307,39 +337,48 @@ impl DevicesPane {
         }
     }
 
-    /// Devices per table state, plus running and failed counts.
-    pub fn counts(&self) -> ([usize; 4], usize, usize) {
-        let mut per_state = [0usize; 4];
-        let (mut running, mut failed) = (0, 0);
+    /// The fleet summary: devices per table state, running, failed, rotated.
+    pub fn summary(&self) -> Summary {
+        if let Some(s) = self.summary.get() {
+            return s;
+        }
+        let mut s = Summary::default();
         for d in &self.devices {
             if let Some(i) = d
                 .cr_state
                 .as_deref()
-                .and_then(|s| CR_STATES.iter().position(|c| *c == s))
+                .and_then(|st| CR_STATES.iter().position(|c| *c == st))
             {
-                per_state[i] += 1;
+                s.per_state[i] += 1;
             }
-            running += usize::from(d.running);
-            failed += usize::from(d.error.is_some());
+            s.running += usize::from(d.running);
+            s.failed += usize::from(d.error.is_some());
+            s.rotated += usize::from(d.completed());
         }
-        (per_state, running, failed)
+        self.summary.set(Some(s));
+        s
     }
 
     /// Completions per second over the last minute, oldest first.
     pub fn rate_buckets(&self) -> Vec<u64> {
         let mut buckets = vec![0u64; 60];
-        for &t in &self.completions {
-            let age = ((self.clock - t) / 1000).clamp(0, 59) as usize;
-            buckets[59 - age] += 1;
+        let now = self.clock / 1000;
+        for &(sec, n) in &self.completions {
+            let age = (now - sec).clamp(0, 59) as usize;
+            buckets[59 - age] += n;
         }
         buckets
     }
 
     /// Draws the fleet summary and the device table.
     pub fn draw(&self, frame: &mut Frame, area: Rect, focused: bool, theme: &Theme) {
-        let (per_state, running, failed) = self.counts();
+        let Summary {
+            per_state,
+            running,
+            failed,
+            rotated: done,
+        } = self.summary();
         let total = self.devices.len();
-        let done = self.devices.iter().filter(|d| d.completed()).count();
         let block = pane_block(
             title_line("Devices", format!("{total} devices"), theme),
             focused,

@@ -14,7 +14,7 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
-use std::cell::Cell;
+use std::cell::{Cell, Ref, RefCell};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -47,6 +47,49 @@ pub struct TrafficPane {
     /// When frozen, rows after this sequence number are hidden.
     frozen_at: Option<u64>,
     offset: Cell<usize>,
+    /// Sequence numbers of the rows matching the filter, kept up to date
+    /// incrementally: each row is matched once, not once per frame.
+    matching: RefCell<FilterCache>,
+}
+
+/// The rows matching one filter text, in order.
+#[derive(Debug, Default)]
+struct FilterCache {
+    filter: String,
+    /// Rows up to this sequence number have been matched.
+    checked_to: Option<u64>,
+    seqs: VecDeque<u64>,
+}
+
+/// The rows in view: everything up to a bound, or the rows matching the filter.
+enum View<'a> {
+    All { first: u64, len: usize },
+    Filtered(Ref<'a, FilterCache>, usize),
+}
+
+impl View<'_> {
+    fn len(&self) -> usize {
+        match self {
+            View::All { len, .. } => *len,
+            View::Filtered(_, len) => *len,
+        }
+    }
+
+    fn seq(&self, i: usize) -> u64 {
+        match self {
+            View::All { first, .. } => first + i as u64,
+            View::Filtered(cache, _) => cache.seqs[i],
+        }
+    }
+
+    fn position(&self, seq: u64) -> Option<usize> {
+        match self {
+            View::All { first, len } => {
+                (seq >= *first && seq < first + *len as u64).then(|| (seq - first) as usize)
+            }
+            View::Filtered(cache, len) => cache.seqs.binary_search(&seq).ok().filter(|i| i < len),
+        }
+    }
 }
 
 impl Default for TrafficPane {
@@ -69,6 +112,7 @@ impl TrafficPane {
             selected: None,
             frozen_at: None,
             offset: Cell::new(0),
+            matching: RefCell::new(FilterCache::default()),
         }
     }
 
@@ -175,49 +219,85 @@ impl TrafficPane {
             || contains_ci(&event.summary, f)
     }
 
-    /// Indices into the ring of the rows in view (frozen bound and filter applied).
-    fn view(&self) -> Vec<usize> {
-        let bound = self.frozen_at.unwrap_or(u64::MAX);
-        self.rows
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.seq <= bound && self.matches(&r.event))
-            .map(|(i, _)| i)
-            .collect()
+    /// The rows in view (frozen bound and filter applied).
+    fn view(&self) -> View<'_> {
+        let Some(front) = self.rows.front().map(|r| r.seq) else {
+            return View::All { first: 0, len: 0 };
+        };
+        let last = self.next_seq - 1;
+        let bound = self.frozen_at.unwrap_or(last).min(last);
+        if self.filter.trim().is_empty() {
+            let len = if bound < front {
+                0
+            } else {
+                (bound - front + 1) as usize
+            };
+            return View::All { first: front, len };
+        }
+        {
+            let mut cache = self.matching.borrow_mut();
+            if cache.filter != self.filter {
+                *cache = FilterCache {
+                    filter: self.filter.clone(),
+                    ..FilterCache::default()
+                };
+            }
+            // Forget evicted rows, then match only the rows not seen yet.
+            while cache.seqs.front().is_some_and(|&s| s < front) {
+                cache.seqs.pop_front();
+            }
+            let from = cache.checked_to.map_or(front, |c| (c + 1).max(front));
+            for seq in from..=last {
+                let row = &self.rows[(seq - front) as usize];
+                if self.matches(&row.event) {
+                    cache.seqs.push_back(seq);
+                }
+            }
+            cache.checked_to = Some(last);
+        }
+        let cache = self.matching.borrow();
+        let len = cache.seqs.partition_point(|&s| s <= bound);
+        View::Filtered(cache, len)
+    }
+
+    fn row(&self, seq: u64) -> Option<&TrafficRow> {
+        let front = self.rows.front()?.seq;
+        self.rows.get(seq.checked_sub(front)? as usize)
     }
 
     /// Moves the selection by `delta` rows (negative = up). The first move
     /// selects the last row in view, which pauses autoscroll.
     pub fn move_selection(&mut self, delta: isize) {
         let view = self.view();
-        if view.is_empty() {
+        if view.len() == 0 {
+            drop(view);
             self.selected = None;
             return;
         }
-        let pos = self
-            .selected
-            .and_then(|seq| view.iter().position(|&i| self.rows[i].seq == seq));
+        let pos = self.selected.and_then(|seq| view.position(seq));
         let new = match pos {
             None => view.len() - 1,
             Some(p) => (p as isize + delta).clamp(0, view.len() as isize - 1) as usize,
         };
-        self.selected = Some(self.rows[view[new]].seq);
+        let seq = view.seq(new);
+        drop(view);
+        self.selected = Some(seq);
     }
 
     /// Selects the first (`top`) or last row in view.
     pub fn select_edge(&mut self, top: bool) {
         let view = self.view();
-        let pick = if top { view.first() } else { view.last() };
-        self.selected = pick.map(|&i| self.rows[i].seq);
+        let pick = match view.len() {
+            0 => None,
+            n => Some(view.seq(if top { 0 } else { n - 1 })),
+        };
+        drop(view);
+        self.selected = pick;
     }
 
     /// The selected event.
     pub fn selected_event(&self) -> Option<Arc<CloudEvent>> {
-        let seq = self.selected?;
-        self.rows
-            .iter()
-            .find(|r| r.seq == seq)
-            .map(|r| r.event.clone())
+        self.row(self.selected?).map(|r| r.event.clone())
     }
 
     /// Draws the pane; only the rows that fit are built.
@@ -244,7 +324,7 @@ impl TrafficPane {
         );
         let inner = block.inner(area);
         frame.render_widget(block, area);
-        if view.is_empty() {
+        if view.len() == 0 {
             let msg = if self.rows.is_empty() {
                 "No traffic yet. Devices' packets and the cloud's JITP, rule and Lambda actions appear here."
             } else {
@@ -259,19 +339,22 @@ impl TrafficPane {
             return;
         }
         let height = inner.height.saturating_sub(1) as usize;
-        let sel_pos = self
-            .selected
-            .and_then(|seq| view.iter().position(|&i| self.rows[i].seq == seq));
+        let sel_pos = self.selected.and_then(|seq| view.position(seq));
         let window = visible_window(view.len(), sel_pos, height, &self.offset);
-        let rows = view[window.clone()].iter().enumerate().map(|(k, &i)| {
-            let ev = &self.rows[i].event;
-            let row = traffic_row(ev, theme);
-            if Some(window.start + k) == sel_pos {
-                row.style(theme.selected())
-            } else {
-                row
-            }
-        });
+        // Only the rows that fit are built.
+        let rows: Vec<Row> = window
+            .clone()
+            .filter_map(|i| self.row(view.seq(i)).map(|r| (i, r)))
+            .map(|(i, r)| {
+                let row = traffic_row(&r.event, theme);
+                if Some(i) == sel_pos {
+                    row.style(theme.selected())
+                } else {
+                    row
+                }
+            })
+            .collect();
+        drop(view);
         let table = Table::new(
             rows,
             [
