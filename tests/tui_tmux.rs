@@ -218,3 +218,73 @@ fn drives_the_whole_walkthrough_by_keys() {
         "the alternate screen was left:\n{screen}"
     );
 }
+
+/// Quits with `q` and checks the shell is back and usable.
+fn quit_and_check_shell(tmux: &Tmux) {
+    tmux.keys(&["q"]);
+    tmux.wait_for("the shell prompt after quitting", |s| {
+        !s.contains("jitpilot ·") && s.lines().any(|l| l.trim_end() == "ready$")
+    });
+    tmux.keys(&["clear; echo BACK-$((6*7))", "Enter"]);
+    tmux.wait_for("the shell to run a command", |s| {
+        s.lines().any(|l| l.trim() == "BACK-42")
+    });
+}
+
+fn launch(tmux: &Tmux, data: &Path, addr: &str) {
+    tmux.keys(&[
+        &format!(
+            "{} --data-dir {} --mqtt-addr {addr}",
+            shell_quote(Path::new(env!("CARGO_BIN_EXE_jitpilot"))),
+            shell_quote(data)
+        ),
+        "Enter",
+    ]);
+}
+
+#[test]
+fn bad_situations_are_explained_on_screen() {
+    let tmux = Tmux::start(&format!("jitpilot-tui-bad-{}", std::process::id()), 120, 40);
+    tmux.wait_for("a shell prompt", |s| s.contains("ready$"));
+
+    // The endpoint port is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let data = tempfile::tempdir().expect("tempdir");
+    launch(&tmux, data.path(), &addr);
+    let screen = tmux.wait_for("the port-taken explanation", |s| {
+        s.contains("could not start") && s.contains("--mqtt-addr")
+    });
+    assert!(screen.contains(&addr), "names the address:\n{screen}");
+    quit_and_check_shell(&tmux);
+    drop(taken);
+
+    // The data dir is owned by another jitpilot (here: `serve`).
+    let owned = tempfile::tempdir().expect("tempdir");
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_jitpilot"))
+        .args(["--data-dir"])
+        .arg(owned.path())
+        .args(["--mqtt-addr", "127.0.0.1:0", "--json", "serve"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start jitpilot serve");
+    // serve prints one JSON line once it listens (and holds the lock).
+    let mut line = String::new();
+    let stdout = serve.stdout.take().expect("serve stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+        .expect("serve's JSON line");
+    assert!(line.contains("endpoint"), "serve did not start: {line}");
+    launch(&tmux, owned.path(), "127.0.0.1:0");
+    let result = std::panic::catch_unwind(|| {
+        tmux.wait_for("the data-dir-locked explanation", |s| {
+            s.contains("Cannot open the local cloud") && s.contains("--data-dir")
+        });
+        quit_and_check_shell(&tmux);
+    });
+    let _ = serve.kill();
+    let _ = serve.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}

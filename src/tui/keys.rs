@@ -15,7 +15,7 @@ pub const HELP: &[(&str, &str, &str)] = &[
     ),
     (
         "i",
-        "init: CAs, JITP template, CA key, whitelist, factory certs",
+        "init: CAs, JITP template, CA key, whitelist",
         "certs_etc.py --create: aws iot register-ca-certificate, aws ssm put-parameter",
     ),
     (
@@ -35,7 +35,7 @@ pub const HELP: &[(&str, &str, &str)] = &[
     ),
     (
         "f",
-        "inject a fault: drop response, kill device, revoke cert",
+        "fault: drop response, kill device, revoke",
         "aws iot update-certificate --new-status REVOKED",
     ),
     ("c", "cleanup (confirmed)", "certs_etc.py --delete"),
@@ -54,24 +54,12 @@ pub const HELP: &[(&str, &str, &str)] = &[
     ("h l ← →", "focus previous / next pane", ""),
     ("g G", "top / bottom", ""),
     ("Enter", "open detail (device timeline, packet)", ""),
-    (
-        "/",
-        "filter traffic by client:, topic:, type: or any text",
-        "",
-    ),
+    ("/", "filter traffic: client:, topic:, type:, text", ""),
     ("p", "freeze / unfreeze traffic", ""),
     ("z", "zoom the focused pane", ""),
-    (
-        "m",
-        "mouse capture on / off (off keeps text selectable)",
-        "",
-    ),
+    ("m", "mouse on / off (off keeps text selectable)", ""),
     ("Space", "demo: play the next walkthrough step", ""),
-    (
-        "Esc",
-        "back: close, clear selection (autoscroll resumes)",
-        "",
-    ),
+    ("Esc", "back: close; clear selection (autoscroll)", ""),
     ("?", "this help", ""),
     ("q  Ctrl-C", "quit", ""),
 ];

@@ -230,7 +230,7 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
     for (key, what, aws) in HELP {
         let mut spans = vec![
             Span::styled(format!("{key:>12}  "), theme.key()),
-            Span::raw(format!("{what:<58}")),
+            Span::raw(format!("{what:<44}")),
         ];
         if !aws.is_empty() {
             spans.push(Span::styled(format!(" = {aws}"), theme.dim()));

@@ -44,6 +44,24 @@ fn pem_certificates(value: &serde_json::Value, out: &mut Vec<String>) {
     }
 }
 
+/// Replaces every PEM text in `value` by its first line and a note.
+fn elide_pems(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) if s.contains("-----BEGIN ") => {
+            let first = s.lines().next().unwrap_or("").to_string();
+            let decoded = if first.contains("CERTIFICATE-----") && !first.contains("REQUEST") {
+                "decoded below"
+            } else {
+                "PEM"
+            };
+            *s = format!("{first} … ({decoded}, {} bytes)", s.len());
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(elide_pems),
+        serde_json::Value::Object(o) => o.values_mut().for_each(elide_pems),
+        _ => {}
+    }
+}
+
 /// Lines describing a PEM certificate, or why it could not be read.
 pub fn decoded_cert_lines<'a>(pem: &str, theme: &Theme) -> Vec<Line<'a>> {
     match pki::parse_cert(pem) {
@@ -97,7 +115,10 @@ pub fn draw(frame: &mut Frame, area: Rect, event: &CloudEvent, scroll: u16, them
     ];
     if !event.detail.is_null() {
         lines.push(Line::from(Span::styled("Detail", theme.title())));
-        let pretty = serde_json::to_string_pretty(&event.detail).unwrap_or_default();
+        // PEM bodies are noise in the JSON: they are decoded below instead.
+        let mut shown = event.detail.clone();
+        elide_pems(&mut shown);
+        let pretty = serde_json::to_string_pretty(&shown).unwrap_or_default();
         lines.extend(pretty.lines().map(|l| Line::from(l.to_string())));
         let mut pems = Vec::new();
         pem_certificates(&event.detail, &mut pems);
