@@ -276,3 +276,196 @@ fn device_command_runs_the_three_steps_one_by_one() {
     assert_eq!(ack["crState"], "CR_CERT_ROTATION_COMPLETED");
     assert_fleet_rotated(dir.path(), 1);
 }
+
+/// A hand-driven MQTT client with a device's identity, for requests the
+/// careful device agent would never send.
+struct RawClient {
+    client: rumqttc::AsyncClient,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Result<rumqttc::Packet, String>>,
+}
+
+impl RawClient {
+    async fn connect(
+        serve: &Serve,
+        folder: &Path,
+        identity: simulated_devices::machine::Identity,
+        client_id: &str,
+    ) -> RawClient {
+        use simulated_devices::{tls, CredentialFolder};
+        let folder = CredentialFolder::new(folder);
+        let roots = std::sync::Arc::new(tls::root_store(&folder).unwrap());
+        let config = tls::client_config(&folder, identity, roots, Some("localhost"), None).unwrap();
+        let (host, port) = serve.addr.rsplit_once(':').unwrap();
+        let mut options = rumqttc::MqttOptions::new(client_id, host, port.parse().unwrap());
+        options.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(std::sync::Arc::new(config)),
+        ));
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 16);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(rumqttc::Event::Incoming(packet)) => {
+                        if tx.send(Ok(packet)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                        return;
+                    }
+                }
+            }
+        });
+        let mut raw = RawClient { client, rx };
+        assert!(matches!(raw.next().await, rumqttc::Packet::ConnAck(_)));
+        raw
+    }
+
+    async fn next(&mut self) -> rumqttc::Packet {
+        let next = tokio::time::timeout(Duration::from_secs(20), self.rx.recv()).await;
+        match next {
+            Ok(Some(Ok(packet))) => packet,
+            other => panic!("expected a packet, got {other:?}"),
+        }
+    }
+
+    async fn subscribe(&mut self, topic: &str) {
+        self.client
+            .subscribe(topic, rumqttc::QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        while !matches!(self.next().await, rumqttc::Packet::SubAck(_)) {}
+    }
+
+    async fn publish(&self, topic: &str, payload: Value) {
+        self.client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.to_string())
+            .await
+            .unwrap();
+    }
+
+    /// The next PUBLISH received.
+    async fn response(&mut self) -> (String, Vec<u8>) {
+        loop {
+            if let rumqttc::Packet::Publish(p) = self.next().await {
+                return (p.topic, p.payload.to_vec());
+            }
+        }
+    }
+}
+
+fn csr(cn: &str, key: &rcgen::KeyPair) -> String {
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    params.serialize_request(key).unwrap().pem().unwrap()
+}
+
+/// Waits (bounded) until the event log holds a refusal with `code` for `serial`.
+async fn refusal_logged(dir: &Path, serial: &str, code: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let store = Store::open_read_only(dir).unwrap();
+        let events = store.list_events_for(serial, 200).unwrap();
+        if events
+            .iter()
+            .any(|e| e.kind == "rotation.refused" && e.detail["code"] == code)
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no `{code}` refusal logged for {serial}: {events:#?}"
+        );
+        // Polls the log; what is awaited is the condition, not the delay.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_refused_with_reasons_and_repeats_answered_identically() {
+    use simulated_devices::machine::Identity;
+    let dir = deployed();
+    let init = ok_json(dir.path(), &["init", "--devices", "1"]);
+    let serial = init["whitelisted"][0].as_str().unwrap().to_string();
+    let other = init["whitelisted"][1].as_str().unwrap().to_string();
+    let server = serve(dir.path());
+    let folder = device_dir(dir.path(), &serial);
+    run_device(quick_device(dir.path(), &server, &serial), Goal::Jitp, None)
+        .await
+        .expect("3a");
+
+    let mut vendor = RawClient::connect(&server, &folder, Identity::Vendor, &serial).await;
+    let rqst = format!("/cert-rotation/create-man-cert/{serial}/rqst");
+    vendor
+        .subscribe(&format!("/cert-rotation/create-man-cert/{serial}/rspn"))
+        .await;
+
+    // A CSR naming another serial.
+    let new_key = rcgen::KeyPair::generate().unwrap();
+    vendor
+        .publish(&rqst, serde_json::json!({"csr": csr(&other, &new_key)}))
+        .await;
+    refusal_logged(dir.path(), &serial, "csr_wrong_serial").await;
+
+    // A CSR reusing the vendor key (what the original sample does).
+    let vendor_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(folder.join("vendor.key.pem")).unwrap())
+            .unwrap();
+    vendor
+        .publish(&rqst, serde_json::json!({"csr": csr(&serial, &vendor_key)}))
+        .await;
+    refusal_logged(dir.path(), &serial, "csr_reuses_vendor_key").await;
+
+    // A good CSR, sent twice: the same answer twice.
+    let good = csr(&serial, &new_key);
+    vendor.publish(&rqst, serde_json::json!({"csr": good})).await;
+    let (_, first) = vendor.response().await;
+    vendor.publish(&rqst, serde_json::json!({"csr": good})).await;
+    let (_, second) = vendor.response().await;
+    assert_eq!(first, second, "a repeated CSR gets the identical response");
+    let issued: Value = serde_json::from_slice(&first).unwrap();
+    let pem = issued["pem"].as_str().unwrap();
+    let cert_id = issued["cert_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        public_key_of(pem),
+        public_key_of(&rcgen::CertificateParams::default().self_signed(&new_key).unwrap().pem()),
+        "the cert is for the CSR's key"
+    );
+
+    // Ack with the new identity: a wrong id is refused, the right one
+    // answered, and answered again when repeated.
+    let man = tempfile::tempdir().unwrap();
+    std::fs::copy(folder.join("root-ca.pem"), man.path().join("root-ca.pem")).unwrap();
+    std::fs::write(man.path().join("manufacturer.cert.pem"), pem).unwrap();
+    std::fs::write(man.path().join("manufacturer.key.pem"), new_key.serialize_pem()).unwrap();
+    let mut manufacturer =
+        RawClient::connect(&server, man.path(), Identity::Manufacturer, &serial).await;
+    let ack = format!("/cert-rotation/ack-man-cert/{serial}/rqst");
+    manufacturer
+        .subscribe(&format!("/cert-rotation/ack-man-cert/{serial}/rspn"))
+        .await;
+    manufacturer
+        .publish(&ack, serde_json::json!({"cert_id": "0".repeat(64)}))
+        .await;
+    refusal_logged(dir.path(), &serial, "wrong_cert_id").await;
+    manufacturer
+        .publish(&ack, serde_json::json!({"cert_id": cert_id}))
+        .await;
+    let (_, first) = manufacturer.response().await;
+    manufacturer
+        .publish(&ack, serde_json::json!({"cert_id": cert_id}))
+        .await;
+    let (_, second) = manufacturer.response().await;
+    assert_eq!(first, second, "a repeated ack is answered identically");
+    let acked: Value = serde_json::from_slice(&first).unwrap();
+    assert_eq!(acked["cert_id"], cert_id.as_str());
+    let row = Store::open_read_only(dir.path())
+        .unwrap()
+        .get_item(TABLE, &serial)
+        .unwrap()
+        .unwrap();
+    assert_eq!(row["CrState"], "CR_CERT_ROTATION_COMPLETED");
+    drop(vendor);
+}
