@@ -469,3 +469,41 @@ async fn bad_requests_are_refused_with_reasons_and_repeats_answered_identically(
     assert_eq!(row["CrState"], "CR_CERT_ROTATION_COMPLETED");
     drop(vendor);
 }
+
+/// A device written for the sample (Python, paho-mqtt) onboards against
+/// `jitpilot serve` with only its factory files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paho_device_from_python_performs_the_three_steps() {
+    let dir = deployed();
+    ok_json(dir.path(), &["init"]);
+    let serial = "IUQWXALODJESC1";
+    let server = serve(dir.path());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/paho_device.py");
+    let output = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new("python3")
+            .arg(&script)
+            .args(["--addr", &server.addr, "--serial", serial, "--creds"])
+            .arg(device_dir(dir.path(), serial))
+            .output(),
+    )
+    .await
+    .expect("the python device finishes")
+    .expect("python3 runs (install paho-mqtt and cryptography with pip)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "paho device failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(result["acked"], true);
+    assert!(result["jitp_attempts"].as_u64().unwrap() >= 2, "JITP refused the first connect");
+    let row = Store::open_read_only(dir.path())
+        .unwrap()
+        .get_item(TABLE, serial)
+        .unwrap()
+        .unwrap();
+    assert_eq!(row["CrState"], "CR_CERT_ROTATION_COMPLETED");
+    assert_eq!(row["ManufacturerCertId"], result["cert_id"]);
+}
