@@ -69,7 +69,10 @@ fn assert_fleet_rotated(dir: &Path, devices: usize) {
         .iter()
         .find(|c| c.label == "Manufacturer CA")
         .expect("a Manufacturer CA");
-    let vendor_ca = cas.iter().find(|c| c.label == "Vendor CA").expect("a Vendor CA");
+    let vendor_ca = cas
+        .iter()
+        .find(|c| c.label == "Vendor CA")
+        .expect("a Vendor CA");
 
     let certs = store.list_certificates().unwrap();
     let mut per_serial: HashMap<String, Vec<_>> = HashMap::new();
@@ -79,7 +82,11 @@ fn assert_fleet_rotated(dir: &Path, devices: usize) {
             Some(vendor_ca.id.as_str()),
             "no vendor certificate is left in the registry"
         );
-        let cn = pki::parse_cert(&cert.pem).unwrap().subject.common_name.unwrap_or_default();
+        let cn = pki::parse_cert(&cert.pem)
+            .unwrap()
+            .subject
+            .common_name
+            .unwrap_or_default();
         per_serial.entry(cn).or_default().push(cert);
     }
     for row in completed {
@@ -89,11 +96,18 @@ fn assert_fleet_rotated(dir: &Path, devices: usize) {
         let cert = certs[0];
         assert_eq!(cert.status, CertificateStatus::Active);
         assert_eq!(row["ManufacturerCertId"].as_str(), Some(cert.id.as_str()));
-        assert!(row.get("VendorCertId").is_none(), "{serial}: VendorCertId dropped");
+        assert!(
+            row.get("VendorCertId").is_none(),
+            "{serial}: VendorCertId dropped"
+        );
         assert!(pki::verify_signed_by(&cert.pem, &manufacturer_ca.pem).unwrap());
         let folder = device_dir(dir, serial);
         let vendor = std::fs::read_to_string(folder.join("vendor.cert.pem")).unwrap();
-        assert_ne!(public_key_of(&cert.pem), public_key_of(&vendor), "{serial}: a new key");
+        assert_ne!(
+            public_key_of(&cert.pem),
+            public_key_of(&vendor),
+            "{serial}: a new key"
+        );
         let on_disk = std::fs::read_to_string(folder.join("manufacturer.cert.pem")).unwrap();
         assert_eq!(pki::certificate_id_from_pem(&on_disk).unwrap(), cert.id);
     }
@@ -113,7 +127,13 @@ impl Drop for Serve {
 
 fn serve(dir: &Path) -> Serve {
     let mut child = Command::new(env!("CARGO_BIN_EXE_jitpilot"))
-        .args(["serve", "--json", "--mqtt-addr", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--json",
+            "--mqtt-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir)
         .env_remove("JITPILOT_DATA_DIR")
         .stdout(Stdio::piped())
@@ -185,7 +205,10 @@ async fn fleet_with_20_percent_loss_completes_by_retrying() {
     let summary = ok_json(dir.path(), &["fleet", "--devices", "200", "--loss", "0.2"]);
     assert_eq!(summary["failed"], 0, "{summary:#}");
     assert_eq!(summary["states"]["CR_CERT_ROTATION_COMPLETED"], 200);
-    assert!(summary["retries"].as_u64().unwrap() > 0, "loss caused retries");
+    assert!(
+        summary["retries"].as_u64().unwrap() > 0,
+        "loss caused retries"
+    );
     assert_fleet_rotated(dir.path(), 200);
 }
 
@@ -219,7 +242,10 @@ fn sigkilled_fleet_rerun_completes_with_nothing_lost_or_duplicated() {
     let killed_at = killed_at.expect("progress was reported before the end");
     assert!(killed_at < 200, "killed mid-run");
 
-    let summary = ok_json(dir.path(), &["fleet", "--devices", "200", "--concurrency", "16"]);
+    let summary = ok_json(
+        dir.path(),
+        &["fleet", "--devices", "200", "--concurrency", "16"],
+    );
     assert_eq!(summary["failed"], 0, "{summary:#}");
     assert!(summary["skipped"].as_u64().unwrap() >= 20);
     assert_eq!(summary["states"]["CR_CERT_ROTATION_COMPLETED"], 200);
@@ -232,7 +258,10 @@ fn non_whitelisted_serial_ends_with_an_inactive_cert_and_nothing_issued() {
     let init = ok_json(dir.path(), &["init", "--devices", "1"]);
     let serial = init["whitelisted"][1].as_str().unwrap().to_string();
     // Un-whitelist it, as if it were never on the list.
-    Store::open(dir.path()).unwrap().delete_item(TABLE, &serial).unwrap();
+    Store::open(dir.path())
+        .unwrap()
+        .delete_item(TABLE, &serial)
+        .unwrap();
 
     let out = jitpilot(dir.path(), &["device", &serial, "onboard", "--json"]);
     assert!(!out.status.success(), "the device must not complete");
@@ -244,11 +273,20 @@ fn non_whitelisted_serial_ends_with_an_inactive_cert_and_nothing_issued() {
         .list_certificates()
         .unwrap()
         .into_iter()
-        .filter(|c| pki::parse_cert(&c.pem).unwrap().subject.common_name.as_deref() == Some(&serial))
+        .filter(|c| {
+            pki::parse_cert(&c.pem)
+                .unwrap()
+                .subject
+                .common_name
+                .as_deref()
+                == Some(&serial)
+        })
         .collect();
     assert_eq!(certs.len(), 1, "only the JITP-registered vendor cert");
     assert_eq!(certs[0].status, CertificateStatus::Inactive);
-    assert!(!device_dir(dir.path(), &serial).join("manufacturer.cert.pem").exists());
+    assert!(!device_dir(dir.path(), &serial)
+        .join("manufacturer.cert.pem")
+        .exists());
     let logged = store.list_events_for(&serial, 100).unwrap();
     assert!(
         logged
@@ -268,7 +306,10 @@ fn device_command_runs_the_three_steps_one_by_one() {
     assert_eq!(jitp["crState"], "CR_THING_CREATED");
     let create = ok_json(dir.path(), &["device", serial, "create-cert"]);
     assert_eq!(create["crState"], "CR_MAN_CERT_CREATED");
-    let id = create["outcome"]["manufacturer_cert_id"].as_str().unwrap().to_string();
+    let id = create["outcome"]["manufacturer_cert_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // A second create-cert finds the cert on disk and sends nothing.
     let again = ok_json(dir.path(), &["device", serial, "create-cert"]);
     assert_eq!(again["outcome"]["manufacturer_cert_id"], id.as_str());
@@ -358,7 +399,9 @@ impl RawClient {
 
 fn csr(cn: &str, key: &rcgen::KeyPair) -> String {
     let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
     params.serialize_request(key).unwrap().pem().unwrap()
 }
 
@@ -420,9 +463,13 @@ async fn bad_requests_are_refused_with_reasons_and_repeats_answered_identically(
 
     // A good CSR, sent twice: the same answer twice.
     let good = csr(&serial, &new_key);
-    vendor.publish(&rqst, serde_json::json!({"csr": good})).await;
+    vendor
+        .publish(&rqst, serde_json::json!({"csr": good}))
+        .await;
     let (_, first) = vendor.response().await;
-    vendor.publish(&rqst, serde_json::json!({"csr": good})).await;
+    vendor
+        .publish(&rqst, serde_json::json!({"csr": good}))
+        .await;
     let (_, second) = vendor.response().await;
     assert_eq!(first, second, "a repeated CSR gets the identical response");
     let issued: Value = serde_json::from_slice(&first).unwrap();
@@ -430,7 +477,12 @@ async fn bad_requests_are_refused_with_reasons_and_repeats_answered_identically(
     let cert_id = issued["cert_id"].as_str().unwrap().to_string();
     assert_eq!(
         public_key_of(pem),
-        public_key_of(&rcgen::CertificateParams::default().self_signed(&new_key).unwrap().pem()),
+        public_key_of(
+            &rcgen::CertificateParams::default()
+                .self_signed(&new_key)
+                .unwrap()
+                .pem()
+        ),
         "the cert is for the CSR's key"
     );
 
@@ -439,7 +491,11 @@ async fn bad_requests_are_refused_with_reasons_and_repeats_answered_identically(
     let man = tempfile::tempdir().unwrap();
     std::fs::copy(folder.join("root-ca.pem"), man.path().join("root-ca.pem")).unwrap();
     std::fs::write(man.path().join("manufacturer.cert.pem"), pem).unwrap();
-    std::fs::write(man.path().join("manufacturer.key.pem"), new_key.serialize_pem()).unwrap();
+    std::fs::write(
+        man.path().join("manufacturer.key.pem"),
+        new_key.serialize_pem(),
+    )
+    .unwrap();
     let mut manufacturer =
         RawClient::connect(&server, man.path(), Identity::Manufacturer, &serial).await;
     let ack = format!("/cert-rotation/ack-man-cert/{serial}/rqst");
@@ -498,7 +554,10 @@ async fn paho_device_from_python_performs_the_three_steps() {
     );
     let result: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
     assert_eq!(result["acked"], true);
-    assert!(result["jitp_attempts"].as_u64().unwrap() >= 2, "JITP refused the first connect");
+    assert!(
+        result["jitp_attempts"].as_u64().unwrap() >= 2,
+        "JITP refused the first connect"
+    );
     let row = Store::open_read_only(dir.path())
         .unwrap()
         .get_item(TABLE, serial)

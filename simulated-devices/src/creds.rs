@@ -75,7 +75,9 @@ impl CredentialFolder {
         let path = self.path(name);
         match fs::read_to_string(&path) {
             Ok(text) => Ok(text),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(CredentialsError::Missing { path }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(CredentialsError::Missing { path })
+            }
             Err(source) => Err(CredentialsError::Read { path, source }),
         }
     }
@@ -96,9 +98,7 @@ impl CredentialFolder {
             manufacturer_key: self.read_optional(MANUFACTURER_KEY)?,
             csr: self.read_optional(MANUFACTURER_CSR)?,
             manufacturer_cert: self.read_optional(MANUFACTURER_CERT)?,
-            acked_cert_id: self
-                .read_optional(ACK_DONE)?
-                .map(|s| s.trim().to_string()),
+            acked_cert_id: self.read_optional(ACK_DONE)?.map(|s| s.trim().to_string()),
             manufacturer_ca: self.read_optional(MANUFACTURER_CA)?,
         })
     }
@@ -119,18 +119,27 @@ impl CredentialFolder {
     /// Writes a credential the state machine asked to store.
     pub fn store(&self, credential: &Credential) -> Result<(), CredentialsError> {
         match credential {
-            Credential::ManufacturerKey(pem) => self.write_atomic(MANUFACTURER_KEY, pem.as_bytes(), true),
+            Credential::ManufacturerKey(pem) => {
+                self.write_atomic(MANUFACTURER_KEY, pem.as_bytes(), true)
+            }
             Credential::Csr(pem) => self.write_atomic(MANUFACTURER_CSR, pem.as_bytes(), false),
             Credential::ManufacturerCert(pem) => {
                 self.write_atomic(MANUFACTURER_CERT, pem.as_bytes(), false)
             }
-            Credential::AckDone(id) => self.write_atomic(ACK_DONE, format!("{id}\n").as_bytes(), false),
+            Credential::AckDone(id) => {
+                self.write_atomic(ACK_DONE, format!("{id}\n").as_bytes(), false)
+            }
         }
     }
 
     /// temp file + fsync + rename + fsync(dir). Private keys get mode 0600
     /// from creation, so they are never readable by others even briefly.
-    pub fn write_atomic(&self, name: &str, bytes: &[u8], secret: bool) -> Result<(), CredentialsError> {
+    pub fn write_atomic(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        secret: bool,
+    ) -> Result<(), CredentialsError> {
         let target = self.path(name);
         let tmp = self.path(&format!(".{name}.tmp-{}", std::process::id()));
         let wrap = |source| CredentialsError::Write {

@@ -119,7 +119,8 @@ pub fn verify_manufacturer_cert(
         return Err(FirmwareError::KeyMismatch);
     }
 
-    let ca_der = first_cert_der(manufacturer_ca_pem).map_err(|e| FirmwareError::BadCa(e.to_string()))?;
+    let ca_der =
+        first_cert_der(manufacturer_ca_pem).map_err(|e| FirmwareError::BadCa(e.to_string()))?;
     let (_, ca) =
         X509Certificate::from_der(&ca_der).map_err(|e| FirmwareError::BadCa(e.to_string()))?;
     // The issuer name must be the CA's subject AND the signature must verify

@@ -103,10 +103,13 @@ async fn run(cli: Cli) -> Result<(), String> {
         ..RetryPolicy::default()
     };
 
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<simulated_devices::DeviceReport>();
     let printer = tokio::spawn(async move {
         while let Some(r) = rx.recv().await {
-            eprintln!("[{}] {} {:?} (attempt {}): {}", r.serial, r.step, r.state, r.attempt, r.message);
+            eprintln!(
+                "[{}] {} {:?} (attempt {}): {}",
+                r.serial, r.step, r.state, r.attempt, r.message
+            );
         }
     });
     let result = run_device(config, goal, Some(tx)).await;
@@ -118,7 +121,11 @@ async fn run(cli: Cli) -> Result<(), String> {
     } else {
         for step in &outcome.steps {
             let how = if step.ran {
-                format!("{:.1} ms, {} attempt(s)", step.duration.as_secs_f64() * 1000.0, step.attempts)
+                format!(
+                    "{:.1} ms, {} attempt(s)",
+                    step.duration.as_secs_f64() * 1000.0,
+                    step.attempts
+                )
             } else {
                 "already done".to_string()
             };

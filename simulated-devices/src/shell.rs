@@ -50,7 +50,11 @@ pub struct DeviceConfig {
 
 impl DeviceConfig {
     /// A device with default retry settings and no loss.
-    pub fn new(serial: impl Into<String>, creds_dir: impl Into<PathBuf>, endpoint: impl Into<String>) -> Self {
+    pub fn new(
+        serial: impl Into<String>,
+        creds_dir: impl Into<PathBuf>,
+        endpoint: impl Into<String>,
+    ) -> Self {
         DeviceConfig {
             serial: serial.into(),
             creds_dir: creds_dir.into(),
@@ -121,7 +125,9 @@ pub async fn run_device(
         serial: serial.clone(),
         source,
     })?);
-    let stored = blocking(folder.clone(), |f| f.load_stored()).await.map_err(creds_err)?;
+    let stored = blocking(folder.clone(), |f| f.load_stored())
+        .await
+        .map_err(creds_err)?;
 
     let mut machine = DeviceMachine::new(MachineConfig {
         serial: serial.clone(),
@@ -246,7 +252,10 @@ impl Shell<'_> {
             }
             Command::Publish { topic, payload } => {
                 if let Some(conn) = &self.conn {
-                    if let Err(e) = conn.client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
+                    if let Err(e) = conn
+                        .client
+                        .try_publish(topic, QoS::AtLeastOnce, false, payload)
+                    {
                         self.conn = None;
                         return Ok(Executed::Input(Input::Closed {
                             reason: e.to_string(),
@@ -453,7 +462,9 @@ impl StepClock {
                 ));
             }
             Progress::Completed => {
-                if let Some((_, start, outcome)) = self.steps.iter_mut().find(|(s, _, _)| *s == step) {
+                if let Some((_, start, outcome)) =
+                    self.steps.iter_mut().find(|(s, _, _)| *s == step)
+                {
                     outcome.duration = now - *start;
                     outcome.attempts = attempt;
                 }

@@ -78,7 +78,8 @@ pub fn client_config(
         .map_err(|e| pem_error(key_file, "private key", e))?;
 
     let provider = provider();
-    let builder = ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
     let builder = match server_name {
         Some(name) => {
             let name = ServerName::try_from(name.to_string())

@@ -69,7 +69,10 @@ impl Target {
         }
         let cloud = LocalCloud::open(&data_dir, EventBus::default()).map_err(|e| eyre!("{e}"))?;
         if cloud.store().get_stack(STACK_NAME)?.is_none() {
-            bail!("the stack is not deployed in {}: run `jitpilot deploy` first", data_dir.display());
+            bail!(
+                "the stack is not deployed in {}: run `jitpilot deploy` first",
+                data_dir.display()
+            );
         }
         prepare(&cloud)?;
         // Port 0: an in-process endpoint never collides with another one.
@@ -146,8 +149,14 @@ pub async fn run(global: &GlobalArgs, serial: &str, step: DeviceStep) -> color_e
     let _log = crate::logging::init_file_logging(&global.data_dir());
     let target = Target::resolve(global, |_| Ok(())).await?;
     let config = target.device_config(serial);
-    if !config.creds_dir.join(simulated_devices::creds::VENDOR_CERT).exists()
-        && !config.creds_dir.join(simulated_devices::creds::MANUFACTURER_CERT).exists()
+    if !config
+        .creds_dir
+        .join(simulated_devices::creds::VENDOR_CERT)
+        .exists()
+        && !config
+            .creds_dir
+            .join(simulated_devices::creds::MANUFACTURER_CERT)
+            .exists()
     {
         target.shutdown().await;
         bail!(
@@ -201,7 +210,10 @@ pub async fn run(global: &GlobalArgs, serial: &str, step: DeviceStep) -> color_e
         }
         println!(
             "{serial}: CrState {}",
-            summary.cr_state.as_deref().unwrap_or("(no row in CertRotationDevices)")
+            summary
+                .cr_state
+                .as_deref()
+                .unwrap_or("(no row in CertRotationDevices)")
         );
     }
     match summary.error {

@@ -92,7 +92,9 @@ pub async fn run(global: &GlobalArgs, args: &FleetArgs) -> color_eyre::Result<()
     let target = Target::resolve(global, |cloud| {
         let fixed = cloud.fleet().serials(0).len();
         let extra = wanted.saturating_sub(fixed);
-        cloud.init_sync(extra).map_err(|e| eyre!("init failed: {e}"))?;
+        cloud
+            .init_sync(extra)
+            .map_err(|e| eyre!("init failed: {e}"))?;
         Ok(())
     })
     .await?;
@@ -130,7 +132,9 @@ async fn onboard(
     for serial in serials {
         let dir = target.cloud.data_dir().device_dir(serial);
         if !dir.join(simulated_devices::creds::VENDOR_CERT).exists()
-            && !dir.join(simulated_devices::creds::MANUFACTURER_CERT).exists()
+            && !dir
+                .join(simulated_devices::creds::MANUFACTURER_CERT)
+                .exists()
         {
             bail!(
                 "no factory credentials for {serial} in {}: a running `serve` holds the data dir, so fleet cannot run init; stop it and rerun fleet, or run `jitpilot init --devices {}` before starting serve",
@@ -151,7 +155,11 @@ async fn onboard(
         serials.len(),
         skipped,
         target.addr,
-        if target.in_process() { " (in-process)" } else { "" }
+        if target.in_process() {
+            " (in-process)"
+        } else {
+            ""
+        }
     );
 
     let started = Instant::now();
@@ -175,7 +183,7 @@ async fn onboard(
                 reason: e.to_string(),
             }),
         }
-        if finished % step_every == 0 || finished == total {
+        if finished.is_multiple_of(step_every) || finished == total {
             eprintln!(
                 "progress: {}/{} onboarded, {} failed",
                 outcomes.len(),

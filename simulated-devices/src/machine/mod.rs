@@ -118,7 +118,9 @@ pub enum Command {
         message: String,
     },
     /// The goal is reached.
-    Done { manufacturer_cert_id: Option<String> },
+    Done {
+        manufacturer_cert_id: Option<String>,
+    },
     /// The device gave up.
     Failed(DeviceFailure),
 }
@@ -355,7 +357,11 @@ impl DeviceMachine {
 
     fn connected(&mut self, out: &mut Vec<Command>) {
         if self.step == Step::Jitp {
-            self.report(Progress::Completed, "connected: the vendor cert is provisioned", out);
+            self.report(
+                Progress::Completed,
+                "connected: the vendor cert is provisioned",
+                out,
+            );
             if self.goal == Goal::Jitp {
                 out.push(Command::Disconnect);
                 return self.finish(out);
@@ -396,7 +402,10 @@ impl DeviceMachine {
         };
         self.report(
             Progress::Retrying,
-            format!("connection refused or lost: {reason}{why}; retrying in {} ms", delay.as_millis()),
+            format!(
+                "connection refused or lost: {reason}{why}; retrying in {} ms",
+                delay.as_millis()
+            ),
             out,
         );
         self.state = State::Backoff;
@@ -438,7 +447,9 @@ impl DeviceMachine {
                 let fresh = firmware::new_key_and_csr(&self.serial)?;
                 // The key is written BEFORE the CSR leaves: if the device dies
                 // after sending, the cert that comes back still has its key.
-                out.push(Command::Store(Credential::ManufacturerKey(fresh.key_pem.clone())));
+                out.push(Command::Store(Credential::ManufacturerKey(
+                    fresh.key_pem.clone(),
+                )));
                 self.key = Some(fresh.key_pem);
                 fresh.csr_pem
             }
@@ -454,8 +465,16 @@ impl DeviceMachine {
             Step::AckCert => topics::ack_cert_request(&self.serial),
             _ => topics::create_cert_request(&self.serial),
         };
-        let what = if self.step == Step::AckCert { "ack" } else { "CSR" };
-        self.report(Progress::Info, format!("published the {what} to {topic}"), out);
+        let what = if self.step == Step::AckCert {
+            "ack"
+        } else {
+            "CSR"
+        };
+        self.report(
+            Progress::Info,
+            format!("published the {what} to {topic}"),
+            out,
+        );
         out.push(Command::Publish {
             topic,
             payload: self.request.clone().unwrap_or_default(),
@@ -506,7 +525,11 @@ impl DeviceMachine {
             Ok(r) => r,
             Err(e) => {
                 // Not our answer's shape: keep waiting; the timer will re-ask.
-                return self.report(Progress::Info, format!("ignored a malformed response: {e}"), out);
+                return self.report(
+                    Progress::Info,
+                    format!("ignored a malformed response: {e}"),
+                    out,
+                );
             }
         };
         let (Some(key), Some(ca)) = (self.key.as_deref(), self.manufacturer_ca.as_deref()) else {
@@ -530,7 +553,11 @@ impl DeviceMachine {
             Ok(id) => {
                 out.push(Command::Store(Credential::ManufacturerCert(response.pem)));
                 self.cert_id = Some(id.clone());
-                self.report(Progress::Completed, format!("received and stored manufacturer cert {id}"), out);
+                self.report(
+                    Progress::Completed,
+                    format!("received and stored manufacturer cert {id}"),
+                    out,
+                );
                 out.push(Command::Disconnect);
                 if self.goal == Goal::CreateCert {
                     return self.finish(out);
@@ -554,7 +581,11 @@ impl DeviceMachine {
         let response: topics::AckCert = match serde_json::from_slice(payload) {
             Ok(r) => r,
             Err(e) => {
-                return self.report(Progress::Info, format!("ignored a malformed response: {e}"), out);
+                return self.report(
+                    Progress::Info,
+                    format!("ignored a malformed response: {e}"),
+                    out,
+                );
             }
         };
         let Some(cert_id) = self.cert_id.clone() else {
@@ -563,21 +594,32 @@ impl DeviceMachine {
         if response.cert_id != cert_id {
             return self.report(
                 Progress::Info,
-                format!("ignored an ack response for another cert ({})", response.cert_id),
+                format!(
+                    "ignored an ack response for another cert ({})",
+                    response.cert_id
+                ),
                 out,
             );
         }
         out.push(Command::CancelTimer);
         out.push(Command::Store(Credential::AckDone(cert_id)));
         out.push(Command::Disconnect);
-        self.report(Progress::Completed, "rotation complete: the vendor cert is retired", out);
+        self.report(
+            Progress::Completed,
+            "rotation complete: the vendor cert is retired",
+            out,
+        );
         self.finish(out);
     }
 
     fn skip(&mut self, step: Step, out: &mut Vec<Command>) {
         self.step = step;
         self.attempts = 0;
-        self.report(Progress::Skipped, "already done (found in the credential folder)", out);
+        self.report(
+            Progress::Skipped,
+            "already done (found in the credential folder)",
+            out,
+        );
     }
 
     fn finish(&mut self, out: &mut Vec<Command>) {

@@ -173,7 +173,10 @@ fn happy_path_onboards_in_three_steps() {
         .position(|c| matches!(c, Command::Publish { .. }))
         .expect("CSR published");
     assert!(key_at < publish_at);
-    assert_eq!(acts.last(), Some(&Command::StartTimer(Duration::from_secs(3))));
+    assert_eq!(
+        acts.last(),
+        Some(&Command::StartTimer(Duration::from_secs(3)))
+    );
     let (topic, payload) = published(&out);
     assert_eq!(topic, "/cert-rotation/create-man-cert/IUQWXALODJESC1/rqst");
 
@@ -262,7 +265,10 @@ fn connects_are_bounded() {
     assert!(m.is_finished());
     assert!(matches!(
         actions(&last).last(),
-        Some(Command::Failed(DeviceFailure::ConnectRefused { attempts: 4, .. }))
+        Some(Command::Failed(DeviceFailure::ConnectRefused {
+            attempts: 4,
+            ..
+        }))
     ));
 }
 
@@ -466,7 +472,10 @@ fn resume_with_cert_goes_straight_to_the_ack() {
         manufacturer_cert: Some(pem),
         ..stored(&ca)
     }));
-    assert_eq!(actions(&out), vec![Command::Connect(Identity::Manufacturer)]);
+    assert_eq!(
+        actions(&out),
+        vec![Command::Connect(Identity::Manufacturer)]
+    );
     assert_eq!(
         reports(&out),
         vec![
