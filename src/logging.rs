@@ -37,7 +37,17 @@ pub fn init_file_logging(data_dir: &Path) -> LogGuard {
             path: None,
         };
     }
-    let appender = tracing_appender::rolling::never(&dir, LOG_FILE);
+    // The builder reports failure; `rolling::never` would panic instead.
+    let Ok(appender) = tracing_appender::rolling::RollingFileAppender::builder()
+        .rotation(tracing_appender::rolling::Rotation::NEVER)
+        .filename_prefix(LOG_FILE)
+        .build(&dir)
+    else {
+        return LogGuard {
+            _worker: None,
+            path: None,
+        };
+    };
     let (writer, worker) = tracing_appender::non_blocking(appender);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let installed = tracing_subscriber::fmt()
@@ -49,5 +59,26 @@ pub fn init_file_logging(data_dir: &Path) -> LogGuard {
     LogGuard {
         _worker: Some(worker),
         path: installed.then(|| dir.join(LOG_FILE)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_go_to_the_data_dir_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let guard = init_file_logging(dir.path());
+        // Another test may have installed a subscriber first; then this one
+        // reports that logging is off rather than pretending.
+        if let Some(path) = guard.path() {
+            assert_eq!(path, dir.path().join("logs").join(LOG_FILE));
+            tracing::info!("hello from the test");
+            drop(guard);
+            let text = std::fs::read_to_string(dir.path().join("logs").join(LOG_FILE)).unwrap();
+            assert!(text.contains("hello from the test"), "{text}");
+        }
+        assert!(dir.path().join("logs").is_dir());
     }
 }

@@ -178,6 +178,9 @@ fn the_cloud_side_walkthrough_runs_and_cleans_up_after_itself() {
         }
     }
     assert!(dir.join("endpoint-ca.pem").is_file());
+    // Logs went to the data dir's log file (stdout held only the JSON).
+    let log = std::fs::read_to_string(dir.join("logs/jitpilot.log")).unwrap();
+    assert!(log.contains("registered, ACTIVE"), "{log}");
 
     // No private key in plaintext in the database (or its WAL).
     for file in ["jitpilot.db", "jitpilot.db-wal"] {

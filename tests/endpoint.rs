@@ -5,414 +5,17 @@
 //!
 //! No fixed sleeps: every wait is for an event, with a timeout.
 
-use jitpilot::cloud::local::control::VENDOR_KEY_PARAMETER;
+mod endpoint_support;
+
+use endpoint_support::*;
 use jitpilot::cloud::local::{fleet::SAMPLE_SERIAL, LocalCloud};
-use jitpilot::cloud::EventBus;
-use jitpilot::model::{now_millis, Certificate, CertificateStatus, TopicRule};
-use jitpilot::pki::{self, KeyAlgorithm, Subject};
-use rumqttc::{
-    AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
-};
+use jitpilot::pki;
+use rumqttc::{Packet, QoS};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
-
-/// Generous: the machine is shared and busy; nothing waits this long when things work.
-const WAIT: Duration = Duration::from_secs(30);
-
-/// A cert + key PEM pair a client presents.
-#[derive(Clone)]
-struct Identity {
-    chain_pem: String,
-    key_pem: String,
-}
-
-/// The data dir and the identities the tests use.
-struct Fixture {
-    _dir: tempfile::TempDir,
-    data_dir: PathBuf,
-    vendor_ca_id: String,
-    observer: Identity,
-    device: Identity,
-    unregistered_ca_device: Identity,
-    expired: Identity,
-    inactive: Identity,
-}
-
-fn issue(ca_cert: &str, ca_key: &str, cn: &str) -> Identity {
-    let subject = Subject {
-        common_name: Some(cn.into()),
-        country: Some("US".into()),
-        ..Subject::default()
-    };
-    let issued = pki::issue_device_cert(ca_cert, ca_key, &subject, KeyAlgorithm::EcdsaP256, 30)
-        .expect("issue");
-    Identity {
-        chain_pem: format!("{}{}", issued.cert_pem, ca_cert),
-        key_pem: issued.key_pem,
-    }
-}
-
-/// An already expired certificate signed by the CA (rcgen directly: the
-/// PKI API only issues valid ones, as it should).
-fn issue_expired(ca_cert: &str, ca_key: &str) -> Identity {
-    let ca_key = rcgen::KeyPair::from_pem(ca_key).expect("ca key");
-    let issuer = rcgen::Issuer::from_ca_cert_pem(ca_cert, ca_key).expect("issuer");
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-    let mut params = rcgen::CertificateParams::default();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "EXPIRED1");
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::days(10);
-    params.not_after = now - time::Duration::days(1);
-    let cert = params.signed_by(&key, &issuer).expect("sign");
-    Identity {
-        chain_pem: format!("{}{}", cert.pem(), ca_cert),
-        key_pem: key.serialize_pem(),
-    }
-}
-
-/// Deploys, inits, and registers the test identities; returns with the
-/// data dir unlocked for `serve`.
-fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data_dir = dir.path().join("data");
-    let cloud = LocalCloud::open(&data_dir, EventBus::default()).expect("open");
-    cloud.deploy_sync().expect("deploy");
-    cloud.init_sync(0).expect("init");
-    let store = cloud.store();
-    let vendor = store
-        .list_cas()
-        .expect("cas")
-        .into_iter()
-        .find(|c| c.label == "Vendor CA")
-        .expect("vendor CA registered by init");
-    let vendor_key = store
-        .get_parameter(VENDOR_KEY_PARAMETER, true)
-        .expect("param")
-        .expect("vendor key")
-        .value;
-
-    // The observer: registered ACTIVE with a policy allowing everything.
-    let observer = issue(&vendor.pem, &vendor_key, "observer");
-    let observer_id = pki::certificate_id_from_pem(&observer.chain_pem).expect("id");
-    register(
-        store,
-        &observer_id,
-        &vendor.id,
-        &observer.chain_pem,
-        CertificateStatus::Active,
-    );
-    store
-        .create_policy(
-            "TestObserverAll",
-            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:*","Resource":"*"}]}"#,
-        )
-        .expect("policy");
-    store
-        .attach_policy("TestObserverAll", &observer_id)
-        .expect("attach");
-
-    let inactive = issue(&vendor.pem, &vendor_key, "INACTIVE1");
-    let inactive_id = pki::certificate_id_from_pem(&inactive.chain_pem).expect("id");
-    register(
-        store,
-        &inactive_id,
-        &vendor.id,
-        &inactive.chain_pem,
-        CertificateStatus::Inactive,
-    );
-    store
-        .attach_policy("TestObserverAll", &inactive_id)
-        .expect("attach");
-
-    let rogue = pki::create_ca(
-        &Subject {
-            common_name: Some("Rogue CA".into()),
-            ..Subject::default()
-        },
-        KeyAlgorithm::EcdsaP256,
-        30,
-    )
-    .expect("rogue CA");
-    let unregistered_ca_device = issue(&rogue.cert_pem, &rogue.key_pem, SAMPLE_SERIAL);
-    let expired = issue_expired(&vendor.pem, &vendor_key);
-
-    // A rule with a republish action.
-    store
-        .put_topic_rule(&TopicRule {
-            name: "test_republish".into(),
-            sql: "SELECT * as data, topic() as topic, clientId() as client_id FROM 'test/in/+'"
-                .into(),
-            actions: serde_json::json!([{"Republish": {"Topic": "test/out", "Qos": 1}}]),
-            enabled: true,
-        })
-        .expect("rule");
-
-    let device_dir = data_dir.join("devices").join(SAMPLE_SERIAL);
-    let device = Identity {
-        chain_pem: std::fs::read_to_string(device_dir.join("vendor.cert.pem"))
-            .expect("factory cert"),
-        key_pem: std::fs::read_to_string(device_dir.join("vendor.key.pem")).expect("factory key"),
-    };
-    drop(cloud);
-    Fixture {
-        _dir: dir,
-        data_dir,
-        vendor_ca_id: vendor.id,
-        observer,
-        device,
-        unregistered_ca_device,
-        expired,
-        inactive,
-    }
-}
-
-fn register(
-    store: &jitpilot::store::Store,
-    id: &str,
-    ca: &str,
-    pem: &str,
-    status: CertificateStatus,
-) {
-    store
-        .register_certificate(&Certificate {
-            id: id.into(),
-            ca_id: Some(ca.into()),
-            pem: pem.into(),
-            status,
-            created_at: now_millis(),
-        })
-        .expect("register");
-}
-
-/// `jitpilot serve --json` on port 0; killed on drop.
-struct Server {
-    child: Child,
-    addr: String,
-    root_ca: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data_dir: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_jitpilot"))
-        .args([
-            "serve",
-            "--json",
-            "--mqtt-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn jitpilot serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("serve prints its endpoint");
-    let doc: serde_json::Value = serde_json::from_str(&line)
-        .unwrap_or_else(|e| panic!("serve --json printed {line:?}: {e}"));
-    Server {
-        addr: doc["endpoint"].as_str().expect("endpoint").to_string(),
-        root_ca: PathBuf::from(doc["endpointCa"].as_str().expect("endpointCa")),
-        child,
-    }
-}
-
-fn tls_config(server: &Server, identity: &Identity) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&server.root_ca).expect("root ca") {
-        roots.add(cert.expect("root cert")).expect("add root");
-    }
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(identity.chain_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .expect("chain");
-    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes()).expect("key");
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_client_auth_cert(chain, key)
-    .expect("client auth");
-    Arc::new(config)
-}
-
-fn options(server: &Server, identity: &Identity, client_id: &str) -> MqttOptions {
-    let (host, port) = server.addr.rsplit_once(':').expect("host:port");
-    let mut opts = MqttOptions::new(client_id, host, port.parse().expect("port"));
-    opts.set_keep_alive(Duration::from_secs(30));
-    opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-        tls_config(server, identity),
-    )));
-    opts
-}
-
-/// How a connection attempt ended.
-enum Outcome {
-    Accepted(AsyncClient, Box<EventLoop>),
-    /// Closed (or TLS refused) before any CONNACK.
-    Refused(String),
-}
-
-async fn connect(server: &Server, identity: &Identity, client_id: &str) -> Outcome {
-    let (client, mut eventloop) = AsyncClient::new(options(server, identity, client_id), 64);
-    let outcome = tokio::time::timeout(WAIT, async {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success);
-                    return None;
-                }
-                Ok(_) => continue,
-                Err(e) => return Some(e.to_string()),
-            }
-        }
-    })
-    .await
-    .expect("connect outcome within the timeout");
-    match outcome {
-        None => Outcome::Accepted(client, Box::new(eventloop)),
-        Some(e) => Outcome::Refused(e),
-    }
-}
-
-impl std::fmt::Debug for Outcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Outcome::Accepted(..) => f.write_str("Accepted"),
-            Outcome::Refused(why) => write!(f, "Refused({why})"),
-        }
-    }
-}
-
-/// Drives an accepted connection; forwards what arrives. The stream ends
-/// with `Err` when the connection closes.
-fn drive(mut eventloop: Box<EventLoop>) -> mpsc::UnboundedReceiver<Result<Packet, String>> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(p)) => {
-                    if tx.send(Ok(p)).is_err() {
-                        return;
-                    }
-                }
-                Ok(Event::Outgoing(_)) => {}
-                Err(e) => {
-                    let _ = tx.send(Err(e.to_string()));
-                    return;
-                }
-            }
-        }
-    });
-    rx
-}
-
-/// Waits for a PUBLISH whose topic satisfies `want`; returns its JSON payload.
-async fn next_publish(
-    rx: &mut mpsc::UnboundedReceiver<Result<Packet, String>>,
-    want: impl Fn(&str) -> bool,
-) -> serde_json::Value {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match rx.recv().await {
-                Some(Ok(Packet::Publish(p))) if want(&p.topic) => {
-                    return serde_json::from_slice(&p.payload).expect("JSON payload");
-                }
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => panic!("connection closed while waiting: {e}"),
-                None => panic!("event loop ended"),
-            }
-        }
-    })
-    .await
-    .expect("the expected message within the timeout")
-}
-
-/// Waits until `check` yields a value (re-checking with a short backoff),
-/// for state that changes without a message to wait on (the registry).
-async fn eventually<T>(check: impl Fn() -> Option<T>) -> T {
-    tokio::time::timeout(WAIT, async {
-        let mut pause = Duration::from_millis(10);
-        loop {
-            if let Some(v) = check() {
-                return v;
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(200));
-        }
-    })
-    .await
-    .expect("the condition holds within the timeout")
-}
-
-/// Waits for a SUBACK (the subscription is in place).
-async fn next_suback(rx: &mut mpsc::UnboundedReceiver<Result<Packet, String>>) {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match rx.recv().await {
-                Some(Ok(Packet::SubAck(_))) => return,
-                Some(Ok(_)) => continue,
-                other => panic!("no SUBACK: {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("SUBACK within the timeout")
-}
-
-/// Waits until the connection is closed by the server.
-async fn closed(rx: &mut mpsc::UnboundedReceiver<Result<Packet, String>>) -> String {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match rx.recv().await {
-                Some(Err(e)) => return e,
-                Some(Ok(_)) => continue,
-                None => return "event loop ended".into(),
-            }
-        }
-    })
-    .await
-    .expect("the server closes the connection within the timeout")
-}
-
-async fn observer(
-    server: &Server,
-    fx: &Fixture,
-    filters: &[&str],
-) -> (AsyncClient, mpsc::UnboundedReceiver<Result<Packet, String>>) {
-    let Outcome::Accepted(client, eventloop) = connect(server, &fx.observer, "observer").await
-    else {
-        panic!("the observer identity must connect");
-    };
-    let mut rx = drive(eventloop);
-    for filter in filters {
-        client
-            .subscribe(*filter, QoS::AtLeastOnce)
-            .await
-            .expect("subscribe");
-        next_suback(&mut rx).await;
-    }
-    (client, rx)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jitp_then_connect_policies_presence_and_rules() {
@@ -573,33 +176,6 @@ async fn refused_identities_leave_other_sessions_alone() {
     next_publish(&mut events, |t| t == "probe/1").await;
 }
 
-/// Raw bytes over a real TLS connection with the observer's identity.
-async fn raw_session(server: &Server, fx: &Fixture, bytes: &[u8]) -> Vec<u8> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let connector = tokio_rustls::TlsConnector::from(tls_config(server, &fx.observer));
-    let tcp = tokio::net::TcpStream::connect(&server.addr)
-        .await
-        .expect("tcp");
-    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-    let mut tls = connector.connect(name, tcp).await.expect("tls");
-    tls.write_all(bytes).await.expect("write");
-    tls.flush().await.expect("flush");
-    let mut received = Vec::new();
-    // The server must close: read to EOF (or reset) within the timeout.
-    let _ = tokio::time::timeout(WAIT, tls.read_to_end(&mut received))
-        .await
-        .expect("the server closes the connection");
-    received
-}
-
-fn connect_packet(client_id: &str) -> Vec<u8> {
-    let mut buf = bytes::BytesMut::new();
-    rumqttc::mqttbytes::v4::Packet::Connect(rumqttc::mqttbytes::v4::Connect::new(client_id))
-        .write(&mut buf, usize::MAX)
-        .expect("encode");
-    buf.to_vec()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_closes_only_that_connection() {
     let fx = fixture();
@@ -692,4 +268,408 @@ async fn paho_client_from_python_sees_jitp_and_connects() {
     assert_eq!(result["second"], "accepted");
     // Its least-privilege policy lets it subscribe to its own response topic.
     assert_eq!(result["echo"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_sessions_retained_messages_and_duplicate_client_ids() {
+    let fx = fixture();
+    let server = serve(&fx.data_dir);
+    let (watcher, mut events) = observer(
+        &server,
+        &fx,
+        &["$aws/events/presence/#", "$aws/events/subscriptions/#"],
+    )
+    .await;
+
+    // A persistent session subscribes, then leaves.
+    let (persist, mut persist_rx) = connect_as(&server, &fx, "persist-1", false).await;
+    persist
+        .subscribe("queue/#", QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    next_suback(&mut persist_rx).await;
+    let subscribed = next_publish(&mut events, |t| {
+        t == "$aws/events/subscriptions/subscribed/persist-1"
+    })
+    .await;
+    assert_eq!(subscribed["topics"], serde_json::json!(["queue/#"]));
+    persist.disconnect().await.expect("disconnect");
+    let gone = next_publish(&mut events, |t| {
+        t == "$aws/events/presence/disconnected/persist-1"
+    })
+    .await;
+    assert_eq!(gone["disconnectReason"], "CLIENT_INITIATED_DISCONNECT");
+
+    // A QoS 1 message published while it is away waits for it.
+    watcher
+        .publish(
+            "queue/1",
+            QoS::AtLeastOnce,
+            false,
+            br#"{"queued":true}"#.to_vec(),
+        )
+        .await
+        .expect("publish");
+    next_puback(&mut events).await;
+    let (_persist, mut persist_rx) = connect_as(&server, &fx, "persist-1", false).await;
+    assert!(
+        matches!(persist_rx.recv().await, Some(Ok(Packet::ConnAck(a))) if a.session_present),
+        "a persistent session resumes with session present"
+    );
+    let queued = next_publish(&mut persist_rx, |t| t == "queue/1").await;
+    assert_eq!(queued["queued"], true);
+
+    // Retained messages reach later subscribers, flagged as retained.
+    watcher
+        .publish(
+            "retained/x",
+            QoS::AtLeastOnce,
+            true,
+            br#"{"kept":1}"#.to_vec(),
+        )
+        .await
+        .expect("publish");
+    next_puback(&mut events).await;
+    let (late, mut late_rx) = connect_as(&server, &fx, "late-1", true).await;
+    late.subscribe("retained/#", QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    let retained = tokio::time::timeout(WAIT, async {
+        loop {
+            match late_rx.recv().await {
+                Some(Ok(Packet::Publish(p))) if p.topic == "retained/x" => return p,
+                Some(Ok(_)) => continue,
+                other => panic!("no retained message: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("retained message within the timeout");
+    assert!(retained.retain);
+
+    // A second connection with the same clientId evicts the first.
+    let (_first, mut first_rx) = connect_as(&server, &fx, "dup-1", true).await;
+    next_publish(&mut events, |t| t == "$aws/events/presence/connected/dup-1").await;
+    let (_second, _second_rx) = connect_as(&server, &fx, "dup-1", true).await;
+    closed(&mut first_rx).await;
+    let evicted = next_publish(&mut events, |t| {
+        t == "$aws/events/presence/disconnected/dup-1"
+    })
+    .await;
+    assert_eq!(evicted["disconnectReason"], "DUPLICATE_CLIENTID");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls12_with_aws_alpn_gets_a_connack() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fx = fixture();
+    let server = serve(&fx.data_dir);
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(fx.observer.chain_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .expect("chain");
+    let key = PrivateKeyDer::from_pem_slice(fx.observer.key_pem.as_bytes()).expect("key");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&server.root_ca).expect("root ca") {
+        roots.add(cert.expect("root cert")).expect("add root");
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS12])
+    .expect("TLS 1.2")
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .expect("client auth");
+    config.alpn_protocols = vec![b"x-amzn-mqtt-ca".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(&server.addr)
+        .await
+        .expect("tcp");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .expect("TLS 1.2 handshake");
+    {
+        let (_, conn) = tls.get_ref();
+        assert_eq!(
+            conn.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_2)
+        );
+        assert_eq!(conn.alpn_protocol(), Some(&b"x-amzn-mqtt-ca"[..]));
+    }
+    tls.write_all(&connect_packet("tls12-client"))
+        .await
+        .expect("write");
+    let mut connack = [0u8; 4];
+    tokio::time::timeout(WAIT, tls.read_exact(&mut connack))
+        .await
+        .expect("CONNACK in time")
+        .expect("read");
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x00]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_sessions_and_a_taken_port_is_named() {
+    let fx = fixture();
+    let mut server = serve(&fx.data_dir);
+    let (_watcher, mut events) = observer(&server, &fx, &["probe/#"]).await;
+    let addr_file = fx.data_dir.join("endpoint.addr");
+    assert_eq!(
+        std::fs::read_to_string(&addr_file)
+            .expect("endpoint.addr")
+            .trim(),
+        server.addr
+    );
+
+    // Another serve on the same address: a clear error naming it and the flag.
+    let other = tempfile::tempdir().expect("tempdir");
+    let taken = tokio::process::Command::new(env!("CARGO_BIN_EXE_jitpilot"))
+        .args(["serve", "--json", "--mqtt-addr", &server.addr, "--data-dir"])
+        .arg(other.path())
+        .output();
+    let taken = tokio::time::timeout(WAIT, taken)
+        .await
+        .expect("exits")
+        .expect("runs");
+    assert!(!taken.status.success());
+    let stderr = String::from_utf8_lossy(&taken.stderr);
+    assert!(
+        stderr.contains(&server.addr) && stderr.contains("--mqtt-addr"),
+        "{stderr}"
+    );
+
+    // SIGTERM: sessions are closed, the process exits 0, endpoint.addr is gone.
+    let pid = server.child.id().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    closed(&mut events).await;
+    let mut child = std::mem::replace(
+        &mut server.child,
+        std::process::Command::new("true").spawn().expect("true"),
+    );
+    let status = tokio::time::timeout(WAIT, tokio::task::spawn_blocking(move || child.wait()))
+        .await
+        .expect("serve exits within the timeout")
+        .expect("join")
+        .expect("wait");
+    assert!(status.success(), "serve exits 0 on SIGTERM: {status:?}");
+    assert!(!addr_file.exists(), "endpoint.addr is removed on shutdown");
+}
+
+/// In process: the handshake bound and timeout, and the event stream.
+/// One handshake slot, held by a client that never speaks TLS: a real
+/// client gets through only once the idle one has timed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_bound_and_timeout_and_packet_events() {
+    use jitpilot::cloud::local::endpoint::{self, EndpointConfig};
+    use jitpilot::cloud::local::{endpoint_ca, functions::FunctionRegistry};
+    use jitpilot::cloud::{EventBus, EventKind};
+    use jitpilot::model::{now_millis, CaCertificate, Certificate, CertificateStatus};
+    use jitpilot::pki::{KeyAlgorithm, Subject};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = jitpilot::store::Store::open(dir.path()).expect("store");
+    let server_ca = endpoint_ca::ensure(&store).expect("endpoint CA");
+    let server_id = server_ca.server_identity().expect("server identity");
+    let subject = |cn: &str| Subject {
+        common_name: Some(cn.into()),
+        ..Subject::default()
+    };
+    let ca = pki::create_ca(&subject("Test CA"), KeyAlgorithm::EcdsaP256, 30).expect("ca");
+    store
+        .register_ca(&CaCertificate {
+            id: ca.id.clone(),
+            pem: ca.cert_pem.clone(),
+            status: CertificateStatus::Active,
+            auto_registration: false,
+            registration_config: None,
+            label: "test".into(),
+            created_at: now_millis(),
+        })
+        .expect("register CA");
+    let device = pki::issue_device_cert(
+        &ca.cert_pem,
+        &ca.key_pem,
+        &subject("dev-1"),
+        KeyAlgorithm::EcdsaP256,
+        30,
+    )
+    .expect("device cert");
+    store
+        .register_certificate(&Certificate {
+            id: device.id.clone(),
+            ca_id: Some(ca.id.clone()),
+            pem: device.cert_pem.clone(),
+            status: CertificateStatus::Active,
+            created_at: now_millis(),
+        })
+        .expect("register cert");
+    store
+        .create_policy("all", r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:*","Resource":"*"}]}"#)
+        .expect("policy");
+    store.attach_policy("all", &device.id).expect("attach");
+
+    let rules_store = store.clone();
+    let bus = EventBus::new(4096);
+    let mut stream = bus.subscribe();
+    let config = EndpointConfig {
+        addr: "127.0.0.1:0".into(),
+        handshake_timeout: Duration::from_millis(300),
+        max_concurrent_handshakes: 1,
+        ..EndpointConfig::default()
+    };
+    let handle = endpoint::start(
+        config,
+        store,
+        bus,
+        FunctionRegistry::new(),
+        &server_id.cert_pem,
+        &server_id.key_pem,
+    )
+    .await
+    .expect("endpoint starts");
+    let addr = handle.local_addr().to_string();
+    // Rules deployed after start take effect on reload.
+    assert_eq!(handle.reload_rules().expect("reload"), 0);
+    rules_store
+        .put_topic_rule(&jitpilot::model::TopicRule {
+            name: "late".into(),
+            sql: "SELECT * FROM 'late/in'".into(),
+            actions: serde_json::json!([{"Republish": {"Topic": "late/out", "Qos": 0}}]),
+            enabled: true,
+        })
+        .expect("rule");
+    assert_eq!(handle.reload_rules().expect("reload"), 1);
+
+    // Takes the only handshake slot and never sends a ClientHello.
+    let idle = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("idle tcp");
+    let identity = Identity {
+        chain_pem: device.cert_pem.clone(),
+        key_pem: device.key_pem.clone(),
+    };
+    let tls = client_config(&server_ca.cert_pem, &identity);
+    let (_client, mut eventloop) = rumqttc::AsyncClient::new(options_for(&addr, tls, "dev-1"), 8);
+    let accepted = tokio::time::timeout(WAIT, async {
+        loop {
+            match eventloop.poll().await {
+                Ok(rumqttc::Event::Incoming(Packet::ConnAck(ack))) => return ack.code,
+                Ok(_) => continue,
+                Err(e) => panic!("the real client must get through: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("CONNACK once the idle handshake timed out");
+    assert_eq!(accepted, rumqttc::ConnectReturnCode::Success);
+    assert!(
+        handle.stats().handshakes_failed >= 1,
+        "{:?}",
+        handle.stats()
+    );
+    drop(idle);
+
+    // The CONNECT in and CONNACK out are on the event stream, decoded.
+    let (mut saw_in, mut saw_out) = (false, false);
+    tokio::time::timeout(WAIT, async {
+        while !(saw_in && saw_out) {
+            let event = stream.recv().await.expect("event");
+            match &event.kind {
+                EventKind::PacketIn {
+                    packet: "CONNECT", ..
+                } => saw_in = event.topic.as_deref() == Some("clientId=dev-1"),
+                EventKind::PacketOut {
+                    packet: "CONNACK", ..
+                } => saw_out = event.client_id.as_deref() == Some("dev-1"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("packet events");
+    assert_eq!(handle.stats().online, 1);
+    handle.shutdown().await;
+}
+
+/// The whole walkthrough (3a JITP, 3b create the manufacturer cert, 3c ack)
+/// by the device agent through `jitpilot serve`: the endpoint's routing,
+/// policies (`iot:Receive` on the device's own response topics), rules and
+/// the rotation function's publishes all have to work for this to finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_agent_onboards_end_to_end() {
+    use simulated_devices::{run_device, DeviceConfig, Goal};
+    let fx = fixture();
+    let server = serve(&fx.data_dir);
+    let creds = fx.data_dir.join("devices").join(SAMPLE_SERIAL);
+    let mut config = DeviceConfig::new(SAMPLE_SERIAL, &creds, server.addr.clone());
+    config.server_name = Some("localhost".into());
+    config.seed = Some(7);
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(120),
+        run_device(config, Goal::Onboard, None),
+    )
+    .await
+    .expect("onboarding finishes")
+    .expect("onboarding succeeds");
+    let man_cert_id = outcome
+        .manufacturer_cert_id
+        .clone()
+        .expect("a manufacturer cert");
+
+    let status = LocalCloud::open_read_only(&fx.data_dir)
+        .expect("read-only")
+        .status_sync()
+        .expect("status");
+    let row = status
+        .devices
+        .iter()
+        .find(|r| r.get("SerialNumber").and_then(|v| v.as_str()) == Some(SAMPLE_SERIAL))
+        .expect("device row");
+    assert_eq!(row["CrState"], "CR_CERT_ROTATION_COMPLETED");
+    let man = status
+        .certificates
+        .iter()
+        .find(|c| c.id == man_cert_id)
+        .expect("manufacturer cert");
+    assert_eq!(man.status, "ACTIVE");
+
+    // The vendor cert is gone: it can no longer connect.
+    let outcome = connect(&server, &fx.device, SAMPLE_SERIAL).await;
+    assert!(
+        matches!(outcome, Outcome::Refused(_)),
+        "vendor cert after rotation: {outcome:?}"
+    );
+}
+
+/// A client that goes silent is closed after 1.5 × its keepalive, and the
+/// disconnected event says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_is_closed_after_one_and_a_half_keepalives() {
+    let fx = fixture();
+    let server = serve(&fx.data_dir);
+    let (_watcher, mut events) = observer(&server, &fx, &["$aws/events/presence/#"]).await;
+    let mut connect = rumqttc::mqttbytes::v4::Connect::new("silent-1");
+    connect.keep_alive = 1;
+    let mut bytes = bytes::BytesMut::new();
+    rumqttc::mqttbytes::v4::Packet::Connect(connect)
+        .write(&mut bytes, usize::MAX)
+        .expect("encode");
+    // CONNECT, then nothing: raw_session reads until the server closes.
+    let received = raw_session(&server, &fx, &bytes).await;
+    assert_eq!(
+        received,
+        [0x20, 0x02, 0x00, 0x00],
+        "a CONNACK, then the close"
+    );
+    let gone = next_publish(&mut events, |t| {
+        t == "$aws/events/presence/disconnected/silent-1"
+    })
+    .await;
+    assert_eq!(gone["disconnectReason"], "MQTT_KEEP_ALIVE_TIMEOUT");
 }

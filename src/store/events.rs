@@ -2,7 +2,7 @@
 //! reason) and registry change, for `status`, the TUI's device timeline and
 //! post-mortems.
 
-use super::{json_col, to_json, Store, StoreResult};
+use super::{json_col, to_json, Cached, Store, StoreResult};
 use crate::model::{now_millis, EventRecord};
 
 fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRecord> {
@@ -30,7 +30,7 @@ impl Store {
     ) -> StoreResult<i64> {
         let detail = to_json(detail)?;
         self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "INSERT INTO event_log (at, kind, subject, detail) VALUES (?1, ?2, ?3, ?4)",
                 rusqlite::params![now_millis(), kind, subject, detail],
             )?;
@@ -38,10 +38,37 @@ impl Store {
         })
     }
 
+    /// Appends several events in one transaction: `(kind, subject, detail)`.
+    /// Returns the sequence number of the last one (0 for none).
+    pub fn append_events(
+        &self,
+        events: &[(String, String, serde_json::Value)],
+    ) -> StoreResult<i64> {
+        let mut rows = Vec::with_capacity(events.len());
+        for (kind, subject, detail) in events {
+            rows.push((kind, subject, to_json(detail)?));
+        }
+        let at = now_millis();
+        self.with_tx(|tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO event_log (at, kind, subject, detail) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(|e| self.sql_error(e))?;
+            let mut last = 0;
+            for (kind, subject, detail) in &rows {
+                stmt.execute(rusqlite::params![at, kind, subject, detail])
+                    .map_err(|e| self.sql_error(e))?;
+                last = tx.last_insert_rowid();
+            }
+            Ok(last)
+        })
+    }
+
     /// Events with `seq > after`, oldest first, at most `limit`.
     pub fn list_events(&self, after: i64, limit: usize) -> StoreResult<Vec<EventRecord>> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT seq, at, kind, subject, detail FROM event_log
                  WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             )?;
@@ -54,7 +81,7 @@ impl Store {
     /// the most recent `limit` of them.
     pub fn list_events_for(&self, subject: &str, limit: usize) -> StoreResult<Vec<EventRecord>> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT seq, at, kind, subject, detail FROM (
                      SELECT * FROM event_log WHERE subject = ?1 ORDER BY seq DESC LIMIT ?2
                  ) ORDER BY seq",
@@ -93,6 +120,14 @@ mod tests {
             ser1.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
             ["jitp.registered", "rotation.man_cert_created"]
         );
+        let last = store
+            .append_events(&[
+                ("table.whitelisted".into(), "SER3".into(), json!({})),
+                ("table.whitelisted".into(), "SER4".into(), json!({})),
+            ])
+            .unwrap();
+        assert_eq!(store.list_events(c, 10).unwrap().last().unwrap().seq, last);
+        assert_eq!(store.list_events_for("SER4", 10).unwrap().len(), 1);
         // The most recent one when limited.
         assert_eq!(store.list_events_for("SER1", 1).unwrap()[0].seq, c);
     }

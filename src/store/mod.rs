@@ -2,8 +2,10 @@
 //!
 //! Layout:
 //! - `mod.rs`      opening, schema migrations, errors
-//! - `registry.rs` AWS IoT's registry: CA certificates, certificates, things, policies,
-//!   attachments, registration code, topic rules and functions
+//! - `registry.rs` AWS IoT's registry: CA certificates, registration code, certificates,
+//!   things and their principals
+//! - `policies.rs` IoT policies, versions and attachments
+//! - `rules.rs`    topic rules and functions ("Lambdas") deployed by the stack
 //! - `tables.rs`   named tables of JSON items with a hash key ("DynamoDB")
 //! - `params.rs`   the parameter store ("SSM"); SecureString values sealed by `keyring.rs`
 //! - `keyring.rs`  the local KMS: an AEAD key in a 0600 master-key file
@@ -16,7 +18,9 @@
 mod events;
 mod keyring;
 mod params;
+mod policies;
 mod registry;
+mod rules;
 mod stacks;
 mod tables;
 
@@ -33,6 +37,7 @@ pub const MASTER_KEY_FILE: &str = "master.key";
 /// What can go wrong with the store. Every message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// SQLite failed on the database file.
     #[error("database error in {path}: {source}. If the file is corrupt, move it aside and run `jitpilot deploy` and `jitpilot init` again")]
     Sqlite {
         path: PathBuf,
@@ -40,32 +45,42 @@ pub enum StoreError {
         #[source]
         source: Box<rusqlite::Error>,
     },
+    /// The file is not a jitpilot database, or is damaged.
     #[error("{path} is not a jitpilot database (or is corrupt): {reason}. Move it aside or pick another --data-dir; nothing was changed")]
     Corrupt { path: PathBuf, reason: String },
+    /// The database was written by a newer jitpilot.
     #[error("the database {path} has schema version {found}, newer than this jitpilot understands ({supported}); upgrade jitpilot")]
     TooNew {
         path: PathBuf,
         found: i64,
         supported: i64,
     },
+    /// The master key is missing, unreadable, of the wrong size, or does not
+    /// open a sealed value.
     #[error("master key {path}: {reason}. The parameter store cannot be read without it; restore the file or start a fresh --data-dir")]
     MasterKey { path: PathBuf, reason: String },
+    /// A file of the store could not be read or written.
     #[error("I/O error on {path}: {source}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+    /// The named object does not exist.
     #[error("{kind} {name} not found")]
     NotFound { kind: &'static str, name: String },
+    /// The named object exists already.
     #[error("{kind} {name} already exists")]
     AlreadyExists { kind: &'static str, name: String },
+    /// The operation is not allowed in the object's current state (AWS's
+    /// `ConflictException` / `InvalidRequestException`).
     #[error("{kind} {name}: {reason}")]
     Conflict {
         kind: &'static str,
         name: String,
         reason: String,
     },
+    /// The input is malformed.
     #[error("invalid {what}: {reason}")]
     Invalid { what: String, reason: String },
 }
@@ -408,6 +423,7 @@ fn configure(conn: &rusqlite::Connection, path: &Path, writable: bool) -> StoreR
         source: Box::new(source),
     };
     conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     if writable {
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -457,6 +473,36 @@ fn migrate(conn: &rusqlite::Connection, path: &Path) -> StoreResult<()> {
     }
     Ok(())
 }
+
+/// Cached statements: the endpoint and the rotation function run the same
+/// few statements thousands of times a second during a fleet onboarding;
+/// SQLite parses each once per connection instead of once per call.
+pub(crate) trait Cached {
+    /// `execute` through the statement cache.
+    fn execute_cached<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    /// `query_row` through the statement cache.
+    fn query_row_cached<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
+}
+
+impl Cached for rusqlite::Connection {
+    fn execute_cached<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn query_row_cached<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+}
+
+/// How many prepared statements each connection keeps (all of the store's).
+const STATEMENT_CACHE: usize = 128;
 
 /// Maps a text column to a [`crate::model::CertificateStatus`].
 pub(crate) fn status_col(

@@ -2,7 +2,7 @@
 //! sealed with the keyring before they reach SQLite: the database never holds
 //! a plaintext secret.
 
-use super::{Keyring, Store, StoreError, StoreResult};
+use super::{Cached, Keyring, Store, StoreError, StoreResult};
 use crate::model::{now_millis, Parameter, ParameterType};
 use rusqlite::OptionalExtension;
 
@@ -74,7 +74,7 @@ impl Store {
                 });
             }
             let version = existing.unwrap_or(0) + 1;
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO parameters (name, kind, value, version, last_modified)
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(name) DO UPDATE SET kind = excluded.kind, value = excluded.value,
@@ -94,7 +94,7 @@ impl Store {
         with_decryption: bool,
     ) -> StoreResult<Option<Parameter>> {
         let row = self.with_conn(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT kind, value, version, last_modified FROM parameters WHERE name = ?1",
                 [name],
                 |r| {
@@ -131,14 +131,14 @@ impl Store {
 
     /// `DeleteParameter`. False if absent.
     pub fn delete_parameter(&self, name: &str) -> StoreResult<bool> {
-        self.with_conn(|c| c.execute("DELETE FROM parameters WHERE name = ?1", [name]))
+        self.with_conn(|c| c.execute_cached("DELETE FROM parameters WHERE name = ?1", [name]))
             .map(|n| n > 0)
     }
 
     /// `DescribeParameters`: values are not included (`value` is empty).
     pub fn list_parameters(&self) -> StoreResult<Vec<Parameter>> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT name, kind, version, last_modified FROM parameters ORDER BY name",
             )?;
             let rows = stmt.query_map([], |r| {

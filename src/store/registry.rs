@@ -1,10 +1,10 @@
-//! AWS IoT's registry: CA certificates, certificates, things, policies and
-//! their attachments, the registration code, topic rules and functions.
+//! AWS IoT's registry: CA certificates, the registration code, certificates,
+//! things and their principals. Policies are in `policies.rs`, topic rules and
+//! functions in `rules.rs`.
 
-use super::{json_col, status_col, to_json, Store, StoreError, StoreResult};
+use super::{json_col, status_col, to_json, Cached, Store, StoreError, StoreResult};
 use crate::model::{
-    now_millis, CaCertificate, Certificate, CertificateStatus, Function, Policy,
-    RegistrationConfig, Thing, TopicRule,
+    now_millis, CaCertificate, Certificate, CertificateStatus, RegistrationConfig, Thing,
 };
 use rand::RngCore;
 use rusqlite::OptionalExtension;
@@ -55,34 +55,7 @@ fn thing_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Thing> {
     })
 }
 
-fn policy_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Policy> {
-    Ok(Policy {
-        name: r.get(0)?,
-        document: r.get(1)?,
-        version: r.get(2)?,
-    })
-}
-
-fn rule_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TopicRule> {
-    Ok(TopicRule {
-        name: r.get(0)?,
-        sql: r.get(1)?,
-        actions: json_col(r, 2)?,
-        enabled: r.get(3)?,
-    })
-}
-
-fn function_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Function> {
-    Ok(Function {
-        name: r.get(0)?,
-        arn: r.get(1)?,
-        handler: r.get(2)?,
-        role_arn: r.get(3)?,
-        environment: json_col(r, 4)?,
-    })
-}
-
-fn not_found(kind: &'static str, name: &str) -> StoreError {
+pub(super) fn not_found(kind: &'static str, name: &str) -> StoreError {
     StoreError::NotFound {
         kind,
         name: name.to_string(),
@@ -91,16 +64,16 @@ fn not_found(kind: &'static str, name: &str) -> StoreError {
 
 impl Store {
     /// Runs a query returning a list of strings.
-    fn strings(&self, sql: &str, param: &str) -> StoreResult<Vec<String>> {
+    pub(super) fn strings(&self, sql: &str, param: &str) -> StoreResult<Vec<String>> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(sql)?;
+            let mut stmt = c.prepare_cached(sql)?;
             let rows = stmt.query_map([param], |r| r.get(0))?;
             rows.collect()
         })
     }
 
-    fn exists(&self, sql: &str, param: &str) -> StoreResult<bool> {
-        self.with_conn(|c| c.query_row(sql, [param], |_| Ok(())).optional())
+    pub(super) fn exists(&self, sql: &str, param: &str) -> StoreResult<bool> {
+        self.with_conn(|c| c.query_row_cached(sql, [param], |_| Ok(())).optional())
             .map(|row| row.is_some())
     }
 
@@ -110,7 +83,7 @@ impl Store {
     pub fn register_ca(&self, ca: &CaCertificate) -> StoreResult<()> {
         let config = ca.registration_config.as_ref().map(to_json).transpose()?;
         let inserted = self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "INSERT OR IGNORE INTO ca_certificates
                      (id, pem, status, auto_registration, registration_config, label, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -137,7 +110,7 @@ impl Store {
     /// `DescribeCACertificate`.
     pub fn get_ca(&self, id: &str) -> StoreResult<Option<CaCertificate>> {
         self.with_conn(|c| {
-            c.query_row(
+            c.query_row_cached(
                 &format!("SELECT {CA_COLUMNS} FROM ca_certificates WHERE id = ?1"),
                 [id],
                 ca_row,
@@ -149,7 +122,7 @@ impl Store {
     /// `ListCACertificates`, oldest first.
     pub fn list_cas(&self) -> StoreResult<Vec<CaCertificate>> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(&format!(
+            let mut stmt = c.prepare_cached(&format!(
                 "SELECT {CA_COLUMNS} FROM ca_certificates ORDER BY created_at, id"
             ))?;
             let rows = stmt.query_map([], ca_row)?;
@@ -160,7 +133,7 @@ impl Store {
     /// `UpdateCACertificate --new-status`. `NotFound` if unknown.
     pub fn set_ca_status(&self, id: &str, status: CertificateStatus) -> StoreResult<()> {
         let n = self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "UPDATE ca_certificates SET status = ?2 WHERE id = ?1",
                 [id, status.as_str()],
             )
@@ -180,7 +153,7 @@ impl Store {
     ) -> StoreResult<()> {
         let config = config.map(to_json).transpose()?;
         let n = self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "UPDATE ca_certificates SET auto_registration = ?2, registration_config = ?3
                  WHERE id = ?1",
                 rusqlite::params![id, enabled, config],
@@ -205,7 +178,7 @@ impl Store {
                 reason: format!("it is {}; set it INACTIVE before deleting it", ca.status),
             });
         }
-        self.with_conn(|c| c.execute("DELETE FROM ca_certificates WHERE id = ?1", [id]))
+        self.with_conn(|c| c.execute_cached("DELETE FROM ca_certificates WHERE id = ?1", [id]))
             .map(|n| n > 0)
     }
 
@@ -216,12 +189,12 @@ impl Store {
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         let fresh = hex::encode(bytes);
         self.with_tx(|tx| {
-            tx.execute(
+            tx.execute_cached(
                 "INSERT OR IGNORE INTO registration_code (id, code) VALUES (1, ?1)",
                 [&fresh],
             )
             .map_err(|e| self.sql_error(e))?;
-            tx.query_row("SELECT code FROM registration_code WHERE id = 1", [], |r| {
+            tx.query_row_cached("SELECT code FROM registration_code WHERE id = 1", [], |r| {
                 r.get(0)
             })
             .map_err(|e| self.sql_error(e))
@@ -233,7 +206,7 @@ impl Store {
     /// `RegisterCertificate` / JITP registration. `AlreadyExists` if known.
     pub fn register_certificate(&self, cert: &Certificate) -> StoreResult<()> {
         let inserted = self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "INSERT OR IGNORE INTO certificates (id, ca_id, pem, status, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 rusqlite::params![
@@ -257,7 +230,7 @@ impl Store {
     /// `DescribeCertificate`.
     pub fn get_certificate(&self, id: &str) -> StoreResult<Option<Certificate>> {
         self.with_conn(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT id, ca_id, pem, status, created_at FROM certificates WHERE id = ?1",
                 [id],
                 cert_row,
@@ -269,7 +242,7 @@ impl Store {
     /// `ListCertificates`, oldest first.
     pub fn list_certificates(&self) -> StoreResult<Vec<Certificate>> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT id, ca_id, pem, status, created_at FROM certificates
                  ORDER BY created_at, id",
             )?;
@@ -281,7 +254,7 @@ impl Store {
     /// `UpdateCertificate --new-status`. `NotFound` if unknown.
     pub fn set_certificate_status(&self, id: &str, status: CertificateStatus) -> StoreResult<()> {
         let n = self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "UPDATE certificates SET status = ?2 WHERE id = ?1",
                 [id, status.as_str()],
             )
@@ -329,9 +302,9 @@ impl Store {
                     ),
                 });
             }
-            tx.execute("DELETE FROM policy_targets WHERE target = ?1", [id])
+            tx.execute_cached("DELETE FROM policy_targets WHERE target = ?1", [id])
                 .map_err(|e| self.sql_error(e))?;
-            tx.execute("DELETE FROM certificates WHERE id = ?1", [id])
+            tx.execute_cached("DELETE FROM certificates WHERE id = ?1", [id])
                 .map_err(|e| self.sql_error(e))?;
             Ok(true)
         })
@@ -343,7 +316,7 @@ impl Store {
         ca_id: &str,
     ) -> StoreResult<Vec<(CertificateStatus, u64)>> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT status, count(*) FROM certificates WHERE ca_id = ?1
                  GROUP BY status ORDER BY status",
             )?;
@@ -370,12 +343,12 @@ impl Store {
         }
         let attributes = to_json(attributes)?;
         self.with_tx(|tx| {
-            tx.execute(
+            tx.execute_cached(
                 "INSERT OR IGNORE INTO things (name, attributes, created_at) VALUES (?1, ?2, ?3)",
                 rusqlite::params![name, attributes, now_millis()],
             )
             .map_err(|e| self.sql_error(e))?;
-            tx.query_row(
+            tx.query_row_cached(
                 "SELECT name, attributes, created_at FROM things WHERE name = ?1",
                 [name],
                 thing_row,
@@ -387,7 +360,7 @@ impl Store {
     /// `DescribeThing`.
     pub fn get_thing(&self, name: &str) -> StoreResult<Option<Thing>> {
         self.with_conn(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT name, attributes, created_at FROM things WHERE name = ?1",
                 [name],
                 thing_row,
@@ -400,7 +373,7 @@ impl Store {
     pub fn list_things(&self) -> StoreResult<Vec<Thing>> {
         self.with_conn(|c| {
             let mut stmt =
-                c.prepare("SELECT name, attributes, created_at FROM things ORDER BY name")?;
+                c.prepare_cached("SELECT name, attributes, created_at FROM things ORDER BY name")?;
             let rows = stmt.query_map([], thing_row)?;
             rows.collect()
         })
@@ -419,7 +392,7 @@ impl Store {
                 ),
             });
         }
-        self.with_conn(|c| c.execute("DELETE FROM things WHERE name = ?1", [name]))
+        self.with_conn(|c| c.execute_cached("DELETE FROM things WHERE name = ?1", [name]))
             .map(|n| n > 0)
     }
 
@@ -432,7 +405,7 @@ impl Store {
             return Err(not_found("certificate", cert_id));
         }
         self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "INSERT OR IGNORE INTO thing_principals (thing, principal) VALUES (?1, ?2)",
                 [thing, cert_id],
             )
@@ -443,7 +416,7 @@ impl Store {
     /// `DetachThingPrincipal` (idempotent).
     pub fn detach_thing_principal(&self, thing: &str, cert_id: &str) -> StoreResult<()> {
         self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "DELETE FROM thing_principals WHERE thing = ?1 AND principal = ?2",
                 [thing, cert_id],
             )
@@ -465,244 +438,5 @@ impl Store {
             "SELECT thing FROM thing_principals WHERE principal = ?1 ORDER BY thing",
             cert_id,
         )
-    }
-
-    // ---- policies --------------------------------------------------------
-
-    /// `CreatePolicy`. `AlreadyExists` if the name is taken.
-    pub fn create_policy(&self, name: &str, document: &str) -> StoreResult<Policy> {
-        self.with_tx(|tx| {
-            let inserted = tx
-                .execute(
-                    "INSERT OR IGNORE INTO policies (name, document, version) VALUES (?1, ?2, 1)",
-                    [name, document],
-                )
-                .map_err(|e| self.sql_error(e))?;
-            if inserted == 0 {
-                return Err(StoreError::AlreadyExists {
-                    kind: "policy",
-                    name: name.to_string(),
-                });
-            }
-            tx.execute(
-                "INSERT OR REPLACE INTO policy_versions (name, version, document, created_at)
-                 VALUES (?1, 1, ?2, ?3)",
-                rusqlite::params![name, document, now_millis()],
-            )
-            .map_err(|e| self.sql_error(e))?;
-            Ok(Policy {
-                name: name.to_string(),
-                document: document.to_string(),
-                version: 1,
-            })
-        })
-    }
-
-    /// `CreatePolicyVersion --set-as-default`: a new default version.
-    pub fn update_policy(&self, name: &str, document: &str) -> StoreResult<Policy> {
-        self.with_tx(|tx| {
-            let current: Option<i64> = tx
-                .query_row(
-                    "SELECT version FROM policies WHERE name = ?1",
-                    [name],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(|e| self.sql_error(e))?;
-            let Some(current) = current else {
-                return Err(not_found("policy", name));
-            };
-            let version = current + 1;
-            tx.execute(
-                "UPDATE policies SET document = ?2, version = ?3 WHERE name = ?1",
-                rusqlite::params![name, document, version],
-            )
-            .map_err(|e| self.sql_error(e))?;
-            tx.execute(
-                "INSERT OR REPLACE INTO policy_versions (name, version, document, created_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-                rusqlite::params![name, version, document, now_millis()],
-            )
-            .map_err(|e| self.sql_error(e))?;
-            Ok(Policy {
-                name: name.to_string(),
-                document: document.to_string(),
-                version,
-            })
-        })
-    }
-
-    /// `GetPolicy`: the default version.
-    pub fn get_policy(&self, name: &str) -> StoreResult<Option<Policy>> {
-        self.with_conn(|c| {
-            c.query_row(
-                "SELECT name, document, version FROM policies WHERE name = ?1",
-                [name],
-                policy_row,
-            )
-            .optional()
-        })
-    }
-
-    /// `ListPolicies`, by name.
-    pub fn list_policies(&self) -> StoreResult<Vec<Policy>> {
-        self.with_conn(|c| {
-            let mut stmt =
-                c.prepare("SELECT name, document, version FROM policies ORDER BY name")?;
-            let rows = stmt.query_map([], policy_row)?;
-            rows.collect()
-        })
-    }
-
-    /// `DeletePolicy`: `Conflict` while attached. False if absent.
-    pub fn delete_policy(&self, name: &str) -> StoreResult<bool> {
-        self.with_tx(|tx| {
-            let targets: i64 = tx
-                .query_row(
-                    "SELECT count(*) FROM policy_targets WHERE policy = ?1",
-                    [name],
-                    |r| r.get(0),
-                )
-                .map_err(|e| self.sql_error(e))?;
-            if targets > 0 {
-                return Err(StoreError::Conflict {
-                    kind: "policy",
-                    name: name.to_string(),
-                    reason: format!(
-                        "it is attached to {targets} target(s); detach it (or run `jitpilot cleanup`) first"
-                    ),
-                });
-            }
-            tx.execute("DELETE FROM policy_versions WHERE name = ?1", [name])
-                .map_err(|e| self.sql_error(e))?;
-            tx.execute("DELETE FROM policies WHERE name = ?1", [name])
-                .map(|n| n > 0)
-                .map_err(|e| self.sql_error(e))
-        })
-    }
-
-    /// `AttachPolicy` (idempotent). `NotFound` if the policy is unknown.
-    pub fn attach_policy(&self, policy: &str, target: &str) -> StoreResult<()> {
-        if !self.exists("SELECT 1 FROM policies WHERE name = ?1", policy)? {
-            return Err(not_found("policy", policy));
-        }
-        self.with_conn(|c| {
-            c.execute(
-                "INSERT OR IGNORE INTO policy_targets (policy, target) VALUES (?1, ?2)",
-                [policy, target],
-            )
-        })
-        .map(|_| ())
-    }
-
-    /// `DetachPolicy` (idempotent).
-    pub fn detach_policy(&self, policy: &str, target: &str) -> StoreResult<()> {
-        self.with_conn(|c| {
-            c.execute(
-                "DELETE FROM policy_targets WHERE policy = ?1 AND target = ?2",
-                [policy, target],
-            )
-        })
-        .map(|_| ())
-    }
-
-    /// `ListAttachedPolicies`: the policies attached to a certificate.
-    pub fn list_attached_policies(&self, target: &str) -> StoreResult<Vec<Policy>> {
-        self.with_conn(|c| {
-            let mut stmt = c.prepare(
-                "SELECT p.name, p.document, p.version FROM policies p
-                 JOIN policy_targets t ON t.policy = p.name
-                 WHERE t.target = ?1 ORDER BY p.name",
-            )?;
-            let rows = stmt.query_map([target], policy_row)?;
-            rows.collect()
-        })
-    }
-
-    /// `ListTargetsForPolicy`.
-    pub fn list_policy_targets(&self, policy: &str) -> StoreResult<Vec<String>> {
-        self.strings(
-            "SELECT target FROM policy_targets WHERE policy = ?1 ORDER BY target",
-            policy,
-        )
-    }
-
-    // ---- topic rules and functions (written by the stack engine) ---------
-
-    /// Creates or replaces a topic rule.
-    pub fn put_topic_rule(&self, rule: &TopicRule) -> StoreResult<()> {
-        let actions = to_json(&rule.actions)?;
-        self.with_conn(|c| {
-            c.execute(
-                "INSERT OR REPLACE INTO topic_rules (name, sql, actions, enabled)
-                 VALUES (?1, ?2, ?3, ?4)",
-                rusqlite::params![rule.name, rule.sql, actions, rule.enabled],
-            )
-        })
-        .map(|_| ())
-    }
-
-    /// `DeleteTopicRule`. False if absent.
-    pub fn delete_topic_rule(&self, name: &str) -> StoreResult<bool> {
-        self.with_conn(|c| c.execute("DELETE FROM topic_rules WHERE name = ?1", [name]))
-            .map(|n| n > 0)
-    }
-
-    /// `ListTopicRules`, by name.
-    pub fn list_topic_rules(&self) -> StoreResult<Vec<TopicRule>> {
-        self.with_conn(|c| {
-            let mut stmt =
-                c.prepare("SELECT name, sql, actions, enabled FROM topic_rules ORDER BY name")?;
-            let rows = stmt.query_map([], rule_row)?;
-            rows.collect()
-        })
-    }
-
-    /// Creates or replaces a function.
-    pub fn put_function(&self, function: &Function) -> StoreResult<()> {
-        let environment = to_json(&function.environment)?;
-        self.with_conn(|c| {
-            c.execute(
-                "INSERT OR REPLACE INTO functions (name, arn, handler, role_arn, environment)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                rusqlite::params![
-                    function.name,
-                    function.arn,
-                    function.handler,
-                    function.role_arn,
-                    environment
-                ],
-            )
-        })
-        .map(|_| ())
-    }
-
-    /// `GetFunction`.
-    pub fn get_function(&self, name: &str) -> StoreResult<Option<Function>> {
-        self.with_conn(|c| {
-            c.query_row(
-                "SELECT name, arn, handler, role_arn, environment FROM functions WHERE name = ?1",
-                [name],
-                function_row,
-            )
-            .optional()
-        })
-    }
-
-    /// `DeleteFunction`. False if absent.
-    pub fn delete_function(&self, name: &str) -> StoreResult<bool> {
-        self.with_conn(|c| c.execute("DELETE FROM functions WHERE name = ?1", [name]))
-            .map(|n| n > 0)
-    }
-
-    /// `ListFunctions`, by name.
-    pub fn list_functions(&self) -> StoreResult<Vec<Function>> {
-        self.with_conn(|c| {
-            let mut stmt = c.prepare(
-                "SELECT name, arn, handler, role_arn, environment FROM functions ORDER BY name",
-            )?;
-            let rows = stmt.query_map([], function_row)?;
-            rows.collect()
-        })
     }
 }

@@ -1,6 +1,6 @@
 //! Stacks, their resources and events, as the stack engine records them.
 
-use super::{json_col, to_json, Store, StoreResult};
+use super::{json_col, to_json, Cached, Store, StoreResult};
 use crate::model::{Stack, StackEvent, StackResource};
 use rusqlite::OptionalExtension;
 
@@ -8,7 +8,7 @@ impl Store {
     /// `DescribeStacks` for one stack.
     pub fn get_stack(&self, name: &str) -> StoreResult<Option<Stack>> {
         self.with_conn(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT name, status, template, parameters, created_at, updated_at
                  FROM stacks WHERE name = ?1",
                 [name],
@@ -31,7 +31,7 @@ impl Store {
     pub fn put_stack(&self, stack: &Stack) -> StoreResult<()> {
         let parameters = to_json(&stack.parameters)?;
         self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "INSERT INTO stacks (name, status, template, parameters, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT(name) DO UPDATE SET status = excluded.status,
@@ -53,7 +53,10 @@ impl Store {
     /// Deletes the stack row, its resources and its events. False if absent.
     pub fn delete_stack(&self, name: &str) -> StoreResult<bool> {
         self.with_tx(|tx| {
-            let run = |sql: &str| tx.execute(sql, [name]).map_err(|e| self.sql_error(e));
+            let run = |sql: &str| {
+                tx.execute_cached(sql, [name])
+                    .map_err(|e| self.sql_error(e))
+            };
             run("DELETE FROM stack_resources WHERE stack = ?1")?;
             run("DELETE FROM stack_events WHERE stack = ?1")?;
             Ok(run("DELETE FROM stacks WHERE name = ?1")? > 0)
@@ -63,7 +66,7 @@ impl Store {
     /// The stack's resources, in the order they were first recorded.
     pub fn list_stack_resources(&self, stack: &str) -> StoreResult<Vec<StackResource>> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT stack, logical_id, resource_type, physical_id, status, properties
                  FROM stack_resources WHERE stack = ?1 ORDER BY rowid",
             )?;
@@ -85,7 +88,7 @@ impl Store {
     pub fn put_stack_resource(&self, resource: &StackResource) -> StoreResult<()> {
         let properties = to_json(&resource.properties)?;
         self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "INSERT INTO stack_resources
                      (stack, logical_id, resource_type, physical_id, status, properties)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -108,7 +111,7 @@ impl Store {
     /// Deletes one resource row. False if absent.
     pub fn delete_stack_resource(&self, stack: &str, logical_id: &str) -> StoreResult<bool> {
         self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "DELETE FROM stack_resources WHERE stack = ?1 AND logical_id = ?2",
                 [stack, logical_id],
             )
@@ -119,7 +122,7 @@ impl Store {
     /// Records one stack event.
     pub fn add_stack_event(&self, event: &StackEvent) -> StoreResult<()> {
         self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "INSERT INTO stack_events (stack, timestamp, logical_id, resource_type, status, reason)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 rusqlite::params![
@@ -139,7 +142,7 @@ impl Store {
     pub fn list_stack_events(&self, stack: &str, limit: usize) -> StoreResult<Vec<StackEvent>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with_conn(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT stack, timestamp, logical_id, resource_type, status, reason FROM (
                      SELECT * FROM stack_events WHERE stack = ?1 ORDER BY seq DESC LIMIT ?2
                  ) ORDER BY seq",

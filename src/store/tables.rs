@@ -1,7 +1,7 @@
 //! Named tables of JSON items keyed by a string hash key — the local
 //! stand-in for DynamoDB (`CertRotationDevices`, hash key `SerialNumber`).
 
-use super::{json_col, to_json, Store, StoreError, StoreResult};
+use super::{json_col, to_json, Cached, Store, StoreError, StoreResult};
 use crate::model::TableInfo;
 use rusqlite::OptionalExtension;
 use serde_json::{Map, Value};
@@ -24,7 +24,7 @@ impl Store {
             }),
             None => self
                 .with_conn(|c| {
-                    c.execute(
+                    c.execute_cached(
                         "INSERT INTO tables (name, hash_key) VALUES (?1, ?2)",
                         [name, hash_key],
                     )
@@ -36,9 +36,9 @@ impl Store {
     /// `DeleteTable` with all its items. False if absent.
     pub fn delete_table(&self, name: &str) -> StoreResult<bool> {
         self.with_tx(|tx| {
-            tx.execute("DELETE FROM items WHERE table_name = ?1", [name])
+            tx.execute_cached("DELETE FROM items WHERE table_name = ?1", [name])
                 .map_err(|e| self.sql_error(e))?;
-            tx.execute("DELETE FROM tables WHERE name = ?1", [name])
+            tx.execute_cached("DELETE FROM tables WHERE name = ?1", [name])
                 .map(|n| n > 0)
                 .map_err(|e| self.sql_error(e))
         })
@@ -47,7 +47,7 @@ impl Store {
     /// `DescribeTable`: name, hash key and item count.
     pub fn describe_table(&self, name: &str) -> StoreResult<Option<TableInfo>> {
         self.with_conn(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT t.name, t.hash_key, (SELECT count(*) FROM items i WHERE i.table_name = t.name)
                  FROM tables t WHERE t.name = ?1",
                 [name],
@@ -60,7 +60,7 @@ impl Store {
     /// `ListTables`, with each table's description.
     pub fn list_tables(&self) -> StoreResult<Vec<TableInfo>> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT t.name, t.hash_key, (SELECT count(*) FROM items i WHERE i.table_name = t.name)
                  FROM tables t ORDER BY t.name",
             )?;
@@ -78,18 +78,10 @@ impl Store {
                 kind: "table",
                 name: table.to_string(),
             })?;
-        let key = match item.get(&hash_key) {
-            Some(Value::String(k)) if !k.is_empty() => k.clone(),
-            _ => {
-                return Err(StoreError::Invalid {
-                    what: format!("item for table {table}"),
-                    reason: format!("it needs the hash key {hash_key} as a non-empty string"),
-                })
-            }
-        };
+        let key = item_key(table, &hash_key, item)?;
         let json = to_json(item)?;
         self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "INSERT INTO items (table_name, hash_key, item) VALUES (?1, ?2, ?3)
                  ON CONFLICT(table_name, hash_key) DO UPDATE SET item = excluded.item",
                 [table, key.as_str(), json.as_str()],
@@ -98,10 +90,38 @@ impl Store {
         .map(|_| ())
     }
 
+    /// `BatchWriteItem`: puts every item in one transaction (all or none),
+    /// with `put_item`'s checks. For whitelisting a large fleet at once.
+    pub fn put_items(&self, table: &str, items: &[Item]) -> StoreResult<()> {
+        let hash_key = self
+            .table_hash_key(table)?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "table",
+                name: table.to_string(),
+            })?;
+        let mut rows = Vec::with_capacity(items.len());
+        for item in items {
+            rows.push((item_key(table, &hash_key, item)?, to_json(item)?));
+        }
+        self.with_tx(|tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO items (table_name, hash_key, item) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(table_name, hash_key) DO UPDATE SET item = excluded.item",
+                )
+                .map_err(|e| self.sql_error(e))?;
+            for (key, json) in &rows {
+                stmt.execute([table, key.as_str(), json.as_str()])
+                    .map_err(|e| self.sql_error(e))?;
+            }
+            Ok(())
+        })
+    }
+
     /// `GetItem` by hash key.
     pub fn get_item(&self, table: &str, key: &str) -> StoreResult<Option<Item>> {
         self.with_conn(|c| {
-            c.query_row(
+            c.query_row_cached(
                 "SELECT item FROM items WHERE table_name = ?1 AND hash_key = ?2",
                 [table, key],
                 |r| json_col(r, 0),
@@ -113,7 +133,7 @@ impl Store {
     /// `DeleteItem`. False if absent.
     pub fn delete_item(&self, table: &str, key: &str) -> StoreResult<bool> {
         self.with_conn(|c| {
-            c.execute(
+            c.execute_cached(
                 "DELETE FROM items WHERE table_name = ?1 AND hash_key = ?2",
                 [table, key],
             )
@@ -125,7 +145,7 @@ impl Store {
     pub fn scan(&self, table: &str) -> StoreResult<Vec<Item>> {
         self.with_conn(|c| {
             let mut stmt =
-                c.prepare("SELECT item FROM items WHERE table_name = ?1 ORDER BY hash_key")?;
+                c.prepare_cached("SELECT item FROM items WHERE table_name = ?1 ORDER BY hash_key")?;
             let rows = stmt.query_map([table], |r| json_col(r, 0))?;
             rows.collect()
         })
@@ -133,11 +153,22 @@ impl Store {
 
     fn table_hash_key(&self, name: &str) -> StoreResult<Option<String>> {
         self.with_conn(|c| {
-            c.query_row("SELECT hash_key FROM tables WHERE name = ?1", [name], |r| {
+            c.query_row_cached("SELECT hash_key FROM tables WHERE name = ?1", [name], |r| {
                 r.get(0)
             })
             .optional()
         })
+    }
+}
+
+/// The item's hash key value: a non-empty string, as DynamoDB requires for `S` keys.
+fn item_key(table: &str, hash_key: &str, item: &Item) -> StoreResult<String> {
+    match item.get(hash_key) {
+        Some(Value::String(k)) if !k.is_empty() => Ok(k.clone()),
+        _ => Err(StoreError::Invalid {
+            what: format!("item for table {table}"),
+            reason: format!("it needs the hash key {hash_key} as a non-empty string"),
+        }),
     }
 }
 
@@ -217,6 +248,18 @@ mod tests {
             store.put_item("Nope", &row),
             Err(StoreError::NotFound { .. })
         ));
+        // A batch is all or nothing: one bad item, nothing written.
+        let batch = [
+            item(json!({"SerialNumber": "C1"})),
+            item(json!({"Serial": "C2"})),
+        ];
+        assert!(store.put_items("CertRotationDevices", &batch).is_err());
+        assert!(store
+            .get_item("CertRotationDevices", "C1")
+            .unwrap()
+            .is_none());
+        store.put_items("CertRotationDevices", &batch[..1]).unwrap();
+        assert!(store.delete_item("CertRotationDevices", "C1").unwrap());
         assert!(store.delete_item("CertRotationDevices", "A1").unwrap());
         assert!(!store.delete_item("CertRotationDevices", "A1").unwrap());
         assert!(store.delete_table("CertRotationDevices").unwrap());

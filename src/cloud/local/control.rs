@@ -346,3 +346,6 @@ fn command_line() -> String {
 pub(crate) fn short_id(id: &str) -> &str {
     id.get(..10).unwrap_or(id)
 }
+
+#[cfg(test)]
+mod tests;

@@ -33,8 +33,11 @@ pub const FLEET_FILE: &str = "fleet.json";
 /// What can go wrong with the data dir. Messages say what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum DataDirError {
+    /// Another process owns the data dir; `owner` is what its lock file says
+    /// (`pid 1234 (`jitpilot serve`)`).
     #[error("the data dir {dir} is in use by {owner}; stop that process first, or pass another --data-dir (`jitpilot status` works beside it)")]
     Locked { dir: PathBuf, owner: String },
+    /// A file of the data dir could not be created, read or written.
     #[error("I/O error on {path}: {source}; check that the data dir is writable, or pass another --data-dir")]
     Io {
         path: PathBuf,
@@ -216,7 +219,11 @@ pub(crate) fn create_private_dir(path: &Path) -> DataDirResult<()> {
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so that a
-/// reader (or a crash) never sees a half-written file. `private` makes it 0600.
+/// reader never sees a half-written file. `private` makes it 0600.
+///
+/// No fsync: `init` writes thousands of these, and every reader checks what it
+/// reads (a factory cert must chain to the Vendor CA and match its key), so a
+/// file torn by a power cut is detected and rewritten by the next `init`.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> DataDirResult<()> {
     let file_name = path
         .file_name()
@@ -235,7 +242,6 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> Data
         let _ = private;
         let mut file = options.open(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
     if result.is_err() {

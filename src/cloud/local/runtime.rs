@@ -11,7 +11,6 @@
 use super::datadir::EndpointAddrFile;
 use super::endpoint::{self, EndpointConfig, EndpointError, EndpointHandle};
 use super::{endpoint_ca, functions, LocalCloud};
-use crate::rotation::RotationConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -91,11 +90,7 @@ pub async fn start_with(
     ca.write_pem(&endpoint_ca_path)
         .map_err(|e| RuntimeError::EndpointCa(e.to_string()))?;
 
-    let fleet = cloud.fleet();
-    let rotation = RotationConfig {
-        validity_days: fleet.manufacturer_cert.validity_days,
-        key_algorithm: Some(fleet.manufacturer_cert.key_algorithm),
-    };
+    let rotation = functions::rotation_config(cloud.fleet());
     let functions = functions::builtin_functions(store.clone(), cloud.bus().clone(), rotation);
     let endpoint = endpoint::start(
         config,

@@ -14,7 +14,7 @@ use super::{short_id, LocalCloud};
 use crate::cloud::local::datadir::{create_private_dir, write_atomically};
 use crate::cloud::local::endpoint_ca;
 use crate::cloud::local::{DEVICE_TABLE, DEVICE_TABLE_KEY, LOCAL_ACCOUNT_ID, STACK_NAME};
-use crate::cloud::{CloudError, CloudResult, EventKind, InitReport};
+use crate::cloud::{CloudError, CloudEvent, CloudResult, EventKind, InitReport};
 use crate::model::{
     now_millis, CaCertificate, CertificateStatus, ParameterType, RegistrationConfig,
 };
@@ -78,9 +78,7 @@ pub(super) fn run(cloud: &LocalCloud, extra_devices: usize) -> CloudResult<InitR
     endpoint.write_pem(&cloud.data_dir().endpoint_ca_path())?;
 
     let serials = cloud.fleet().serials(extra_devices);
-    for serial in &serials {
-        created |= whitelist(cloud, serial, &manufacturer.record.id)?;
-    }
+    created |= whitelist(cloud, &serials, &manufacturer.record.id)? > 0;
     create_private_dir(&cloud.data_dir().devices_dir()).map_err(other)?;
     let mut issued = 0usize;
     for serial in &serials {
@@ -299,39 +297,82 @@ fn missing_key(label: &str, id: &str, parameter: &str) -> CloudError {
     ))
 }
 
-/// Whitelists `serial` unless it has a row already. A row still at
+/// Whitelists the serials that have no row yet, in one batch. A row still at
 /// `CR_WHITELISTED` follows the current Manufacturer CA; rows that progressed
-/// are left as they are. Returns true when it wrote.
-fn whitelist(cloud: &LocalCloud, serial: &str, manufacturer_ca_id: &str) -> CloudResult<bool> {
+/// are left as they are. Returns how many rows were written.
+fn whitelist(
+    cloud: &LocalCloud,
+    serials: &[String],
+    manufacturer_ca_id: &str,
+) -> CloudResult<usize> {
     let store = cloud.store();
-    let row = store.get_item(DEVICE_TABLE, serial)?;
-    let write = match &row {
-        None => true,
-        Some(item) => {
-            item.get("CrState").and_then(|v| v.as_str()) == Some(CR_WHITELISTED)
-                && item.get("ManufacturerCaCertId").and_then(|v| v.as_str())
-                    != Some(manufacturer_ca_id)
+    let mut rows = Vec::new();
+    for serial in serials {
+        let write = match store.get_item(DEVICE_TABLE, serial)? {
+            None => true,
+            Some(item) => {
+                item.get("CrState").and_then(|v| v.as_str()) == Some(CR_WHITELISTED)
+                    && item.get("ManufacturerCaCertId").and_then(|v| v.as_str())
+                        != Some(manufacturer_ca_id)
+            }
+        };
+        if write {
+            let mut row = serde_json::Map::new();
+            row.insert(DEVICE_TABLE_KEY.into(), serial.as_str().into());
+            row.insert("CrState".into(), CR_WHITELISTED.into());
+            row.insert("ManufacturerCaCertId".into(), manufacturer_ca_id.into());
+            rows.push(row);
         }
+    }
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    store.put_items(DEVICE_TABLE, &rows)?;
+    // Each device's timeline starts here; one transaction for the lot.
+    let log: Vec<_> = rows
+        .iter()
+        .map(|row| {
+            let serial = row[DEVICE_TABLE_KEY]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            (
+                "table.whitelisted".to_string(),
+                serial,
+                serde_json::Value::Object(row.clone()),
+            )
+        })
+        .collect();
+    store.append_events(&log)?;
+    for (_, serial, row) in log {
+        cloud.bus().emit_with(|| {
+            CloudEvent::new(
+                EventKind::Registry,
+                format!("{DEVICE_TABLE}: {serial} {CR_WHITELISTED}"),
+            )
+            .client(serial)
+            .detail(row)
+        });
+    }
+    Ok(rows.len())
+}
+
+/// True when `dir` holds a factory key and cert that belong together and
+/// chain to the Vendor CA: anything else (missing, torn, from an older CA) is
+/// issued again.
+fn has_valid_credentials(key_path: &Path, cert_path: &Path, vendor_ca_pem: &str) -> bool {
+    let (Ok(key), Ok(cert)) = (
+        std::fs::read_to_string(key_path),
+        std::fs::read_to_string(cert_path),
+    ) else {
+        return false;
     };
-    if !write {
-        return Ok(false);
-    }
-    let item = json!({
-        DEVICE_TABLE_KEY: serial,
-        "CrState": CR_WHITELISTED,
-        "ManufacturerCaCertId": manufacturer_ca_id,
-    });
-    if let Some(item) = item.as_object() {
-        store.put_item(DEVICE_TABLE, item)?;
-    }
-    cloud.record(
-        EventKind::Registry,
-        "table.whitelisted",
-        serial,
-        format!("{DEVICE_TABLE}: {serial} {CR_WHITELISTED}"),
-        item,
-    )?;
-    Ok(true)
+    let signed = pki::verify_signed_by(&cert, vendor_ca_pem).unwrap_or(false);
+    let matches = match (pki::public_key_der_of_key(&key), pki::parse_cert(&cert)) {
+        (Ok(public), Ok(info)) => public == info.public_key_der,
+        _ => false,
+    };
+    signed && matches
 }
 
 /// "The factory": the device's key and Vendor-CA-signed cert, unless it has
@@ -348,13 +389,8 @@ fn factory_credentials(
     create_private_dir(&dir).map_err(other)?;
     let key_path = dir.join(VENDOR_KEY_FILE);
     let cert_path = dir.join(VENDOR_CERT_FILE);
-    let has_valid = key_path.exists()
-        && std::fs::read_to_string(&cert_path)
-            .ok()
-            .and_then(|pem| pki::verify_signed_by(&pem, &vendor.cert_pem).ok())
-            .unwrap_or(false);
     let mut issued = false;
-    if !has_valid {
+    if !has_valid_credentials(&key_path, &cert_path, &vendor.cert_pem) {
         let profile = &cloud.fleet().device_cert;
         let device = pki::issue_device_cert(
             &vendor.cert_pem,

@@ -131,28 +131,7 @@ pub async fn run_jitp(shared: &Arc<Shared>, admission: &Admission, client_id: &s
                 .jitp_provisioned
                 .fetch_add(1, Ordering::Relaxed);
             tracing::info!(client_id, cert_id = %done.certificate_id, thing = ?done.thing, status = %done.status, "JITP provisioned");
-            let detail = serde_json::to_value(&done).unwrap_or_default();
-            if let Err(e) =
-                shared
-                    .store
-                    .append_event("jitp.provisioned", &done.certificate_id, &detail)
-            {
-                tracing::warn!(error = %e, "event log write failed");
-            }
-            shared.bus.emit_with(|| {
-                CloudEvent::new(
-                    EventKind::Jitp,
-                    format!(
-                        "registered {} ({}), template applied: thing {}, policies [{}]",
-                        short(&done.certificate_id),
-                        done.status,
-                        done.thing.as_deref().unwrap_or("-"),
-                        done.policies.join(", ")
-                    ),
-                )
-                .client(client_id)
-                .detail(detail.clone())
-            });
+            record_jitp_steps(shared, client_id, &done);
             // AWS's event reports the registration itself: PENDING_ACTIVATION.
             let (topic, body) = lifecycle::certificate_registered(
                 &done.certificate_id,
@@ -187,6 +166,54 @@ pub async fn run_jitp(shared: &Arc<Shared>, admission: &Admission, client_id: &s
             });
             CloseReason::AuthenticationError(format!("JITP failed: {why}"))
         }
+    }
+}
+
+/// Every JITP step on the event stream (JITP and registry changes) and in
+/// the event log, under the device's clientId (= serial in the walkthrough).
+fn record_jitp_steps(shared: &Shared, client_id: &str, done: &jitp::Provisioned) {
+    let id = short(&done.certificate_id);
+    let mut steps: Vec<(&str, EventKind, String)> = Vec::new();
+    if done.newly_registered {
+        steps.push((
+            "jitp.registered",
+            EventKind::Jitp,
+            format!(
+                "certificate {id} registered PENDING_ACTIVATION (CA {})",
+                short(&done.ca_certificate_id)
+            ),
+        ));
+    }
+    if let Some(thing) = &done.thing {
+        steps.push((
+            "jitp.thing",
+            EventKind::Registry,
+            format!("thing {thing} created, certificate {id} attached"),
+        ));
+    }
+    for policy in &done.policies {
+        steps.push((
+            "jitp.policy",
+            EventKind::Registry,
+            format!("policy {policy} attached to certificate {id}"),
+        ));
+    }
+    steps.push((
+        "jitp.template_applied",
+        EventKind::Registry,
+        format!("certificate {id} is {} (template applied)", done.status),
+    ));
+    let detail = serde_json::to_value(done).unwrap_or_default();
+    for (kind, event_kind, summary) in steps {
+        let entry = json!({"step": summary, "clientId": client_id, "jitp": detail});
+        if let Err(e) = shared.store.append_event(kind, client_id, &entry) {
+            tracing::warn!(error = %e, "event log write failed");
+        }
+        shared.bus.emit_with(|| {
+            CloudEvent::new(event_kind, summary)
+                .client(client_id)
+                .detail(detail.clone())
+        });
     }
 }
 

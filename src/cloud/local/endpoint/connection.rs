@@ -26,6 +26,9 @@ use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
+/// Longest wait for the client to take our bytes before it counts as gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// What the connection knows once CONNECT is accepted.
 struct Online {
     conn_id: u64,
@@ -71,9 +74,17 @@ pub async fn serve(
     while close_reason.is_none() {
         // Write what the session produced before waiting again.
         if !write_buf.is_empty() {
-            if stream.write_all(&write_buf).await.is_err() || stream.flush().await.is_err() {
-                close_reason = Some(CloseReason::ConnectionLost);
-                break;
+            // A client that stops reading must not hold its task forever.
+            let write = async {
+                stream.write_all(&write_buf).await?;
+                stream.flush().await
+            };
+            match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => {
+                    close_reason = Some(CloseReason::ConnectionLost);
+                    break;
+                }
             }
             write_buf.clear();
         }
@@ -232,7 +243,7 @@ pub async fn serve(
 
     // Flush what is left (e.g. a CONNACK refusal code), then close.
     if !write_buf.is_empty() {
-        let _ = stream.write_all(&write_buf).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&write_buf)).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
     let reason = close_reason.unwrap_or(CloseReason::ConnectionLost);

@@ -9,6 +9,7 @@
 //! - `admission.rs`    after the handshake: certificate status, JITP, the connection's policies
 //! - `connection.rs`   the async shell of one connection: socket ↔ session ↔ router
 //! - `session.rs`      one client's MQTT session as a pure state machine (no IO; property-tested)
+//! - `close_reason.rs` why a connection ended, in AWS's `disconnectReason` words
 //! - `router.rs`       sessions by clientId, subscriptions, retained messages, fan-out
 //! - `rules_engine.rs` topic rules on routed messages; Lambda and republish actions
 //! - `authz.rs`        IoT policy checks of one connection
@@ -18,6 +19,7 @@
 
 mod admission;
 mod authz;
+mod close_reason;
 mod connection;
 mod lifecycle;
 pub mod limits;

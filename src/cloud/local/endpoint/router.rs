@@ -191,6 +191,19 @@ impl Router {
             return;
         };
         if entry.link.as_ref().map(|l| l.conn_id) != Some(conn_id) {
+            // Evicted by a newer connection resuming the same persistent
+            // session: what the old one left unacknowledged goes to the new one.
+            if entry.persistent {
+                for message in unacked {
+                    let undelivered = match &entry.link {
+                        Some(link) => link.tx.try_send(message).err().map(|e| e.into_inner()),
+                        None => Some(message),
+                    };
+                    if let Some(message) = undelivered {
+                        queue_bounded(&mut entry.queued, message, &self.counters);
+                    }
+                }
+            }
             return;
         }
         entry.link = None;
@@ -452,3 +465,7 @@ fn max_qos(a: QoS, b: QoS) -> QoS {
         b
     }
 }
+
+#[cfg(test)]
+#[path = "router_tests.rs"]
+mod tests;

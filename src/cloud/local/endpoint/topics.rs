@@ -20,5 +20,5 @@ pub fn matches(filter: &str, name: &str) -> bool {
 
 /// True when the filter holds no wildcard.
 pub fn is_exact(filter: &str) -> bool {
-    !filter.contains(['+', '#'])
+    topic::is_exact(filter)
 }
