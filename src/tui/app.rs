@@ -447,6 +447,18 @@ impl App {
 
     fn demo_next(&mut self) {
         let Some(demo) = &self.demo else { return };
+        // Each step builds on the previous one: wait until it has finished.
+        if !self.busy.is_empty() || self.devices.summary().running > 0 {
+            let what = if self.busy.is_empty() {
+                "the device".to_string()
+            } else {
+                self.busy.join(", ")
+            };
+            self.info(format!(
+                "{what} is still running: Space again once it is done"
+            ));
+            return;
+        }
         if demo.finished() {
             self.info("the walkthrough is over: q quits");
             return;

@@ -328,6 +328,11 @@ fn demo_plays_the_walkthrough_in_order() {
     assert!(app.take_commands().is_empty(), "the welcome only narrates");
     app.update(Action::DemoNext);
     assert_eq!(app.take_commands(), vec![Command::Deploy]);
+    app.update(Action::DemoNext);
+    assert!(
+        app.take_commands().is_empty(),
+        "init waits for the deploy to finish"
+    );
     app.apply(Msg::Finished {
         what: "deploy",
         result: Ok("ok".into()),
