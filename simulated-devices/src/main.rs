@@ -103,7 +103,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         ..RetryPolicy::default()
     };
 
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<simulated_devices::DeviceReport>();
     let printer = tokio::spawn(async move {
         while let Some(r) = rx.recv().await {
             eprintln!(

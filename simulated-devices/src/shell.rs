@@ -413,7 +413,9 @@ async fn poll_connection(conn: Option<&mut Connection>) -> Input {
                 return if conn.connected {
                     Input::Closed { reason }
                 } else {
-                    Input::ConnectFailed { reason }
+                    Input::ConnectFailed {
+                        reason: format!("{reason} before CONNACK"),
+                    }
                 };
             }
         }
@@ -424,7 +426,10 @@ async fn poll_connection(conn: Option<&mut Connection>) -> Input {
 fn describe(e: &ConnectionError) -> String {
     match e {
         ConnectionError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-            "connection closed before CONNACK".into()
+            "the endpoint closed the connection".into()
+        }
+        ConnectionError::MqttState(rumqttc::StateError::ConnectionAborted) => {
+            "the endpoint closed the connection".into()
         }
         ConnectionError::ConnectionRefused(code) => format!("CONNACK refused: {code:?}"),
         other => other.to_string(),
