@@ -134,7 +134,7 @@ pub enum DeviceFailure {
         attempts: u32,
         last: String,
     },
-    #[error("step {step}: no response after {attempts} requests; check the rotation function's reasons in the event log (`jitpilot status --json`)")]
+    #[error("step {step}: no response after {attempts} requests; the cloud logged why it did not answer (jitpilot: `rotation.refused` entries of the event log, shown in the TUI; AWS: the rotation Lambda's CloudWatch logs)")]
     NoResponse { step: Step, attempts: u32 },
     #[error("step {step}: {source}")]
     Firmware {
