@@ -113,7 +113,7 @@ pub async fn run(global: &GlobalArgs, args: &FleetArgs) -> color_eyre::Result<()
     }
     if summary.failed > 0 {
         bail!(
-            "{} of {} devices did not complete; see the failures above and the event log (`jitpilot status --json`)",
+            "{} of {} devices did not complete; see the failures above (the reasons the cloud refused are in its event log, `rotation.refused`); rerunning resumes every device where it stopped",
             summary.failed,
             summary.devices
         );
