@@ -397,6 +397,6 @@ pub(crate) fn short_id(id: &str) -> &str {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod running_tests;
+#[cfg(test)]
+mod tests;

@@ -124,7 +124,9 @@ pub fn pending_registered_events(store: &Store) -> Result<Vec<PendingRegisteredE
     for item in store.scan(REGISTERED_OUTBOX_TABLE)? {
         match serde_json::from_value::<PendingRegisteredEvent>(Value::Object(item)) {
             Ok(event) => pending.push(event),
-            Err(e) => tracing::warn!(error = %e, "unreadable registered-event outbox entry skipped"),
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable registered-event outbox entry skipped")
+            }
         }
     }
     pending.sort_by_key(|e| e.registered_at);

@@ -122,7 +122,10 @@ pub async fn start_with(
         }
     };
     if redelivered > 0 {
-        tracing::info!(redelivered, "JITP registered events redelivered after a stop");
+        tracing::info!(
+            redelivered,
+            "JITP registered events redelivered after a stop"
+        );
     }
     let local_addr = endpoint.local_addr();
     let addr_file = cloud

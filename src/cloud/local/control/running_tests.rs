@@ -33,7 +33,8 @@ fn device(cloud: &LocalCloud, running: &runtime::RunningCloud, serial: &str) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registered_event_cut_short_by_a_crash_is_redelivered_on_start() {
     let tmp = tempfile::tempdir().unwrap();
-    let cloud = LocalCloud::open(tmp.path(), EventBus::default()).unwrap();
+    let bus = EventBus::new(100_000);
+    let cloud = LocalCloud::open(tmp.path(), bus.clone()).unwrap();
     cloud.deploy_sync().unwrap();
     cloud.init_sync(0).unwrap();
     let serial = SAMPLE_SERIAL;
@@ -64,6 +65,7 @@ async fn a_registered_event_cut_short_by_a_crash_is_redelivered_on_start() {
     assert_eq!(pending[0].certificate_id, cert_id);
 
     // The next start hands it to rule_jitp before devices are let in.
+    let mut events = bus.subscribe();
     let running = runtime::start(&cloud, "127.0.0.1:0").await.unwrap();
     assert_eq!(cr_state(&cloud, serial), "CR_THING_CREATED");
     assert!(jitp::pending_registered_events(cloud.store())
@@ -71,6 +73,19 @@ async fn a_registered_event_cut_short_by_a_crash_is_redelivered_on_start() {
         .is_empty());
     let log = cloud.store().list_events_for(serial, 100).unwrap();
     assert!(log.iter().any(|e| e.kind == "jitp.redelivered"), "{log:?}");
+    // rule_jitp's invocation and its function's result are on the device's timeline.
+    let mut seen = Vec::new();
+    while let Some(e) = events.try_recv() {
+        seen.push(e);
+    }
+    let on_device = |kind: EventKind, text: &str| {
+        seen.iter().any(|e| {
+            e.kind == kind && e.summary.contains(text) && e.client_id.as_deref() == Some(serial)
+        })
+    };
+    assert!(on_device(EventKind::Jitp, "redeliver"), "{seen:#?}");
+    assert!(on_device(EventKind::Rule, "invoke"), "{seen:#?}");
+    assert!(on_device(EventKind::Function, "returned"), "{seen:#?}");
 
     // And the device, whose cert is already ACTIVE, completes its rotation.
     run_device(device(&cloud, &running, serial), Goal::Onboard, None)
@@ -133,8 +148,11 @@ async fn a_deploy_while_running_loads_the_rules_and_a_deactivated_cert_is_discon
     assert!(connack.is_ok(), "{connack:?}");
 
     // `aws iot update-certificate --new-status INACTIVE`: the device is cut off.
-    let man_cert_id = cloud.store().get_item(DEVICE_TABLE, serial).unwrap().unwrap()
-        [ATTR_MANUFACTURER_CERT_ID]
+    let man_cert_id = cloud
+        .store()
+        .get_item(DEVICE_TABLE, serial)
+        .unwrap()
+        .unwrap()[ATTR_MANUFACTURER_CERT_ID]
         .as_str()
         .unwrap()
         .to_string();

@@ -314,7 +314,10 @@ impl EndpointHandle {
     /// invocation did not finish before the process stopped (see the outbox
     /// in [`crate::cloud::local::jitp`]), and waits — at most `wait` — until
     /// each was handled. Returns how many were redelivered.
-    pub async fn redeliver_registered_events(&self, wait: Duration) -> Result<usize, EndpointError> {
+    pub async fn redeliver_registered_events(
+        &self,
+        wait: Duration,
+    ) -> Result<usize, EndpointError> {
         Ok(delivery::redeliver_registered(&self.shared, wait).await?)
     }
 

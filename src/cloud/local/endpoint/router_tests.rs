@@ -177,8 +177,14 @@ async fn a_deactivated_certificate_disconnects_only_its_own_connections() {
     let (a_token, b_token) = (a.deactivated.clone(), b.deactivated.clone());
     router.attach("a", true, a);
     router.attach("b", true, b);
-    assert_eq!(router.disconnect_principal("cert-of-a"), vec!["a".to_string()]);
+    assert_eq!(
+        router.disconnect_principal("cert-of-a"),
+        vec!["a".to_string()]
+    );
     assert!(a_token.is_cancelled());
-    assert!(!b_token.is_cancelled(), "another certificate's device stays");
+    assert!(
+        !b_token.is_cancelled(),
+        "another certificate's device stays"
+    );
     assert!(router.disconnect_principal("unknown").is_empty());
 }
