@@ -178,9 +178,15 @@ pub(super) async fn redeliver_registered(
         let serial = event.serial.clone().unwrap_or_default();
         tracing::info!(cert_id = %event.certificate_id, serial, "redelivering a registered event cut short by a stop");
         let detail = serde_json::to_value(event).unwrap_or_default();
+        // Logged under the serial (the device's timeline), else the certificate.
+        let subject = if serial.is_empty() {
+            event.certificate_id.as_str()
+        } else {
+            serial.as_str()
+        };
         if let Err(e) = shared
             .store
-            .append_event("jitp.redelivered", &serial, &detail)
+            .append_event("jitp.redelivered", subject, &detail)
         {
             tracing::warn!(error = %e, "event log write failed");
         }
