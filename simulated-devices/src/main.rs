@@ -38,6 +38,9 @@ struct Cli {
     /// Fraction of responses to drop, to exercise retries (0.0–1.0).
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
+    /// Drop exactly the next N responses (a deterministic fault).
+    #[arg(long, default_value_t = 0)]
+    drop_responses: u32,
     /// Milliseconds to wait for a response before asking again.
     #[arg(long, default_value_t = 3000)]
     response_timeout_ms: u64,
@@ -97,6 +100,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     config.server_name = cli.server_name;
     config.alpn = cli.alpn;
     config.loss = cli.loss;
+    config.drop_responses = cli.drop_responses;
     config.response_timeout = Duration::from_millis(cli.response_timeout_ms);
     config.retry = RetryPolicy {
         cap: Duration::from_millis(cli.max_backoff_ms),

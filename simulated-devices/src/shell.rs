@@ -42,6 +42,9 @@ pub struct DeviceConfig {
     pub retry: RetryPolicy,
     /// Fraction of cloud responses to drop, to exercise retries (0.0–1.0).
     pub loss: f64,
+    /// Drop exactly the next N responses (a deterministic fault, unlike
+    /// `loss`): the device times out and asks again.
+    pub drop_responses: u32,
     /// How long to wait for a response before asking again.
     pub response_timeout: Duration,
     /// Seed of jitter and loss draws; random when `None`.
@@ -63,6 +66,7 @@ impl DeviceConfig {
             alpn: None,
             retry: RetryPolicy::default(),
             loss: 0.0,
+            drop_responses: 0,
             response_timeout: Duration::from_secs(3),
             seed: None,
         }
@@ -134,6 +138,7 @@ pub async fn run_device(
         goal,
         policy: config.retry.clone(),
         loss: config.loss,
+        drop_responses: config.drop_responses,
         response_timeout: config.response_timeout,
         seed: config.seed.unwrap_or_else(rand::random),
     });

@@ -10,12 +10,6 @@ use simulated_devices::{run_device, DeviceConfig, DeviceReport, Goal, Progress, 
 use std::path::PathBuf;
 use tokio::sync::mpsc;
 
-/// The share of responses a device ignores when told to drop its next one.
-/// The agent draws losses at random per response, so "the next one" is
-/// approximated by a high loss rate for that single run: it sees timeouts
-/// and re-requests, and the rotation function answers repeats identically.
-const DROP_LOSS: f64 = 0.5;
-
 /// Runs devices with the device agent against the local endpoint.
 pub struct AgentRunner {
     devices_dir: PathBuf,
@@ -73,7 +67,9 @@ impl DeviceRunner for AgentRunner {
         );
         config.server_name = Some(SERVER_NAME.to_string());
         if drop_next_response {
-            config.loss = DROP_LOSS;
+            // Exactly the next response is lost: the device times out and
+            // asks again, and the rotation function answers the repeat identically.
+            config.drop_responses = 1;
         }
         // One step at a time, like the sample's `mqtt_client.py --jitp`,
         // `--create_cert`, `--ack_cert`; `None` is the whole onboarding.

@@ -548,11 +548,14 @@ impl App {
             EventKind::Registry | EventKind::Function | EventKind::Jitp => self.refresh_hint = true,
             _ => {}
         }
-        let serial = event_serial(&ev).map(str::to_string).or_else(|| {
-            // Registry changes name a certificate: find the device that holds it.
-            let cert = ev.detail.get("certificateId")?.as_str()?;
-            self.devices.owner_of(cert).map(str::to_string)
-        });
+        let serial = event_serial(&ev)
+            .filter(|s| self.devices.get(s).is_some())
+            .map(str::to_string)
+            .or_else(|| {
+                // Registry changes name a certificate: find the device that holds it.
+                let cert = ev.detail.get("certificateId")?.as_str()?;
+                self.devices.owner_of(cert).map(str::to_string)
+            });
         if let Some(serial) = serial {
             self.devices.apply_event(&serial, &ev);
         }
@@ -562,9 +565,12 @@ impl App {
 
 /// The device an event is about: its clientId, else the serial in a
 /// `/cert-rotation/<op>/<serial>/...` topic, else one named in its detail
-/// (a rule's SQL output carries `client_id`).
+/// (a rule's SQL output carries `client_id`; the rotation function's
+/// decisions name their `subject`, the serial once it is known). Empty
+/// names are skipped: the registered event is published by the cloud, so
+/// its `clientId()` is empty.
 pub fn event_serial(ev: &CloudEvent) -> Option<&str> {
-    if let Some(c) = ev.client_id.as_deref() {
+    if let Some(c) = ev.client_id.as_deref().filter(|c| !c.is_empty()) {
         return Some(c);
     }
     if let Some(serial) = ev
@@ -581,6 +587,7 @@ pub fn event_serial(ev: &CloudEvent) -> Option<&str> {
         "thingName",
         "clientId",
         "client_id",
+        "subject",
     ]
     .iter()
     .find_map(|k| {
@@ -588,5 +595,6 @@ pub fn event_serial(ev: &CloudEvent) -> Option<&str> {
             .get(k)
             .or_else(|| ev.detail.get("event").and_then(|e| e.get(k)))
             .and_then(|v| v.as_str())
+            .filter(|v| !v.is_empty())
     })
 }

@@ -12,11 +12,7 @@ use super::worker::DeviceRunner;
 use crate::cli::GlobalArgs;
 use crate::cloud::local::runtime::{self, RunningCloud};
 use crate::cloud::local::LocalCloud;
-use crate::cloud::{
-    CleanupReport, Cloud, CloudError, CloudResult, DeployReport, DeviceEndpoint, EventBus,
-    EventReceiver, InitReport, StatusReport, TeardownReport,
-};
-use crate::model::CertificateStatus;
+use crate::cloud::{Cloud, EventBus};
 use std::sync::{Arc, Mutex};
 
 /// Something to shut down cleanly on quit (the running endpoint).
@@ -69,23 +65,18 @@ async fn open_local(global: &GlobalArgs) -> Result<Session, String> {
         cloud.data_dir().devices_dir(),
         running.local_addr().to_string(),
     ));
-    let running = Arc::new(Mutex::new(Some(running)));
     Ok(Session {
-        cloud: Arc::new(InProcessCloud {
-            cloud,
-            running: running.clone(),
-        }),
+        cloud: Arc::new(cloud),
         devices,
         header,
-        running: Some(Box::new(Running(running))),
+        running: Some(Box::new(Running(Mutex::new(Some(running))))),
     })
 }
 
-/// The running endpoint, shared between the cloud (to reload its rules)
-/// and the session (to shut it down on quit).
-type SharedRunning = Arc<Mutex<Option<RunningCloud>>>;
-
-struct Running(SharedRunning);
+/// The running endpoint, shut down on quit. The endpoint reloads its topic
+/// rules itself after a deploy or teardown (the local cloud tells it), so
+/// the TUI drives the plain [`LocalCloud`].
+struct Running(Mutex<Option<RunningCloud>>);
 
 #[async_trait::async_trait]
 impl Shutdown for Running {
@@ -94,68 +85,5 @@ impl Shutdown for Running {
         if let Some(running) = running {
             running.shutdown().await;
         }
-    }
-}
-
-/// The local cloud with its endpoint in this process. The endpoint loads
-/// the stack's topic rules when it starts; a deploy or teardown while it
-/// runs changes them, so they are reloaded after each (otherwise rule_jitp
-/// would never fire for a stack deployed from the TUI).
-struct InProcessCloud {
-    cloud: LocalCloud,
-    running: SharedRunning,
-}
-
-impl InProcessCloud {
-    fn reload_rules(&self) -> CloudResult<()> {
-        let guard = self.running.lock().map_err(|_| {
-            CloudError::Other("the endpoint state is poisoned; restart jitpilot".into())
-        })?;
-        if let Some(running) = guard.as_ref() {
-            let n = running.endpoint().reload_rules().map_err(|e| {
-                CloudError::Other(format!("the stack changed but its topic rules could not be loaded: {e}; restart jitpilot"))
-            })?;
-            tracing::info!(rules = n, "topic rules reloaded");
-        }
-        Ok(())
-    }
-}
-
-#[async_trait::async_trait]
-impl Cloud for InProcessCloud {
-    fn backend(&self) -> &'static str {
-        self.cloud.backend()
-    }
-    async fn deploy(&self) -> CloudResult<DeployReport> {
-        let report = self.cloud.deploy().await?;
-        self.reload_rules()?;
-        Ok(report)
-    }
-    async fn init(&self, extra_devices: usize) -> CloudResult<InitReport> {
-        self.cloud.init(extra_devices).await
-    }
-    async fn status(&self) -> CloudResult<StatusReport> {
-        self.cloud.status().await
-    }
-    async fn cleanup(&self) -> CloudResult<CleanupReport> {
-        self.cloud.cleanup().await
-    }
-    async fn teardown(&self) -> CloudResult<TeardownReport> {
-        let report = self.cloud.teardown().await?;
-        self.reload_rules()?;
-        Ok(report)
-    }
-    async fn set_certificate_status(
-        &self,
-        cert_id: &str,
-        status: CertificateStatus,
-    ) -> CloudResult<()> {
-        self.cloud.set_certificate_status(cert_id, status).await
-    }
-    fn device_endpoint(&self) -> Option<DeviceEndpoint> {
-        self.cloud.device_endpoint()
-    }
-    fn events(&self) -> EventReceiver {
-        self.cloud.events()
     }
 }

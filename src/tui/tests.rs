@@ -361,6 +361,20 @@ fn events_land_in_their_device_timeline() {
             .detail(serde_json::json!({"serial": "A"})),
     ));
     assert_eq!(app.devices.get("A").map(|d| d.timeline.len()), Some(2));
+    // The registered event's function decision: published by the cloud, so
+    // an empty clientId; its subject names the serial.
+    app.push_event(Arc::new(
+        CloudEvent::new(EventKind::Function, "rotation thing_created A")
+            .client("")
+            .detail(serde_json::json!({"subject": "A", "client_id": ""})),
+    ));
+    // rule_jitp's invocation, on behalf of the device.
+    app.push_event(event(
+        EventKind::Rule,
+        "A",
+        "rule_jitp: invoke CertRotation",
+    ));
+    assert_eq!(app.devices.get("A").map(|d| d.timeline.len()), Some(4));
     app.focus = PaneId::Devices;
     app.update(Action::Open);
     assert_eq!(app.view, View::DeviceDetail);

@@ -45,6 +45,9 @@ pub struct DeviceMachine {
     policy: RetryPolicy,
     /// Fraction of responses to pretend never arrived.
     loss: f64,
+    /// Responses still to drop, exactly, before any reaches the device
+    /// ("drop the next response" fault).
+    drop_responses: u32,
     response_timeout: Duration,
     rng: Jitter,
     state: State,
@@ -68,6 +71,8 @@ pub struct MachineConfig {
     pub goal: Goal,
     pub policy: RetryPolicy,
     pub loss: f64,
+    /// Drop exactly the next N responses (then `loss` applies again).
+    pub drop_responses: u32,
     pub response_timeout: Duration,
     /// Seed of the jitter and loss draws (fixed in tests, random otherwise).
     pub seed: u64,
@@ -81,6 +86,7 @@ impl DeviceMachine {
             goal: config.goal,
             policy: config.policy,
             loss: config.loss.clamp(0.0, 1.0),
+            drop_responses: config.drop_responses,
             response_timeout: config.response_timeout,
             rng: Jitter::new(config.seed),
             state: State::Idle,
@@ -390,6 +396,14 @@ impl DeviceMachine {
         };
         if topic != expected {
             return;
+        }
+        if self.drop_responses > 0 {
+            self.drop_responses -= 1;
+            return self.report(
+                Progress::Info,
+                "dropped the response (fault: drop the next response)",
+                out,
+            );
         }
         if self.loss > 0.0 && self.rng.next_f64() < self.loss {
             return self.report(Progress::Info, "dropped the response (simulated loss)", out);

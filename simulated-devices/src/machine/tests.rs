@@ -36,6 +36,10 @@ impl TestCa {
 }
 
 fn machine(goal: Goal, loss: f64) -> DeviceMachine {
+    machine_dropping(goal, loss, 0)
+}
+
+fn machine_dropping(goal: Goal, loss: f64, drop_responses: u32) -> DeviceMachine {
     DeviceMachine::new(MachineConfig {
         serial: SERIAL.into(),
         goal,
@@ -45,6 +49,7 @@ fn machine(goal: Goal, loss: f64) -> DeviceMachine {
             ..RetryPolicy::default()
         },
         loss,
+        drop_responses,
         response_timeout: Duration::from_secs(3),
         seed: 42,
     })
@@ -123,7 +128,10 @@ fn ack_response(cert_id: &str) -> Input {
 /// Drives a fresh device through 3a and up to the CSR publish; returns the
 /// machine, the key it stored and the CSR payload it sent.
 fn up_to_csr(ca: &TestCa, loss: f64) -> (DeviceMachine, String, Vec<u8>) {
-    let mut m = machine(Goal::Onboard, loss);
+    up_to_csr_with(ca, machine(Goal::Onboard, loss))
+}
+
+fn up_to_csr_with(ca: &TestCa, mut m: DeviceMachine) -> (DeviceMachine, String, Vec<u8>) {
     assert_eq!(
         actions(&m.handle(Input::Start(stored(ca)))),
         vec![Command::Connect(Identity::Vendor)]
@@ -321,6 +329,24 @@ fn simulated_loss_drops_responses_until_requests_run_out() {
             attempts: 3
         }))
     ));
+}
+
+#[test]
+fn drop_responses_drops_exactly_the_next_n_then_the_repeat_gets_through() {
+    let ca = TestCa::new("Manufacturer CA");
+    let (mut m, _key, payload) = up_to_csr_with(&ca, machine_dropping(Goal::Onboard, 0.0, 2));
+    let (pem, id) = ca.sign(&csr_of(&payload));
+    for _ in 0..2 {
+        let out = m.handle(create_response(&pem, &id));
+        assert!(actions(&out).is_empty(), "a dropped response does nothing");
+        assert_eq!(reports(&out), vec![(Step::CreateCert, Progress::Info)]);
+        // The timer re-asks with the same request, byte for byte.
+        let out = m.handle(Input::TimerFired);
+        assert_eq!(published(&out).1, payload);
+    }
+    // The third response is the first not dropped.
+    let out = m.handle(create_response(&pem, &id));
+    assert!(out.contains(&Command::Store(Credential::ManufacturerCert(pem))));
 }
 
 #[test]

@@ -14,6 +14,21 @@
 //! This file is steps 1 and 2, synchronous over the store, and idempotent:
 //! a device whose first attempt was cut short (certificate left
 //! `PENDING_ACTIVATION`) is provisioned again on its next connect.
+//!
+//! ## The registered event is delivered at least once (the outbox)
+//!
+//! Once the template has made the certificate ACTIVE, JITP never runs for it
+//! again: if the process died between that step and `rule_jitp`'s function
+//! finishing, the device would connect fine but its table row would stay
+//! `CR_WHITELISTED` and every CSR would be refused. So, before the status
+//! step, [`provision`] records the event in an outbox (a small internal table,
+//! [`REGISTERED_OUTBOX_TABLE`]); the endpoint removes the entry once the
+//! rules engine's function invocations for the event have finished, and the
+//! runtime redelivers what is left when the cloud starts. The order of the
+//! two writes is what makes this safe without one transaction: a crash
+//! before the status step leaves the certificate `PENDING_ACTIVATION` (JITP
+//! runs again on the next connect), a crash after it leaves the outbox
+//! entry. The rotation function is idempotent, so a redelivery is harmless.
 
 use crate::model::{now_millis, CaCertificate, CertificateStatus, EpochMillis};
 use crate::store::{Store, StoreError};
@@ -47,6 +62,75 @@ pub struct Provisioned {
     pub registered_at: EpochMillis,
     /// False when the certificate was already registered (a retried JITP).
     pub newly_registered: bool,
+    /// The certificate's CommonName: the serial (= thing name) in the walkthrough.
+    pub serial: Option<String>,
+}
+
+/// Internal table of registered events not yet handled by the rules
+/// (hash key `certificateId`). Not part of the walkthrough's wire contract;
+/// it is empty except between a JITP and its `rule_jitp` invocation.
+pub const REGISTERED_OUTBOX_TABLE: &str = "jitpilot-registered-event-outbox";
+const OUTBOX_KEY: &str = "certificateId";
+
+/// A `$aws/events/certificates/registered/<caId>` event waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingRegisteredEvent {
+    /// The registered certificate (the outbox's key).
+    pub certificate_id: String,
+    /// The CA that issued it.
+    pub ca_certificate_id: String,
+    /// `certificateRegistrationTimestamp`.
+    pub registered_at: EpochMillis,
+    /// The certificate's CommonName (the serial), for the device's timeline.
+    #[serde(default)]
+    pub serial: Option<String>,
+}
+
+/// Records `event` in the outbox (idempotent: one entry per certificate).
+pub fn record_pending(store: &Store, event: &PendingRegisteredEvent) -> Result<(), JitpError> {
+    let item = match serde_json::to_value(event) {
+        Ok(Value::Object(item)) => item,
+        _ => {
+            return Err(JitpError::Certificate(
+                "the registered event could not be encoded".into(),
+            ))
+        }
+    };
+    match store.put_item(REGISTERED_OUTBOX_TABLE, &item) {
+        // First use in this data dir: create the table, then write.
+        Err(StoreError::NotFound { .. }) => {
+            store.create_table(REGISTERED_OUTBOX_TABLE, OUTBOX_KEY)?;
+            store.put_item(REGISTERED_OUTBOX_TABLE, &item)?;
+        }
+        other => other?,
+    }
+    Ok(())
+}
+
+/// Removes the certificate's entry from the outbox once its event was
+/// handled. False when there was none.
+pub fn mark_delivered(store: &Store, certificate_id: &str) -> Result<bool, JitpError> {
+    Ok(store.delete_item(REGISTERED_OUTBOX_TABLE, certificate_id)?)
+}
+
+/// The registered events still waiting for their rules, oldest first.
+/// An entry that cannot be read is skipped with a warning (and left there).
+pub fn pending_registered_events(store: &Store) -> Result<Vec<PendingRegisteredEvent>, JitpError> {
+    if store.describe_table(REGISTERED_OUTBOX_TABLE)?.is_none() {
+        return Ok(Vec::new());
+    }
+    let mut pending = Vec::new();
+    for item in store.scan(REGISTERED_OUTBOX_TABLE)? {
+        match serde_json::from_value::<PendingRegisteredEvent>(Value::Object(item)) {
+            Ok(event) => pending.push(event),
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable registered-event outbox entry skipped")
+            }
+        }
+    }
+    pending.sort_by_key(|e| e.registered_at);
+    Ok(pending)
 }
 
 /// The template parameters AWS derives from a certificate: the subject's
@@ -215,6 +299,17 @@ pub fn provision(
             }
         }
     }
+    // The outbox entry before the status: see the module docs.
+    let serial = params.get("AWS::IoT::Certificate::CommonName").cloned();
+    record_pending(
+        store,
+        &PendingRegisteredEvent {
+            certificate_id: cert_id.to_string(),
+            ca_certificate_id: ca.id.clone(),
+            registered_at,
+            serial: serial.clone(),
+        },
+    )?;
     store.set_certificate_status(cert_id, status)?;
     Ok(Provisioned {
         certificate_id: cert_id.to_string(),
@@ -224,6 +319,7 @@ pub fn provision(
         policies,
         registered_at,
         newly_registered,
+        serial,
     })
 }
 

@@ -5,8 +5,12 @@
 //!    its CA written to `<data-dir>/endpoint-ca.pem` for devices to trust;
 //! 2. the built-in functions (the rotation function, configured from the
 //!    fleet definition);
-//! 3. the MQTT endpoint, with the stack's topic rules loaded;
-//! 4. `<data-dir>/endpoint.addr`, so devices in other processes find it.
+//! 3. the MQTT endpoint, with the stack's topic rules loaded, attached to
+//!    the control plane (rules reload on deploy/teardown, disconnect on
+//!    deactivation);
+//! 4. JITP registered events cut short by the last stop, redelivered and
+//!    handled before devices are told where the endpoint is;
+//! 5. `<data-dir>/endpoint.addr`, so devices in other processes find it.
 
 use super::datadir::EndpointAddrFile;
 use super::endpoint::{self, EndpointConfig, EndpointError, EndpointHandle};
@@ -26,6 +30,10 @@ pub enum RuntimeError {
     #[error("cannot write the endpoint address file in the data dir: {0}")]
     AddrFile(String),
 }
+
+/// How long the start waits for redelivered registered events to be
+/// handled; a slower one stays in the outbox for the next start.
+const REDELIVERY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The local cloud, running. Dropping it without [`RunningCloud::shutdown`]
 /// stops accepting only when the runtime ends; prefer `shutdown`.
@@ -56,6 +64,7 @@ impl RunningCloud {
     /// Closes every session and stops the endpoint.
     pub async fn shutdown(self) {
         self.cloud.set_local_endpoint(None);
+        self.cloud.attach_endpoint(None);
         self.endpoint.shutdown().await;
     }
 }
@@ -101,6 +110,23 @@ pub async fn start_with(
         &server.key_pem,
     )
     .await?;
+    cloud.attach_endpoint(Some(endpoint.control()));
+    // At-least-once: a registered event whose rule_jitp invocation the last
+    // stop cut short is handled now, before devices retry their CSRs.
+    let redelivered = match endpoint.redeliver_registered_events(REDELIVERY_WAIT).await {
+        Ok(n) => n,
+        Err(e) => {
+            cloud.attach_endpoint(None);
+            endpoint.shutdown().await;
+            return Err(e.into());
+        }
+    };
+    if redelivered > 0 {
+        tracing::info!(
+            redelivered,
+            "JITP registered events redelivered after a stop"
+        );
+    }
     let local_addr = endpoint.local_addr();
     let addr_file = cloud
         .data_dir()

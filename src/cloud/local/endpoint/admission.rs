@@ -5,9 +5,8 @@
 //! auto-registration and a template, which is JITP.
 
 use super::authz::ConnectionPolicy;
-use super::connection::cloud_message;
+use super::delivery;
 use super::lifecycle;
-use super::router::Origin;
 use super::session::CloseReason;
 use super::Shared;
 use crate::cloud::events::{CloudEvent, EventKind};
@@ -133,11 +132,17 @@ pub async fn run_jitp(shared: &Arc<Shared>, admission: &Admission, client_id: &s
             tracing::info!(client_id, cert_id = %done.certificate_id, thing = ?done.thing, status = %done.status, "JITP provisioned");
             record_jitp_steps(shared, client_id, &done);
             // AWS's event reports the registration itself: PENDING_ACTIVATION.
+            let event = jitp::PendingRegisteredEvent {
+                certificate_id: done.certificate_id.clone(),
+                ca_certificate_id: done.ca_certificate_id.clone(),
+                registered_at: done.registered_at,
+                serial: done.serial.clone().or_else(|| Some(client_id.to_string())),
+            };
             let (topic, body) = lifecycle::certificate_registered(
-                &done.certificate_id,
-                &done.ca_certificate_id,
+                &event.certificate_id,
+                &event.ca_certificate_id,
                 CertificateStatus::PendingActivation.as_str(),
-                done.registered_at,
+                event.registered_at,
             );
             shared.bus.emit_with(|| {
                 CloudEvent::new(EventKind::Jitp, format!("publish {topic}"))
@@ -145,9 +150,13 @@ pub async fn run_jitp(shared: &Arc<Shared>, admission: &Admission, client_id: &s
                     .topic(topic.clone())
                     .detail(body.clone())
             });
-            shared
-                .router
-                .route(cloud_message(topic, &body), Origin::cloud());
+            // Tracked: its outbox entry goes once rule_jitp's function returned.
+            delivery::publish_registered(
+                shared,
+                &event,
+                CertificateStatus::PendingActivation,
+                None,
+            );
             CloseReason::AuthenticationError(format!(
                 "JITP registered certificate {} on first connect; connect again",
                 done.certificate_id

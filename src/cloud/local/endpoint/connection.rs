@@ -64,6 +64,7 @@ pub async fn serve(
     // Deliveries from the router and the eviction signal, once connected.
     let mut deliveries: Option<mpsc::Receiver<Message>> = None;
     let mut evict: Option<CancellationToken> = None;
+    let mut deactivated: Option<CancellationToken> = None;
     let mut read_buf = BytesMut::with_capacity(4096);
     let mut write_buf = BytesMut::with_capacity(4096);
     let mut effects = Vec::new();
@@ -112,6 +113,10 @@ pub async fn serve(
                 if shutdown.is_cancelled() { CloseReason::ServerInitiated } else { CloseReason::DuplicateClientId },
                 &mut effects,
             ),
+            _ = evicted(&deactivated) => session.close(
+                CloseReason::AuthenticationError(format!("certificate {cert_id} is no longer ACTIVE")),
+                &mut effects,
+            ),
             _ = shutdown.cancelled() => session.close(CloseReason::ServerInitiated, &mut effects),
             _ = tokio::time::sleep_until(deadline) => session.close(
                 if online.is_some() {
@@ -143,6 +148,7 @@ pub async fn serve(
                             .await
                         {
                             Ok((policy, link_rx, token, conn_id)) => {
+                                let deactivation = CancellationToken::new();
                                 let attached = shared.router.attach(
                                     &request.client_id,
                                     request.clean_session,
@@ -151,6 +157,8 @@ pub async fn serve(
                                         tx: link_rx.0,
                                         evict: token.clone(),
                                         policy: policy.clone(),
+                                        principal: cert_id.clone(),
+                                        deactivated: deactivation.clone(),
                                     },
                                 );
                                 session.accept(
@@ -166,6 +174,7 @@ pub async fn serve(
                                 });
                                 deliveries = Some(link_rx.1);
                                 evict = Some(token);
+                                deactivated = Some(deactivation);
                                 shared.counters.connected.fetch_add(1, Ordering::Relaxed);
                                 let presence = presence(
                                     &request.client_id,
@@ -192,7 +201,7 @@ pub async fn serve(
                         let origin = Origin {
                             client_id: Some(session.client_id().to_string()),
                             principal: Some(cert_id.clone()),
-                            depth: 0,
+                            ..Origin::default()
                         };
                         shared.router.route(message, origin);
                     }
@@ -291,7 +300,7 @@ fn finish(
                 let origin = Origin {
                     client_id: Some(client_id.clone()),
                     principal: Some(cert_id.to_string()),
-                    depth: 0,
+                    ..Origin::default()
                 };
                 shared.router.route(will, origin);
             }

@@ -12,6 +12,7 @@
 //! - `close_reason.rs` why a connection ended, in AWS's `disconnectReason` words
 //! - `router.rs`       sessions by clientId, subscriptions, retained messages, fan-out
 //! - `rules_engine.rs` topic rules on routed messages; Lambda and republish actions
+//! - `delivery.rs`     at-least-once delivery of the JITP registered event (outbox, redelivery)
 //! - `authz.rs`        IoT policy checks of one connection
 //! - `lifecycle.rs`    `$aws/events/...` topics and payloads, with AWS's field names
 //! - `topics.rs`       topic validation and matching (the shared `topic` module)
@@ -21,6 +22,7 @@ mod admission;
 mod authz;
 mod close_reason;
 mod connection;
+mod delivery;
 mod lifecycle;
 pub mod limits;
 mod router;
@@ -234,6 +236,45 @@ impl crate::rotation::Publisher for CloudPublisher {
     }
 }
 
+/// What the control plane may ask of a running endpoint. Cheap to clone.
+#[derive(Clone)]
+pub struct EndpointControl {
+    shared: Arc<Shared>,
+}
+
+impl EndpointControl {
+    /// Reloads the topic rules from the store; returns how many are active.
+    /// The control plane calls it after every deploy and teardown, so a rule
+    /// created or deleted while the endpoint runs takes effect at once.
+    pub fn reload_rules(&self) -> Result<usize, EndpointError> {
+        let active = self.shared.router.rules().reload()?;
+        tracing::info!(rules = active, "topic rules reloaded");
+        Ok(active)
+    }
+
+    /// Closes every connection authenticated with `cert_id`, which is no
+    /// longer ACTIVE (AWS disconnects such a device within seconds). Returns
+    /// the clientIds disconnected.
+    pub fn certificate_deactivated(&self, cert_id: &str) -> Vec<String> {
+        let clients = self.shared.router.disconnect_principal(cert_id);
+        for client in &clients {
+            tracing::info!(client, cert_id, "certificate deactivated; disconnecting");
+            self.shared.bus.emit_with(|| {
+                CloudEvent::new(
+                    EventKind::Connection,
+                    format!(
+                        "disconnecting {client}: certificate {} is no longer ACTIVE",
+                        &cert_id[..cert_id.len().min(12)]
+                    ),
+                )
+                .client(client.clone())
+                .detail(json!({"clientId": client, "certificateId": cert_id}))
+            });
+        }
+        clients
+    }
+}
+
 /// A running endpoint.
 pub struct EndpointHandle {
     local_addr: SocketAddr,
@@ -258,7 +299,26 @@ impl EndpointHandle {
 
     /// Reloads the topic rules from the store (after a deploy); returns how many are active.
     pub fn reload_rules(&self) -> Result<usize, EndpointError> {
-        Ok(self.shared.router.rules().reload()?)
+        self.control().reload_rules()
+    }
+
+    /// A handle for the control plane ([`crate::cloud::local::LocalCloud`]):
+    /// rules reload after a deploy/teardown, disconnects after a deactivation.
+    pub fn control(&self) -> EndpointControl {
+        EndpointControl {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Publishes again every JITP registered event whose `rule_jitp`
+    /// invocation did not finish before the process stopped (see the outbox
+    /// in [`crate::cloud::local::jitp`]), and waits — at most `wait` — until
+    /// each was handled. Returns how many were redelivered.
+    pub async fn redeliver_registered_events(
+        &self,
+        wait: Duration,
+    ) -> Result<usize, EndpointError> {
+        Ok(delivery::redeliver_registered(&self.shared, wait).await?)
     }
 
     /// A snapshot of the counters.

@@ -31,6 +31,10 @@ pub struct Link {
     pub evict: CancellationToken,
     /// `iot:Receive` is checked per delivery with the subscriber's policies.
     pub policy: Arc<ConnectionPolicy>,
+    /// The connection's certificateId.
+    pub principal: String,
+    /// Cancelled when that certificate is set INACTIVE or REVOKED.
+    pub deactivated: CancellationToken,
 }
 
 /// One clientId's session, online or (if persistent) offline.
@@ -57,6 +61,11 @@ pub struct Origin {
     /// The publisher's certificateId.
     pub principal: Option<String>,
     pub depth: u8,
+    /// The device a cloud-published message is about (the serial of a JITP
+    /// registered event), so rule and function events land on its timeline.
+    pub about: Option<String>,
+    /// Set on a registered event: tracks its functions for at-least-once delivery.
+    pub delivery: Option<super::delivery::Delivery>,
 }
 
 impl Origin {
@@ -380,6 +389,20 @@ impl Router {
             }
             None => {}
         }
+    }
+
+    /// Closes every connection authenticated with `cert_id` (it was set
+    /// INACTIVE or REVOKED); returns their clientIds.
+    pub fn disconnect_principal(&self, cert_id: &str) -> Vec<String> {
+        let state = self.lock();
+        let mut clients = Vec::new();
+        for (client, entry) in &state.sessions {
+            if let Some(link) = entry.link.as_ref().filter(|l| l.principal == cert_id) {
+                link.deactivated.cancel();
+                clients.push(client.clone());
+            }
+        }
+        clients
     }
 
     /// Closes every connection (shutdown): cancels their eviction tokens.

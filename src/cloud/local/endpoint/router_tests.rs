@@ -30,6 +30,8 @@ fn link(router: &Router, client_id: &str, receive: &str) -> (Link, mpsc::Receive
         tx,
         evict: CancellationToken::new(),
         policy: policy(client_id, receive),
+        principal: format!("cert-of-{client_id}"),
+        deactivated: CancellationToken::new(),
     };
     (link, rx)
 }
@@ -165,4 +167,24 @@ async fn retained_messages_are_kept_replaced_and_cleared() {
         .subscribe("s", &[("r/#".into(), QoS::AtLeastOnce)])
         .expect("subscribe");
     assert!(got.is_empty(), "an empty retained payload clears the topic");
+}
+
+#[tokio::test]
+async fn a_deactivated_certificate_disconnects_only_its_own_connections() {
+    let (router, _dir) = router();
+    let (a, _rx_a) = link(&router, "a", "*");
+    let (b, _rx_b) = link(&router, "b", "*");
+    let (a_token, b_token) = (a.deactivated.clone(), b.deactivated.clone());
+    router.attach("a", true, a);
+    router.attach("b", true, b);
+    assert_eq!(
+        router.disconnect_principal("cert-of-a"),
+        vec!["a".to_string()]
+    );
+    assert!(a_token.is_cancelled());
+    assert!(
+        !b_token.is_cancelled(),
+        "another certificate's device stays"
+    );
+    assert!(router.disconnect_principal("unknown").is_empty());
 }

@@ -105,6 +105,16 @@ impl RulesEngine {
         origin: &Origin,
     ) {
         let source_topic = input.topic;
+        // The device the message is from or about: its timeline shows the rule.
+        let device = origin
+            .client_id
+            .as_deref()
+            .or(origin.about.as_deref())
+            .filter(|c| !c.is_empty());
+        let on_device = |event: CloudEvent| match device {
+            Some(d) => event.client(d),
+            None => event,
+        };
         match action {
             RuleAction::Republish { qos, .. } => {
                 let Some(topic) = action
@@ -113,6 +123,7 @@ impl RulesEngine {
                 else {
                     return self.rule_failed(
                         rule,
+                        device,
                         "republish topic is empty or invalid after substitution",
                     );
                 };
@@ -121,9 +132,11 @@ impl RulesEngine {
                     return;
                 }
                 self.bus.emit_with(|| {
-                    CloudEvent::new(EventKind::Rule, format!("{rule}: republish to {topic}"))
-                        .topic(source_topic)
-                        .detail(json!({"rule": rule, "action": "republish", "to": topic, "event": output}))
+                    on_device(
+                        CloudEvent::new(EventKind::Rule, format!("{rule}: republish to {topic}"))
+                            .topic(source_topic)
+                            .detail(json!({"rule": rule, "action": "republish", "to": topic, "event": output})),
+                    )
                 });
                 let payload = Bytes::from(output.to_string().into_bytes());
                 let republished = Message {
@@ -140,6 +153,9 @@ impl RulesEngine {
                     client_id: origin.client_id.clone(),
                     principal: origin.principal.clone(),
                     depth: origin.depth + 1,
+                    about: origin.about.clone(),
+                    // A republish is fire-and-forget, as on AWS.
+                    delivery: None,
                 };
                 // On its own task: a republish re-enters the router, whose
                 // lock the caller may be about to take again.
@@ -147,36 +163,44 @@ impl RulesEngine {
                 tokio::spawn(async move { router.route(republished, next) });
             }
             RuleAction::Lambda { function_arn } => {
+                // Not handled: a tracked message (the registered event) stays
+                // in its outbox and is redelivered at the next start.
+                let not_run = |why: &str| {
+                    if let Some(delivery) = &origin.delivery {
+                        delivery.fail();
+                    }
+                    self.rule_failed(rule, device, why)
+                };
                 let name = function_name_from_arn(function_arn).to_string();
                 let function = match self.store.get_function(&name) {
                     Ok(Some(f)) => f,
                     Ok(None) => {
-                        return self.rule_failed(
-                            rule,
-                            &format!("function {name} is not deployed; run `jitpilot deploy`"),
-                        );
+                        return not_run(&format!(
+                            "function {name} is not deployed; run `jitpilot deploy`"
+                        ));
                     }
-                    Err(e) => return self.rule_failed(rule, &e.to_string()),
+                    Err(e) => return not_run(&e.to_string()),
                 };
                 let Some(builtin) = self.functions.get(&function.handler) else {
-                    return self.rule_failed(
-                        rule,
-                        &format!(
-                            "function {name} names handler {} that this jitpilot does not have",
-                            function.handler
-                        ),
-                    );
+                    return not_run(&format!(
+                        "function {name} names handler {} that this jitpilot does not have",
+                        function.handler
+                    ));
                 };
                 self.bus.emit_with(|| {
-                    CloudEvent::new(EventKind::Rule, format!("{rule}: invoke {name}"))
-                        .topic(source_topic)
-                        .detail(json!({"rule": rule, "action": "lambda", "function": name, "event": output}))
+                    on_device(
+                        CloudEvent::new(EventKind::Rule, format!("{rule}: invoke {name}"))
+                            .topic(source_topic)
+                            .detail(json!({"rule": rule, "action": "lambda", "function": name, "event": output})),
+                    )
                 });
                 let publisher: Arc<dyn crate::rotation::Publisher> =
                     Arc::new(CloudPublisher::new(router.clone()));
                 let permits = self.actions.clone();
                 let bus = self.bus.clone();
                 let rule = rule.to_string();
+                let device = device.map(str::to_string);
+                let ticket = origin.delivery.as_ref().map(|d| d.ticket());
                 tokio::spawn(async move {
                     let Ok(_permit) = permits.acquire_owned().await else {
                         return;
@@ -188,6 +212,7 @@ impl RulesEngine {
                             tracing::warn!(rule, function = %name, error = %e, "function failed")
                         }
                     }
+                    let ok = result.is_ok();
                     bus.emit_with(|| {
                         let (summary, detail) = match result {
                             Ok(v) => (
@@ -199,18 +224,29 @@ impl RulesEngine {
                                 json!({"function": name, "error": e}),
                             ),
                         };
-                        CloudEvent::new(EventKind::Function, summary).detail(detail)
+                        let event = CloudEvent::new(EventKind::Function, summary).detail(detail);
+                        match &device {
+                            Some(d) => event.client(d.clone()),
+                            None => event,
+                        }
                     });
+                    if let Some(ticket) = ticket {
+                        ticket.finish(ok);
+                    }
                 });
             }
         }
     }
 
-    fn rule_failed(&self, rule: &str, why: &str) {
+    fn rule_failed(&self, rule: &str, device: Option<&str>, why: &str) {
         tracing::warn!(rule, error = why, "rule action failed");
         self.bus.emit_with(|| {
-            CloudEvent::new(EventKind::Rule, format!("{rule}: action failed: {why}"))
-                .detail(json!({"rule": rule, "error": why}))
+            let event = CloudEvent::new(EventKind::Rule, format!("{rule}: action failed: {why}"))
+                .detail(json!({"rule": rule, "error": why}));
+            match device {
+                Some(d) => event.client(d),
+                None => event,
+            }
         });
     }
 }
