@@ -196,11 +196,12 @@ async fn clients_phase(
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss0 = broker.rss_kib();
     let mut clients = Vec::with_capacity(n);
-    let mut connecting = futures::stream::iter(
-        ids[..n]
-            .iter()
-            .map(|id| async move { (id.client_id.clone(), Client::connect(&broker.addr, id).await) }),
-    )
+    let mut connecting = futures::stream::iter(ids[..n].iter().map(|id| async move {
+        (
+            id.client_id.clone(),
+            Client::connect(&broker.addr, id).await,
+        )
+    }))
     .buffer_unordered(CONNECT_CONCURRENCY);
     while let Some((client_id, r)) = connecting.next().await {
         let client = r.map_err(|e| format!("{}: connect {client_id}: {e}", broker.kind.name()))?;
@@ -245,7 +246,12 @@ async fn clients_phase(
     }))
 }
 
-async fn one_broker(kind: Kind, setup: &Setup, ids: &[Identity], o: &Options) -> Result<Value, String> {
+async fn one_broker(
+    kind: Kind,
+    setup: &Setup,
+    ids: &[Identity],
+    o: &Options,
+) -> Result<Value, String> {
     let mut result = serde_json::Map::new();
     let broker = Broker::start(kind, setup)?;
     let connect = connect_rate(&broker, ids, o.connects).await;
@@ -291,7 +297,13 @@ async fn main() {
 async fn run() -> Result<(), String> {
     let o = options()?;
     let work = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let most = o.clients.iter().copied().max().unwrap_or(1).max(CONNECT_CONCURRENCY);
+    let most = o
+        .clients
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .max(CONNECT_CONCURRENCY);
     eprintln!("broker_compare: preparing {most} identities");
     let (setup, ids) = prepare(work.path(), most)?;
     let mut runs = Vec::new();
@@ -306,7 +318,10 @@ async fn run() -> Result<(), String> {
         };
         for kind in order {
             eprintln!("broker_compare: run {run}/{}: {}", o.runs, kind.name());
-            this.insert(kind.name().into(), one_broker(kind, &setup, &ids, &o).await?);
+            this.insert(
+                kind.name().into(),
+                one_broker(kind, &setup, &ids, &o).await?,
+            );
         }
         eprintln!("{}", Value::Object(this.clone()));
         runs.push(Value::Object(this));
@@ -314,11 +329,19 @@ async fn run() -> Result<(), String> {
 
     let mut figures: Vec<(String, &str, &str)> = vec![
         ("connectsPerSec".into(), "connect", "connectsPerSec"),
-        ("brokerCpuMsPerConnect".into(), "connect", "brokerCpuMsPerConnect"),
+        (
+            "brokerCpuMsPerConnect".into(),
+            "connect",
+            "brokerCpuMsPerConnect",
+        ),
     ];
     let phases: Vec<String> = o.clients.iter().map(|n| format!("clients{n}")).collect();
     for phase in &phases {
-        for field in ["qos1MessagesPerSec", "brokerCpuUsPerMessage", "idleKibPerClient"] {
+        for field in [
+            "qos1MessagesPerSec",
+            "brokerCpuUsPerMessage",
+            "idleKibPerClient",
+        ] {
             figures.push((format!("{phase}.{field}"), phase.as_str(), field));
         }
     }
@@ -327,7 +350,8 @@ async fn run() -> Result<(), String> {
     for (name, phase, field) in &figures {
         let j = summary(&runs, "jitpilot", phase, field);
         let m = summary(&runs, "mosquitto", phase, field);
-        let ratio = j["median"].as_f64().unwrap_or(f64::NAN) / m["median"].as_f64().unwrap_or(f64::NAN);
+        let ratio =
+            j["median"].as_f64().unwrap_or(f64::NAN) / m["median"].as_f64().unwrap_or(f64::NAN);
         ratios.insert(name.clone(), json!(ratio));
         medians.insert(name.clone(), json!({"jitpilot": j, "mosquitto": m}));
     }
@@ -350,6 +374,9 @@ async fn run() -> Result<(), String> {
         "ratioJitpilotOverMosquitto": ratios,
         "runs": runs,
     });
-    println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+    );
     Ok(())
 }

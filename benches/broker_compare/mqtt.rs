@@ -92,7 +92,9 @@ impl Client {
             stream: BufReader::new(tls),
             next_packet_id: 1,
         };
-        client.write(&connect_packet(&identity.client_id, 600)).await?;
+        client
+            .write(&connect_packet(&identity.client_id, 600))
+            .await?;
         let (kind, body) = client.read_packet("CONNACK").await?;
         if kind >> 4 != 2 {
             return Err(ClientError::Unexpected(kind, "CONNACK"));
