@@ -52,11 +52,14 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> color_eyre::Result<()> {
-    color_eyre::install()?;
+async fn main() -> std::process::ExitCode {
+    // color-eyre's panic hook (the TUI chains its terminal restore onto it).
+    if let Err(e) = color_eyre::install() {
+        eprintln!("error: {e}");
+    }
     let cli = Cli::parse();
     let g = &cli.global;
-    match &cli.command {
+    let result = match &cli.command {
         None => jitpilot::tui::run(g, cli.mouse, false).await,
         Some(Command::Demo) => jitpilot::tui::run(g, cli.mouse, true).await,
         Some(Command::Serve) => cli::serve::run(g).await,
@@ -67,5 +70,17 @@ async fn main() -> color_eyre::Result<()> {
         Some(Command::Status) => cli::status::run(g).await,
         Some(Command::Cleanup) => cli::cleanup::run(g).await,
         Some(Command::Teardown) => cli::teardown::run(g).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(report) => {
+            // A user's error, not a crash: the message and its causes, no
+            // source locations or backtraces (those are for panics).
+            eprintln!("error: {report}");
+            for cause in report.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            std::process::ExitCode::FAILURE
+        }
     }
 }

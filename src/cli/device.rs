@@ -1,6 +1,19 @@
-//! `jitpilot device SERIAL jitp|create-cert|ack-cert|onboard`.
+//! `jitpilot device SERIAL jitp|create-cert|ack-cert|onboard`: the sample's
+//! `mqtt_client.py --jitp/--create_cert/--ack_cert`, run by the same device
+//! agent the TUI and `fleet` use (`simulated-devices`).
+//!
+//! The device connects to the running `serve` (or TUI) when
+//! `<data-dir>/endpoint.addr` names one that answers; otherwise this command
+//! starts the local cloud in-process on a free port for the run.
 
 use super::GlobalArgs;
+use crate::cloud::local::runtime::{self, RunningCloud};
+use crate::cloud::local::{endpoint_ca, LocalCloud, DEVICE_TABLE, STACK_NAME};
+use crate::cloud::EventBus;
+use crate::rotation::wire::ATTR_CR_STATE;
+use color_eyre::eyre::{bail, eyre};
+use simulated_devices::{run_device, DeviceConfig, DeviceOutcome, DeviceReport, Goal, Progress};
+use std::time::Duration;
 
 /// The walkthrough step to run for one device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -15,7 +28,209 @@ pub enum DeviceStep {
     Onboard,
 }
 
+impl DeviceStep {
+    /// The device agent's goal for this step.
+    pub fn goal(self) -> Goal {
+        match self {
+            DeviceStep::Jitp => Goal::Jitp,
+            DeviceStep::CreateCert => Goal::CreateCert,
+            DeviceStep::AckCert => Goal::AckCert,
+            DeviceStep::Onboard => Goal::Onboard,
+        }
+    }
+}
+
+/// Where devices connect for this command, and the cloud to read state from.
+pub(crate) struct Target {
+    /// `host:port` of the MQTT endpoint.
+    pub addr: String,
+    /// The cloud: writable when it runs in this process, read-only beside `serve`.
+    pub cloud: LocalCloud,
+    /// The in-process cloud, when no running endpoint answered.
+    pub running: Option<RunningCloud>,
+}
+
+impl Target {
+    /// Finds a running endpoint or starts one in-process. `prepare` runs on
+    /// the writable cloud before the endpoint starts (e.g. `init` for fleet).
+    pub async fn resolve(
+        global: &GlobalArgs,
+        prepare: impl FnOnce(&LocalCloud) -> color_eyre::Result<()>,
+    ) -> color_eyre::Result<Target> {
+        super::deploy::require_local(global)?;
+        let data_dir = global.data_dir();
+        if let Some(addr) = serving_endpoint(&data_dir).await {
+            let cloud = LocalCloud::open_read_only(&data_dir).map_err(|e| eyre!("{e}"))?;
+            return Ok(Target {
+                addr,
+                cloud,
+                running: None,
+            });
+        }
+        let cloud = LocalCloud::open(&data_dir, EventBus::default()).map_err(|e| eyre!("{e}"))?;
+        if cloud.store().get_stack(STACK_NAME)?.is_none() {
+            bail!(
+                "the stack is not deployed in {}: run `jitpilot deploy` first",
+                data_dir.display()
+            );
+        }
+        prepare(&cloud)?;
+        // Port 0: an in-process endpoint never collides with another one.
+        let running = runtime::start(&cloud, "127.0.0.1:0").await?;
+        Ok(Target {
+            addr: running.local_addr().to_string(),
+            cloud,
+            running: Some(running),
+        })
+    }
+
+    /// True when the endpoint runs in this process.
+    pub fn in_process(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// A device config for `serial` against this endpoint.
+    pub fn device_config(&self, serial: &str) -> DeviceConfig {
+        let mut config = DeviceConfig::new(
+            serial,
+            self.cloud.data_dir().device_dir(serial),
+            self.addr.clone(),
+        );
+        config.server_name = Some(endpoint_ca::SERVER_NAME.to_string());
+        config
+    }
+
+    /// The device's `CrState` in the device table, if it has a row.
+    pub fn cr_state(&self, serial: &str) -> color_eyre::Result<Option<String>> {
+        let item = self.cloud.store().get_item(DEVICE_TABLE, serial)?;
+        Ok(item.and_then(|item| {
+            item.get(ATTR_CR_STATE)
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        }))
+    }
+
+    /// Stops the in-process endpoint, if any.
+    pub async fn shutdown(self) {
+        if let Some(running) = self.running {
+            running.shutdown().await;
+        }
+    }
+}
+
+/// The address in `<data-dir>/endpoint.addr`, if something accepts TCP
+/// connections there (a stale file from a killed process does not count).
+async fn serving_endpoint(data_dir: &std::path::Path) -> Option<String> {
+    let addr = crate::cloud::local::datadir::DataDir::new(data_dir).read_endpoint_addr()?;
+    let probe = tokio::net::TcpStream::connect(addr.as_str());
+    match tokio::time::timeout(Duration::from_secs(2), probe).await {
+        Ok(Ok(_)) => Some(addr),
+        _ => None,
+    }
+}
+
+/// What `jitpilot device --json` prints.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeviceSummary {
+    serial: String,
+    endpoint: String,
+    /// True when the command started the local cloud itself.
+    in_process: bool,
+    /// `CrState` in the device table after the run.
+    cr_state: Option<String>,
+    outcome: Option<DeviceOutcome>,
+    error: Option<String>,
+    reports: Vec<DeviceReport>,
+}
+
 /// Runs one device step.
-pub async fn run(_global: &GlobalArgs, _serial: &str, _step: DeviceStep) -> color_eyre::Result<()> {
-    color_eyre::eyre::bail!("`jitpilot device` is not implemented yet")
+pub async fn run(global: &GlobalArgs, serial: &str, step: DeviceStep) -> color_eyre::Result<()> {
+    let _log = crate::logging::init_file_logging(&global.data_dir());
+    let target = Target::resolve(global, |_| Ok(())).await?;
+    let config = target.device_config(serial);
+    if !config
+        .creds_dir
+        .join(simulated_devices::creds::VENDOR_CERT)
+        .exists()
+        && !config
+            .creds_dir
+            .join(simulated_devices::creds::MANUFACTURER_CERT)
+            .exists()
+    {
+        target.shutdown().await;
+        bail!(
+            "no credentials for {serial} in {}: run `jitpilot init` (with `--devices N` for more serials)",
+            config.creds_dir.display()
+        );
+    }
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DeviceReport>();
+    let human = !global.json;
+    let printer = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Some(report) = rx.recv().await {
+            if human {
+                println!("{}", report_line(&report));
+            }
+            all.push(report);
+        }
+        all
+    });
+    let result = run_device(config, step.goal(), Some(tx)).await;
+    let reports = printer.await.unwrap_or_default();
+    let cr_state = target.cr_state(serial).ok().flatten();
+    let summary = DeviceSummary {
+        serial: serial.to_string(),
+        endpoint: target.addr.clone(),
+        in_process: target.in_process(),
+        cr_state,
+        error: result.as_ref().err().map(|e| e.to_string()),
+        outcome: result.ok(),
+        reports,
+    };
+    target.shutdown().await;
+
+    if global.json {
+        super::print_json(&summary)?;
+    } else if let Some(outcome) = &summary.outcome {
+        for s in &outcome.steps {
+            if s.ran {
+                println!(
+                    "step {} done in {:.1} ms ({} attempt{})",
+                    s.step,
+                    s.duration.as_secs_f64() * 1000.0,
+                    s.attempts,
+                    if s.attempts == 1 { "" } else { "s" }
+                );
+            }
+        }
+        if let Some(id) = &outcome.manufacturer_cert_id {
+            println!("manufacturer cert {id}");
+        }
+        println!(
+            "{serial}: CrState {}",
+            summary
+                .cr_state
+                .as_deref()
+                .unwrap_or("(no row in CertRotationDevices)")
+        );
+    }
+    match summary.error {
+        Some(error) => bail!("{error}"),
+        None => Ok(()),
+    }
+}
+
+/// One progress line: `3a retrying  (attempt 1) connection refused ...`.
+fn report_line(report: &DeviceReport) -> String {
+    let state = match report.state {
+        Progress::Started => "started",
+        Progress::Info => "",
+        Progress::Retrying => "retrying",
+        Progress::Completed => "done",
+        Progress::Skipped => "skipped",
+        Progress::Failed => "FAILED",
+    };
+    format!("{} {:<9} {}", report.step, state, report.message)
 }

@@ -1,6 +1,22 @@
-//! `jitpilot fleet --devices N [--concurrency C] [--loss P]`.
+//! `jitpilot fleet --devices N [--concurrency C] [--loss P]`: the whole
+//! walkthrough for a fleet — whitelist and factory credentials for N
+//! devices (init, idempotent), then every device onboarded (3a, 3b, 3c) with
+//! at most C at once, then a summary read back from the device table.
+//!
+//! Rerunnable: devices whose folder holds the ack marker and whose row says
+//! `CR_CERT_ROTATION_COMPLETED` are skipped; the others resume from their
+//! folder. So a run killed at any point (even SIGKILL) and run again
+//! completes every device, with nothing lost or issued twice.
 
+use super::device::Target;
 use super::GlobalArgs;
+use crate::cloud::local::DEVICE_TABLE;
+use crate::rotation::wire::{CrState, ATTR_CR_STATE, ATTR_SERIAL_NUMBER};
+use color_eyre::eyre::{bail, eyre};
+use futures::StreamExt;
+use simulated_devices::{run_device, CredentialFolder, DeviceOutcome, Goal, Step};
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 /// Options of `jitpilot fleet`.
 #[derive(Debug, Clone, clap::Args)]
@@ -16,7 +32,298 @@ pub struct FleetArgs {
     pub loss: f64,
 }
 
+/// Latency percentiles of one step, in milliseconds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Percentiles {
+    /// How many samples.
+    pub count: usize,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// A device that did not finish, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FleetFailure {
+    pub serial: String,
+    pub reason: String,
+}
+
+/// What `jitpilot fleet --json` prints.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetSummary {
+    /// Devices in the fleet.
+    pub devices: usize,
+    /// Already onboarded before this run (skipped).
+    pub skipped: usize,
+    /// Onboarded by this run.
+    pub onboarded: usize,
+    pub failed: usize,
+    pub endpoint: String,
+    pub in_process: bool,
+    pub loss: f64,
+    pub concurrency: usize,
+    /// Wall time of the onboarding phase.
+    pub elapsed_ms: f64,
+    /// Devices onboarded by this run per second of `elapsed_ms`.
+    pub devices_per_sec: f64,
+    /// Requests and connects beyond the first, over all devices.
+    pub retries: u64,
+    /// `CrState` → devices of this fleet, read back from the device table.
+    pub states: BTreeMap<String, usize>,
+    /// Per step (`3a`, `3b`, `3c`) and `total`.
+    pub latency_ms: BTreeMap<String, Percentiles>,
+    pub failures: Vec<FleetFailure>,
+}
+
 /// Runs a fleet.
-pub async fn run(_global: &GlobalArgs, _args: &FleetArgs) -> color_eyre::Result<()> {
-    color_eyre::eyre::bail!("`jitpilot fleet` is not implemented yet")
+pub async fn run(global: &GlobalArgs, args: &FleetArgs) -> color_eyre::Result<()> {
+    let _log = crate::logging::init_file_logging(&global.data_dir());
+    if args.devices == 0 {
+        bail!("--devices must be at least 1");
+    }
+    if !(0.0..=1.0).contains(&args.loss) {
+        bail!("--loss must be between 0.0 and 1.0");
+    }
+    let concurrency = args.concurrency.max(1);
+    let wanted = args.devices;
+    let target = Target::resolve(global, |cloud| {
+        let fixed = cloud.fleet().serials(0).len();
+        let extra = wanted.saturating_sub(fixed);
+        cloud
+            .init_sync(extra)
+            .map_err(|e| eyre!("init failed: {e}"))?;
+        Ok(())
+    })
+    .await?;
+    let fixed = target.cloud.fleet().serials(0).len();
+    let mut serials = target.cloud.fleet().serials(wanted.saturating_sub(fixed));
+    serials.truncate(wanted);
+
+    let summary = onboard(&target, &serials, args.loss, concurrency).await;
+    target.shutdown().await;
+    let summary = summary?;
+
+    if global.json {
+        super::print_json(&summary)?;
+    } else {
+        print_summary(&summary);
+    }
+    if summary.failed > 0 {
+        bail!(
+            "{} of {} devices did not complete; see the failures above (the reasons the cloud refused are in its event log, `rotation.refused`); rerunning resumes every device where it stopped",
+            summary.failed,
+            summary.devices
+        );
+    }
+    Ok(())
+}
+
+async fn onboard(
+    target: &Target,
+    serials: &[String],
+    loss: f64,
+    concurrency: usize,
+) -> color_eyre::Result<FleetSummary> {
+    let states_before = table_states(target)?;
+    let mut pending = Vec::new();
+    for serial in serials {
+        let dir = target.cloud.data_dir().device_dir(serial);
+        if !dir.join(simulated_devices::creds::VENDOR_CERT).exists()
+            && !dir
+                .join(simulated_devices::creds::MANUFACTURER_CERT)
+                .exists()
+        {
+            bail!(
+                "no factory credentials for {serial} in {}: a running `serve` holds the data dir, so fleet cannot run init; stop it and rerun fleet, or run `jitpilot init --devices {}` before starting serve",
+                dir.display(),
+                serials.len().saturating_sub(1)
+            );
+        }
+        let done_on_disk = CredentialFolder::new(&dir).rotation_done();
+        let done_in_table = states_before.get(serial).map(String::as_str)
+            == Some(CrState::CertRotationCompleted.as_str());
+        if !(done_on_disk && done_in_table) {
+            pending.push(serial.clone());
+        }
+    }
+    let skipped = serials.len() - pending.len();
+    eprintln!(
+        "fleet: {} devices, {} already onboarded, endpoint {}{}",
+        serials.len(),
+        skipped,
+        target.addr,
+        if target.in_process() {
+            " (in-process)"
+        } else {
+            ""
+        }
+    );
+
+    let started = Instant::now();
+    let total = pending.len();
+    let step_every = (total / 100).max(1);
+    let mut outcomes: Vec<DeviceOutcome> = Vec::with_capacity(total);
+    let mut failures = Vec::new();
+    let mut runs = futures::stream::iter(pending.into_iter().map(|serial| {
+        let mut config = target.device_config(&serial);
+        config.loss = loss;
+        async move { (serial, run_device(config, Goal::Onboard, None).await) }
+    }))
+    .buffer_unordered(concurrency);
+    let mut finished = 0usize;
+    while let Some((serial, result)) = runs.next().await {
+        finished += 1;
+        match result {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(e) => failures.push(FleetFailure {
+                serial,
+                reason: e.to_string(),
+            }),
+        }
+        if finished.is_multiple_of(step_every) || finished == total {
+            eprintln!(
+                "progress: {}/{} onboarded, {} failed",
+                outcomes.len(),
+                total,
+                failures.len()
+            );
+        }
+    }
+    let elapsed = started.elapsed();
+
+    let states_after = table_states(target)?;
+    let mut states = BTreeMap::new();
+    for serial in serials {
+        let state = states_after
+            .get(serial)
+            .cloned()
+            .unwrap_or_else(|| "(no row)".to_string());
+        *states.entry(state).or_insert(0) += 1;
+    }
+    Ok(FleetSummary {
+        devices: serials.len(),
+        skipped,
+        onboarded: outcomes.len(),
+        failed: failures.len(),
+        endpoint: target.addr.clone(),
+        in_process: target.in_process(),
+        loss,
+        concurrency,
+        elapsed_ms: elapsed.as_secs_f64() * 1000.0,
+        devices_per_sec: per_second(outcomes.len(), elapsed),
+        retries: outcomes
+            .iter()
+            .flat_map(|o| o.steps.iter())
+            .filter(|s| s.ran)
+            .map(|s| u64::from(s.attempts.saturating_sub(1)))
+            .sum(),
+        states,
+        latency_ms: latencies(&outcomes),
+        failures,
+    })
+}
+
+/// `SerialNumber` → `CrState` for every row of the device table.
+fn table_states(target: &Target) -> color_eyre::Result<HashMap<String, String>> {
+    let mut states = HashMap::new();
+    for item in target.cloud.store().scan(DEVICE_TABLE)? {
+        let serial = item.get(ATTR_SERIAL_NUMBER).and_then(|v| v.as_str());
+        let state = item.get(ATTR_CR_STATE).and_then(|v| v.as_str());
+        if let (Some(serial), Some(state)) = (serial, state) {
+            states.insert(serial.to_string(), state.to_string());
+        }
+    }
+    Ok(states)
+}
+
+fn per_second(count: usize, elapsed: Duration) -> f64 {
+    let secs = elapsed.as_secs_f64();
+    if secs > 0.0 {
+        count as f64 / secs
+    } else {
+        0.0
+    }
+}
+
+fn latencies(outcomes: &[DeviceOutcome]) -> BTreeMap<String, Percentiles> {
+    let mut samples: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for outcome in outcomes {
+        for step in [Step::Jitp, Step::CreateCert, Step::AckCert] {
+            if let Some(s) = outcome.step(step).filter(|s| s.ran) {
+                samples
+                    .entry(step.as_str().to_string())
+                    .or_default()
+                    .push(s.duration.as_secs_f64() * 1000.0);
+            }
+        }
+        samples
+            .entry("total".to_string())
+            .or_default()
+            .push(outcome.elapsed.as_secs_f64() * 1000.0);
+    }
+    samples
+        .into_iter()
+        .map(|(step, values)| (step, percentiles(values)))
+        .collect()
+}
+
+/// Nearest-rank percentiles.
+pub fn percentiles(mut values: Vec<f64>) -> Percentiles {
+    values.sort_by(f64::total_cmp);
+    let rank = |q: f64| -> f64 {
+        if values.is_empty() {
+            return 0.0;
+        }
+        let index = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
+        values[index]
+    };
+    Percentiles {
+        count: values.len(),
+        p50: rank(0.50),
+        p95: rank(0.95),
+        p99: rank(0.99),
+        max: values.last().copied().unwrap_or(0.0),
+    }
+}
+
+fn print_summary(s: &FleetSummary) {
+    println!(
+        "Fleet of {}: {} onboarded now, {} already done, {} failed",
+        s.devices, s.onboarded, s.skipped, s.failed
+    );
+    println!(
+        "  {:.1} devices/s ({} in {:.0} ms, concurrency {}, loss {}), {} retries",
+        s.devices_per_sec, s.onboarded, s.elapsed_ms, s.concurrency, s.loss, s.retries
+    );
+    println!("  CertRotationDevices:");
+    for (state, n) in &s.states {
+        println!("    {state:<28} {n}");
+    }
+    println!("  latency (ms)     p50      p95      p99      max");
+    for (step, p) in &s.latency_ms {
+        println!(
+            "    {step:<10} {:>8.1} {:>8.1} {:>8.1} {:>8.1}",
+            p.p50, p.p95, p.p99, p.max
+        );
+    }
+    for f in &s.failures {
+        println!("  FAILED {}: {}", f.serial, f.reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let p = percentiles((1..=100).map(f64::from).collect());
+        assert_eq!((p.p50, p.p95, p.p99, p.max), (50.0, 95.0, 99.0, 100.0));
+        let one = percentiles(vec![7.0]);
+        assert_eq!((one.p50, one.p99), (7.0, 7.0));
+        assert_eq!(percentiles(Vec::new()).count, 0);
+    }
 }

@@ -1,8 +1,79 @@
-//! `jitpilot serve`.
+//! `jitpilot serve`: the local cloud headless — the MQTT endpoint, the
+//! topic rules and the rotation function — until Ctrl-C or SIGTERM.
 
 use super::GlobalArgs;
+use crate::cloud::local::{endpoint_ca, runtime, LocalCloud};
+use crate::cloud::EventBus;
+use color_eyre::eyre::WrapErr;
+
+/// What `serve --json` prints once listening.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Serving {
+    /// `host:port` devices connect to.
+    endpoint: String,
+    /// The name to verify in the server certificate (SNI).
+    server_name: &'static str,
+    data_dir: std::path::PathBuf,
+    /// The CA devices trust for the endpoint.
+    endpoint_ca: std::path::PathBuf,
+    pid: u32,
+}
 
 /// Runs `jitpilot serve`.
-pub async fn run(_global: &GlobalArgs) -> color_eyre::Result<()> {
-    color_eyre::eyre::bail!("`jitpilot serve` is not implemented yet")
+pub async fn run(global: &GlobalArgs) -> color_eyre::Result<()> {
+    let data_dir = global.data_dir();
+    let _log = crate::logging::init_file_logging(&data_dir);
+    let cloud = LocalCloud::open(&data_dir, EventBus::default())
+        .wrap_err_with(|| format!("cannot open the local cloud in {}", data_dir.display()))?;
+    let running = runtime::start(&cloud, &global.mqtt_addr).await?;
+    let serving = Serving {
+        endpoint: running.local_addr().to_string(),
+        server_name: endpoint_ca::SERVER_NAME,
+        data_dir: data_dir.clone(),
+        endpoint_ca: running.endpoint_ca_path().to_path_buf(),
+        pid: std::process::id(),
+    };
+    if global.json {
+        // One line: scripts can read the document as soon as it is printed.
+        println!("{}", serde_json::to_string(&serving)?);
+    } else {
+        println!("jitpilot local cloud serving");
+        println!(
+            "  MQTT endpoint  mqtts://{} (server name {})",
+            serving.endpoint, serving.server_name
+        );
+        println!("  endpoint CA    {}", serving.endpoint_ca.display());
+        println!("  data dir       {}", serving.data_dir.display());
+        println!("Ctrl-C to stop.");
+    }
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    wait_for_signal().await;
+    eprintln!("shutting down: closing sessions");
+    running.shutdown().await;
+    Ok(())
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

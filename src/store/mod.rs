@@ -37,6 +37,7 @@ pub const MASTER_KEY_FILE: &str = "master.key";
 /// What can go wrong with the store. Every message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// SQLite failed on the database file.
     #[error("database error in {path}: {source}. If the file is corrupt, move it aside and run `jitpilot deploy` and `jitpilot init` again")]
     Sqlite {
         path: PathBuf,
@@ -44,32 +45,42 @@ pub enum StoreError {
         #[source]
         source: Box<rusqlite::Error>,
     },
+    /// The file is not a jitpilot database, or is damaged.
     #[error("{path} is not a jitpilot database (or is corrupt): {reason}. Move it aside or pick another --data-dir; nothing was changed")]
     Corrupt { path: PathBuf, reason: String },
+    /// The database was written by a newer jitpilot.
     #[error("the database {path} has schema version {found}, newer than this jitpilot understands ({supported}); upgrade jitpilot")]
     TooNew {
         path: PathBuf,
         found: i64,
         supported: i64,
     },
+    /// The master key is missing, unreadable, of the wrong size, or does not
+    /// open a sealed value.
     #[error("master key {path}: {reason}. The parameter store cannot be read without it; restore the file or start a fresh --data-dir")]
     MasterKey { path: PathBuf, reason: String },
+    /// A file of the store could not be read or written.
     #[error("I/O error on {path}: {source}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+    /// The named object does not exist.
     #[error("{kind} {name} not found")]
     NotFound { kind: &'static str, name: String },
+    /// The named object exists already.
     #[error("{kind} {name} already exists")]
     AlreadyExists { kind: &'static str, name: String },
+    /// The operation is not allowed in the object's current state (AWS's
+    /// `ConflictException` / `InvalidRequestException`).
     #[error("{kind} {name}: {reason}")]
     Conflict {
         kind: &'static str,
         name: String,
         reason: String,
     },
+    /// The input is malformed.
     #[error("invalid {what}: {reason}")]
     Invalid { what: String, reason: String },
 }

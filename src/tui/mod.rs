@@ -1,8 +1,203 @@
-//! The terminal UI.
+//! The terminal UI: one screen to deploy, provision, watch and step a fleet
+//! through JITP and certificate rotation.
+//!
+//! ## Layout
+//!
+//! - `action.rs`  [`action::Action`] (what a key means), [`action::Command`]
+//!   (cloud work), [`action::Msg`] (what comes back)
+//! - `app.rs`     [`app::App`]: the state and its `update`; no IO, no drawing
+//! - `keys.rs`    keys → actions by context, footer hints, the help text
+//! - `ui.rs`      [`ui::draw`]: the whole screen from the state
+//! - `panes/`     one module per pane: stack, CAs, traffic, devices, device detail
+//! - `demo.rs`    the guided walkthrough of `jitpilot demo`
+//! - `worker.rs`  runs commands on spawned tasks, reports back on a channel
+//! - `session.rs` the cloud and the device runner the TUI drives
+//! - `agent.rs`   in-process devices through the device agent (`simulated-devices`)
+//! - `terminal.rs` raw mode, alternate screen, the restoring panic hook
+//!
+//! The UI task only drains channels (keys, messages, cloud events) and
+//! redraws, at most [`FPS`] times a second and only when something changed.
+
+pub mod action;
+pub mod agent;
+pub mod app;
+pub mod demo;
+pub mod keys;
+pub mod panes;
+pub mod session;
+pub mod terminal;
+pub mod theme;
+pub mod ui;
+pub mod worker;
 
 use crate::cli::GlobalArgs;
+use crate::cloud::{CloudEvent, EventReceiver};
+use action::{Action, Command, Msg};
+use app::{App, Header};
+use crossterm::event::{Event, EventStream, MouseEventKind};
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Frames per second, at most.
+pub const FPS: f64 = 30.0;
+
+/// How many queued events or messages are applied before a redraw is due,
+/// so a flood of traffic never starves the keyboard.
+const DRAIN_BATCH: usize = 4096;
 
 /// Runs the TUI (`demo` = guided workshop mode).
-pub async fn run(_global: &GlobalArgs, _mouse: bool, _demo: bool) -> color_eyre::Result<()> {
-    color_eyre::eyre::bail!("the TUI is not implemented yet")
+pub async fn run(global: &GlobalArgs, mouse: bool, demo: bool) -> color_eyre::Result<()> {
+    let data_dir = global.data_dir();
+    let _log = crate::logging::init_file_logging(&data_dir);
+    tracing::info!(data_dir = %data_dir.display(), demo, "TUI starting");
+    let session = session::open(global).await;
+    let header = Header {
+        backend: match global.backend {
+            crate::cli::Backend::Local => "local".into(),
+            crate::cli::Backend::Aws => "aws".into(),
+        },
+        endpoint: None,
+        data_dir: Some(data_dir.display().to_string()),
+    };
+    let mut app = App::new(theme::Theme::from_env(), header, demo);
+    app.mouse = mouse;
+    let mut terminal = terminal::init(mouse)?;
+    let result = event_loop(&mut terminal, &mut app, session).await;
+    terminal::restore()?;
+    tracing::info!("TUI stopped");
+    result
 }
+
+/// The next event of the stream, or never when there is no stream.
+async fn next_event(events: &mut Option<EventReceiver>) -> Option<Arc<CloudEvent>> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn event_loop(
+    terminal: &mut terminal::Tui,
+    app: &mut App,
+    session: Result<session::Session, String>,
+) -> color_eyre::Result<()> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+    let (mut worker, mut events, running) = match session {
+        Ok(s) => {
+            app.header = Header {
+                endpoint: s.header.endpoint.or(app.header.endpoint.take()),
+                ..s.header
+            };
+            let events = Some(s.cloud.events());
+            (
+                Some(worker::Worker::new(s.cloud, s.devices, tx.clone())),
+                events,
+                s.running,
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "session could not start");
+            app.fatal = Some(e);
+            (None, None, None)
+        }
+    };
+    if let Some(w) = &mut worker {
+        w.execute(Command::Refresh);
+    }
+    let frame_interval = Duration::from_secs_f64(1.0 / FPS);
+    let mut terminal_events = EventStream::new();
+    let mut refresh = tokio::time::interval(Duration::from_secs(1));
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut dirty = true;
+    let mut next_frame = Instant::now();
+    let mut mouse = app.mouse;
+    loop {
+        tokio::select! {
+            biased;
+            ev = terminal_events.next() => match ev {
+                Some(Ok(Event::Key(key))) => {
+                    if let Some(action) = keys::handle_key_event(app, key) {
+                        app.update(action);
+                    }
+                    dirty = true;
+                }
+                Some(Ok(Event::Mouse(m))) => {
+                    match m.kind {
+                        MouseEventKind::ScrollUp => app.update(Action::Up),
+                        MouseEventKind::ScrollDown => app.update(Action::Down),
+                        _ => {}
+                    }
+                    dirty = true;
+                }
+                Some(Ok(Event::Resize(..))) => dirty = true,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "terminal input failed");
+                    break;
+                }
+                None => break,
+            },
+            Some(msg) = rx.recv() => {
+                app.apply(msg);
+                for _ in 0..DRAIN_BATCH {
+                    match rx.try_recv() {
+                        Ok(msg) => app.apply(msg),
+                        Err(_) => break,
+                    }
+                }
+                dirty = true;
+            }
+            Some(ev) = next_event(&mut events) => {
+                app.push_event(ev);
+                if let Some(rx) = &mut events {
+                    for _ in 0..DRAIN_BATCH {
+                        match rx.try_recv() {
+                            Some(ev) => app.push_event(ev),
+                            None => break,
+                        }
+                    }
+                    app.traffic.set_lagged(rx.dropped());
+                }
+                dirty = true;
+            }
+            _ = tokio::time::sleep_until(next_frame), if dirty => {
+                terminal.draw(|frame| ui::draw(frame, app))?;
+                dirty = false;
+                // Capped FPS: the next frame is due one interval after this one.
+                next_frame = Instant::now() + frame_interval;
+            }
+            _ = refresh.tick() => {
+                if app.take_refresh_hint() {
+                    app.update(Action::Refresh);
+                }
+            }
+        }
+        if let Some(w) = &mut worker {
+            for command in app.take_commands() {
+                w.execute(command);
+            }
+        } else {
+            app.take_commands();
+        }
+        if app.mouse != mouse {
+            mouse = app.mouse;
+            terminal::set_mouse(mouse)?;
+        }
+        if app.should_quit {
+            break;
+        }
+    }
+    if let Some(w) = &mut worker {
+        w.abort_all();
+    }
+    if let Some(running) = running {
+        running.shutdown().await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

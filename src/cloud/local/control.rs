@@ -12,6 +12,7 @@ mod status;
 pub use init::{MANUFACTURER_CA_LABEL, VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER};
 
 use super::datadir::{DataDir, DataDirLock};
+use super::endpoint::EndpointControl;
 use super::fleet::Fleet;
 use super::{stack, STACK_NAME};
 use crate::cloud::{
@@ -40,6 +41,10 @@ struct Inner {
     lock: Option<DataDirLock>,
     /// The endpoint's socket when it runs in this process.
     local_endpoint: Mutex<Option<SocketAddr>>,
+    /// The endpoint running in this process, told about control-plane
+    /// changes it must act on: topic rules after a deploy or teardown, a
+    /// certificate set INACTIVE/REVOKED (its device is disconnected).
+    endpoint_control: Mutex<Option<EndpointControl>>,
     /// One control-plane operation at a time (the TUI may trigger init while
     /// a cleanup runs): each is a sequence of registry steps.
     control: Mutex<()>,
@@ -90,6 +95,7 @@ impl LocalCloud {
                 bus,
                 lock,
                 local_endpoint: Mutex::new(None),
+                endpoint_control: Mutex::new(None),
                 control: Mutex::new(()),
             }),
         }
@@ -130,6 +136,38 @@ impl LocalCloud {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = addr;
     }
 
+    /// Connects the endpoint running in this process to the control plane
+    /// (the runtime calls this when it starts, `None` when it stops).
+    pub fn attach_endpoint(&self, control: Option<EndpointControl>) {
+        *self
+            .inner
+            .endpoint_control
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = control;
+    }
+
+    fn running_endpoint(&self) -> Option<EndpointControl> {
+        self.inner
+            .endpoint_control
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The stack's topic rules changed: the running endpoint reloads them,
+    /// so rule_jitp fires for a stack deployed while it runs (and a
+    /// torn-down stack's rules stop firing).
+    fn topic_rules_changed(&self) -> CloudResult<()> {
+        if let Some(endpoint) = self.running_endpoint() {
+            endpoint.reload_rules().map_err(|e| {
+                CloudError::Other(format!(
+                    "the stack changed but the endpoint could not load its topic rules: {e}; restart jitpilot"
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
     /// Step 1: creates or updates the stack from `cfn/cert-rotation.json`.
     pub fn deploy_sync(&self) -> CloudResult<DeployReport> {
         self.writable()?;
@@ -141,7 +179,10 @@ impl LocalCloud {
             stack::TEMPLATE,
             &serde_json::Map::new(),
         )
-        .map_err(stack_error)?;
+        .map_err(stack_error);
+        // Even a failed (rolled back) deploy may have changed the rules.
+        self.topic_rules_changed()?;
+        let report = report?;
         // The stack engine streamed its own events; the log keeps the outcome.
         self.store().append_event(
             "stack.deployed",
@@ -175,7 +216,9 @@ impl LocalCloud {
     pub fn teardown_sync(&self) -> CloudResult<TeardownReport> {
         self.writable()?;
         let _one_at_a_time = self.control_lock();
-        let report = stack::teardown(self.store(), self.bus(), STACK_NAME).map_err(stack_error)?;
+        let report = stack::teardown(self.store(), self.bus(), STACK_NAME).map_err(stack_error);
+        self.topic_rules_changed()?;
+        let report = report?;
         if report.existed {
             self.store().append_event(
                 "stack.deleted",
@@ -194,6 +237,12 @@ impl LocalCloud {
     ) -> CloudResult<()> {
         self.writable()?;
         self.store().set_certificate_status(cert_id, status)?;
+        // As on AWS, a device whose certificate is switched off is disconnected.
+        if !matches!(status, CertificateStatus::Active) {
+            if let Some(endpoint) = self.running_endpoint() {
+                endpoint.certificate_deactivated(cert_id);
+            }
+        }
         self.record(
             EventKind::Registry,
             "registry.certificate_status",
@@ -347,5 +396,7 @@ pub(crate) fn short_id(id: &str) -> &str {
     id.get(..10).unwrap_or(id)
 }
 
+#[cfg(test)]
+mod running_tests;
 #[cfg(test)]
 mod tests;

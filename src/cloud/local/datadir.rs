@@ -33,8 +33,11 @@ pub const FLEET_FILE: &str = "fleet.json";
 /// What can go wrong with the data dir. Messages say what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum DataDirError {
+    /// Another process owns the data dir; `owner` is what its lock file says
+    /// (`pid 1234 (`jitpilot serve`)`).
     #[error("the data dir {dir} is in use by {owner}; stop that process first, or pass another --data-dir (`jitpilot status` works beside it)")]
     Locked { dir: PathBuf, owner: String },
+    /// A file of the data dir could not be created, read or written.
     #[error("I/O error on {path}: {source}; check that the data dir is writable, or pass another --data-dir")]
     Io {
         path: PathBuf,

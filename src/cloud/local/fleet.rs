@@ -23,12 +23,14 @@ const SERIAL_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 /// What can go wrong loading a fleet definition.
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
+    /// `<data-dir>/fleet.json` exists but cannot be read.
     #[error("cannot read the fleet definition {path}: {source}")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+    /// The definition is not valid JSON or breaks a rule (named in `reason`).
     #[error("the fleet definition {path} is invalid: {reason}. Fix it, or delete it to use the built-in one")]
     Invalid { path: String, reason: String },
 }
@@ -39,8 +41,10 @@ pub enum FleetError {
 pub struct CaProfile {
     /// The CA's subject (C, ST, L, O, OU, CN).
     pub subject: Subject,
+    /// `EC_P256` (default) or `RSA_2048`.
     #[serde(default)]
     pub key_algorithm: KeyAlgorithm,
+    /// How long the CA certificate is valid.
     pub validity_days: u32,
 }
 
@@ -50,8 +54,10 @@ pub struct CaProfile {
 pub struct CertProfile {
     /// Subject fields besides CN (which is the device's serial).
     pub subject: Subject,
+    /// Key type of the device's key: `EC_P256` (default) or `RSA_2048`.
     #[serde(default)]
     pub key_algorithm: KeyAlgorithm,
+    /// How long an issued certificate is valid.
     pub validity_days: u32,
 }
 

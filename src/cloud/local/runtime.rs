@@ -1,1 +1,142 @@
-//! Starting the local cloud in-process.
+//! Starting the whole local cloud in-process: what `serve`, `fleet`,
+//! `device` and the TUI run before devices can connect.
+//!
+//! 1. the endpoint CA (created on first run) and a fresh server certificate,
+//!    its CA written to `<data-dir>/endpoint-ca.pem` for devices to trust;
+//! 2. the built-in functions (the rotation function, configured from the
+//!    fleet definition);
+//! 3. the MQTT endpoint, with the stack's topic rules loaded, attached to
+//!    the control plane (rules reload on deploy/teardown, disconnect on
+//!    deactivation);
+//! 4. JITP registered events cut short by the last stop, redelivered and
+//!    handled before devices are told where the endpoint is;
+//! 5. `<data-dir>/endpoint.addr`, so devices in other processes find it.
+
+use super::datadir::EndpointAddrFile;
+use super::endpoint::{self, EndpointConfig, EndpointError, EndpointHandle};
+use super::{endpoint_ca, functions, LocalCloud};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Why the local cloud could not start. Messages say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("the local cloud is opened read-only (another process owns the data dir); stop it or use it instead")]
+    ReadOnly,
+    #[error("endpoint CA: {0}")]
+    EndpointCa(String),
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    #[error("cannot write the endpoint address file in the data dir: {0}")]
+    AddrFile(String),
+}
+
+/// How long the start waits for redelivered registered events to be
+/// handled; a slower one stays in the outbox for the next start.
+const REDELIVERY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The local cloud, running. Dropping it without [`RunningCloud::shutdown`]
+/// stops accepting only when the runtime ends; prefer `shutdown`.
+pub struct RunningCloud {
+    endpoint: EndpointHandle,
+    cloud: LocalCloud,
+    endpoint_ca_path: PathBuf,
+    /// Removes `endpoint.addr` when dropped: no address of a dead endpoint is left behind.
+    _addr_file: EndpointAddrFile,
+}
+
+impl RunningCloud {
+    /// Where the endpoint listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.endpoint.local_addr()
+    }
+
+    /// The endpoint (publisher, rule reload, stats).
+    pub fn endpoint(&self) -> &EndpointHandle {
+        &self.endpoint
+    }
+
+    /// The PEM file devices trust for the endpoint (`<data-dir>/endpoint-ca.pem`).
+    pub fn endpoint_ca_path(&self) -> &std::path::Path {
+        &self.endpoint_ca_path
+    }
+
+    /// Closes every session and stops the endpoint.
+    pub async fn shutdown(self) {
+        self.cloud.set_local_endpoint(None);
+        self.cloud.attach_endpoint(None);
+        self.endpoint.shutdown().await;
+    }
+}
+
+/// Starts the local cloud of `cloud` with its endpoint on `addr`
+/// (`host:port`; port 0 picks a free one, see [`RunningCloud::local_addr`]).
+pub async fn start(cloud: &LocalCloud, addr: &str) -> Result<RunningCloud, RuntimeError> {
+    start_with(
+        cloud,
+        EndpointConfig {
+            addr: addr.to_string(),
+            ..EndpointConfig::default()
+        },
+    )
+    .await
+}
+
+/// [`start`] with every endpoint setting.
+pub async fn start_with(
+    cloud: &LocalCloud,
+    config: EndpointConfig,
+) -> Result<RunningCloud, RuntimeError> {
+    if !cloud.is_writable() {
+        return Err(RuntimeError::ReadOnly);
+    }
+    let store = cloud.store().clone();
+    let ca = endpoint_ca::ensure(&store).map_err(|e| RuntimeError::EndpointCa(e.to_string()))?;
+    let server = ca
+        .server_identity()
+        .map_err(|e| RuntimeError::EndpointCa(e.to_string()))?;
+    let endpoint_ca_path = cloud.data_dir().endpoint_ca_path();
+    ca.write_pem(&endpoint_ca_path)
+        .map_err(|e| RuntimeError::EndpointCa(e.to_string()))?;
+
+    let rotation = functions::rotation_config(cloud.fleet());
+    let functions = functions::builtin_functions(store.clone(), cloud.bus().clone(), rotation);
+    let endpoint = endpoint::start(
+        config,
+        store,
+        cloud.bus().clone(),
+        functions,
+        &server.cert_pem,
+        &server.key_pem,
+    )
+    .await?;
+    cloud.attach_endpoint(Some(endpoint.control()));
+    // At-least-once: a registered event whose rule_jitp invocation the last
+    // stop cut short is handled now, before devices retry their CSRs.
+    let redelivered = match endpoint.redeliver_registered_events(REDELIVERY_WAIT).await {
+        Ok(n) => n,
+        Err(e) => {
+            cloud.attach_endpoint(None);
+            endpoint.shutdown().await;
+            return Err(e.into());
+        }
+    };
+    if redelivered > 0 {
+        tracing::info!(
+            redelivered,
+            "JITP registered events redelivered after a stop"
+        );
+    }
+    let local_addr = endpoint.local_addr();
+    let addr_file = cloud
+        .data_dir()
+        .write_endpoint_addr(&local_addr.to_string())
+        .map_err(|e| RuntimeError::AddrFile(e.to_string()))?;
+    cloud.set_local_endpoint(Some(local_addr));
+    Ok(RunningCloud {
+        endpoint,
+        cloud: cloud.clone(),
+        endpoint_ca_path,
+        _addr_file: addr_file,
+    })
+}

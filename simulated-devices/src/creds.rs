@@ -1,0 +1,233 @@
+//! A device's credential folder (DESIGN §2.3): what the factory wrote and
+//! what rotation adds, read at start and written atomically as the device
+//! progresses, so a device killed at any instant resumes where it stood.
+//!
+//! Every write goes to a temporary file in the same folder, is fsynced, then
+//! renamed over the target and the folder fsynced: after a crash a file is
+//! either absent or complete, never half-written.
+
+use crate::machine::{Credential, Stored};
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Factory: the device's private key.
+pub const VENDOR_KEY: &str = "vendor.key.pem";
+/// Factory: the device cert followed by the Vendor CA (the sample's
+/// `VendorDeviceCertAndCACert.pem`).
+pub const VENDOR_CERT: &str = "vendor.cert.pem";
+/// What the device trusts for the endpoint's server certificate.
+pub const ROOT_CA: &str = "root-ca.pem";
+/// The CA a manufacturer cert must chain to.
+pub const MANUFACTURER_CA: &str = "manufacturer-ca.pem";
+/// Rotation: the new private key (written before the CSR is sent).
+pub const MANUFACTURER_KEY: &str = "manufacturer.key.pem";
+/// Rotation: the CSR sent, so a resumed device resends it unchanged.
+pub const MANUFACTURER_CSR: &str = "manufacturer.csr.pem";
+/// Rotation: the verified manufacturer cert.
+pub const MANUFACTURER_CERT: &str = "manufacturer.cert.pem";
+/// Rotation: the ack marker, holding the acknowledged cert id.
+pub const ACK_DONE: &str = "manufacturer.acked";
+
+/// Problems with the credential folder. Each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("{path} is missing: run `jitpilot init` to issue this device's factory credentials")]
+    Missing { path: PathBuf },
+    #[error("could not read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("could not write {path}: {source}; check that the credential folder is writable and the disk not full")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A device's credential folder.
+#[derive(Debug, Clone)]
+pub struct CredentialFolder {
+    dir: PathBuf,
+}
+
+impl CredentialFolder {
+    /// The folder at `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> CredentialFolder {
+        CredentialFolder { dir: dir.into() }
+    }
+
+    /// The folder's path.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The path of `name` inside the folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Reads a file that must exist.
+    pub fn read_required(&self, name: &str) -> Result<String, CredentialsError> {
+        let path = self.path(name);
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(text),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(CredentialsError::Missing { path })
+            }
+            Err(source) => Err(CredentialsError::Read { path, source }),
+        }
+    }
+
+    /// Reads a file that may be absent.
+    pub fn read_optional(&self, name: &str) -> Result<Option<String>, CredentialsError> {
+        let path = self.path(name);
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(CredentialsError::Read { path, source }),
+        }
+    }
+
+    /// What rotation left in the folder, for the state machine's `Start`.
+    pub fn load_stored(&self) -> Result<Stored, CredentialsError> {
+        Ok(Stored {
+            manufacturer_key: self.read_optional(MANUFACTURER_KEY)?,
+            csr: self.read_optional(MANUFACTURER_CSR)?,
+            manufacturer_cert: self.read_optional(MANUFACTURER_CERT)?,
+            acked_cert_id: self.read_optional(ACK_DONE)?.map(|s| s.trim().to_string()),
+            manufacturer_ca: self.read_optional(MANUFACTURER_CA)?,
+        })
+    }
+
+    /// True when the ack marker names the stored manufacturer cert: the
+    /// device finished rotation (a cheap check for skipping it on rerun).
+    pub fn rotation_done(&self) -> bool {
+        let marker = self.read_optional(ACK_DONE).ok().flatten();
+        let cert = self.read_optional(MANUFACTURER_CERT).ok().flatten();
+        match (marker, cert) {
+            (Some(marker), Some(cert)) => crate::firmware::first_cert_der(&cert)
+                .map(|der| crate::firmware::certificate_id(&der) == marker.trim())
+                .unwrap_or(false),
+            _ => false,
+        }
+    }
+
+    /// Writes a credential the state machine asked to store.
+    pub fn store(&self, credential: &Credential) -> Result<(), CredentialsError> {
+        match credential {
+            Credential::ManufacturerKey(pem) => {
+                self.write_atomic(MANUFACTURER_KEY, pem.as_bytes(), true)
+            }
+            Credential::Csr(pem) => self.write_atomic(MANUFACTURER_CSR, pem.as_bytes(), false),
+            Credential::ManufacturerCert(pem) => {
+                self.write_atomic(MANUFACTURER_CERT, pem.as_bytes(), false)
+            }
+            Credential::AckDone(id) => {
+                self.write_atomic(ACK_DONE, format!("{id}\n").as_bytes(), false)
+            }
+        }
+    }
+
+    /// temp file + fsync + rename + fsync(dir). Private keys get mode 0600
+    /// from creation, so they are never readable by others even briefly.
+    pub fn write_atomic(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        secret: bool,
+    ) -> Result<(), CredentialsError> {
+        let target = self.path(name);
+        let tmp = self.path(&format!(".{name}.tmp-{}", std::process::id()));
+        let wrap = |source| CredentialsError::Write {
+            path: target.clone(),
+            source,
+        };
+        fs::create_dir_all(&self.dir).map_err(wrap)?;
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(if secret { 0o600 } else { 0o644 });
+        }
+        let mut file = options.open(&tmp).map_err(wrap)?;
+        file.write_all(bytes).map_err(wrap)?;
+        file.sync_all().map_err(wrap)?;
+        drop(file);
+        fs::rename(&tmp, &target).map_err(wrap)?;
+        // The rename is durable only once the directory entry is.
+        #[cfg(unix)]
+        fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(wrap)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_are_complete_and_keys_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = CredentialFolder::new(dir.path().join("dev"));
+        folder
+            .store(&Credential::ManufacturerKey("KEY".into()))
+            .unwrap();
+        folder.store(&Credential::Csr("CSR".into())).unwrap();
+        let stored = folder.load_stored().unwrap();
+        assert_eq!(stored.manufacturer_key.as_deref(), Some("KEY"));
+        assert_eq!(stored.csr.as_deref(), Some("CSR"));
+        assert!(stored.manufacturer_cert.is_none());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(folder.path(MANUFACTURER_KEY))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let leftovers: Vec<_> = fs::read_dir(folder.dir())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn missing_factory_file_says_to_run_init() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = CredentialFolder::new(dir.path());
+        let err = folder.read_required(VENDOR_CERT).unwrap_err();
+        assert!(err.to_string().contains("jitpilot init"));
+    }
+
+    #[test]
+    fn ack_marker_must_name_the_stored_cert() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = CredentialFolder::new(dir.path());
+        assert!(!folder.rotation_done());
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["x".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        folder
+            .store(&Credential::ManufacturerCert(cert.pem()))
+            .unwrap();
+        folder
+            .store(&Credential::AckDone("not-the-id".into()))
+            .unwrap();
+        assert!(!folder.rotation_done());
+        let id = crate::firmware::certificate_id(cert.der());
+        folder.store(&Credential::AckDone(id)).unwrap();
+        assert!(folder.rotation_done());
+    }
+}

@@ -1,0 +1,48 @@
+//! The wire contract of steps 3b and 3c: topics and payloads exactly as the
+//! AWS sample's `mqtt_client.py` and rotation Lambda use them, so this device
+//! works against the sample's cloud and the sample's device against jitpilot.
+
+use serde::{Deserialize, Serialize};
+
+/// 3b request topic: the device publishes its CSR here.
+pub fn create_cert_request(serial: &str) -> String {
+    format!("/cert-rotation/create-man-cert/{serial}/rqst")
+}
+
+/// 3b response topic: the cloud publishes the signed manufacturer cert here.
+pub fn create_cert_response(serial: &str) -> String {
+    format!("/cert-rotation/create-man-cert/{serial}/rspn")
+}
+
+/// 3c request topic: the device acknowledges the new cert here.
+pub fn ack_cert_request(serial: &str) -> String {
+    format!("/cert-rotation/ack-man-cert/{serial}/rqst")
+}
+
+/// 3c response topic: the cloud confirms the rotation here.
+pub fn ack_cert_response(serial: &str) -> String {
+    format!("/cert-rotation/ack-man-cert/{serial}/rspn")
+}
+
+/// 3b request payload: `{"csr": PEM}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateCertRequest {
+    /// PKCS#10 request, PEM, CN = serial.
+    pub csr: String,
+}
+
+/// 3b response payload: `{"pem": PEM, "cert_id": ID}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateCertResponse {
+    /// The manufacturer certificate, PEM.
+    pub pem: String,
+    /// Its certificateId: lowercase hex SHA-256 of the DER.
+    pub cert_id: String,
+}
+
+/// 3c request and response payload: `{"cert_id": ID}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckCert {
+    /// The manufacturer certificate's certificateId.
+    pub cert_id: String,
+}

@@ -1,0 +1,494 @@
+//! The router: every session by clientId, their subscriptions, retained
+//! messages, and the fan-out of each published message to subscribers and
+//! to the rules engine.
+//!
+//! One mutex guards the broker state; every critical section is short and
+//! never awaits. Deliveries go to connection tasks through bounded channels
+//! with `try_send`, so a slow client never slows the router: its QoS 0
+//! messages are dropped (and counted), its QoS 1 messages are kept for a
+//! persistent session.
+
+use super::authz::ConnectionPolicy;
+use super::limits::{MAX_QUEUED_MESSAGES, MAX_SUBSCRIPTIONS_PER_SESSION};
+use super::rules_engine::RulesEngine;
+use super::session::Message;
+use super::topics;
+use crate::cloud::events::{CloudEvent, EventBus, EventKind};
+use rumqttc::mqttbytes::QoS;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The live link from the router to one connection task.
+pub struct Link {
+    /// Tells stale detaches apart from the current connection's.
+    pub conn_id: u64,
+    /// Deliveries for the connection task.
+    pub tx: mpsc::Sender<Message>,
+    /// Cancelled when a newer connection takes over the clientId.
+    pub evict: CancellationToken,
+    /// `iot:Receive` is checked per delivery with the subscriber's policies.
+    pub policy: Arc<ConnectionPolicy>,
+    /// The connection's certificateId.
+    pub principal: String,
+    /// Cancelled when that certificate is set INACTIVE or REVOKED.
+    pub deactivated: CancellationToken,
+}
+
+/// One clientId's session, online or (if persistent) offline.
+struct SessionEntry {
+    subscriptions: HashMap<String, QoS>,
+    /// `cleanSession = false`: kept with its subscriptions and queued QoS 1
+    /// messages while offline.
+    persistent: bool,
+    link: Option<Link>,
+    /// QoS 1 messages for an offline persistent session (bounded, oldest dropped).
+    queued: VecDeque<Message>,
+    /// The policies of the last connection: offline deliveries are checked
+    /// against them before queueing.
+    last_policy: Option<Arc<ConnectionPolicy>>,
+    /// AWS's `versionNumber` of lifecycle events for this clientId.
+    version: u64,
+}
+
+/// Where a message came from: the rules engine's `clientId()` and
+/// `principal()`, and how many republish hops led to it.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub client_id: Option<String>,
+    /// The publisher's certificateId.
+    pub principal: Option<String>,
+    pub depth: u8,
+    /// The device a cloud-published message is about (the serial of a JITP
+    /// registered event), so rule and function events land on its timeline.
+    pub about: Option<String>,
+    /// Set on a registered event: tracks its functions for at-least-once delivery.
+    pub delivery: Option<super::delivery::Delivery>,
+}
+
+impl Origin {
+    /// A message published by the cloud itself (lifecycle events, functions).
+    pub fn cloud() -> Origin {
+        Origin::default()
+    }
+}
+
+/// What [`Router::attach`] found.
+pub struct Attached {
+    /// CONNACK's session-present flag.
+    pub session_present: bool,
+    /// QoS 1 messages to redeliver now.
+    pub resumed: Vec<Message>,
+    /// `versionNumber` for this connection's lifecycle events.
+    pub version: u64,
+}
+
+#[derive(Default)]
+struct RouterState {
+    sessions: HashMap<String, SessionEntry>,
+    /// Filters without wildcards: looked up by topic directly.
+    exact: HashMap<String, HashSet<String>>,
+    /// Filters with wildcards: matched one by one.
+    wildcard: HashMap<String, HashSet<String>>,
+    retained: HashMap<String, Message>,
+}
+
+/// Counters shown by `EndpointHandle::stats`.
+#[derive(Debug, Default)]
+pub struct RouterCounters {
+    pub messages_routed: AtomicU64,
+    pub deliveries: AtomicU64,
+    /// Deliveries lost because a connection's channel was full or the
+    /// offline queue overflowed.
+    pub deliveries_dropped: AtomicU64,
+    /// Deliveries skipped because `iot:Receive` was denied.
+    pub receive_denied: AtomicU64,
+}
+
+/// The broker's shared state.
+pub struct Router {
+    state: Mutex<RouterState>,
+    bus: EventBus,
+    rules: RulesEngine,
+    next_conn_id: AtomicU64,
+    pub counters: RouterCounters,
+}
+
+impl Router {
+    /// A router with no sessions; `rules` runs the topic rules.
+    pub fn new(bus: EventBus, rules: RulesEngine) -> Router {
+        Router {
+            state: Mutex::new(RouterState::default()),
+            bus,
+            rules,
+            next_conn_id: AtomicU64::new(1),
+            counters: RouterCounters::default(),
+        }
+    }
+
+    /// The rules engine (for `reload_rules`).
+    pub fn rules(&self) -> &RulesEngine {
+        &self.rules
+    }
+
+    /// A fresh connection id.
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, RouterState> {
+        // A panic while holding the lock cannot leave the maps half-updated
+        // in a way that matters more than losing the broker; keep serving.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Number of connected clients.
+    pub fn online(&self) -> usize {
+        self.lock()
+            .sessions
+            .values()
+            .filter(|s| s.link.is_some())
+            .count()
+    }
+
+    /// Attaches a connection to its clientId's session. An older connection
+    /// with the same clientId is evicted (AWS: DUPLICATE_CLIENTID). A clean
+    /// session starts empty; a persistent one resumes its subscriptions and
+    /// queued QoS 1 messages.
+    pub fn attach(&self, client_id: &str, clean_session: bool, link: Link) -> Attached {
+        let mut state = self.lock();
+        let existing = state.sessions.remove(client_id);
+        let mut entry = match existing {
+            Some(mut old) => {
+                if let Some(old_link) = old.link.take() {
+                    old_link.evict.cancel();
+                }
+                if clean_session || !old.persistent {
+                    remove_subscriptions(&mut state, client_id, old.subscriptions.keys());
+                    SessionEntry::fresh(old.version)
+                } else {
+                    old
+                }
+            }
+            None => SessionEntry::fresh(0),
+        };
+        let session_present = !clean_session && entry.persistent;
+        entry.persistent = !clean_session;
+        entry.version += 1;
+        entry.last_policy = Some(link.policy.clone());
+        entry.link = Some(link);
+        let resumed = entry.queued.drain(..).collect();
+        let version = entry.version;
+        state.sessions.insert(client_id.to_string(), entry);
+        Attached {
+            session_present,
+            resumed,
+            version,
+        }
+    }
+
+    /// Detaches a closed connection. `unacked` QoS 1 messages are kept for a
+    /// persistent session; a clean session is forgotten. A stale detach (the
+    /// connection was already evicted) changes nothing.
+    pub fn detach(&self, client_id: &str, conn_id: u64, unacked: Vec<Message>) {
+        let mut state = self.lock();
+        let Some(entry) = state.sessions.get_mut(client_id) else {
+            return;
+        };
+        if entry.link.as_ref().map(|l| l.conn_id) != Some(conn_id) {
+            // Evicted by a newer connection resuming the same persistent
+            // session: what the old one left unacknowledged goes to the new one.
+            if entry.persistent {
+                for message in unacked {
+                    let undelivered = match &entry.link {
+                        Some(link) => link.tx.try_send(message).err().map(|e| e.into_inner()),
+                        None => Some(message),
+                    };
+                    if let Some(message) = undelivered {
+                        queue_bounded(&mut entry.queued, message, &self.counters);
+                    }
+                }
+            }
+            return;
+        }
+        entry.link = None;
+        if entry.persistent {
+            for message in unacked.into_iter().rev() {
+                entry.queued.push_front(message);
+            }
+            while entry.queued.len() > MAX_QUEUED_MESSAGES {
+                entry.queued.pop_back();
+                self.counters
+                    .deliveries_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        if let Some(entry) = state.sessions.remove(client_id) {
+            remove_subscriptions(&mut state, client_id, entry.subscriptions.keys());
+        }
+    }
+
+    /// Adds subscriptions; returns the retained messages they match, to be
+    /// delivered to this client now (with the retain flag set).
+    pub fn subscribe(
+        &self,
+        client_id: &str,
+        filters: &[(String, QoS)],
+    ) -> Result<Vec<Message>, String> {
+        let mut state = self.lock();
+        let Some(entry) = state.sessions.get_mut(client_id) else {
+            return Ok(Vec::new());
+        };
+        let new = filters
+            .iter()
+            .filter(|(f, _)| !entry.subscriptions.contains_key(f))
+            .count();
+        if entry.subscriptions.len() + new > MAX_SUBSCRIPTIONS_PER_SESSION {
+            return Err(format!(
+                "more than {MAX_SUBSCRIPTIONS_PER_SESSION} subscriptions on one connection (AWS's limit)"
+            ));
+        }
+        for (filter, qos) in filters {
+            entry.subscriptions.insert(filter.clone(), *qos);
+        }
+        let policy = entry.link.as_ref().map(|l| l.policy.clone());
+        for (filter, _) in filters {
+            let index = if topics::is_exact(filter) {
+                &mut state.exact
+            } else {
+                &mut state.wildcard
+            };
+            index
+                .entry(filter.clone())
+                .or_default()
+                .insert(client_id.to_string());
+        }
+        let mut retained = Vec::new();
+        for (filter, qos) in filters {
+            for message in state.retained.values() {
+                if topics::matches(filter, &message.topic)
+                    && policy
+                        .as_ref()
+                        .is_none_or(|p| p.may_receive(&message.topic))
+                {
+                    let mut m = message.clone();
+                    m.qos = min_qos(m.qos, *qos);
+                    m.retain = true;
+                    retained.push(m);
+                }
+            }
+        }
+        Ok(retained)
+    }
+
+    /// Removes subscriptions.
+    pub fn unsubscribe(&self, client_id: &str, filters: &[String]) {
+        let mut state = self.lock();
+        let Some(entry) = state.sessions.get_mut(client_id) else {
+            return;
+        };
+        let removed: Vec<String> = filters
+            .iter()
+            .filter(|f| entry.subscriptions.remove(*f).is_some())
+            .cloned()
+            .collect();
+        remove_subscriptions(&mut state, client_id, removed.iter());
+    }
+
+    /// Routes a message: retained store, every matching subscriber (once,
+    /// at the highest granted QoS, if `iot:Receive` allows), then the rules.
+    pub fn route(self: &Arc<Self>, message: Message, origin: Origin) {
+        self.counters
+            .messages_routed
+            .fetch_add(1, Ordering::Relaxed);
+        {
+            let mut state = self.lock();
+            if message.retain {
+                if message.payload.is_empty() {
+                    state.retained.remove(&message.topic);
+                } else {
+                    let mut kept = message.clone();
+                    kept.qos = min_qos(kept.qos, QoS::AtLeastOnce);
+                    state.retained.insert(message.topic.clone(), kept);
+                }
+            }
+            let mut targets: HashMap<&str, QoS> = HashMap::new();
+            if let Some(clients) = state.exact.get(&message.topic) {
+                for client in clients {
+                    add_target(&state, &mut targets, client, &message.topic);
+                }
+            }
+            for (filter, clients) in &state.wildcard {
+                if topics::matches(filter, &message.topic) {
+                    for client in clients {
+                        add_target(&state, &mut targets, client, &message.topic);
+                    }
+                }
+            }
+            let targets: Vec<(String, QoS)> = targets
+                .into_iter()
+                .map(|(c, q)| (c.to_string(), q))
+                .collect();
+            for (client, granted) in targets {
+                let Some(entry) = state.sessions.get_mut(&client) else {
+                    continue;
+                };
+                let mut delivery = message.clone();
+                delivery.qos = min_qos(message.qos, granted);
+                // Retain is set only on deliveries of stored retained messages.
+                delivery.retain = false;
+                self.deliver_to(&client, entry, delivery);
+            }
+        }
+        self.rules.on_message(self, &message, &origin);
+    }
+
+    fn deliver_to(&self, client: &str, entry: &mut SessionEntry, message: Message) {
+        let policy = entry
+            .link
+            .as_ref()
+            .map(|l| l.policy.clone())
+            .or_else(|| entry.last_policy.clone());
+        if let Some(policy) = policy {
+            if !policy.may_receive(&message.topic) {
+                self.counters.receive_denied.fetch_add(1, Ordering::Relaxed);
+                self.bus.emit_with(|| {
+                    CloudEvent::new(
+                        EventKind::Connection,
+                        format!("delivery skipped: iot:Receive on {} denied", message.topic),
+                    )
+                    .client(client)
+                    .topic(message.topic.clone())
+                });
+                return;
+            }
+        }
+        match &entry.link {
+            Some(link) => match link.tx.try_send(message) {
+                Ok(()) => {
+                    self.counters.deliveries.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(mpsc::error::TrySendError::Full(message))
+                | Err(mpsc::error::TrySendError::Closed(message)) => {
+                    if entry.persistent && message.qos == QoS::AtLeastOnce {
+                        queue_bounded(&mut entry.queued, message, &self.counters);
+                    } else {
+                        self.counters
+                            .deliveries_dropped
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            },
+            None if entry.persistent && message.qos == QoS::AtLeastOnce => {
+                queue_bounded(&mut entry.queued, message, &self.counters);
+            }
+            None => {}
+        }
+    }
+
+    /// Closes every connection authenticated with `cert_id` (it was set
+    /// INACTIVE or REVOKED); returns their clientIds.
+    pub fn disconnect_principal(&self, cert_id: &str) -> Vec<String> {
+        let state = self.lock();
+        let mut clients = Vec::new();
+        for (client, entry) in &state.sessions {
+            if let Some(link) = entry.link.as_ref().filter(|l| l.principal == cert_id) {
+                link.deactivated.cancel();
+                clients.push(client.clone());
+            }
+        }
+        clients
+    }
+
+    /// Closes every connection (shutdown): cancels their eviction tokens.
+    pub fn disconnect_all(&self) {
+        let state = self.lock();
+        for entry in state.sessions.values() {
+            if let Some(link) = &entry.link {
+                link.evict.cancel();
+            }
+        }
+    }
+}
+
+impl SessionEntry {
+    fn fresh(version: u64) -> SessionEntry {
+        SessionEntry {
+            subscriptions: HashMap::new(),
+            persistent: false,
+            link: None,
+            queued: VecDeque::new(),
+            last_policy: None,
+            version,
+        }
+    }
+}
+
+fn add_target<'a>(
+    state: &'a RouterState,
+    targets: &mut HashMap<&'a str, QoS>,
+    client: &'a str,
+    topic: &str,
+) {
+    let Some(entry) = state.sessions.get(client) else {
+        return;
+    };
+    // The highest QoS over every matching subscription of this client.
+    let best = entry
+        .subscriptions
+        .iter()
+        .filter(|(f, _)| topics::matches(f, topic))
+        .map(|(_, q)| *q)
+        .fold(QoS::AtMostOnce, max_qos);
+    targets.insert(client, best);
+}
+
+fn queue_bounded(queue: &mut VecDeque<Message>, message: Message, counters: &RouterCounters) {
+    if queue.len() >= MAX_QUEUED_MESSAGES {
+        queue.pop_front();
+        counters.deliveries_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+    queue.push_back(message);
+}
+
+fn remove_subscriptions<'a>(
+    state: &mut RouterState,
+    client_id: &str,
+    filters: impl Iterator<Item = &'a String>,
+) {
+    for filter in filters {
+        for index in [&mut state.exact, &mut state.wildcard] {
+            if let Some(clients) = index.get_mut(filter) {
+                clients.remove(client_id);
+                if clients.is_empty() {
+                    index.remove(filter);
+                }
+            }
+        }
+    }
+}
+
+fn min_qos(a: QoS, b: QoS) -> QoS {
+    if (a as u8) <= (b as u8) {
+        a
+    } else {
+        b
+    }
+}
+
+fn max_qos(a: QoS, b: QoS) -> QoS {
+    if (a as u8) >= (b as u8) {
+        a
+    } else {
+        b
+    }
+}
+
+#[cfg(test)]
+#[path = "router_tests.rs"]
+mod tests;

@@ -1,0 +1,581 @@
+//! One client's MQTT 3.1.1 session as a pure state machine.
+//!
+//! Like rumqttc's `state.rs`, this "modifies state without doing any network
+//! operations": bytes and router deliveries go in, [`Effect`]s come out, and
+//! the async shell in `connection.rs` moves them to the socket, the router and
+//! the registry. That is what lets the unit and property tests below feed it
+//! any bytes at all without a socket.
+//!
+//! AWS IoT's behaviour on MQTT 3.1.1 is what this follows: no QoS 2 (a QoS 2
+//! PUBLISH disconnects, a QoS 2 subscription is granted QoS 1), an
+//! unauthorized PUBLISH or SUBSCRIBE disconnects, and AWS's size limits.
+
+use super::limits::{
+    MAX_CLIENT_ID_BYTES, MAX_FILTERS_PER_SUBSCRIBE, MAX_INFLIGHT, MAX_PACKET_BYTES,
+    MAX_PAYLOAD_BYTES, MAX_QUEUED_MESSAGES, MAX_TOPIC_BYTES,
+};
+use super::topics;
+use bytes::{Bytes, BytesMut};
+use rumqttc::mqttbytes::v4::{
+    ConnAck, ConnectReturnCode, LastWill, Packet, PubAck, Publish, SubAck, SubscribeReasonCode,
+    UnsubAck,
+};
+use rumqttc::mqttbytes::{Error as CodecError, Protocol, QoS};
+use std::collections::{BTreeMap, VecDeque};
+
+pub use super::close_reason::CloseReason;
+
+/// What the connection's certificate may do, decided by its IoT policies.
+/// The session asks before acting; the shell supplies the real policy
+/// evaluation (`authz.rs`).
+pub trait Authorize {
+    /// `iot:Publish` on `topic/<topic>`.
+    fn may_publish(&self, topic: &str) -> bool;
+    /// `iot:Subscribe` on `topicfilter/<filter>`.
+    fn may_subscribe(&self, filter: &str) -> bool;
+}
+
+/// A message on its way through the router: what was published, by whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub topic: String,
+    pub payload: Bytes,
+    pub qos: QoS,
+    pub retain: bool,
+}
+
+/// A CONNECT the session has checked for form; the shell decides the rest
+/// (certificate status, JITP, `iot:Connect`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectRequest {
+    pub client_id: String,
+    pub clean_session: bool,
+    /// Seconds; 0 = no keepalive.
+    pub keep_alive: u16,
+    pub will: Option<Message>,
+}
+
+/// What the shell must do after feeding the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Write this packet to the client.
+    Send(Packet),
+    /// A well-formed CONNECT: authorize it, then call [`Session::accept`] or close.
+    Connect(ConnectRequest),
+    /// An authorized PUBLISH: route it (subscribers, retained store, rules).
+    Publish(Message),
+    /// Authorized subscriptions, already acknowledged (filter, granted QoS).
+    Subscribe(Vec<(String, QoS)>),
+    /// Filters the client unsubscribed from, already acknowledged.
+    Unsubscribe(Vec<String>),
+    /// Close the connection (without a CONNACK if none was sent).
+    Close(CloseReason),
+    /// A packet was decoded (only when observing, for the event stream).
+    Received(PacketSummary),
+}
+
+/// A decoded packet, as the traffic pane shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PacketSummary {
+    pub packet: &'static str,
+    pub size: usize,
+    pub topic: Option<String>,
+    pub payload: Option<Bytes>,
+}
+
+impl PacketSummary {
+    /// The summary of `packet`.
+    pub fn of(packet: &Packet) -> PacketSummary {
+        let (topic, payload) = match packet {
+            Packet::Publish(p) => (Some(p.topic.clone()), Some(p.payload.clone())),
+            Packet::Subscribe(s) => (
+                Some(
+                    s.filters
+                        .iter()
+                        .map(|f| f.path.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+                None,
+            ),
+            Packet::Unsubscribe(u) => (Some(u.topics.join(", ")), None),
+            Packet::Connect(c) => (Some(format!("clientId={}", c.client_id)), None),
+            _ => (None, None),
+        };
+        PacketSummary {
+            packet: packet_name(packet),
+            size: packet.size(),
+            topic,
+            payload,
+        }
+    }
+}
+
+/// Where the session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Only CONNECT is allowed.
+    AwaitingConnect,
+    /// CONNECT received; the shell is deciding. Further bytes wait, unread.
+    Authorizing,
+    /// CONNACK sent.
+    Connected,
+    /// Closed; everything else is ignored.
+    Closed,
+}
+
+/// One client's session.
+#[derive(Debug)]
+pub struct Session {
+    phase: Phase,
+    /// Bytes received but not yet framed into a packet.
+    buf: BytesMut,
+    client_id: String,
+    keep_alive: u16,
+    will: Option<Message>,
+    /// Packet id for the next QoS 1 delivery (1..=65535, never 0).
+    next_pkid: u16,
+    /// QoS 1 deliveries sent and not yet acknowledged, by packet id, in the
+    /// order sent: redelivered on reconnect of a persistent session.
+    inflight: BTreeMap<u16, Message>,
+    /// QoS 1 deliveries waiting for room in the in-flight window.
+    pending: VecDeque<Message>,
+    /// QoS 1 deliveries dropped because `pending` was full (observability).
+    dropped: u64,
+    /// Emit [`Effect::Received`] for every decoded packet (someone watches).
+    observe: bool,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session::new()
+    }
+}
+
+impl Session {
+    /// A fresh session waiting for CONNECT.
+    pub fn new() -> Session {
+        Session {
+            phase: Phase::AwaitingConnect,
+            buf: BytesMut::new(),
+            client_id: String::new(),
+            keep_alive: 0,
+            will: None,
+            next_pkid: 1,
+            inflight: BTreeMap::new(),
+            pending: VecDeque::new(),
+            dropped: 0,
+            observe: false,
+        }
+    }
+
+    /// Turns [`Effect::Received`] on or off (on while the event stream has subscribers).
+    pub fn set_observe(&mut self, on: bool) {
+        self.observe = on;
+    }
+
+    /// The phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The clientId from CONNECT (empty before).
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// Keepalive in seconds from CONNECT; 0 = none.
+    pub fn keep_alive(&self) -> u16 {
+        self.keep_alive
+    }
+
+    /// The last will, to publish when the connection ends badly.
+    pub fn will(&self) -> Option<&Message> {
+        self.will.as_ref()
+    }
+
+    /// QoS 1 deliveries dropped because the client could not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Feeds bytes from the socket; decodes and handles every complete packet.
+    /// In `Authorizing`, bytes are buffered until [`Session::accept`].
+    pub fn handle_bytes(&mut self, data: &[u8], authz: &dyn Authorize, out: &mut Vec<Effect>) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.buf.extend_from_slice(data);
+        while matches!(self.phase, Phase::AwaitingConnect | Phase::Connected) {
+            match Packet::read(&mut self.buf, MAX_PACKET_BYTES) {
+                Ok(packet) => {
+                    if self.observe {
+                        out.push(Effect::Received(PacketSummary::of(&packet)));
+                    }
+                    self.handle_packet(packet, authz, out)
+                }
+                Err(CodecError::InsufficientBytes(_)) => break,
+                Err(e) => {
+                    let why = match e {
+                        CodecError::PayloadSizeLimitExceeded(n) => format!(
+                            "packet of {n} bytes exceeds the limit of {MAX_PACKET_BYTES} (AWS: payload ≤ 128 KiB)"
+                        ),
+                        CodecError::MalformedRemainingLength => {
+                            "remaining length longer than 4 bytes".to_string()
+                        }
+                        CodecError::TopicNotUtf8 => "a string is not valid UTF-8".to_string(),
+                        other => format!("malformed packet: {other}"),
+                    };
+                    self.close(CloseReason::ClientError(why), out);
+                }
+            }
+        }
+    }
+
+    /// The shell accepted the CONNECT: sends CONNACK, then handles any bytes
+    /// that arrived meanwhile. `resumed` are the QoS 1 messages a persistent
+    /// session left unacknowledged or queued; they are redelivered now.
+    pub fn accept(
+        &mut self,
+        session_present: bool,
+        resumed: Vec<Message>,
+        authz: &dyn Authorize,
+        out: &mut Vec<Effect>,
+    ) {
+        if self.phase != Phase::Authorizing {
+            return;
+        }
+        self.phase = Phase::Connected;
+        out.push(Effect::Send(Packet::ConnAck(ConnAck::new(
+            ConnectReturnCode::Success,
+            session_present,
+        ))));
+        for message in resumed {
+            self.deliver(message, out);
+        }
+        self.handle_bytes(&[], authz, out);
+    }
+
+    /// The shell refused the CONNECT. AWS closes without CONNACK for
+    /// certificate and policy refusals; `code` sends one first (e.g. a bad clientId).
+    pub fn refuse(
+        &mut self,
+        code: Option<ConnectReturnCode>,
+        reason: CloseReason,
+        out: &mut Vec<Effect>,
+    ) {
+        if let Some(code) = code {
+            out.push(Effect::Send(Packet::ConnAck(ConnAck::new(code, false))));
+        }
+        self.close(reason, out);
+    }
+
+    /// Delivers a routed message to the client: QoS 0 goes out now, QoS 1
+    /// gets a packet id and waits for PUBACK (or for room in the window).
+    pub fn deliver(&mut self, message: Message, out: &mut Vec<Effect>) {
+        if self.phase != Phase::Connected {
+            return;
+        }
+        if message.qos == QoS::AtMostOnce {
+            let mut publish = Publish::from_bytes(message.topic, QoS::AtMostOnce, message.payload);
+            publish.retain = message.retain;
+            out.push(Effect::Send(Packet::Publish(publish)));
+            return;
+        }
+        if self.inflight.len() >= MAX_INFLIGHT {
+            if self.pending.len() >= MAX_QUEUED_MESSAGES {
+                self.pending.pop_front();
+                self.dropped += 1;
+            }
+            self.pending.push_back(message);
+            return;
+        }
+        let pkid = self.allocate_pkid();
+        out.push(Effect::Send(Packet::Publish(to_publish(
+            &message, pkid, false,
+        ))));
+        self.inflight.insert(pkid, message);
+    }
+
+    /// Everything not yet acknowledged, oldest first: kept by the router for
+    /// a persistent session and redelivered on its next connection.
+    pub fn take_unacked(&mut self) -> Vec<Message> {
+        let mut messages: Vec<Message> = std::mem::take(&mut self.inflight).into_values().collect();
+        messages.extend(self.pending.drain(..));
+        messages
+    }
+
+    /// Marks the session closed (the shell closes the socket).
+    pub fn close(&mut self, reason: CloseReason, out: &mut Vec<Effect>) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.phase = Phase::Closed;
+        self.buf.clear();
+        out.push(Effect::Close(reason));
+    }
+
+    fn allocate_pkid(&mut self) -> u16 {
+        // Skip ids still in flight; the window is far smaller than 65535.
+        loop {
+            let pkid = self.next_pkid;
+            self.next_pkid = if self.next_pkid == u16::MAX {
+                1
+            } else {
+                self.next_pkid + 1
+            };
+            if !self.inflight.contains_key(&pkid) {
+                return pkid;
+            }
+        }
+    }
+
+    fn handle_packet(&mut self, packet: Packet, authz: &dyn Authorize, out: &mut Vec<Effect>) {
+        if self.phase == Phase::AwaitingConnect {
+            match packet {
+                Packet::Connect(connect) => self.handle_connect(connect, out),
+                other => self.close(
+                    CloseReason::ClientError(format!(
+                        "{} before CONNECT; the first packet must be CONNECT",
+                        packet_name(&other)
+                    )),
+                    out,
+                ),
+            }
+            return;
+        }
+        match packet {
+            Packet::Connect(_) => self.close(
+                CloseReason::ClientError("second CONNECT on one connection".into()),
+                out,
+            ),
+            Packet::Publish(publish) => self.handle_publish(publish, authz, out),
+            Packet::PubAck(ack) => {
+                // An unknown id is harmless (a duplicate ack after redelivery).
+                if self.inflight.remove(&ack.pkid).is_some() {
+                    if let Some(next) = self.pending.pop_front() {
+                        self.deliver(next, out);
+                    }
+                }
+            }
+            Packet::Subscribe(subscribe) => {
+                if subscribe.filters.len() > MAX_FILTERS_PER_SUBSCRIBE {
+                    return self.close(
+                        CloseReason::ClientError(format!(
+                            "SUBSCRIBE with {} filters (AWS allows {MAX_FILTERS_PER_SUBSCRIBE})",
+                            subscribe.filters.len()
+                        )),
+                        out,
+                    );
+                }
+                let mut granted = Vec::with_capacity(subscribe.filters.len());
+                for filter in subscribe.filters {
+                    if let Err(why) = check_filter(&filter.path) {
+                        return self.close(CloseReason::ClientError(why), out);
+                    }
+                    if !authz.may_subscribe(&filter.path) {
+                        return self.close(
+                            CloseReason::AuthorizationError(format!(
+                                "iot:Subscribe on topicfilter/{} is not allowed by the certificate's policies",
+                                filter.path
+                            )),
+                            out,
+                        );
+                    }
+                    // No QoS 2 on AWS IoT: grant at most QoS 1.
+                    let qos = if filter.qos == QoS::AtMostOnce {
+                        QoS::AtMostOnce
+                    } else {
+                        QoS::AtLeastOnce
+                    };
+                    granted.push((filter.path, qos));
+                }
+                let codes = granted
+                    .iter()
+                    .map(|(_, qos)| SubscribeReasonCode::Success(*qos))
+                    .collect();
+                out.push(Effect::Send(Packet::SubAck(SubAck::new(
+                    subscribe.pkid,
+                    codes,
+                ))));
+                out.push(Effect::Subscribe(granted));
+            }
+            Packet::Unsubscribe(unsubscribe) => {
+                for filter in &unsubscribe.topics {
+                    if let Err(why) = check_filter(filter) {
+                        return self.close(CloseReason::ClientError(why), out);
+                    }
+                }
+                out.push(Effect::Send(Packet::UnsubAck(UnsubAck::new(
+                    unsubscribe.pkid,
+                ))));
+                out.push(Effect::Unsubscribe(unsubscribe.topics));
+            }
+            Packet::PingReq => out.push(Effect::Send(Packet::PingResp)),
+            Packet::Disconnect => self.close(CloseReason::ClientInitiated, out),
+            Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_) => self.close(
+                CloseReason::ClientError(
+                    "QoS 2 flow packets: AWS IoT does not support QoS 2".into(),
+                ),
+                out,
+            ),
+            other @ (Packet::ConnAck(_)
+            | Packet::SubAck(_)
+            | Packet::UnsubAck(_)
+            | Packet::PingResp) => self.close(
+                CloseReason::ClientError(format!(
+                    "{} is sent by brokers, not clients",
+                    packet_name(&other)
+                )),
+                out,
+            ),
+        }
+    }
+
+    fn handle_connect(&mut self, connect: rumqttc::mqttbytes::v4::Connect, out: &mut Vec<Effect>) {
+        if connect.protocol != Protocol::V4 {
+            return self.refuse(
+                Some(ConnectReturnCode::RefusedProtocolVersion),
+                CloseReason::ClientError("only MQTT 3.1.1 (protocol level 4) is supported".into()),
+                out,
+            );
+        }
+        let client_id = connect.client_id;
+        if client_id.is_empty() || client_id.len() > MAX_CLIENT_ID_BYTES {
+            return self.refuse(
+                Some(ConnectReturnCode::BadClientId),
+                CloseReason::ClientError(format!(
+                    "clientId must be 1..={MAX_CLIENT_ID_BYTES} bytes (got {})",
+                    client_id.len()
+                )),
+                out,
+            );
+        }
+        let will = match connect.last_will {
+            Some(will) => match check_will(will) {
+                Ok(will) => Some(will),
+                Err(why) => return self.close(CloseReason::ClientError(why), out),
+            },
+            None => None,
+        };
+        self.client_id = client_id.clone();
+        self.keep_alive = connect.keep_alive;
+        self.will = will.clone();
+        self.phase = Phase::Authorizing;
+        out.push(Effect::Connect(ConnectRequest {
+            client_id,
+            clean_session: connect.clean_session,
+            keep_alive: connect.keep_alive,
+            will,
+        }));
+    }
+
+    fn handle_publish(&mut self, publish: Publish, authz: &dyn Authorize, out: &mut Vec<Effect>) {
+        if publish.qos == QoS::ExactlyOnce {
+            return self.close(
+                CloseReason::ClientError("PUBLISH with QoS 2: AWS IoT supports QoS 0 and 1".into()),
+                out,
+            );
+        }
+        if let Err(why) = check_topic_name(&publish.topic) {
+            return self.close(CloseReason::ClientError(why), out);
+        }
+        if publish.payload.len() > MAX_PAYLOAD_BYTES {
+            return self.close(
+                CloseReason::ClientError(format!(
+                    "payload of {} bytes exceeds AWS's 128 KiB",
+                    publish.payload.len()
+                )),
+                out,
+            );
+        }
+        if !authz.may_publish(&publish.topic) {
+            return self.close(
+                CloseReason::AuthorizationError(format!(
+                    "iot:Publish on topic/{} is not allowed by the certificate's policies",
+                    publish.topic
+                )),
+                out,
+            );
+        }
+        if publish.qos == QoS::AtLeastOnce {
+            out.push(Effect::Send(Packet::PubAck(PubAck::new(publish.pkid))));
+        }
+        out.push(Effect::Publish(Message {
+            topic: publish.topic,
+            payload: publish.payload,
+            qos: publish.qos,
+            retain: publish.retain,
+        }));
+    }
+}
+
+/// The PUBLISH packet for a delivery.
+fn to_publish(message: &Message, pkid: u16, dup: bool) -> Publish {
+    let mut publish =
+        Publish::from_bytes(message.topic.clone(), message.qos, message.payload.clone());
+    publish.pkid = pkid;
+    publish.dup = dup;
+    publish.retain = message.retain;
+    publish
+}
+
+/// A topic name a client may publish to: AWS's length limit, then the
+/// MQTT rules (non-empty, no wildcards).
+pub fn check_topic_name(topic: &str) -> Result<(), String> {
+    if topic.len() > MAX_TOPIC_BYTES {
+        return Err(format!(
+            "topic of {} bytes exceeds AWS's {MAX_TOPIC_BYTES}",
+            topic.len()
+        ));
+    }
+    topics::validate_topic_name(topic)
+}
+
+/// A topic filter a client may subscribe to.
+pub fn check_filter(filter: &str) -> Result<(), String> {
+    if filter.len() > MAX_TOPIC_BYTES {
+        return Err(format!(
+            "topic filter of {} bytes exceeds AWS's {MAX_TOPIC_BYTES}",
+            filter.len()
+        ));
+    }
+    topics::validate_filter(filter)
+}
+
+fn check_will(will: LastWill) -> Result<Message, String> {
+    if will.qos == QoS::ExactlyOnce {
+        return Err("last will with QoS 2: AWS IoT supports QoS 0 and 1".into());
+    }
+    check_topic_name(&will.topic).map_err(|why| format!("last will: {why}"))?;
+    Ok(Message {
+        topic: will.topic,
+        payload: will.message,
+        qos: will.qos,
+        retain: will.retain,
+    })
+}
+
+/// The packet's name as the traffic pane shows it.
+pub fn packet_name(packet: &Packet) -> &'static str {
+    match packet {
+        Packet::Connect(_) => "CONNECT",
+        Packet::ConnAck(_) => "CONNACK",
+        Packet::Publish(_) => "PUBLISH",
+        Packet::PubAck(_) => "PUBACK",
+        Packet::PubRec(_) => "PUBREC",
+        Packet::PubRel(_) => "PUBREL",
+        Packet::PubComp(_) => "PUBCOMP",
+        Packet::Subscribe(_) => "SUBSCRIBE",
+        Packet::SubAck(_) => "SUBACK",
+        Packet::Unsubscribe(_) => "UNSUBSCRIBE",
+        Packet::UnsubAck(_) => "UNSUBACK",
+        Packet::PingReq => "PINGREQ",
+        Packet::PingResp => "PINGRESP",
+        Packet::Disconnect => "DISCONNECT",
+    }
+}
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

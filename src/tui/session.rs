@@ -1,0 +1,89 @@
+//! The session: the cloud the TUI drives and the devices it runs, opened
+//! before the first frame and shut down after the last.
+//!
+//! On the local backend this opens the data dir (taking its lock), starts
+//! the embedded cloud's endpoint on `--mqtt-addr`, and runs devices
+//! in-process with the device agent. Every failure comes back as words for
+//! the screen: the TUI shows them with what to do instead of crashing.
+
+use super::agent;
+use super::app::Header;
+use super::worker::DeviceRunner;
+use crate::cli::GlobalArgs;
+use crate::cloud::local::runtime::{self, RunningCloud};
+use crate::cloud::local::LocalCloud;
+use crate::cloud::{Cloud, EventBus};
+use std::sync::{Arc, Mutex};
+
+/// Something to shut down cleanly on quit (the running endpoint).
+#[async_trait::async_trait]
+pub trait Shutdown: Send {
+    /// Closes sessions, flushes the store, removes the endpoint address file.
+    async fn shutdown(self: Box<Self>);
+}
+
+/// What the TUI runs on.
+pub struct Session {
+    pub cloud: Arc<dyn Cloud>,
+    pub devices: Arc<dyn DeviceRunner>,
+    pub header: Header,
+    /// The running cloud, shut down on quit.
+    pub running: Option<Box<dyn Shutdown>>,
+}
+
+/// Opens the session for `global`, or explains why it cannot.
+pub async fn open(global: &GlobalArgs) -> Result<Session, String> {
+    match global.backend {
+        crate::cli::Backend::Aws => Err(
+            "The AWS backend is not available in the TUI yet. Run jitpilot without --backend aws to use the embedded local cloud."
+                .into(),
+        ),
+        crate::cli::Backend::Local => open_local(global).await,
+    }
+}
+
+async fn open_local(global: &GlobalArgs) -> Result<Session, String> {
+    let data_dir = global.data_dir();
+    let cloud = LocalCloud::open(&data_dir, EventBus::default()).map_err(|e| {
+        format!(
+            "Cannot open the local cloud in {}:\n\n{e}\n\nIf another jitpilot (TUI, serve, fleet) owns this data dir, stop it or pick another with --data-dir.",
+            data_dir.display()
+        )
+    })?;
+    let running = runtime::start(&cloud, &global.mqtt_addr).await.map_err(|e| {
+        format!(
+            "The MQTT endpoint could not start on {}:\n\n{e}\n\nIf the port is taken, pass another with --mqtt-addr (e.g. --mqtt-addr 127.0.0.1:0 picks a free port).",
+            global.mqtt_addr
+        )
+    })?;
+    let header = Header {
+        backend: "local".into(),
+        endpoint: Some(running.local_addr().to_string()),
+        data_dir: Some(data_dir.display().to_string()),
+    };
+    let devices = Arc::new(agent::AgentRunner::new(
+        cloud.data_dir().devices_dir(),
+        running.local_addr().to_string(),
+    ));
+    Ok(Session {
+        cloud: Arc::new(cloud),
+        devices,
+        header,
+        running: Some(Box::new(Running(Mutex::new(Some(running))))),
+    })
+}
+
+/// The running endpoint, shut down on quit. The endpoint reloads its topic
+/// rules itself after a deploy or teardown (the local cloud tells it), so
+/// the TUI drives the plain [`LocalCloud`].
+struct Running(Mutex<Option<RunningCloud>>);
+
+#[async_trait::async_trait]
+impl Shutdown for Running {
+    async fn shutdown(self: Box<Self>) {
+        let running = self.0.lock().ok().and_then(|mut r| r.take());
+        if let Some(running) = running {
+            running.shutdown().await;
+        }
+    }
+}

@@ -1,0 +1,568 @@
+//! `jitpilot fleet` and `jitpilot device` through the real binary, with real
+//! TLS: whole fleets onboarded end to end, with simulated loss, killed and
+//! rerun; and the cases where the cloud must refuse.
+
+use jitpilot::model::CertificateStatus;
+use jitpilot::pki;
+use jitpilot::store::Store;
+use serde_json::Value;
+use simulated_devices::{run_device, DeviceConfig, Goal, RetryPolicy};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const TABLE: &str = "CertRotationDevices";
+
+fn jitpilot(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_jitpilot"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("JITPILOT_DATA_DIR")
+        .output()
+        .expect("the jitpilot binary runs")
+}
+
+fn ok_json(dir: &Path, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = jitpilot(dir, &all);
+    assert!(
+        out.status.success(),
+        "jitpilot {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON document")
+}
+
+/// A deployed data dir.
+fn deployed() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    ok_json(dir.path(), &["deploy"]);
+    dir
+}
+
+fn device_dir(dir: &Path, serial: &str) -> PathBuf {
+    dir.join("devices").join(serial)
+}
+
+fn public_key_of(cert_pem: &str) -> Vec<u8> {
+    pki::parse_cert(cert_pem).unwrap().public_key_der
+}
+
+/// Everything DESIGN §1 promises after a completed rotation, for every
+/// serial the fleet summary counted.
+fn assert_fleet_rotated(dir: &Path, devices: usize) {
+    let store = Store::open_read_only(dir).unwrap();
+    let rows = store.scan(TABLE).unwrap();
+    let completed: Vec<&serde_json::Map<String, Value>> = rows
+        .iter()
+        .filter(|r| r["CrState"] == "CR_CERT_ROTATION_COMPLETED")
+        .collect();
+    assert_eq!(completed.len(), devices, "every device completed");
+
+    let cas = store.list_cas().unwrap();
+    let manufacturer_ca = cas
+        .iter()
+        .find(|c| c.label == "Manufacturer CA")
+        .expect("a Manufacturer CA");
+    let vendor_ca = cas
+        .iter()
+        .find(|c| c.label == "Vendor CA")
+        .expect("a Vendor CA");
+
+    let certs = store.list_certificates().unwrap();
+    let mut per_serial: HashMap<String, Vec<_>> = HashMap::new();
+    for cert in &certs {
+        assert_ne!(
+            cert.ca_id.as_deref(),
+            Some(vendor_ca.id.as_str()),
+            "no vendor certificate is left in the registry"
+        );
+        let cn = pki::parse_cert(&cert.pem)
+            .unwrap()
+            .subject
+            .common_name
+            .unwrap_or_default();
+        per_serial.entry(cn).or_default().push(cert);
+    }
+    for row in completed {
+        let serial = row["SerialNumber"].as_str().unwrap();
+        let certs = per_serial.get(serial).map(Vec::as_slice).unwrap_or(&[]);
+        assert_eq!(certs.len(), 1, "{serial} has exactly one certificate");
+        let cert = certs[0];
+        assert_eq!(cert.status, CertificateStatus::Active);
+        assert_eq!(row["ManufacturerCertId"].as_str(), Some(cert.id.as_str()));
+        assert!(
+            row.get("VendorCertId").is_none(),
+            "{serial}: VendorCertId dropped"
+        );
+        assert!(pki::verify_signed_by(&cert.pem, &manufacturer_ca.pem).unwrap());
+        let folder = device_dir(dir, serial);
+        let vendor = std::fs::read_to_string(folder.join("vendor.cert.pem")).unwrap();
+        assert_ne!(
+            public_key_of(&cert.pem),
+            public_key_of(&vendor),
+            "{serial}: a new key"
+        );
+        let on_disk = std::fs::read_to_string(folder.join("manufacturer.cert.pem")).unwrap();
+        assert_eq!(pki::certificate_id_from_pem(&on_disk).unwrap(), cert.id);
+    }
+}
+
+struct Serve {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(dir: &Path) -> Serve {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jitpilot"))
+        .args([
+            "serve",
+            "--json",
+            "--mqtt-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir)
+        .env_remove("JITPILOT_DATA_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn jitpilot serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("serve prints its endpoint");
+    let doc: Value = serde_json::from_str(&line).expect("serve --json");
+    Serve {
+        addr: doc["endpoint"].as_str().unwrap().to_string(),
+        child,
+    }
+}
+
+/// A device config for `serial` against a running `serve`, giving up fast.
+fn quick_device(dir: &Path, serve: &Serve, serial: &str) -> DeviceConfig {
+    let mut config = DeviceConfig::new(serial, device_dir(dir, serial), serve.addr.clone());
+    config.server_name = Some("localhost".into());
+    config.retry = RetryPolicy {
+        max_connect_attempts: 3,
+        max_request_attempts: 2,
+        ..RetryPolicy::default()
+    };
+    config.response_timeout = Duration::from_secs(2);
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_of_200_rotates_every_device_and_retires_vendor_certs() {
+    let dir = deployed();
+    let summary = ok_json(dir.path(), &["fleet", "--devices", "200"]);
+    assert_eq!(summary["failed"], 0, "{summary:#}");
+    assert_eq!(summary["onboarded"], 200);
+    assert_eq!(summary["states"]["CR_CERT_ROTATION_COMPLETED"], 200);
+    assert!(summary["latencyMs"]["3b"]["p99"].as_f64().unwrap() > 0.0);
+    assert_fleet_rotated(dir.path(), 200);
+
+    // A rerun finds everything done and changes nothing.
+    let again = ok_json(dir.path(), &["fleet", "--devices", "200"]);
+    assert_eq!(again["skipped"], 200);
+    assert_eq!(again["onboarded"], 0);
+    assert_fleet_rotated(dir.path(), 200);
+
+    // The old vendor cert can no longer connect; the manufacturer cert can.
+    let server = serve(dir.path());
+    let serial = "IUQWXALODJESC1";
+    let err = run_device(quick_device(dir.path(), &server, serial), Goal::Jitp, None)
+        .await
+        .expect_err("the vendor cert is refused");
+    assert!(
+        matches!(
+            err.failure(),
+            Some(simulated_devices::DeviceFailure::ConnectRefused { .. })
+        ),
+        "{err}"
+    );
+    // `device ... ack-cert` against the running serve: already done, repeatable.
+    let doc = ok_json(dir.path(), &["device", serial, "onboard"]);
+    assert_eq!(doc["inProcess"], false);
+    assert_eq!(doc["crState"], "CR_CERT_ROTATION_COMPLETED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_with_20_percent_loss_completes_by_retrying() {
+    let dir = deployed();
+    let summary = ok_json(dir.path(), &["fleet", "--devices", "200", "--loss", "0.2"]);
+    assert_eq!(summary["failed"], 0, "{summary:#}");
+    assert_eq!(summary["states"]["CR_CERT_ROTATION_COMPLETED"], 200);
+    assert!(
+        summary["retries"].as_u64().unwrap() > 0,
+        "loss caused retries"
+    );
+    assert_fleet_rotated(dir.path(), 200);
+}
+
+#[test]
+fn sigkilled_fleet_rerun_completes_with_nothing_lost_or_duplicated() {
+    let dir = deployed();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jitpilot"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["fleet", "--devices", "200", "--concurrency", "16"])
+        .env_remove("JITPILOT_DATA_DIR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut killed_at = None;
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        // "progress: 24/200 onboarded, 0 failed"
+        if let Some(rest) = line.strip_prefix("progress: ") {
+            let done: usize = rest.split('/').next().unwrap().parse().unwrap();
+            if done >= 20 {
+                child.kill().unwrap(); // SIGKILL on Unix
+                killed_at = Some(done);
+                break;
+            }
+        }
+    }
+    let _ = child.wait();
+    let killed_at = killed_at.expect("progress was reported before the end");
+    assert!(killed_at < 200, "killed mid-run");
+
+    let summary = ok_json(
+        dir.path(),
+        &["fleet", "--devices", "200", "--concurrency", "16"],
+    );
+    assert_eq!(summary["failed"], 0, "{summary:#}");
+    assert!(summary["skipped"].as_u64().unwrap() >= 20);
+    assert_eq!(summary["states"]["CR_CERT_ROTATION_COMPLETED"], 200);
+    assert_fleet_rotated(dir.path(), 200);
+}
+
+#[test]
+fn non_whitelisted_serial_ends_with_an_inactive_cert_and_nothing_issued() {
+    let dir = deployed();
+    let init = ok_json(dir.path(), &["init", "--devices", "1"]);
+    let serial = init["whitelisted"][1].as_str().unwrap().to_string();
+    // Un-whitelist it, as if it were never on the list.
+    Store::open(dir.path())
+        .unwrap()
+        .delete_item(TABLE, &serial)
+        .unwrap();
+
+    let out = jitpilot(dir.path(), &["device", &serial, "onboard", "--json"]);
+    assert!(!out.status.success(), "the device must not complete");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["error"].is_string());
+
+    let store = Store::open_read_only(dir.path()).unwrap();
+    let certs: Vec<_> = store
+        .list_certificates()
+        .unwrap()
+        .into_iter()
+        .filter(|c| {
+            pki::parse_cert(&c.pem)
+                .unwrap()
+                .subject
+                .common_name
+                .as_deref()
+                == Some(&serial)
+        })
+        .collect();
+    assert_eq!(certs.len(), 1, "only the JITP-registered vendor cert");
+    assert_eq!(certs[0].status, CertificateStatus::Inactive);
+    assert!(!device_dir(dir.path(), &serial)
+        .join("manufacturer.cert.pem")
+        .exists());
+    let logged = store.list_events_for(&serial, 100).unwrap();
+    assert!(
+        logged
+            .iter()
+            .any(|e| e.kind == "rotation.refused" && e.detail["code"] == "not_whitelisted"),
+        "a logged reason: {logged:#?}"
+    );
+}
+
+#[test]
+fn device_command_runs_the_three_steps_one_by_one() {
+    let dir = deployed();
+    ok_json(dir.path(), &["init"]);
+    let serial = "IUQWXALODJESC1";
+    let jitp = ok_json(dir.path(), &["device", serial, "jitp"]);
+    assert_eq!(jitp["inProcess"], true);
+    assert_eq!(jitp["crState"], "CR_THING_CREATED");
+    let create = ok_json(dir.path(), &["device", serial, "create-cert"]);
+    assert_eq!(create["crState"], "CR_MAN_CERT_CREATED");
+    let id = create["outcome"]["manufacturer_cert_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A second create-cert finds the cert on disk and sends nothing.
+    let again = ok_json(dir.path(), &["device", serial, "create-cert"]);
+    assert_eq!(again["outcome"]["manufacturer_cert_id"], id.as_str());
+    let ack = ok_json(dir.path(), &["device", serial, "ack-cert"]);
+    assert_eq!(ack["crState"], "CR_CERT_ROTATION_COMPLETED");
+    assert_fleet_rotated(dir.path(), 1);
+}
+
+/// A hand-driven MQTT client with a device's identity, for requests the
+/// careful device agent would never send.
+struct RawClient {
+    client: rumqttc::AsyncClient,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Result<rumqttc::Packet, String>>,
+}
+
+impl RawClient {
+    async fn connect(
+        serve: &Serve,
+        folder: &Path,
+        identity: simulated_devices::machine::Identity,
+        client_id: &str,
+    ) -> RawClient {
+        use simulated_devices::{tls, CredentialFolder};
+        let folder = CredentialFolder::new(folder);
+        let roots = std::sync::Arc::new(tls::root_store(&folder).unwrap());
+        let config = tls::client_config(&folder, identity, roots, Some("localhost"), None).unwrap();
+        let (host, port) = serve.addr.rsplit_once(':').unwrap();
+        let mut options = rumqttc::MqttOptions::new(client_id, host, port.parse().unwrap());
+        options.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(std::sync::Arc::new(config)),
+        ));
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 16);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(rumqttc::Event::Incoming(packet)) => {
+                        if tx.send(Ok(packet)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                        return;
+                    }
+                }
+            }
+        });
+        let mut raw = RawClient { client, rx };
+        assert!(matches!(raw.next().await, rumqttc::Packet::ConnAck(_)));
+        raw
+    }
+
+    async fn next(&mut self) -> rumqttc::Packet {
+        let next = tokio::time::timeout(Duration::from_secs(20), self.rx.recv()).await;
+        match next {
+            Ok(Some(Ok(packet))) => packet,
+            other => panic!("expected a packet, got {other:?}"),
+        }
+    }
+
+    async fn subscribe(&mut self, topic: &str) {
+        self.client
+            .subscribe(topic, rumqttc::QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        while !matches!(self.next().await, rumqttc::Packet::SubAck(_)) {}
+    }
+
+    async fn publish(&self, topic: &str, payload: Value) {
+        self.client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.to_string())
+            .await
+            .unwrap();
+    }
+
+    /// The next PUBLISH received.
+    async fn response(&mut self) -> (String, Vec<u8>) {
+        loop {
+            if let rumqttc::Packet::Publish(p) = self.next().await {
+                return (p.topic, p.payload.to_vec());
+            }
+        }
+    }
+}
+
+fn csr(cn: &str, key: &rcgen::KeyPair) -> String {
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params.serialize_request(key).unwrap().pem().unwrap()
+}
+
+/// Waits (bounded) until the event log holds a refusal with `code` for `serial`.
+async fn refusal_logged(dir: &Path, serial: &str, code: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let store = Store::open_read_only(dir).unwrap();
+        let events = store.list_events_for(serial, 200).unwrap();
+        if events
+            .iter()
+            .any(|e| e.kind == "rotation.refused" && e.detail["code"] == code)
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no `{code}` refusal logged for {serial}: {events:#?}"
+        );
+        // Polls the log; what is awaited is the condition, not the delay.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_refused_with_reasons_and_repeats_answered_identically() {
+    use simulated_devices::machine::Identity;
+    let dir = deployed();
+    let init = ok_json(dir.path(), &["init", "--devices", "1"]);
+    let serial = init["whitelisted"][0].as_str().unwrap().to_string();
+    let other = init["whitelisted"][1].as_str().unwrap().to_string();
+    let server = serve(dir.path());
+    let folder = device_dir(dir.path(), &serial);
+    run_device(quick_device(dir.path(), &server, &serial), Goal::Jitp, None)
+        .await
+        .expect("3a");
+
+    let mut vendor = RawClient::connect(&server, &folder, Identity::Vendor, &serial).await;
+    let rqst = format!("/cert-rotation/create-man-cert/{serial}/rqst");
+    vendor
+        .subscribe(&format!("/cert-rotation/create-man-cert/{serial}/rspn"))
+        .await;
+
+    // A CSR naming another serial.
+    let new_key = rcgen::KeyPair::generate().unwrap();
+    vendor
+        .publish(&rqst, serde_json::json!({"csr": csr(&other, &new_key)}))
+        .await;
+    refusal_logged(dir.path(), &serial, "csr_wrong_serial").await;
+
+    // A CSR reusing the vendor key (what the original sample does).
+    let vendor_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(folder.join("vendor.key.pem")).unwrap())
+            .unwrap();
+    vendor
+        .publish(&rqst, serde_json::json!({"csr": csr(&serial, &vendor_key)}))
+        .await;
+    refusal_logged(dir.path(), &serial, "csr_reuses_vendor_key").await;
+
+    // A good CSR, sent twice: the same answer twice.
+    let good = csr(&serial, &new_key);
+    vendor
+        .publish(&rqst, serde_json::json!({"csr": good}))
+        .await;
+    let (_, first) = vendor.response().await;
+    vendor
+        .publish(&rqst, serde_json::json!({"csr": good}))
+        .await;
+    let (_, second) = vendor.response().await;
+    assert_eq!(first, second, "a repeated CSR gets the identical response");
+    let issued: Value = serde_json::from_slice(&first).unwrap();
+    let pem = issued["pem"].as_str().unwrap();
+    let cert_id = issued["cert_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        public_key_of(pem),
+        public_key_of(
+            &rcgen::CertificateParams::default()
+                .self_signed(&new_key)
+                .unwrap()
+                .pem()
+        ),
+        "the cert is for the CSR's key"
+    );
+
+    // Ack with the new identity: a wrong id is refused, the right one
+    // answered, and answered again when repeated.
+    let man = tempfile::tempdir().unwrap();
+    std::fs::copy(folder.join("root-ca.pem"), man.path().join("root-ca.pem")).unwrap();
+    std::fs::write(man.path().join("manufacturer.cert.pem"), pem).unwrap();
+    std::fs::write(
+        man.path().join("manufacturer.key.pem"),
+        new_key.serialize_pem(),
+    )
+    .unwrap();
+    let mut manufacturer =
+        RawClient::connect(&server, man.path(), Identity::Manufacturer, &serial).await;
+    let ack = format!("/cert-rotation/ack-man-cert/{serial}/rqst");
+    manufacturer
+        .subscribe(&format!("/cert-rotation/ack-man-cert/{serial}/rspn"))
+        .await;
+    manufacturer
+        .publish(&ack, serde_json::json!({"cert_id": "0".repeat(64)}))
+        .await;
+    refusal_logged(dir.path(), &serial, "wrong_cert_id").await;
+    manufacturer
+        .publish(&ack, serde_json::json!({"cert_id": cert_id}))
+        .await;
+    let (_, first) = manufacturer.response().await;
+    manufacturer
+        .publish(&ack, serde_json::json!({"cert_id": cert_id}))
+        .await;
+    let (_, second) = manufacturer.response().await;
+    assert_eq!(first, second, "a repeated ack is answered identically");
+    let acked: Value = serde_json::from_slice(&first).unwrap();
+    assert_eq!(acked["cert_id"], cert_id.as_str());
+    let row = Store::open_read_only(dir.path())
+        .unwrap()
+        .get_item(TABLE, &serial)
+        .unwrap()
+        .unwrap();
+    assert_eq!(row["CrState"], "CR_CERT_ROTATION_COMPLETED");
+    drop(vendor);
+}
+
+/// A device written for the sample (Python, paho-mqtt) onboards against
+/// `jitpilot serve` with only its factory files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paho_device_from_python_performs_the_three_steps() {
+    let dir = deployed();
+    ok_json(dir.path(), &["init"]);
+    let serial = "IUQWXALODJESC1";
+    let server = serve(dir.path());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/paho_device.py");
+    let output = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new("python3")
+            .arg(&script)
+            .args(["--addr", &server.addr, "--serial", serial, "--creds"])
+            .arg(device_dir(dir.path(), serial))
+            .output(),
+    )
+    .await
+    .expect("the python device finishes")
+    .expect("python3 runs (install paho-mqtt and cryptography with pip)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "paho device failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(result["acked"], true);
+    assert!(
+        result["jitp_attempts"].as_u64().unwrap() >= 2,
+        "JITP refused the first connect"
+    );
+    let row = Store::open_read_only(dir.path())
+        .unwrap()
+        .get_item(TABLE, serial)
+        .unwrap()
+        .unwrap();
+    assert_eq!(row["CrState"], "CR_CERT_ROTATION_COMPLETED");
+    assert_eq!(row["ManufacturerCertId"], result["cert_id"]);
+}

@@ -1,0 +1,483 @@
+//! Every pane and overlay of the TUI rendered into ratatui's `TestBackend`
+//! and compared with insta snapshots, for an empty cloud, the middle of the
+//! walkthrough and a completed fleet. State is fabricated through the app's
+//! own API (status reports, cloud events, device progress), as the live
+//! cloud would feed it.
+
+use jitpilot::cloud::{CaSummary, CertSummary, CloudEvent, EventKind, StackSummary, StatusReport};
+use jitpilot::model::{StackEvent, StackResource};
+use jitpilot::tui::action::{Action, DeviceProgress, ProgressState, WalkStep};
+use jitpilot::tui::app::{App, Header};
+use jitpilot::tui::panes::PaneId;
+use jitpilot::tui::theme::Theme;
+use jitpilot::tui::ui;
+use ratatui::backend::TestBackend;
+use ratatui::style::Color;
+use ratatui::Terminal;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// 2026-11-28 22:00:00 UTC.
+const T0: i64 = 1_795_903_200_000;
+const SAMPLE: &str = "IUQWXALODJESC1";
+const SERIALS: [&str; 4] = [SAMPLE, "K7Q2M9X4D1LZ8A", "P3V8N6R2T5WB0C", "Z1H4J7K0Q3S6U9"];
+const VENDOR_CA: &str = "4b1f0c9e7d2a6b3c5e8f1a0d9c7b6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d";
+const MAN_CA: &str = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d";
+const CERT_PEM: &str = include_str!("../src/pki/testdata/openssl-ca.pem");
+
+fn cert_id(serial: &str, kind: &str) -> String {
+    format!("{kind}{serial}")
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()[..64.min(2 * (kind.len() + serial.len()))]
+        .to_string()
+}
+
+fn resource(logical: &str, kind: &str, physical: &str) -> StackResource {
+    StackResource {
+        stack: "CertRotation".into(),
+        logical_id: logical.into(),
+        resource_type: kind.into(),
+        physical_id: physical.into(),
+        status: "CREATE_COMPLETE".into(),
+        properties: json!({}),
+    }
+}
+
+fn stack() -> StackSummary {
+    let resources = vec![
+        resource(
+            "CertRotationRole",
+            "AWS::IAM::Role",
+            "CertRotation-CertRotationRole-1A2B",
+        ),
+        resource("JITPRole", "AWS::IAM::Role", "CertRotation-JITPRole-3C4D"),
+        resource(
+            "CertRotationDevices",
+            "AWS::DynamoDB::Table",
+            "CertRotationDevices",
+        ),
+        resource(
+            "CertRotationLambda",
+            "AWS::Lambda::Function",
+            "CertRotationLambda",
+        ),
+        resource(
+            "CrInProgressCertPolicy",
+            "AWS::IoT::Policy",
+            "CrInProgressCertPolicy",
+        ),
+        resource(
+            "CrCompleteCertPolicy",
+            "AWS::IoT::Policy",
+            "CertRotationCompleteCertPolicy",
+        ),
+        resource("RuleJitp", "AWS::IoT::TopicRule", "rule_jitp"),
+        resource(
+            "RuleCreateManCert",
+            "AWS::IoT::TopicRule",
+            "rule_create_man_cert",
+        ),
+        resource("RuleAckManCert", "AWS::IoT::TopicRule", "rule_ack_man_cert"),
+    ];
+    let events = resources
+        .iter()
+        .enumerate()
+        .map(|(i, r)| StackEvent {
+            stack: "CertRotation".into(),
+            timestamp: T0 + 100 * i as i64,
+            logical_id: r.logical_id.clone(),
+            resource_type: r.resource_type.clone(),
+            status: "CREATE_COMPLETE".into(),
+            reason: None,
+        })
+        .chain(std::iter::once(StackEvent {
+            stack: "CertRotation".into(),
+            timestamp: T0 + 1000,
+            logical_id: "CertRotation".into(),
+            resource_type: "AWS::CloudFormation::Stack".into(),
+            status: "CREATE_COMPLETE".into(),
+            reason: None,
+        }))
+        .collect();
+    StackSummary {
+        name: "CertRotation".into(),
+        status: "CREATE_COMPLETE".into(),
+        resources,
+        events,
+    }
+}
+
+fn cas(vendor_counts: &[(&str, u64)], man_counts: &[(&str, u64)]) -> Vec<CaSummary> {
+    let counts = |c: &[(&str, u64)]| {
+        c.iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect::<BTreeMap<_, _>>()
+    };
+    vec![
+        CaSummary {
+            id: VENDOR_CA.into(),
+            label: "Vendor CA".into(),
+            subject: "CN=Vendor CA, O=Example Vendor, C=US".into(),
+            status: "ACTIVE".into(),
+            auto_registration: true,
+            jitp_template: Some(
+                "JITP: thing = CommonName, cert ACTIVE, policy CrInProgressCertPolicy".into(),
+            ),
+            not_before: 1_795_903_200,
+            not_after: 2_111_263_200,
+            key_parameter: None,
+            certificates: counts(vendor_counts),
+        },
+        CaSummary {
+            id: MAN_CA.into(),
+            label: "Manufacturer CA".into(),
+            subject: "CN=Manufacturer CA, O=Example Manufacturer, C=US".into(),
+            status: "ACTIVE".into(),
+            auto_registration: false,
+            jitp_template: None,
+            not_before: 1_795_903_200,
+            not_after: 2_111_263_200,
+            key_parameter: Some(format!("cr-ca-key-{MAN_CA}")),
+            certificates: counts(man_counts),
+        },
+    ]
+}
+
+fn row(serial: &str, state: &str) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("SerialNumber".into(), json!(serial));
+    m.insert("CrState".into(), json!(state));
+    m.insert("ManufacturerCaCertId".into(), json!(MAN_CA));
+    match state {
+        "CR_THING_CREATED" => {
+            m.insert("VendorCertId".into(), json!(cert_id(serial, "v")));
+        }
+        "CR_MAN_CERT_CREATED" => {
+            m.insert("VendorCertId".into(), json!(cert_id(serial, "v")));
+            m.insert("ManufacturerCertId".into(), json!(cert_id(serial, "m")));
+        }
+        "CR_CERT_ROTATION_COMPLETED" => {
+            m.insert("ManufacturerCertId".into(), json!(cert_id(serial, "m")));
+        }
+        _ => {}
+    }
+    m
+}
+
+fn status(states: &[&str]) -> StatusReport {
+    let devices: Vec<_> = SERIALS
+        .iter()
+        .zip(states)
+        .map(|(s, st)| row(s, st))
+        .collect();
+    let mut certificates = Vec::new();
+    for (serial, st) in SERIALS.iter().zip(states) {
+        if *st == "CR_THING_CREATED" || *st == "CR_MAN_CERT_CREATED" {
+            certificates.push(CertSummary {
+                id: cert_id(serial, "v"),
+                ca_id: Some(VENDOR_CA.into()),
+                status: "ACTIVE".into(),
+                common_name: Some(serial.to_string()),
+                things: vec![serial.to_string()],
+                policies: vec!["CrInProgressCertPolicy".into()],
+            });
+        }
+        if *st == "CR_MAN_CERT_CREATED" || *st == "CR_CERT_ROTATION_COMPLETED" {
+            certificates.push(CertSummary {
+                id: cert_id(serial, "m"),
+                ca_id: Some(MAN_CA.into()),
+                status: "ACTIVE".into(),
+                common_name: Some(serial.to_string()),
+                things: vec![serial.to_string()],
+                policies: vec!["CertRotationCompleteCertPolicy".into()],
+            });
+        }
+    }
+    let active_v = states
+        .iter()
+        .filter(|s| **s == "CR_THING_CREATED" || **s == "CR_MAN_CERT_CREATED")
+        .count() as u64;
+    let active_m = states
+        .iter()
+        .filter(|s| **s == "CR_MAN_CERT_CREATED" || **s == "CR_CERT_ROTATION_COMPLETED")
+        .count() as u64;
+    let mut parameters = BTreeMap::new();
+    parameters.insert(format!("cr-ca-key-{MAN_CA}"), "SecureString".to_string());
+    StatusReport {
+        backend: "local".into(),
+        data_dir: None,
+        endpoint: Some("127.0.0.1:8883".into()),
+        stack: Some(stack()),
+        cas: cas(&[("ACTIVE", active_v)], &[("ACTIVE", active_m)]),
+        certificates,
+        things: BTreeMap::new(),
+        policies: BTreeMap::new(),
+        parameters,
+        devices,
+    }
+}
+
+fn ev(at: i64, kind: EventKind, summary: &str) -> CloudEvent {
+    let mut e = CloudEvent::new(kind, summary).client(SAMPLE);
+    e.at = T0 + at;
+    e
+}
+
+/// The sample device's real sequence of events through 3a and 3b.
+fn walkthrough_events() -> Vec<CloudEvent> {
+    let rqst = format!("/cert-rotation/create-man-cert/{SAMPLE}/rqst");
+    let rspn = format!("/cert-rotation/create-man-cert/{SAMPLE}/rspn");
+    let vendor = cert_id(SAMPLE, "v");
+    vec![
+        ev(2000, EventKind::PacketIn { packet: "CONNECT", size: 34 }, "CONNECT clientId=IUQWXALODJESC1"),
+        ev(2001, EventKind::Jitp, "registered certificate PENDING_ACTIVATION (unknown cert of a CA with auto-registration)"),
+        ev(2002, EventKind::Jitp, "template applied: thing IUQWXALODJESC1, cert ACTIVE, CrInProgressCertPolicy"),
+        ev(2003, EventKind::Connection, "connection refused: certificate was just registered by JITP; retry"),
+        ev(2004, EventKind::Rule, "rule_jitp → CertRotationLambda"),
+        ev(2005, EventKind::Function, "serial whitelisted: CrState CR_THING_CREATED, VendorCertId stored"),
+        ev(2100, EventKind::PacketIn { packet: "CONNECT", size: 34 }, "CONNECT clientId=IUQWXALODJESC1"),
+        ev(2101, EventKind::PacketOut { packet: "CONNACK", size: 4 }, "CONNACK accepted"),
+        ev(3000, EventKind::PacketIn { packet: "SUBSCRIBE", size: 52 }, "SUBSCRIBE create-man-cert rspn").topic(&rspn),
+        ev(3001, EventKind::PacketOut { packet: "SUBACK", size: 5 }, "SUBACK qos 1"),
+        ev(3002, EventKind::PacketIn { packet: "PUBLISH", size: 612 }, "{\"csr\": \"-----BEGIN CERTIFICATE REQUEST-----…\"}")
+            .topic(&rqst)
+            .detail(json!({"payload": {"csr": "-----BEGIN CERTIFICATE REQUEST-----\nMIIB…\n-----END CERTIFICATE REQUEST-----\n"}})),
+        ev(3003, EventKind::Rule, "rule_create_man_cert → CertRotationLambda"),
+        ev(3004, EventKind::Function, "CSR signed by the Manufacturer CA (key from cr-ca-key-…)"),
+        ev(3005, EventKind::Registry, "certificate ACTIVE, CertRotationCompleteCertPolicy and thing attached"),
+        ev(3006, EventKind::Function, "CrState CR_MAN_CERT_CREATED, ManufacturerCertId stored"),
+        ev(3007, EventKind::PacketOut { packet: "PUBLISH", size: 905 }, "{\"pem\": \"-----BEGIN CERTIFICATE-----…\", \"cert_id\": …}")
+            .topic(&rspn)
+            .detail(json!({"payload": {"pem": CERT_PEM, "cert_id": cert_id(SAMPLE, "m")}, "vendorCertId": vendor})),
+    ]
+}
+
+fn progress(
+    serial: &str,
+    step: WalkStep,
+    state: ProgressState,
+    at: i64,
+    message: &str,
+) -> DeviceProgress {
+    DeviceProgress {
+        serial: serial.into(),
+        step,
+        state,
+        attempt: 1,
+        message: message.into(),
+        at: T0 + at,
+    }
+}
+
+fn header() -> Header {
+    Header {
+        backend: "local".into(),
+        endpoint: Some("127.0.0.1:8883".into()),
+        data_dir: Some("/tmp/jitpilot-demo".into()),
+    }
+}
+
+fn empty_app() -> App {
+    App::new(Theme::new(true), header(), false)
+}
+
+fn mid_app() -> App {
+    let mut app = empty_app();
+    app.apply_status(status(&[
+        "CR_MAN_CERT_CREATED",
+        "CR_THING_CREATED",
+        "CR_WHITELISTED",
+        "CR_WHITELISTED",
+    ]));
+    for e in walkthrough_events() {
+        app.push_event(Arc::new(e));
+    }
+    app.apply_progress(&progress(
+        SAMPLE,
+        WalkStep::CreateCert,
+        ProgressState::Done,
+        3008,
+        "manufacturer cert stored",
+    ));
+    app.apply_progress(&progress(
+        SERIALS[2],
+        WalkStep::Jitp,
+        ProgressState::Running,
+        3100,
+        "connect refused (JITP provisioning), retry 2 in 180 ms",
+    ));
+    app
+}
+
+fn completed_app() -> App {
+    let mut app = empty_app();
+    app.apply_status(status(&["CR_WHITELISTED"; 4]));
+    for e in walkthrough_events() {
+        app.push_event(Arc::new(e));
+    }
+    for (i, s) in SERIALS.iter().enumerate() {
+        app.apply_progress(&progress(
+            s,
+            WalkStep::AckCert,
+            ProgressState::Done,
+            4000 + 300 * i as i64,
+            "rotation complete",
+        ));
+    }
+    app.apply_status(status(&["CR_CERT_ROTATION_COMPLETED"; 4]));
+    app
+}
+
+fn render(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
+    terminal.draw(|f| ui::draw(f, app)).expect("draw");
+    terminal
+}
+
+macro_rules! snap {
+    ($name:expr, $app:expr) => {
+        insta::assert_snapshot!($name, render(&$app, 120, 36).backend())
+    };
+}
+
+#[test]
+fn main_screen_in_three_states() {
+    snap!("main_empty", empty_app());
+    snap!("main_mid", mid_app());
+    snap!("main_completed", completed_app());
+}
+
+#[test]
+fn each_pane_zoomed_in_three_states() {
+    for (state, make) in [
+        ("empty", empty_app as fn() -> App),
+        ("mid", mid_app),
+        ("completed", completed_app),
+    ] {
+        for pane in PaneId::ALL {
+            let mut app = make();
+            app.focus = pane;
+            app.update(Action::ToggleZoom);
+            let name = format!(
+                "pane_{}_{state}",
+                pane.title().replace(' ', "_").to_lowercase()
+            );
+            snap!(name, app);
+        }
+    }
+}
+
+#[test]
+fn device_detail_draws_the_sequence_diagram() {
+    for (state, mut app) in [
+        ("empty", empty_app()),
+        ("mid", mid_app()),
+        ("completed", completed_app()),
+    ] {
+        app.focus = PaneId::Devices;
+        app.update(Action::Top);
+        app.update(Action::Open);
+        snap!(format!("device_detail_{state}"), app);
+    }
+}
+
+#[test]
+fn traffic_detail_decodes_json_and_pem() {
+    let mut app = mid_app();
+    app.focus = PaneId::Traffic;
+    app.update(Action::Down); // selects the newest row: the create-man-cert response
+    app.update(Action::Open);
+    let screen = render(&app, 120, 48).backend().to_string();
+    assert!(
+        screen.contains("certificateId"),
+        "the PEM in the payload is decoded"
+    );
+    assert!(
+        screen.contains("CN=IUQWXALODJESC1"),
+        "subject decoded from the PEM"
+    );
+    insta::assert_snapshot!("traffic_detail_mid", screen);
+}
+
+#[test]
+fn overlays() {
+    for (state, make) in [
+        ("empty", empty_app as fn() -> App),
+        ("mid", mid_app),
+        ("completed", completed_app),
+    ] {
+        let mut app = make();
+        app.update(Action::Help);
+        snap!(format!("help_{state}"), app);
+    }
+    let mut app = mid_app();
+    app.update(Action::AskTeardown);
+    snap!("confirm_teardown", app);
+    let mut app = mid_app();
+    app.update(Action::AskCleanup);
+    snap!("confirm_cleanup", app);
+    let mut app = mid_app();
+    app.update(Action::AskFault);
+    snap!("fault_menu", app);
+    let mut app = mid_app();
+    app.update(Action::AskSpawn);
+    app.update(Action::Input('5'));
+    snap!("spawn_prompt", app);
+}
+
+#[test]
+fn traffic_filter_and_freeze_show_in_the_title() {
+    let mut app = mid_app();
+    app.focus = PaneId::Traffic;
+    app.update(Action::StartFilter);
+    for c in "type:rule".chars() {
+        app.update(Action::Input(c));
+    }
+    app.update(Action::Confirm);
+    app.update(Action::ToggleFreeze);
+    snap!("traffic_filtered_frozen", app);
+}
+
+#[test]
+fn demo_mode_narrates_the_step() {
+    let mut app = App::new(Theme::new(true), header(), true);
+    snap!("demo_welcome", app);
+    app.update(Action::DemoNext);
+    snap!("demo_deploy", app);
+}
+
+#[test]
+fn too_small_terminal_says_so() {
+    let screen = render(&mid_app(), 60, 20).backend().to_string();
+    assert!(screen.contains("needs at least 80×24"), "{screen}");
+    insta::assert_snapshot!("too_small", screen);
+}
+
+#[test]
+fn fits_the_minimum_terminal() {
+    insta::assert_snapshot!("main_mid_80x24", render(&mid_app(), 80, 24).backend());
+}
+
+#[test]
+fn no_color_uses_no_colours() {
+    let mut app = mid_app();
+    app.theme = Theme::new(false);
+    let terminal = render(&app, 120, 36);
+    let buf = terminal.backend().buffer();
+    let coloured = buf
+        .content()
+        .iter()
+        .filter(|c| c.fg != Color::Reset || c.bg != Color::Reset)
+        .count();
+    assert_eq!(coloured, 0, "NO_COLOR: no cell may carry a colour");
+    // And with colours on, the same screen does use them (so the check can fail).
+    let terminal = render(&mid_app(), 120, 36);
+    assert!(terminal
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .any(|c| c.fg != Color::Reset));
+}

@@ -1,0 +1,290 @@
+//! The real binary in a real terminal: `jitpilot` runs in a detached tmux
+//! session and is driven by keys, the way a user would — deploy, init,
+//! spawn 3 devices, step one device through 3a, 3b and 3c, onboard the rest —
+//! and `capture-pane` must show the result in all four panes. Quitting must
+//! leave the shell usable (raw mode off, alternate screen left).
+//!
+//! Needs `tmux` (scripts/test installs it). Every wait polls capture-pane
+//! until a condition holds, with a generous timeout for busy machines.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const TIMEOUT: Duration = Duration::from_secs(180);
+const POLL: Duration = Duration::from_millis(200);
+
+/// A tmux session, killed when dropped (also when the test fails).
+struct Tmux {
+    name: String,
+}
+
+impl Tmux {
+    fn start(name: &str, width: u16, height: u16) -> Tmux {
+        let ok = Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                name,
+                "-x",
+                &width.to_string(),
+                "-y",
+                &height.to_string(),
+            ])
+            // A plain shell with a known prompt, whatever the user's rc files do.
+            .arg("env PS1='ready$ ' bash --norc --noprofile")
+            .status()
+            .expect(
+                "tmux is required for this test: apt-get install tmux (scripts/test installs it)",
+            )
+            .success();
+        assert!(ok, "tmux new-session failed");
+        Tmux {
+            name: name.to_string(),
+        }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let ok = Command::new("tmux")
+            .args(["send-keys", "-t", &self.name])
+            .args(keys)
+            .status()
+            .expect("tmux send-keys")
+            .success();
+        assert!(ok, "tmux send-keys {keys:?} failed");
+    }
+
+    fn capture(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.name])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Polls the screen until `ready` holds; panics with the screen on timeout.
+    fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.capture();
+            if ready(&screen) {
+                return screen;
+            }
+            if start.elapsed() > TIMEOUT {
+                panic!("timed out waiting for {what}; the screen was:\n{screen}");
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .status();
+    }
+}
+
+/// The row of the devices table for `serial`.
+fn device_line<'a>(screen: &'a str, serial: &str) -> Option<&'a str> {
+    screen
+        .lines()
+        .find(|l| l.contains(serial) && l.contains('┃'))
+}
+
+/// The serial of the first row of the devices table.
+fn first_serial(screen: &str) -> Option<String> {
+    let mut lines = screen
+        .lines()
+        .skip_while(|l| !(l.contains("serial") && l.contains("last event")));
+    lines.next()?;
+    let row = lines.next()?;
+    row.trim_start_matches(['┃', '│', ' '])
+        .split_whitespace()
+        .next()
+        .map(str::to_string)
+}
+
+fn shell_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
+}
+
+#[test]
+fn drives_the_whole_walkthrough_by_keys() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let bin = env!("CARGO_BIN_EXE_jitpilot");
+    let tmux = Tmux::start(&format!("jitpilot-tui-{}", std::process::id()), 160, 50);
+    tmux.wait_for("a shell prompt", |s| s.contains("ready$"));
+    tmux.keys(&[
+        &format!(
+            "{} --data-dir {} --mqtt-addr 127.0.0.1:0",
+            shell_quote(Path::new(bin)),
+            shell_quote(data.path())
+        ),
+        "Enter",
+    ]);
+    tmux.wait_for("the TUI with its endpoint listening", |s| {
+        s.contains("endpoint 127.0.0.1:") && s.contains("not deployed")
+    });
+
+    tmux.keys(&["d"]);
+    tmux.wait_for("the stack deployed", |s| {
+        s.contains("CertRotation · CREATE_COMPLETE")
+    });
+
+    tmux.keys(&["i"]);
+    tmux.wait_for("the CAs registered", |s| {
+        s.contains("Vendor CA ACTIVE") && s.contains("1 devices")
+    });
+
+    tmux.keys(&["n"]);
+    tmux.wait_for("the spawn prompt", |s| s.contains("How many devices?"));
+    tmux.keys(&["3", "Enter"]);
+    let screen = tmux.wait_for("4 devices (the sample's and 3 spawned)", |s| {
+        s.contains("4 devices")
+    });
+
+    // Step the first device through 3a, 3b and 3c, one key each.
+    tmux.keys(&["g"]);
+    let serial = first_serial(&screen).expect("a first device row");
+    for (step, state) in [
+        ("3a", "THING_CREATED"),
+        ("3b", "MAN_CERT_CREATED"),
+        ("3c", "CERT_ROTATION_COMPLETED"),
+    ] {
+        tmux.keys(&["s"]);
+        tmux.wait_for(&format!("{serial} through step {step} ({state})"), |s| {
+            device_line(s, &serial).is_some_and(|l| l.contains(state) && !l.contains("running"))
+        });
+    }
+
+    // Its timeline, as the sample's sequence diagram.
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the device's sequence diagram", |s| {
+        s.contains(&format!("Device {serial}"))
+            && s.contains("IoT Core")
+            && s.contains("Lambda")
+            && s.contains("DynamoDB")
+            && s.contains("ack-man-cert")
+    });
+    tmux.keys(&["Escape"]);
+
+    // Autopilot for the rest.
+    tmux.keys(&["a"]);
+    // The devices report first; the table read-back (CrState) follows.
+    let screen = tmux.wait_for(
+        "every device rotated, by the devices and by the table",
+        |s| s.contains("4/4 rotated") && s.contains("rotated 4"),
+    );
+
+    // All four panes show the result.
+    assert!(
+        screen.contains("CertRotation · CREATE_COMPLETE"),
+        "stack pane:\n{screen}"
+    );
+    assert!(
+        screen.contains("Manufacturer CA ACTIVE"),
+        "CAs pane:\n{screen}"
+    );
+    assert!(
+        screen.contains("rotated 4"),
+        "devices pane summary:\n{screen}"
+    );
+    assert!(
+        screen.contains("MQTT traffic") && screen.contains("/cert-rotation/"),
+        "traffic pane:\n{screen}"
+    );
+
+    // Quit: the shell comes back in a sane terminal mode.
+    tmux.keys(&["q"]);
+    tmux.keys(&["stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo END-$((6*7))", "Enter"]);
+    let screen = tmux.wait_for("the shell after quitting", |s| s.contains("END-42"));
+    let line = screen
+        .lines()
+        .find(|l| l.contains("END-42") && !l.contains("$(("))
+        .unwrap_or("");
+    assert!(
+        line.contains("icanon") && !line.contains("-icanon"),
+        "canonical mode restored: {line}"
+    );
+    assert!(
+        line.contains("echo") && !line.contains("-echo"),
+        "echo restored: {line}"
+    );
+    assert!(
+        !screen.contains("MQTT traffic"),
+        "the alternate screen was left:\n{screen}"
+    );
+}
+
+/// Quits with `q` and checks the shell is back and usable.
+fn quit_and_check_shell(tmux: &Tmux) {
+    tmux.keys(&["q"]);
+    tmux.wait_for("the shell prompt after quitting", |s| {
+        !s.contains("jitpilot ·") && s.lines().any(|l| l.trim_end() == "ready$")
+    });
+    tmux.keys(&["clear; echo BACK-$((6*7))", "Enter"]);
+    tmux.wait_for("the shell to run a command", |s| {
+        s.lines().any(|l| l.trim() == "BACK-42")
+    });
+}
+
+fn launch(tmux: &Tmux, data: &Path, addr: &str) {
+    tmux.keys(&[
+        &format!(
+            "{} --data-dir {} --mqtt-addr {addr}",
+            shell_quote(Path::new(env!("CARGO_BIN_EXE_jitpilot"))),
+            shell_quote(data)
+        ),
+        "Enter",
+    ]);
+}
+
+#[test]
+fn bad_situations_are_explained_on_screen() {
+    let tmux = Tmux::start(&format!("jitpilot-tui-bad-{}", std::process::id()), 120, 40);
+    tmux.wait_for("a shell prompt", |s| s.contains("ready$"));
+
+    // The endpoint port is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let data = tempfile::tempdir().expect("tempdir");
+    launch(&tmux, data.path(), &addr);
+    let screen = tmux.wait_for("the port-taken explanation", |s| {
+        s.contains("could not start") && s.contains("--mqtt-addr")
+    });
+    assert!(screen.contains(&addr), "names the address:\n{screen}");
+    quit_and_check_shell(&tmux);
+    drop(taken);
+
+    // The data dir is owned by another jitpilot (here: `serve`).
+    let owned = tempfile::tempdir().expect("tempdir");
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_jitpilot"))
+        .args(["--data-dir"])
+        .arg(owned.path())
+        .args(["--mqtt-addr", "127.0.0.1:0", "--json", "serve"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start jitpilot serve");
+    // serve prints one JSON line once it listens (and holds the lock).
+    let mut line = String::new();
+    let stdout = serve.stdout.take().expect("serve stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+        .expect("serve's JSON line");
+    assert!(line.contains("endpoint"), "serve did not start: {line}");
+    launch(&tmux, owned.path(), "127.0.0.1:0");
+    let result = std::panic::catch_unwind(|| {
+        tmux.wait_for("the data-dir-locked explanation", |s| {
+            s.contains("Cannot open the local cloud") && s.contains("--data-dir")
+        });
+        quit_and_check_shell(&tmux);
+    });
+    let _ = serve.kill();
+    let _ = serve.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
