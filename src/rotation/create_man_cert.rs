@@ -11,8 +11,8 @@
 use super::decision::{Decision, Effect, Outcome, Plan, Refusal, SignRequest};
 use super::event::CreateManCertRequest;
 use super::wire::{
-    response_topic, CrState, DeviceRow, ATTR_MANUFACTURER_CERT_ID, CREATE_MAN_CERT,
-    ROTATION_COMPLETE_POLICY,
+    response_topic, CrState, DeviceRow, ATTR_MANUFACTURER_CERT_ID,
+    ATTR_PENDING_MANUFACTURER_CERT_ID, CREATE_MAN_CERT, ROTATION_COMPLETE_POLICY,
 };
 use super::RotationConfig;
 use crate::model::{Certificate, CertificateStatus};
@@ -234,6 +234,14 @@ pub fn after_signing(request: &SignRequest, cert_pem: &str, cert_id: &str) -> Pl
     let serial = request.serial.as_str();
     let mut effects = request.cleanup.clone();
     effects.extend([
+        // Recorded first: if the process dies before the row below is
+        // written, the retry finds this id and retires the certificate.
+        Effect::PutRow(
+            request
+                .row
+                .clone()
+                .with_attr(ATTR_PENDING_MANUFACTURER_CERT_ID, Some(cert_id)),
+        ),
         Effect::RegisterCertificate {
             cert_id: cert_id.to_string(),
             pem: cert_pem.to_string(),
@@ -253,7 +261,8 @@ pub fn after_signing(request: &SignRequest, cert_pem: &str, cert_id: &str) -> Pl
                 .row
                 .clone()
                 .with_state(CrState::ManCertCreated)
-                .with_attr(ATTR_MANUFACTURER_CERT_ID, Some(cert_id)),
+                .with_attr(ATTR_MANUFACTURER_CERT_ID, Some(cert_id))
+                .with_attr(ATTR_PENDING_MANUFACTURER_CERT_ID, None),
         ),
         Effect::Publish {
             topic: response_topic(CREATE_MAN_CERT, serial),

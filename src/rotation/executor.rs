@@ -152,7 +152,16 @@ impl RotationFunction {
             self.cert_named(row.as_ref().and_then(|r| r.manufacturer_cert_id()))?;
         // Only a request that may be signed needs the thing's certificates.
         let thing_certs = if row.as_ref().and_then(|r| r.state()) == Some(CrState::ThingCreated) {
-            self.thing_certs(&request.serial)?
+            let mut certs = self.thing_certs(&request.serial)?;
+            // A certificate registered by an attempt that died before
+            // attaching it to the thing is found through the row instead.
+            let pending = row.as_ref().and_then(|r| r.pending_manufacturer_cert_id());
+            if let Some(cert) = self.cert_named(pending)? {
+                if !certs.iter().any(|c| c.id == cert.id) {
+                    certs.push(cert);
+                }
+            }
+            certs
         } else {
             Vec::new()
         };

@@ -37,6 +37,12 @@ pub const ATTR_MANUFACTURER_CERT_ID: &str = "ManufacturerCertId";
 /// certificateId of the Manufacturer CA that signs the device's CSR
 /// (written when the serial is whitelisted).
 pub const ATTR_MANUFACTURER_CA_CERT_ID: &str = "ManufacturerCaCertId";
+/// jitpilot's own attribute (not the sample's): the id of a manufacturer
+/// certificate being issued, written before it is registered and removed
+/// once `ManufacturerCertId` is recorded. A create cut short between the two
+/// (a crash) leaves it behind, so the retry can retire that certificate
+/// even when it never got attached to the thing.
+pub const ATTR_PENDING_MANUFACTURER_CERT_ID: &str = "PendingManufacturerCertId";
 
 /// The topic a request's response goes to: `/cert-rotation/<step>/<serial>/rspn`.
 pub fn response_topic(step: &str, serial: &str) -> String {
@@ -163,6 +169,11 @@ impl DeviceRow {
     /// `ManufacturerCaCertId`.
     pub fn manufacturer_ca_cert_id(&self) -> Option<&str> {
         self.text(ATTR_MANUFACTURER_CA_CERT_ID)
+    }
+
+    /// `PendingManufacturerCertId` (jitpilot's crash-recovery attribute).
+    pub fn pending_manufacturer_cert_id(&self) -> Option<&str> {
+        self.text(ATTR_PENDING_MANUFACTURER_CERT_ID)
     }
 
     /// The same row in another state.

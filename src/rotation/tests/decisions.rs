@@ -231,11 +231,16 @@ fn create_valid_csr_is_signed_then_registered_attached_recorded_and_answered() {
     let plan = create_man_cert::after_signing(&sign, "PEM", "man-id");
     assert_eq!(plan.outcome, Outcome::ManCertCreated);
     let expected_row = row
+        .clone()
         .with_state(CrState::ManCertCreated)
         .with_attr(ATTR_MANUFACTURER_CERT_ID, Some("man-id"));
     assert_eq!(
         plan.effects,
         vec![
+            Effect::PutRow(
+                row.clone()
+                    .with_attr(ATTR_PENDING_MANUFACTURER_CERT_ID, Some("man-id"))
+            ),
             Effect::RegisterCertificate {
                 cert_id: "man-id".into(),
                 pem: "PEM".into(),

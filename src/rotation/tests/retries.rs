@@ -3,6 +3,7 @@
 
 use super::local_store::LocalCloud;
 use super::*;
+use crate::cloud::local::DEVICE_TABLE;
 use crate::rotation::wire::*;
 use crate::rotation::Outcome;
 
@@ -90,6 +91,66 @@ fn a_create_that_stopped_half_way_is_completed_without_a_second_active_cert() {
     let mut expected = vec![vendor.id.clone(), man_id];
     expected.sort();
     assert_eq!(principals, expected);
+}
+
+#[test]
+fn a_create_that_died_before_attaching_its_cert_leaves_no_second_cert() {
+    let cloud = LocalCloud::new();
+    let vendor = &pki().vendor;
+    assert_eq!(cloud.jitp(vendor, SERIAL), Outcome::ThingCreated);
+    // An earlier attempt recorded the pending id and registered the cert,
+    // then died before attaching it to the thing.
+    let orphan_pem = pki::sign_csr(
+        &new_csr(SERIAL).0,
+        &pki().manufacturer_ca.cert_pem,
+        &pki().manufacturer_ca.key_pem,
+        1,
+    )
+    .expect("sign");
+    let orphan = Certificate {
+        id: pki::certificate_id_from_pem(&orphan_pem).expect("id"),
+        ca_id: Some(pki().manufacturer_ca.id.clone()),
+        pem: orphan_pem,
+        status: CertificateStatus::Active,
+        created_at: now_millis(),
+    };
+    cloud.store.register_certificate(&orphan).expect("register");
+    let mut item = cloud
+        .store
+        .get_item(DEVICE_TABLE, SERIAL)
+        .expect("read")
+        .expect("row");
+    item.insert(
+        ATTR_PENDING_MANUFACTURER_CERT_ID.into(),
+        orphan.id.clone().into(),
+    );
+    cloud.store.put_item(DEVICE_TABLE, &item).expect("write");
+
+    let (csr, _) = new_csr(SERIAL);
+    assert_eq!(
+        cloud.create(SERIAL, &vendor.id, &csr),
+        Outcome::ManCertCreated
+    );
+    assert!(
+        cloud
+            .store
+            .get_certificate(&orphan.id)
+            .expect("read")
+            .is_none(),
+        "the unattached certificate of the dead attempt is retired"
+    );
+    let row = cloud.row(SERIAL);
+    assert!(row.pending_manufacturer_cert_id().is_none());
+    let man_id = row.manufacturer_cert_id().expect("recorded").to_string();
+    let manufacturer_certs: Vec<_> = cloud
+        .store
+        .list_certificates()
+        .expect("list")
+        .into_iter()
+        .filter(|c| c.ca_id.as_deref() == Some(pki().manufacturer_ca.id.as_str()))
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(manufacturer_certs, vec![man_id]);
 }
 
 #[test]
