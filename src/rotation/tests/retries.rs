@@ -46,20 +46,7 @@ fn a_create_that_stopped_half_way_is_completed_without_a_second_active_cert() {
     assert_eq!(cloud.jitp(vendor, SERIAL), Outcome::ThingCreated);
     // An earlier attempt registered and attached a manufacturer cert, then
     // the process died before it recorded it in the row.
-    let orphan_pem = pki::sign_csr(
-        &new_csr(SERIAL).0,
-        &pki().manufacturer_ca.cert_pem,
-        &pki().manufacturer_ca.key_pem,
-        1,
-    )
-    .expect("sign");
-    let orphan = Certificate {
-        id: pki::certificate_id_from_pem(&orphan_pem).expect("id"),
-        ca_id: Some(pki().manufacturer_ca.id.clone()),
-        pem: orphan_pem,
-        status: CertificateStatus::Active,
-        created_at: now_millis(),
-    };
+    let orphan = orphan_manufacturer_cert();
     cloud.store.register_certificate(&orphan).expect("register");
     cloud
         .store
@@ -100,20 +87,7 @@ fn a_create_that_died_before_attaching_its_cert_leaves_no_second_cert() {
     assert_eq!(cloud.jitp(vendor, SERIAL), Outcome::ThingCreated);
     // An earlier attempt recorded the pending id and registered the cert,
     // then died before attaching it to the thing.
-    let orphan_pem = pki::sign_csr(
-        &new_csr(SERIAL).0,
-        &pki().manufacturer_ca.cert_pem,
-        &pki().manufacturer_ca.key_pem,
-        1,
-    )
-    .expect("sign");
-    let orphan = Certificate {
-        id: pki::certificate_id_from_pem(&orphan_pem).expect("id"),
-        ca_id: Some(pki().manufacturer_ca.id.clone()),
-        pem: orphan_pem,
-        status: CertificateStatus::Active,
-        created_at: now_millis(),
-    };
+    let orphan = orphan_manufacturer_cert();
     cloud.store.register_certificate(&orphan).expect("register");
     let mut item = cloud
         .store
@@ -188,4 +162,23 @@ fn an_ack_that_stopped_half_way_completes_on_retry() {
     let row = cloud.row(SERIAL);
     assert_eq!(row.state(), Some(CrState::CertRotationCompleted));
     assert_eq!(row.vendor_cert_id(), None);
+}
+
+/// A manufacturer certificate for `SERIAL` as an attempt that died half-way
+/// leaves it: signed and ACTIVE, not recorded in the row.
+fn orphan_manufacturer_cert() -> Certificate {
+    let pem = pki::sign_csr(
+        &new_csr(SERIAL).0,
+        &pki().manufacturer_ca.cert_pem,
+        &pki().manufacturer_ca.key_pem,
+        1,
+    )
+    .expect("sign");
+    Certificate {
+        id: pki::certificate_id_from_pem(&pem).expect("id"),
+        ca_id: Some(pki().manufacturer_ca.id.clone()),
+        pem,
+        status: CertificateStatus::Active,
+        created_at: now_millis(),
+    }
 }
