@@ -377,7 +377,8 @@ fn factory_credentials(
     let key_path = dir.join(VENDOR_KEY_FILE);
     let cert_path = dir.join(VENDOR_CERT_FILE);
     let mut issued = false;
-    if !has_valid_credentials(&key_path, &cert_path, &vendor.cert_pem) {
+    if !crate::cloud::local::control::has_valid_credentials(&key_path, &cert_path, &vendor.cert_pem)
+    {
         let profile = &cloud.fleet().device_cert;
         let device = pki::issue_device_cert(
             &vendor.cert_pem,
@@ -395,21 +396,6 @@ fn factory_credentials(
     write_if_changed(&dir.join(ROOT_CA_FILE), AMAZON_ROOT_CAS)?;
     write_if_changed(&dir.join(MANUFACTURER_CA_FILE), &manufacturer.cert_pem)?;
     Ok(issued)
-}
-
-fn has_valid_credentials(key_path: &Path, cert_path: &Path, vendor_ca_pem: &str) -> bool {
-    let (Ok(key), Ok(cert)) = (
-        std::fs::read_to_string(key_path),
-        std::fs::read_to_string(cert_path),
-    ) else {
-        return false;
-    };
-    let signed = pki::verify_signed_by(&cert, vendor_ca_pem).unwrap_or(false);
-    let matches = match (pki::public_key_der_of_key(&key), pki::parse_cert(&cert)) {
-        (Ok(public), Ok(info)) => public == info.public_key_der,
-        _ => false,
-    };
-    signed && matches
 }
 
 /// Where the observer identity lives: `<data-dir>/aws/observer/`.

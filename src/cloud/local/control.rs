@@ -7,6 +7,8 @@
 //! `control/status.rs` reading everything back and `certs_etc.py --delete`.
 
 mod init;
+
+pub(crate) use init::has_valid_credentials;
 mod status;
 
 pub use init::{MANUFACTURER_CA_LABEL, VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER};

@@ -360,7 +360,11 @@ fn whitelist(
 /// True when `dir` holds a factory key and cert that belong together and
 /// chain to the Vendor CA: anything else (missing, torn, from an older CA) is
 /// issued again.
-fn has_valid_credentials(key_path: &Path, cert_path: &Path, vendor_ca_pem: &str) -> bool {
+pub(crate) fn has_valid_credentials(
+    key_path: &Path,
+    cert_path: &Path,
+    vendor_ca_pem: &str,
+) -> bool {
     let (Ok(key), Ok(cert)) = (
         std::fs::read_to_string(key_path),
         std::fs::read_to_string(cert_path),
