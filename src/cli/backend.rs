@@ -19,11 +19,12 @@ pub async fn open_cloud(global: &GlobalArgs, bus: EventBus) -> color_eyre::Resul
 
 /// Opens the AWS backend with the global options.
 pub async fn open_aws(global: &GlobalArgs, bus: EventBus) -> color_eyre::Result<AwsCloud> {
-    let options = AwsOptions::new(
+    let mut options = AwsOptions::new(
         global.data_dir(),
         global.region.clone(),
         global.endpoint_url.clone(),
     );
+    options.iot_endpoint = global.iot_endpoint.clone();
     AwsCloud::connect(options, bus)
         .await
         .map_err(|e| eyre!("{e}"))

@@ -42,6 +42,10 @@ pub struct GlobalArgs {
     /// AWS region, with `--backend aws`.
     #[arg(long, global = true)]
     pub region: Option<String>,
+    /// MQTT data endpoint `HOST[:PORT]` with `--backend aws`, instead of the
+    /// account's `iot:Data-ATS` (a custom domain, or a broker for testing).
+    #[arg(long, global = true, env = "JITPILOT_IOT_ENDPOINT")]
+    pub iot_endpoint: Option<String>,
     /// Print one machine-readable JSON document on stdout.
     #[arg(long, global = true)]
     pub json: bool,

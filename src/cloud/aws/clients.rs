@@ -29,6 +29,10 @@ pub struct AwsOptions {
     /// The S3 bucket for the function's code. `JITPILOT_CODE_BUCKET`;
     /// default `jitpilot-artifacts-<account>-<region>`.
     pub code_bucket: Option<String>,
+    /// `--iot-endpoint HOST[:PORT]`: the MQTT data endpoint devices and the
+    /// observer dial instead of DescribeEndpoint's `iot:Data-ATS` (a custom
+    /// domain, or a local broker standing in for an emulator without one).
+    pub iot_endpoint: Option<String>,
 }
 
 impl AwsOptions {
@@ -42,6 +46,7 @@ impl AwsOptions {
             code_bucket: std::env::var("JITPILOT_CODE_BUCKET")
                 .ok()
                 .filter(|b| !b.is_empty()),
+            iot_endpoint: None,
         }
     }
 

@@ -147,6 +147,19 @@ impl AwsCloud {
     }
 }
 
+/// `HOST[:PORT]` (port 8883 when absent; `[v6]:port` accepted) as host and
+/// port. A port that is not a number is left in the host, where the
+/// connection's error names it.
+fn split_host_port(endpoint: &str) -> (String, u16) {
+    if let Some((host, port)) = endpoint.rsplit_once(':') {
+        if let Ok(port) = port.parse::<u16>() {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            return (host.to_string(), port);
+        }
+    }
+    (endpoint.to_string(), MQTT_PORT)
+}
+
 /// `<data-dir>/aws/endpoint`: the `iot:Data-ATS` host.
 fn endpoint_file(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("aws").join("endpoint")
@@ -196,9 +209,17 @@ impl Cloud for AwsCloud {
     }
 
     fn device_endpoint(&self) -> Option<DeviceEndpoint> {
-        let host = self.inner.data_ats_host.lock().ok()?.clone()?;
+        let (host, port) = match &self.inner.options.iot_endpoint {
+            Some(endpoint) => split_host_port(endpoint),
+            None => (self.inner.data_ats_host.lock().ok()?.clone()?, MQTT_PORT),
+        };
+        let addr = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
         Some(DeviceEndpoint {
-            addr: format!("{host}:{MQTT_PORT}"),
+            addr,
             server_name: host,
             root_ca_path: self.root_ca_path(),
             local_addr: None,
@@ -207,5 +228,23 @@ impl Cloud for AwsCloud {
 
     fn events(&self) -> EventReceiver {
         self.inner.bus.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_host_port;
+
+    #[test]
+    fn iot_endpoint_overrides_take_host_and_optional_port() {
+        assert_eq!(
+            split_host_port("localhost:18883"),
+            ("localhost".into(), 18883)
+        );
+        assert_eq!(
+            split_host_port("a1b2-ats.iot.eu-west-1.amazonaws.com"),
+            ("a1b2-ats.iot.eu-west-1.amazonaws.com".into(), 8883)
+        );
+        assert_eq!(split_host_port("[::1]:9000"), ("::1".into(), 9000));
     }
 }
