@@ -4,6 +4,12 @@
 use clap::{Parser, Subcommand};
 use jitpilot::cli::{self, device::DeviceStep, fleet::FleetArgs, GlobalArgs};
 
+// mimalloc: a fleet run allocates from many tokio threads at once (TLS
+// records, MQTT packets, JSON), where glibc's malloc spent a tenth of the
+// CPU (BENCHMARKS.md, the profile).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "jitpilot",
@@ -51,13 +57,32 @@ enum Command {
     Demo,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+/// Threads for blocking work (file and SQLite calls off the async threads).
+/// Tokio's default of 512 lets a 10,000-device fleet start hundreds of
+/// threads for a burst of small file writes, each with its own allocator
+/// heap; a few dozen keep up with the disk as well.
+const MAX_BLOCKING_THREADS: usize = 32;
+
+fn main() -> std::process::ExitCode {
     // color-eyre's panic hook (the TUI chains its terminal restore onto it).
     if let Err(e) = color_eyre::install() {
         eprintln!("error: {e}");
     }
     let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> std::process::ExitCode {
     let g = &cli.global;
     let result = match &cli.command {
         None => jitpilot::tui::run(g, cli.mouse, false).await,

@@ -2,9 +2,11 @@
 //! what rotation adds, read at start and written atomically as the device
 //! progresses, so a device killed at any instant resumes where it stood.
 //!
-//! Every write goes to a temporary file in the same folder, is fsynced, then
-//! renamed over the target and the folder fsynced: after a crash a file is
-//! either absent or complete, never half-written.
+//! Every write goes to a temporary file in the same folder and is renamed
+//! over the target: after the process dies at any instant a file is either
+//! absent or complete, never half-written. With [`Durability::PowerLoss`]
+//! the file and the folder are also fsynced, so the write survives the
+//! machine losing power.
 
 use crate::machine::{Credential, Stored};
 use std::fs;
@@ -48,16 +50,41 @@ pub enum CredentialsError {
     },
 }
 
+/// What a credential write survives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// The process being killed at any instant (temp file + rename). The
+    /// guarantee the local cloud's own store gives (SQLite WAL with
+    /// `synchronous=NORMAL`), so a simulated fleet and its cloud stay
+    /// consistent across a crash; and the default, because the 8 fsyncs per
+    /// onboarded device were most of a fleet run's cost.
+    #[default]
+    ProcessCrash,
+    /// Also the machine losing power: every file and its folder fsynced, as
+    /// firmware writing to flash must.
+    PowerLoss,
+}
+
 /// A device's credential folder.
 #[derive(Debug, Clone)]
 pub struct CredentialFolder {
     dir: PathBuf,
+    durability: Durability,
 }
 
 impl CredentialFolder {
-    /// The folder at `dir`.
+    /// The folder at `dir`, written with [`Durability::ProcessCrash`].
     pub fn new(dir: impl Into<PathBuf>) -> CredentialFolder {
-        CredentialFolder { dir: dir.into() }
+        CredentialFolder {
+            dir: dir.into(),
+            durability: Durability::default(),
+        }
+    }
+
+    /// The same folder, written with `durability`.
+    pub fn with_durability(mut self, durability: Durability) -> CredentialFolder {
+        self.durability = durability;
+        self
     }
 
     /// The folder's path.
@@ -132,8 +159,9 @@ impl CredentialFolder {
         }
     }
 
-    /// temp file + fsync + rename + fsync(dir). Private keys get mode 0600
-    /// from creation, so they are never readable by others even briefly.
+    /// temp file + rename, with fsyncs of both under
+    /// [`Durability::PowerLoss`]. Private keys get mode 0600 from creation,
+    /// so they are never readable by others even briefly.
     pub fn write_atomic(
         &self,
         name: &str,
@@ -156,14 +184,19 @@ impl CredentialFolder {
         }
         let mut file = options.open(&tmp).map_err(wrap)?;
         file.write_all(bytes).map_err(wrap)?;
-        file.sync_all().map_err(wrap)?;
+        let power_loss = self.durability == Durability::PowerLoss;
+        if power_loss {
+            file.sync_all().map_err(wrap)?;
+        }
         drop(file);
         fs::rename(&tmp, &target).map_err(wrap)?;
         // The rename is durable only once the directory entry is.
         #[cfg(unix)]
-        fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(wrap)?;
+        if power_loss {
+            fs::File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(wrap)?;
+        }
         Ok(())
     }
 }
@@ -199,6 +232,25 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn power_loss_durability_writes_the_same_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder =
+            CredentialFolder::new(dir.path().join("dev")).with_durability(Durability::PowerLoss);
+        folder
+            .store(&Credential::ManufacturerKey("KEY".into()))
+            .unwrap();
+        folder.store(&Credential::AckDone("id".into())).unwrap();
+        let stored = folder.load_stored().unwrap();
+        assert_eq!(stored.manufacturer_key.as_deref(), Some("KEY"));
+        assert_eq!(stored.acked_cert_id.as_deref(), Some("id"));
+        let names: Vec<_> = fs::read_dir(folder.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "no temp files left: {names:?}");
     }
 
     #[test]

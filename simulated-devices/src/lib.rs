@@ -31,7 +31,7 @@ pub mod tls;
 pub mod topics;
 
 pub use backoff::RetryPolicy;
-pub use creds::CredentialFolder;
+pub use creds::{CredentialFolder, Durability};
 pub use machine::{DeviceFailure, Goal};
 pub use report::{DeviceOutcome, DeviceReport, Progress, Step, StepOutcome};
 pub use shell::{run_device, DeviceConfig, DeviceError};

@@ -50,6 +50,10 @@ struct Cli {
     /// Print the outcome as JSON.
     #[arg(long)]
     json: bool,
+    /// fsync every credential write and its folder, so it survives power
+    /// loss, not only the process being killed (slower).
+    #[arg(long)]
+    fsync: bool,
     #[arg(value_enum)]
     step: StepArg,
 }
@@ -102,6 +106,9 @@ async fn run(cli: Cli) -> Result<(), String> {
     config.loss = cli.loss;
     config.drop_responses = cli.drop_responses;
     config.response_timeout = Duration::from_millis(cli.response_timeout_ms);
+    if cli.fsync {
+        config.durability = simulated_devices::Durability::PowerLoss;
+    }
     config.retry = RetryPolicy {
         cap: Duration::from_millis(cli.max_backoff_ms),
         ..RetryPolicy::default()

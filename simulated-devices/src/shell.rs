@@ -8,7 +8,7 @@
 //! and a few short strings.
 
 use crate::backoff::RetryPolicy;
-use crate::creds::{CredentialFolder, CredentialsError};
+use crate::creds::{CredentialFolder, CredentialsError, Durability};
 use crate::machine::{Command, DeviceFailure, DeviceMachine, Goal, Identity, Input, MachineConfig};
 use crate::report::{DeviceOutcome, DeviceReport, Progress, Step, StepOutcome};
 use crate::tls::{self, TlsSetupError};
@@ -49,6 +49,8 @@ pub struct DeviceConfig {
     pub response_timeout: Duration,
     /// Seed of jitter and loss draws; random when `None`.
     pub seed: Option<u64>,
+    /// What the device's credential writes survive.
+    pub durability: Durability,
 }
 
 impl DeviceConfig {
@@ -69,6 +71,7 @@ impl DeviceConfig {
             drop_responses: 0,
             response_timeout: Duration::from_secs(3),
             seed: None,
+            durability: Durability::default(),
         }
     }
 }
@@ -120,7 +123,7 @@ pub async fn run_device(
     let started = Instant::now();
     let (host, port) = split_endpoint(&config.endpoint)?;
     let serial = config.serial.clone();
-    let folder = CredentialFolder::new(&config.creds_dir);
+    let folder = CredentialFolder::new(&config.creds_dir).with_durability(config.durability);
     let creds_err = |source| DeviceError::Credentials {
         serial: serial.clone(),
         source,

@@ -23,6 +23,7 @@ pub mod agent;
 pub mod app;
 pub mod demo;
 pub mod keys;
+pub mod latency;
 pub mod panes;
 pub mod session;
 pub mod terminal;
@@ -114,15 +115,20 @@ async fn event_loop(
     let mut dirty = true;
     let mut next_frame = Instant::now();
     let mut mouse = app.mouse;
+    let mut latency = latency::LatencyProbe::from_env();
     loop {
         tokio::select! {
             biased;
             ev = terminal_events.next() => match ev {
                 Some(Ok(Event::Key(key))) => {
+                    latency.input();
                     if let Some(action) = keys::handle_key_event(app, key) {
                         app.update(action);
                     }
                     dirty = true;
+                    // The FPS cap paces redraws for traffic, not for keys:
+                    // a key is answered by the next turn of the loop.
+                    next_frame = Instant::now();
                 }
                 Some(Ok(Event::Mouse(m))) => {
                     match m.kind {
@@ -140,6 +146,21 @@ async fn event_loop(
                 }
                 None => break,
             },
+            // Frames and the refresh tick come before the queues: under a
+            // flood of traffic the queues are always ready, and a due frame
+            // or refresh must still happen.
+            _ = tokio::time::sleep_until(next_frame), if dirty => {
+                terminal.draw(|frame| ui::draw(frame, app))?;
+                latency.frame_drawn();
+                dirty = false;
+                // Capped FPS: the next frame is due one interval after this one.
+                next_frame = Instant::now() + frame_interval;
+            }
+            _ = refresh.tick() => {
+                if app.take_refresh_hint() {
+                    app.update(Action::Refresh);
+                }
+            }
             Some(msg) = rx.recv() => {
                 app.apply(msg);
                 for _ in 0..DRAIN_BATCH {
@@ -162,17 +183,6 @@ async fn event_loop(
                     app.traffic.set_lagged(rx.dropped());
                 }
                 dirty = true;
-            }
-            _ = tokio::time::sleep_until(next_frame), if dirty => {
-                terminal.draw(|frame| ui::draw(frame, app))?;
-                dirty = false;
-                // Capped FPS: the next frame is due one interval after this one.
-                next_frame = Instant::now() + frame_interval;
-            }
-            _ = refresh.tick() => {
-                if app.take_refresh_hint() {
-                    app.update(Action::Refresh);
-                }
             }
         }
         if let Some(w) = &mut worker {
