@@ -1,0 +1,540 @@
+//! The TUI on `--backend aws`, and the observer that feeds its traffic pane.
+//!
+//! moto has no MQTT data plane, so a real broker stands in for AWS IoT's:
+//! Debian's `mosquitto` on loopback with TLS (a server certificate from a
+//! test CA, SAN `localhost`), which the observer dials through
+//! `--iot-endpoint localhost:<port>` with the test CA in its `root-ca.pem`.
+//! Messages published on the broker with `mosquitto_pub` to the topics AWS
+//! IoT uses must come out of the observer as the events the local endpoint
+//! emits, and show in the traffic pane of the real binary in tmux.
+//!
+//! Needs `mosquitto`, `mosquitto_pub` and `tmux` (scripts/test installs
+//! them) and moto's server (`moto[server]`). Every wait polls a condition
+//! under a deadline.
+
+mod aws_support;
+
+use aws_support::{fake_bootstrap, Moto};
+use jitpilot::cloud::aws::observer::{
+    Observer, ObserverState, CERT_FILE, KEY_FILE, ROOT_CA_FILE,
+};
+use jitpilot::cloud::aws::{AwsCloud, AwsOptions, AMAZON_ROOT_CAS};
+use jitpilot::cloud::local::endpoint_ca::EndpointCa;
+use jitpilot::cloud::{Cloud, CloudEvent, EventBus, EventKind, EventReceiver};
+use jitpilot::pki::{self, Issued, KeyAlgorithm, Subject};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+const TIMEOUT: Duration = Duration::from_secs(180);
+const POLL: Duration = Duration::from_millis(200);
+const SERIAL: &str = "IUQWXALODJESC1";
+
+fn subject(cn: &str) -> Subject {
+    Subject {
+        common_name: Some(cn.into()),
+        ..Subject::default()
+    }
+}
+
+/// A CA of the test, signing the broker's certificate and clients'.
+fn test_ca(cn: &str) -> Issued {
+    pki::create_ca(&subject(cn), KeyAlgorithm::EcdsaP256, 1).expect("a test CA")
+}
+
+/// A client certificate signed by `ca`.
+fn client_cert(ca: &Issued, cn: &str) -> Issued {
+    pki::issue_device_cert(&ca.cert_pem, &ca.key_pem, &subject(cn), KeyAlgorithm::EcdsaP256, 1)
+        .expect("a client certificate")
+}
+
+/// Debian's mosquitto with TLS on a free loopback port, killed on drop.
+struct Broker {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+    ca: Issued,
+}
+
+impl Broker {
+    /// A broker whose server certificate (SAN `localhost`) is signed by a
+    /// fresh test CA; with `require_certificate`, clients must present a
+    /// certificate that CA signed.
+    fn start(require_certificate: bool) -> Broker {
+        let binary = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"]
+            .into_iter()
+            .find(|p| Path::new(p).is_file())
+            .unwrap_or("mosquitto");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = test_ca("jitpilot test broker CA");
+        let server = EndpointCa {
+            cert_pem: ca.cert_pem.clone(),
+            key_pem: ca.key_pem.clone(),
+        }
+        .server_identity()
+        .expect("a server certificate for localhost");
+        let file = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write a broker file");
+            path.display().to_string()
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let config = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {require_certificate}\npersistence false\nlog_dest file {}\n{}",
+            file("ca.pem", &ca.cert_pem),
+            file("server.pem", &server.cert_pem),
+            file("server.key", &server.key_pem),
+            dir.path().join("mosquitto.log").display(),
+            // As root, mosquitto would switch to its own user, which cannot
+            // read this temporary directory.
+            if is_root() { "user root\n" } else { "" },
+        );
+        let config_path = file("mosquitto.conf", &config);
+        let child = Command::new(binary)
+            .args(["-c", &config_path])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto is required: apt-get install mosquitto (scripts/test installs it)");
+        let mut broker = Broker {
+            child,
+            port,
+            dir,
+            ca,
+        };
+        broker.wait_ready();
+        broker
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("mosquitto exited ({status}); its log:\n{}", self.log());
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "mosquitto did not listen within 60 s:\n{}", self.log());
+            // Polling a starting process: there is no event to wait on.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
+    }
+
+    /// `localhost:<port>`: what `--iot-endpoint` names.
+    fn endpoint(&self) -> String {
+        format!("localhost:{}", self.port)
+    }
+
+    /// Publishes one message with `mosquitto_pub` over TLS, at QoS 1.
+    fn publish(&self, topic: &str, payload: &str) {
+        let client = client_cert(&self.ca, "publisher");
+        let cert = self.dir.path().join("publisher.pem");
+        let key = self.dir.path().join("publisher.key");
+        std::fs::write(&cert, &client.cert_pem).expect("write");
+        std::fs::write(&key, &client.key_pem).expect("write");
+        let out = Command::new("mosquitto_pub")
+            .args(["-h", "localhost", "-p", &self.port.to_string(), "-q", "1"])
+            .arg("--cafile")
+            .arg(self.dir.path().join("ca.pem"))
+            .arg("--cert")
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key)
+            .args(["-t", topic, "-m", payload])
+            .output()
+            .expect("mosquitto_pub is required: apt-get install mosquitto-clients");
+        assert!(
+            out.status.success(),
+            "mosquitto_pub to {topic} failed: {}\nbroker log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Writes an observer identity where `init` puts it.
+fn write_identity(data: &Path, cert: &Issued, roots_pem: &str) -> PathBuf {
+    let dir = data.join("aws").join("observer");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join(CERT_FILE), &cert.cert_pem).expect("write");
+    std::fs::write(dir.join(KEY_FILE), &cert.key_pem).expect("write");
+    std::fs::write(dir.join(ROOT_CA_FILE), roots_pem).expect("write");
+    dir
+}
+
+/// The AWS backend over `data`, dialling `iot_endpoint` for MQTT. No AWS
+/// API is called: the observer needs only the endpoint and its identity.
+async fn aws_cloud(data: &Path, iot_endpoint: String) -> AwsCloud {
+    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/jitpilot-test-config");
+    std::env::remove_var("AWS_PROFILE");
+    let mut options = AwsOptions::new(
+        data.to_path_buf(),
+        Some("us-east-1".into()),
+        Some("http://127.0.0.1:9".into()),
+    );
+    options.iot_endpoint = Some(iot_endpoint);
+    AwsCloud::connect(options, EventBus::default())
+        .await
+        .expect("the AWS backend opens without calling AWS")
+}
+
+/// Waits until the observer's state satisfies `ready`; returns it.
+async fn wait_state(
+    state: &mut watch::Receiver<ObserverState>,
+    what: &str,
+    ready: impl Fn(&ObserverState) -> bool,
+) -> ObserverState {
+    let waited = tokio::time::timeout(TIMEOUT, async {
+        state.wait_for(|s| ready(s)).await.map(|s| s.clone())
+    })
+    .await;
+    match waited {
+        Ok(Ok(s)) => s,
+        _ => panic!(
+            "timed out waiting for {what}; the observer is {:?}",
+            *state.borrow()
+        ),
+    }
+}
+
+/// Waits for the first event on the stream that satisfies `wanted`.
+async fn wait_event(
+    events: &mut EventReceiver,
+    what: &str,
+    wanted: impl Fn(&CloudEvent) -> bool,
+) -> Arc<CloudEvent> {
+    let found = tokio::time::timeout(TIMEOUT, async {
+        while let Some(ev) = events.recv().await {
+            if wanted(&ev) {
+                return Some(ev);
+            }
+        }
+        None
+    })
+    .await;
+    match found {
+        Ok(Some(ev)) => ev,
+        _ => panic!("timed out waiting for {what} on the event stream"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_observer_turns_broker_messages_into_cloud_events() {
+    let broker = Broker::start(true);
+    let data = tempfile::tempdir().expect("tempdir");
+    let observer_cert = client_cert(&broker.ca, "jitpilot-observer");
+    write_identity(data.path(), &observer_cert, &broker.ca.cert_pem);
+    let cloud = aws_cloud(data.path(), broker.endpoint()).await;
+    let mut events = cloud.events();
+
+    let observer = Observer::start(cloud.clone());
+    assert!(observer.client_id().starts_with("jitpilot-observer-"));
+    let mut state = observer.state();
+    let subscribed = wait_state(&mut state, "the subscription", |s| {
+        matches!(s, ObserverState::Subscribed { .. })
+    })
+    .await;
+    assert_eq!(
+        subscribed,
+        ObserverState::Subscribed {
+            endpoint: broker.endpoint(),
+            client_id: observer.client_id().to_string(),
+        }
+    );
+    // The state travels on the stream too: that is how the TUI learns it.
+    wait_event(&mut events, "the subscribed state", |ev| {
+        ObserverState::from_event(ev) == Some(subscribed.clone())
+    })
+    .await;
+
+    broker.publish(
+        &format!("$aws/events/presence/connected/{SERIAL}"),
+        &json!({"clientId": SERIAL, "eventType": "connected", "principalIdentifier": "c0ffee"})
+            .to_string(),
+    );
+    let connected = wait_event(&mut events, "the presence event", |ev| {
+        ev.kind == EventKind::Connection && ObserverState::from_event(ev).is_none()
+    })
+    .await;
+    assert_eq!(connected.client_id.as_deref(), Some(SERIAL));
+    assert_eq!(connected.summary, format!("{SERIAL} connected"));
+    assert_eq!(connected.detail["certificateId"], "c0ffee");
+
+    let topic = format!("/cert-rotation/create-man-cert/{SERIAL}/rqst");
+    broker.publish(&topic, r#"{"csr":"-----BEGIN CERTIFICATE REQUEST-----"}"#);
+    let request = wait_event(&mut events, "the CSR request", |ev| {
+        ev.topic.as_deref() == Some(topic.as_str())
+    })
+    .await;
+    assert!(matches!(
+        request.kind,
+        EventKind::PacketIn {
+            packet: "PUBLISH",
+            ..
+        }
+    ));
+    assert_eq!(request.client_id.as_deref(), Some(SERIAL));
+    assert!(request.detail["payload"]["csr"].is_string());
+
+    let answer = format!("/cert-rotation/create-man-cert/{SERIAL}/rspn");
+    broker.publish(&answer, r#"{"cert_id":"abc"}"#);
+    let response = wait_event(&mut events, "the response", |ev| {
+        ev.topic.as_deref() == Some(answer.as_str())
+    })
+    .await;
+    assert!(matches!(response.kind, EventKind::PacketOut { .. }));
+
+    observer.stop().await;
+    assert_eq!(*state.borrow_and_update(), ObserverState::Stopped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_observer_identity_is_explained_and_recovers_once_fixed() {
+    let broker = Broker::start(true);
+    let data = tempfile::tempdir().expect("tempdir");
+    let cloud = aws_cloud(data.path(), broker.endpoint()).await;
+
+    // No identity: waiting, with what to do.
+    let observer = Observer::start(cloud.clone());
+    let mut state = observer.state();
+    let waiting = state.borrow().clone();
+    match &waiting {
+        ObserverState::Waiting { reason } => {
+            assert!(reason.contains("run init"), "{reason}")
+        }
+        other => panic!("expected waiting for an identity, got {other:?}"),
+    }
+
+    // Amazon's roots do not vouch for this broker: the error names the file.
+    let cert = client_cert(&broker.ca, "jitpilot-observer");
+    let dir = write_identity(data.path(), &cert, AMAZON_ROOT_CAS);
+    // Init announces the identity as a registry change; the observer wakes.
+    cloud.emit(CloudEvent::new(EventKind::Registry, "observer identity created"));
+    let failed = wait_state(&mut state, "a TLS trust failure", |s| {
+        matches!(s, ObserverState::Failed { .. })
+    })
+    .await;
+    let ObserverState::Failed { reason } = failed else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains("not trusted") && reason.contains(ROOT_CA_FILE),
+        "{reason}"
+    );
+
+    // A certificate from a CA the endpoint does not know: rejected.
+    let stranger = client_cert(&test_ca("another CA"), "jitpilot-observer");
+    write_identity(data.path(), &stranger, &broker.ca.cert_pem);
+    wait_state(&mut state, "the endpoint rejecting the certificate", |s| {
+        matches!(s, ObserverState::Failed { reason } if reason.contains("observer's certificate") || reason.contains("closed"))
+    })
+    .await;
+
+    // A key that is not a key: named, with what to do.
+    std::fs::write(dir.join(KEY_FILE), "garbage").expect("write");
+    let broken = wait_state(&mut state, "the broken key", |s| {
+        matches!(s, ObserverState::Failed { reason } if reason.contains(KEY_FILE))
+    })
+    .await;
+    assert!(format!("{broken:?}").contains("run init"), "{broken:?}");
+
+    // Fixed: it subscribes on its own, with backoff, no restart needed.
+    write_identity(data.path(), &cert, &broker.ca.cert_pem);
+    wait_state(&mut state, "the subscription after the fix", |s| {
+        matches!(s, ObserverState::Subscribed { .. })
+    })
+    .await;
+    observer.stop().await;
+}
+
+/// A tmux session, killed when dropped (also when the test fails).
+struct Tmux {
+    name: String,
+}
+
+impl Tmux {
+    fn start(name: &str, width: u16, height: u16) -> Tmux {
+        let ok = Command::new("tmux")
+            .args(["new-session", "-d", "-s", name, "-x", &width.to_string()])
+            .args(["-y", &height.to_string()])
+            .arg("env PS1='ready$ ' bash --norc --noprofile")
+            .status()
+            .expect("tmux is required: apt-get install tmux (scripts/test installs it)")
+            .success();
+        assert!(ok, "tmux new-session failed");
+        Tmux {
+            name: name.to_string(),
+        }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let ok = Command::new("tmux")
+            .args(["send-keys", "-t", &self.name])
+            .args(keys)
+            .status()
+            .expect("tmux send-keys")
+            .success();
+        assert!(ok, "tmux send-keys {keys:?} failed");
+    }
+
+    fn capture(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.name])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.capture();
+            if ready(&screen) {
+                return screen;
+            }
+            if start.elapsed() > TIMEOUT {
+                panic!("timed out waiting for {what}; the screen was:\n{screen}");
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .status();
+    }
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+#[test]
+fn the_tui_on_aws_deploys_inits_and_shows_observed_traffic() {
+    let moto = Moto::start();
+    // moto's observer certificate is not signed by the broker's CA: the
+    // broker does not ask for one here (AWS would check it; moto can't).
+    let broker = Broker::start(false);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let package = fake_bootstrap(tmp.path());
+
+    let tmux = Tmux::start(&format!("jitpilot-tui-aws-{}", std::process::id()), 160, 50);
+    tmux.wait_for("a shell prompt", |s| s.contains("ready$"));
+    // Dummy credentials, no profile files: the same isolation as the
+    // headless AWS tests.
+    let unset: String = [
+        "AWS_PROFILE",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "JITPILOT_CODE_BUCKET",
+        "JITPILOT_DATA_DIR",
+    ]
+    .iter()
+    .map(|v| format!("-u {v} "))
+    .collect();
+    let command = format!(
+        "env {unset}AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+         AWS_CONFIG_FILE=/nonexistent/c AWS_SHARED_CREDENTIALS_FILE=/nonexistent/s \
+         AWS_EC2_METADATA_DISABLED=true JITPILOT_LAMBDA_PACKAGE={} \
+         {} --backend aws --endpoint-url {} --region us-east-1 --iot-endpoint {} --data-dir {}",
+        quote(&package.display().to_string()),
+        quote(env!("CARGO_BIN_EXE_jitpilot")),
+        moto.url,
+        broker.endpoint(),
+        quote(&data.display().to_string()),
+    );
+    tmux.keys(&[&command, "Enter"]);
+    tmux.wait_for("the TUI on AWS, waiting for an observer identity", |s| {
+        s.contains("aws us-east-1 cloud")
+            && s.contains(&format!("endpoint {}", broker.endpoint()))
+            && s.contains("observer waiting")
+            && s.contains("not deployed")
+    });
+
+    tmux.keys(&["d"]);
+    tmux.wait_for("moto's stack in the stack pane", |s| {
+        s.contains("CertRotation · CREATE_COMPLETE")
+    });
+
+    tmux.keys(&["i"]);
+    tmux.wait_for("moto's CAs in the CAs pane", |s| {
+        s.contains("Vendor CA ACTIVE") && s.contains("Manufacturer CA ACTIVE")
+    });
+
+    // Init wrote Amazon's roots for the observer; this broker's CA stands in.
+    let root_ca = data.join("aws").join("observer").join(ROOT_CA_FILE);
+    assert!(root_ca.is_file(), "init created the observer identity");
+    std::fs::write(&root_ca, &broker.ca.cert_pem).expect("write the test CA");
+    tmux.wait_for("the observer subscribed", |s| {
+        s.contains("observer subscribed")
+    });
+
+    broker.publish(
+        &format!("$aws/events/presence/connected/{SERIAL}"),
+        &json!({"clientId": SERIAL, "eventType": "connected"}).to_string(),
+    );
+    broker.publish(
+        &format!("/cert-rotation/create-man-cert/{SERIAL}/rqst"),
+        r#"{"csr":"-----BEGIN CERTIFICATE REQUEST-----"}"#,
+    );
+    tmux.wait_for("the observed traffic in the traffic pane", |s| {
+        s.contains(&format!("{SERIAL} connected")) && s.contains("create-man-cert")
+    });
+
+    // Quit: the shell comes back in a sane terminal mode.
+    tmux.keys(&["q"]);
+    tmux.keys(&[
+        "stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo END-$((6*7))",
+        "Enter",
+    ]);
+    let screen = tmux.wait_for("the shell after quitting", |s| s.contains("END-42"));
+    let line = screen
+        .lines()
+        .find(|l| l.contains("END-42") && !l.contains("$(("))
+        .unwrap_or("");
+    assert!(
+        line.contains("icanon") && !line.contains("-icanon"),
+        "canonical mode restored: {line}"
+    );
+    assert!(
+        line.contains("echo") && !line.contains("-echo"),
+        "echo restored: {line}"
+    );
+    assert!(
+        !screen.contains("MQTT traffic"),
+        "the alternate screen was left:\n{screen}"
+    );
+}
