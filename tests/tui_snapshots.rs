@@ -508,12 +508,16 @@ fn aws_header_shows_the_observer_and_its_traffic() {
     let mut app = aws_app(ObserverState::Waiting {
         reason: "no observer identity yet: run init".into(),
     });
-    app.apply_status(status(&["CR_WHITELISTED"; 2]));
+    let mut report = status(&["CR_WHITELISTED"; 2]);
+    report.backend = "aws".into();
+    report.endpoint = Some("a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com:8883".into());
+    app.apply_status(report);
     let failed = ObserverState::Failed {
         reason: "a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com:8883: nothing accepts connections there: check --iot-endpoint, or your network".into(),
     };
     app.push_event(at(failed.event(OBSERVER), 100));
-    let screen = render(&app, 120, 36).backend().to_string();
+    // Wide enough for the whole status line: the cause, then what to do.
+    let screen = render(&app, 160, 36).backend().to_string();
     assert!(
         screen.contains("observer retrying") && screen.contains("--iot-endpoint"),
         "the failure and what to do are on screen:\n{screen}"
@@ -540,7 +544,7 @@ fn aws_header_shows_the_observer_and_its_traffic() {
         ),
         400,
     ));
-    let screen = render(&app, 120, 36).backend().to_string();
+    let screen = render(&app, 160, 36).backend().to_string();
     assert!(screen.contains("observer subscribed"), "{screen}");
     assert!(
         screen.contains(&format!("{SAMPLE} connected")),
@@ -554,10 +558,15 @@ fn aws_backend_that_cannot_start_says_what_to_do() {
     let mut app = aws_app(ObserverState::Stopped);
     app.header.observer = None;
     app.header.backend = "aws".into();
+    app.header.endpoint = None;
     app.fatal = Some(
-        "Cannot open the AWS backend:\n\nno AWS region configured; pass `--region us-east-1`".into(),
+        "Cannot open the AWS backend:\n\nno AWS region configured; pass `--region us-east-1`"
+            .into(),
     );
     let screen = render(&app, 100, 24).backend().to_string();
-    assert!(screen.contains("The AWS backend could not start"), "{screen}");
+    assert!(
+        screen.contains("The AWS backend could not start"),
+        "{screen}"
+    );
     insta::assert_snapshot!("aws_cannot_start", screen);
 }

@@ -556,7 +556,11 @@ impl App {
         }
         if let Some(state) = ObserverState::from_event(&ev) {
             // What the observer lacks goes to the status line with what to do.
-            let was_problem = self.header.observer.as_ref().is_some_and(|o| o.is_problem());
+            let was_problem = self
+                .header
+                .observer
+                .as_ref()
+                .is_some_and(|o| o.is_problem());
             if state.is_problem() {
                 self.error(state.describe());
             } else if was_problem {

@@ -22,17 +22,20 @@
 //! identity yet ("run init"), an endpoint that does not answer, a server
 //! certificate its `root-ca.pem` does not trust.
 
+mod identity;
+mod traffic;
+
+pub use identity::ObserverIdentity;
+pub use traffic::observed_event;
+
 use super::{init, split_host_port, AwsCloud};
-use crate::cloud::local::endpoint::limits::{MAX_PACKET_BYTES, PAYLOAD_PREVIEW_BYTES};
+use crate::cloud::local::endpoint::limits::MAX_PACKET_BYTES;
 use crate::cloud::{Cloud, CloudEvent, EventKind};
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS,
     SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
 };
-use rustls::{ClientConfig, RootCertStore};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,7 +129,7 @@ impl ObserverState {
                 OBSERVED_FILTERS.join(" and ")
             ),
             ObserverState::Failed { reason } => {
-                format!("observer failed, retrying with backoff: {reason}")
+                format!("observer failed, retrying: {reason}")
             }
             ObserverState::Stopped => "observer stopped".into(),
         }
@@ -145,69 +148,6 @@ impl ObserverState {
             return None;
         }
         serde_json::from_value(ev.detail.get(STATE_KEY)?.clone()).ok()
-    }
-}
-
-/// The observer's certificate, key and trusted roots, read from its folder.
-pub struct ObserverIdentity {
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-    roots: RootCertStore,
-}
-
-impl ObserverIdentity {
-    /// Reads `cert.pem`, `key.pem` and `root-ca.pem` from `dir`.
-    pub fn load(dir: &Path) -> Result<ObserverIdentity, ObserverError> {
-        let read = |file: &str| {
-            let path = dir.join(file);
-            match std::fs::read(&path) {
-                Ok(bytes) => Ok((path, bytes)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    Err(ObserverError::MissingIdentity { path })
-                }
-                Err(source) => Err(ObserverError::Read { path, source }),
-            }
-        };
-        let bad = |path: &Path, what: &'static str, reason: String| ObserverError::BadIdentity {
-            path: path.to_path_buf(),
-            what,
-            reason,
-        };
-        let (cert_path, cert_pem) = read(CERT_FILE)?;
-        let (key_path, key_pem) = read(KEY_FILE)?;
-        let (roots_path, roots_pem) = read(ROOT_CA_FILE)?;
-        let chain = CertificateDer::pem_slice_iter(&cert_pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad(&cert_path, "certificate", e.to_string()))?;
-        if chain.is_empty() {
-            return Err(bad(&cert_path, "certificate", "no CERTIFICATE block".into()));
-        }
-        let key = PrivateKeyDer::from_pem_slice(&key_pem)
-            .map_err(|e| bad(&key_path, "private key", e.to_string()))?;
-        let mut roots = RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(&roots_pem) {
-            let cert = cert.map_err(|e| bad(&roots_path, "CA certificate", e.to_string()))?;
-            roots
-                .add(cert)
-                .map_err(|e| bad(&roots_path, "CA certificate", e.to_string()))?;
-        }
-        if roots.is_empty() {
-            return Err(bad(&roots_path, "CA certificate", "empty".into()));
-        }
-        Ok(ObserverIdentity { chain, key, roots })
-    }
-
-    /// Mutual TLS with this identity: the server is verified against
-    /// `root-ca.pem` and the host dialled (AWS: the `iot:Data-ATS` name).
-    pub fn client_config(self) -> Result<ClientConfig, ObserverError> {
-        // aws-lc-rs, chosen explicitly like the device agent's: no
-        // process-wide default provider has to be installed first.
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(self.roots)
-            .with_client_auth_cert(self.chain, self.key)?;
-        Ok(config)
     }
 }
 
@@ -317,15 +257,6 @@ async fn run(
     };
     let mut failures = 0u32;
     loop {
-        // A repeated failure keeps its state: no flood of identical rows.
-        if !matches!(*report.tx.borrow(), ObserverState::Failed { .. }) {
-            report.set(ObserverState::Connecting {
-                endpoint: cloud
-                    .device_endpoint()
-                    .map(|e| e.addr)
-                    .unwrap_or_else(|| "the iot:Data-ATS endpoint".into()),
-            });
-        }
         // Listen for init's events before looking: an identity created
         // between the look and the wait is not missed. Dropped as soon as
         // the identity is there, so a long session holds no backlog.
@@ -333,6 +264,17 @@ async fn run(
         let outcome = match ObserverIdentity::load(&identity_dir(&cloud)) {
             Ok(identity) => {
                 wake = None;
+                // A repeated failure keeps its state: no flood of rows
+                // alternating "connecting" and "failed".
+                let retrying = matches!(*report.tx.borrow(), ObserverState::Failed { .. });
+                if !retrying {
+                    report.set(ObserverState::Connecting {
+                        endpoint: cloud
+                            .device_endpoint()
+                            .map(|e| e.addr)
+                            .unwrap_or_else(|| "the iot:Data-ATS endpoint".into()),
+                    });
+                }
                 watch_once(&cloud, identity, &client_id, &report, &stop).await
             }
             Err(e) => Err(e),
@@ -544,132 +486,6 @@ fn rustls_error(e: &ConnectionError) -> Option<&rustls::Error> {
         current = err.source();
     }
     None
-}
-
-/// A message the observer received, as the event the local endpoint emits
-/// for the same traffic:
-///
-/// - `$aws/events/presence/connected|disconnected/<clientId>` → a `CONN`
-///   event of that client (the local endpoint's "X connected");
-/// - `$aws/events/subscriptions/...` → a `CONN` event of that client;
-/// - `$aws/events/certificates/registered/<caId>` → a `JITP` event naming
-///   the certificate (the devices pane finds its owner by `certificateId`);
-/// - `/cert-rotation/<op>/<serial>/rqst` → `IN PUBLISH` from the device,
-///   `.../rspn` → `OUT PUBLISH` to it;
-/// - anything else → `OUT PUBLISH` for the cloud's `$aws/` topics, `IN
-///   PUBLISH` otherwise.
-pub fn observed_event(topic: &str, payload: &[u8]) -> CloudEvent {
-    let body = payload_preview(payload);
-    let field = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
-    let size = payload.len();
-    if let Some(rest) = topic.strip_prefix("$aws/events/presence/") {
-        if let Some((what, client)) = rest.split_once('/') {
-            let summary = match what {
-                "disconnected" if !field("disconnectReason").is_empty() => {
-                    format!("{client} disconnected: {}", field("disconnectReason"))
-                }
-                other => format!("{client} {other}"),
-            };
-            return CloudEvent::new(EventKind::Connection, summary)
-                .client(client)
-                .topic(topic)
-                .detail(json!({
-                    "certificateId": field("principalIdentifier"),
-                    "ipAddress": body.get("ipAddress"),
-                    "payload": body,
-                }));
-        }
-    }
-    if let Some(rest) = topic.strip_prefix("$aws/events/subscriptions/") {
-        if let Some((what, client)) = rest.split_once('/') {
-            let topics: Vec<&str> = body
-                .get("topics")
-                .and_then(Value::as_array)
-                .map(|t| t.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            return CloudEvent::new(
-                EventKind::Connection,
-                format!("{client} {what} {}", topics.join(", ")),
-            )
-            .client(client)
-            .topic(topic)
-            .detail(json!({ "payload": body }));
-        }
-    }
-    if let Some(ca_id) = topic.strip_prefix("$aws/events/certificates/registered/") {
-        let cert_id = field("certificateId");
-        return CloudEvent::new(
-            EventKind::Jitp,
-            format!(
-                "certificate {} registered under CA {} ({})",
-                short(cert_id),
-                short(ca_id),
-                field("certificateStatus")
-            ),
-        )
-        .topic(topic)
-        .detail(json!({
-            "certificateId": cert_id,
-            "caCertificateId": ca_id,
-            "payload": body,
-        }));
-    }
-    let serial = topic
-        .strip_prefix("/cert-rotation/")
-        .and_then(|rest| rest.split('/').nth(1));
-    let from_device = match serial {
-        Some(_) => topic.ends_with("/rqst"),
-        None => !topic.starts_with("$aws/"),
-    };
-    let (kind, direction) = if from_device {
-        (
-            EventKind::PacketIn {
-                packet: "PUBLISH",
-                size,
-            },
-            "IN",
-        )
-    } else {
-        (
-            EventKind::PacketOut {
-                packet: "PUBLISH",
-                size,
-            },
-            "OUT",
-        )
-    };
-    let mut event = CloudEvent::new(kind, format!("{direction} PUBLISH {topic}"))
-        .topic(topic)
-        .detail(json!({ "size": size, "payload": body }));
-    if let Some(serial) = serial {
-        event = event.client(serial);
-    }
-    event
-}
-
-/// The first ten characters of an id, as the panes show ids.
-fn short(id: &str) -> &str {
-    &id[..id.len().min(10)]
-}
-
-/// The payload as the traffic pane shows it: JSON if it parses, else text,
-/// else its size; cut at [`PAYLOAD_PREVIEW_BYTES`] (as the local endpoint does).
-fn payload_preview(payload: &[u8]) -> Value {
-    if let Ok(v) = serde_json::from_slice::<Value>(payload) {
-        if payload.len() <= PAYLOAD_PREVIEW_BYTES {
-            return v;
-        }
-    }
-    match std::str::from_utf8(payload) {
-        Ok(text) => {
-            let mut end = text.len().min(PAYLOAD_PREVIEW_BYTES);
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            Value::String(text[..end].to_string())
-        }
-        Err(_) => Value::String(format!("<{} bytes of binary>", payload.len())),
-    }
 }
 
 #[cfg(test)]

@@ -28,7 +28,10 @@ fn presence_becomes_the_local_endpoints_connection_event() {
             .to_string()
             .as_bytes(),
     );
-    assert_eq!(gone.summary, "dev1 disconnected: CLIENT_INITIATED_DISCONNECT");
+    assert_eq!(
+        gone.summary,
+        "dev1 disconnected: CLIENT_INITIATED_DISCONNECT"
+    );
 }
 
 #[test]
@@ -101,9 +104,7 @@ fn states_travel_on_the_stream_and_come_back() {
 
 #[test]
 fn problems_are_shown_in_red_in_the_traffic_pane() {
-    let failed = ObserverState::Failed {
-        reason: "x".into(),
-    };
+    let failed = ObserverState::Failed { reason: "x".into() };
     assert!(failed.is_problem());
     assert!(crate::tui::panes::traffic::is_refusal(&failed.event("o")));
     let ok = ObserverState::Subscribed {
@@ -117,7 +118,9 @@ fn problems_are_shown_in_red_in_the_traffic_pane() {
 #[test]
 fn a_missing_or_broken_identity_says_run_init() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let missing = ObserverIdentity::load(dir.path()).err().expect("no identity");
+    let missing = ObserverIdentity::load(dir.path())
+        .err()
+        .expect("no identity");
     assert!(matches!(missing, ObserverError::MissingIdentity { .. }));
     assert!(missing.to_string().contains("run init"), "{missing}");
 
@@ -133,9 +136,7 @@ fn a_missing_or_broken_identity_says_run_init() {
     std::fs::write(dir.path().join(CERT_FILE), &ca.cert_pem).expect("write");
     std::fs::write(dir.path().join(KEY_FILE), "not a key").expect("write");
     std::fs::write(dir.path().join(ROOT_CA_FILE), &ca.cert_pem).expect("write");
-    let bad = ObserverIdentity::load(dir.path())
-        .err()
-        .expect("a bad key");
+    let bad = ObserverIdentity::load(dir.path()).err().expect("a bad key");
     let text = bad.to_string();
     assert!(
         text.contains(KEY_FILE) && text.contains("private key") && text.contains("run init"),
