@@ -551,3 +551,51 @@ fn the_tui_on_aws_deploys_inits_and_shows_observed_traffic() {
         "the alternate screen was left:\n{screen}"
     );
 }
+
+#[test]
+fn aws_problems_are_explained_on_screen() {
+    let tmux = Tmux::start(
+        &format!("jitpilot-tui-aws-bad-{}", std::process::id()),
+        140,
+        40,
+    );
+    tmux.wait_for("a shell prompt", |s| s.contains("ready$"));
+    let data = tempfile::tempdir().expect("tempdir");
+    let bin = quote(env!("CARGO_BIN_EXE_jitpilot"));
+    let dir = quote(&data.path().display().to_string());
+    // Nothing from the environment or profile files: no region, no keys.
+    let bare = "env -u AWS_PROFILE -u AWS_REGION -u AWS_DEFAULT_REGION -u AWS_ACCESS_KEY_ID \
+                -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN -u AWS_ENDPOINT_URL \
+                AWS_CONFIG_FILE=/nonexistent/c AWS_SHARED_CREDENTIALS_FILE=/nonexistent/s \
+                AWS_EC2_METADATA_DISABLED=true";
+
+    // No region: the whole screen says so, and how to give one.
+    tmux.keys(&[
+        &format!("{bare} {bin} --backend aws --data-dir {dir}"),
+        "Enter",
+    ]);
+    tmux.wait_for("the no-region explanation", |s| {
+        s.contains("The AWS backend could not start") && s.contains("--region")
+    });
+    tmux.keys(&["q"]);
+    tmux.wait_for("the shell prompt after quitting", |s| {
+        !s.contains("jitpilot ·") && s.lines().any(|l| l.trim_end() == "ready$")
+    });
+
+    // A region but no credentials: the first read-back says what to do;
+    // the observer waits for an identity; nothing crashes.
+    tmux.keys(&[
+        &format!(
+            "{bare} {bin} --backend aws --region eu-west-1 --endpoint-url http://127.0.0.1:9 --data-dir {dir}"
+        ),
+        "Enter",
+    ]);
+    tmux.wait_for("the no-credentials explanation", |s| {
+        s.contains("no AWS credentials") && s.contains("observer waiting")
+    });
+    tmux.keys(&["q"]);
+    tmux.keys(&["clear; echo BACK-$((6*7))", "Enter"]);
+    tmux.wait_for("the shell to run a command", |s| {
+        s.lines().any(|l| l.trim() == "BACK-42")
+    });
+}

@@ -144,3 +144,65 @@ impl DeviceRunner for AgentRunner {
         result.map(|_| ()).map_err(|e| e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::aws::{AwsCloud, AwsOptions};
+    use crate::cloud::EventBus;
+
+    async fn aws(dir: &std::path::Path, iot_endpoint: Option<&str>) -> Arc<dyn Cloud> {
+        let mut options = AwsOptions::new(
+            dir.to_path_buf(),
+            Some("us-east-1".into()),
+            Some("http://127.0.0.1:9".into()),
+        );
+        options.iot_endpoint = iot_endpoint.map(str::to_string);
+        Arc::new(
+            AwsCloud::connect(options, EventBus::default())
+                .await
+                .expect("opens without calling AWS"),
+        )
+    }
+
+    #[test]
+    fn local_devices_verify_the_local_endpoints_name() {
+        let runner = AgentRunner::new("/d".into(), "127.0.0.1:8883".into());
+        let config = runner.config("dev1").expect("a config");
+        assert_eq!(config.endpoint, "127.0.0.1:8883");
+        assert_eq!(config.server_name.as_deref(), Some(SERVER_NAME));
+        assert_eq!(config.creds_dir, PathBuf::from("/d/dev1"));
+    }
+
+    #[tokio::test]
+    async fn aws_devices_dial_the_accounts_endpoint_and_verify_its_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runner = AgentRunner::with_target(
+            dir.path().join("devices"),
+            DeviceTarget::Cloud(aws(dir.path(), Some("a1-ats.iot.eu-west-1.amazonaws.com")).await),
+        );
+        let config = runner.config("dev1").expect("a config");
+        assert_eq!(config.endpoint, "a1-ats.iot.eu-west-1.amazonaws.com:8883");
+        assert_eq!(
+            config.server_name.as_deref(),
+            Some("a1-ats.iot.eu-west-1.amazonaws.com")
+        );
+        // JITP on AWS takes seconds: more patience than on the local cloud.
+        assert!(config.retry.cap > RetryPolicy::default().cap);
+        assert!(config.response_timeout > DeviceConfig::new("x", "/x", "h:1").response_timeout);
+    }
+
+    #[tokio::test]
+    async fn aws_devices_without_a_known_endpoint_say_what_to_do() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runner = AgentRunner::with_target(
+            dir.path().join("devices"),
+            DeviceTarget::Cloud(aws(dir.path(), None).await),
+        );
+        let why = runner.config("dev1").err().expect("no endpoint yet");
+        assert!(
+            why.contains("press r") && why.contains("--iot-endpoint"),
+            "{why}"
+        );
+    }
+}
