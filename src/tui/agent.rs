@@ -199,7 +199,7 @@ mod tests {
             dir.path().join("devices"),
             DeviceTarget::Cloud(aws(dir.path(), None).await),
         );
-        let why = runner.config("dev1").err().expect("no endpoint yet");
+        let why = runner.config("dev1").expect_err("no endpoint yet");
         assert!(
             why.contains("press r") && why.contains("--iot-endpoint"),
             "{why}"

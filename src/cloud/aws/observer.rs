@@ -240,7 +240,8 @@ impl StateReport {
 enum Ended {
     /// Asked to stop.
     Stopped,
-    /// It was subscribed, then the connection was lost: retry at once.
+    /// It was subscribed, then the connection was lost: the backoff
+    /// starts again from its first, shortest delay.
     Lost(ObserverError),
 }
 
@@ -298,7 +299,9 @@ async fn run(
                 reason: error.to_string(),
             }
         });
-        let delay = retry_delay(failures);
+        // Equal jitter: several TUIs on one account that lost the
+        // endpoint together do not come back in lockstep.
+        let delay = retry_delay(failures).mul_f64(0.5 + rand::random::<f64>() / 2.0);
         tokio::select! {
             () = stop.cancelled() => break,
             () = tokio::time::sleep(delay) => {}
@@ -322,8 +325,9 @@ async fn registry_change(events: Option<&mut crate::cloud::EventReceiver>) {
     std::future::pending::<()>().await;
 }
 
-/// Exponential backoff: 0.5 s, 1 s, 2 s, ... up to [`RETRY_CAP`]; a lost
-/// connection (failures = 1 after a success) retries after the base delay.
+/// The ceiling of the exponential backoff: 0.5 s, 1 s, 2 s, ... up to
+/// [`RETRY_CAP`]; a lost connection (failures = 1 after a success) starts
+/// again at the base delay. The wait itself is jittered below the ceiling.
 fn retry_delay(failures: u32) -> Duration {
     let exp = failures.saturating_sub(1).min(16);
     RETRY_BASE.saturating_mul(1u32 << exp).min(RETRY_CAP)
