@@ -506,10 +506,18 @@ fn the_tui_on_aws_deploys_inits_and_shows_observed_traffic() {
     tmux.wait_for("moto's CAs in the CAs pane", |s| {
         s.contains("Vendor CA ACTIVE") && s.contains("Manufacturer CA ACTIVE")
     });
-
-    // Init wrote Amazon's roots for the observer; this broker's CA stands in.
+    // Init's last step is the observer identity, with Amazon's roots in its
+    // root-ca.pem: the observer picks it up at once and cannot trust this
+    // broker. Once it says so, init has written every file.
+    tmux.wait_for("the observer failing to trust the broker", |s| {
+        s.contains("observer retrying")
+    });
     let root_ca = data.join("aws").join("observer").join(ROOT_CA_FILE);
-    assert!(root_ca.is_file(), "init created the observer identity");
+    assert_eq!(
+        std::fs::read_to_string(&root_ca).expect("init wrote root-ca.pem"),
+        AMAZON_ROOT_CAS
+    );
+    // The broker's CA stands in for Amazon's; the next retry connects.
     std::fs::write(&root_ca, &broker.ca.cert_pem).expect("write the test CA");
     tmux.wait_for("the observer subscribed", |s| {
         s.contains("observer subscribed")
