@@ -19,10 +19,12 @@ use crate::cloud::local::LocalCloud;
 use crate::cloud::{Cloud, EventBus};
 use std::sync::{Arc, Mutex};
 
-/// Something to shut down cleanly on quit (the running endpoint).
+/// Something to shut down cleanly on quit: the local endpoint, or the AWS
+/// observer.
 #[async_trait::async_trait]
 pub trait Shutdown: Send {
-    /// Closes sessions, flushes the store, removes the endpoint address file.
+    /// Local: closes sessions, flushes the store, removes the endpoint
+    /// address file. AWS: the observer disconnects.
     async fn shutdown(self: Box<Self>);
 }
 
