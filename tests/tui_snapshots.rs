@@ -4,6 +4,7 @@
 //! own API (status reports, cloud events, device progress), as the live
 //! cloud would feed it.
 
+use jitpilot::cloud::aws::observer::{observed_event, ObserverState};
 use jitpilot::cloud::{CaSummary, CertSummary, CloudEvent, EventKind, StackSummary, StatusReport};
 use jitpilot::model::{StackEvent, StackResource};
 use jitpilot::tui::action::{Action, DeviceProgress, ProgressState, WalkStep};
@@ -276,6 +277,7 @@ fn header() -> Header {
         backend: "local".into(),
         endpoint: Some("127.0.0.1:8883".into()),
         data_dir: Some("/tmp/jitpilot-demo".into()),
+        observer: None,
     }
 }
 
@@ -480,4 +482,91 @@ fn no_color_uses_no_colours() {
         .content()
         .iter()
         .any(|c| c.fg != Color::Reset));
+}
+
+/// The TUI on AWS: the header names the region, the account's endpoint and
+/// the observer's state; the traffic pane shows what the observer receives.
+fn aws_app(observer: ObserverState) -> App {
+    let header = Header {
+        backend: "aws us-east-1".into(),
+        endpoint: Some("a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com:8883".into()),
+        data_dir: Some("/tmp/jitpilot-aws".into()),
+        observer: Some(observer),
+    };
+    App::new(Theme::new(true), header, false)
+}
+
+/// An event stamped at `T0 + at`, so the clock column is stable.
+fn at(mut event: CloudEvent, at: i64) -> Arc<CloudEvent> {
+    event.at = T0 + at;
+    Arc::new(event)
+}
+
+#[test]
+fn aws_header_shows_the_observer_and_its_traffic() {
+    const OBSERVER: &str = "jitpilot-observer-0a1b2c3d";
+    let mut app = aws_app(ObserverState::Waiting {
+        reason: "no observer identity yet: run init".into(),
+    });
+    let mut report = status(&["CR_WHITELISTED"; 2]);
+    report.backend = "aws".into();
+    report.endpoint = Some("a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com:8883".into());
+    app.apply_status(report);
+    let failed = ObserverState::Failed {
+        reason: "a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com:8883: nothing accepts connections there: check --iot-endpoint, or your network".into(),
+    };
+    app.push_event(at(failed.event(OBSERVER), 100));
+    // Wide enough for the whole status line: the cause, then what to do.
+    let screen = render(&app, 160, 36).backend().to_string();
+    assert!(
+        screen.contains("observer retrying") && screen.contains("--iot-endpoint"),
+        "the failure and what to do are on screen:\n{screen}"
+    );
+    insta::assert_snapshot!("aws_observer_failed", screen);
+
+    let subscribed = ObserverState::Subscribed {
+        endpoint: "a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com:8883".into(),
+        client_id: OBSERVER.into(),
+    };
+    app.push_event(at(subscribed.event(OBSERVER), 200));
+    let presence = json!({"clientId": SAMPLE, "principalIdentifier": cert_id(SAMPLE, "vendor")});
+    app.push_event(at(
+        observed_event(
+            &format!("$aws/events/presence/connected/{SAMPLE}"),
+            presence.to_string().as_bytes(),
+        ),
+        300,
+    ));
+    app.push_event(at(
+        observed_event(
+            &format!("/cert-rotation/create-man-cert/{SAMPLE}/rqst"),
+            br#"{"csr":"-----BEGIN CERTIFICATE REQUEST-----"}"#,
+        ),
+        400,
+    ));
+    let screen = render(&app, 160, 36).backend().to_string();
+    assert!(screen.contains("observer subscribed"), "{screen}");
+    assert!(
+        screen.contains(&format!("{SAMPLE} connected")),
+        "presence in the traffic pane:\n{screen}"
+    );
+    insta::assert_snapshot!("aws_observer_subscribed", screen);
+}
+
+#[test]
+fn aws_backend_that_cannot_start_says_what_to_do() {
+    let mut app = aws_app(ObserverState::Stopped);
+    app.header.observer = None;
+    app.header.backend = "aws".into();
+    app.header.endpoint = None;
+    app.fatal = Some(
+        "Cannot open the AWS backend:\n\nno AWS region configured; pass `--region us-east-1`"
+            .into(),
+    );
+    let screen = render(&app, 100, 24).backend().to_string();
+    assert!(
+        screen.contains("The AWS backend could not start"),
+        "{screen}"
+    );
+    insta::assert_snapshot!("aws_cannot_start", screen);
 }

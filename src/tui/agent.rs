@@ -2,26 +2,81 @@
 //! `simulated-devices` crate: each device uses only its credential folder
 //! (`<data-dir>/devices/<serial>/`) and the endpoint address, exactly like
 //! `sim-device` or a real device would.
+//!
+//! On the local cloud the endpoint is the one this process runs; on AWS it
+//! is the account's `iot:Data-ATS` endpoint (or `--iot-endpoint`), looked up
+//! when a device starts, because `init` or a refresh may learn it only
+//! after the TUI opened.
 
 use super::action::{DeviceProgress, ProgressState, WalkStep};
 use super::worker::DeviceRunner;
 use crate::cloud::local::endpoint_ca::SERVER_NAME;
-use simulated_devices::{run_device, DeviceConfig, DeviceReport, Goal, Progress, Step};
+use crate::cloud::Cloud;
+use simulated_devices::{
+    run_device, DeviceConfig, DeviceReport, Goal, Progress, RetryPolicy, Step,
+};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Runs devices with the device agent against the local endpoint.
+/// Where the devices connect.
+pub enum DeviceTarget {
+    /// The endpoint this process runs, at `addr`; its certificate names
+    /// `localhost`.
+    Local { addr: String },
+    /// Wherever the cloud says devices connect (AWS: `iot:Data-ATS`), with
+    /// the server's name verified against the certificate it presents.
+    Cloud(Arc<dyn Cloud>),
+}
+
+/// Runs devices with the device agent against the target endpoint.
 pub struct AgentRunner {
     devices_dir: PathBuf,
-    endpoint: String,
+    target: DeviceTarget,
 }
 
 impl AgentRunner {
-    /// Devices whose folders are under `devices_dir`, connecting to `endpoint`.
+    /// Devices whose folders are under `devices_dir`, connecting to the
+    /// local endpoint at `endpoint`.
     pub fn new(devices_dir: PathBuf, endpoint: String) -> AgentRunner {
+        AgentRunner::with_target(devices_dir, DeviceTarget::Local { addr: endpoint })
+    }
+
+    /// Devices whose folders are under `devices_dir`, connecting to `target`.
+    pub fn with_target(devices_dir: PathBuf, target: DeviceTarget) -> AgentRunner {
         AgentRunner {
             devices_dir,
-            endpoint,
+            target,
+        }
+    }
+
+    /// The device's configuration for this target, or why it cannot run yet.
+    fn config(&self, serial: &str) -> Result<DeviceConfig, String> {
+        let creds = self.devices_dir.join(serial);
+        match &self.target {
+            DeviceTarget::Local { addr } => {
+                let mut config = DeviceConfig::new(serial, creds, addr.clone());
+                config.server_name = Some(SERVER_NAME.to_string());
+                Ok(config)
+            }
+            DeviceTarget::Cloud(cloud) => {
+                let endpoint = cloud.device_endpoint().ok_or_else(|| {
+                    "the account's MQTT endpoint (iot:Data-ATS) is not known yet: press r to look it up (DescribeEndpoint), or restart with --iot-endpoint HOST[:PORT]".to_string()
+                })?;
+                let mut config = DeviceConfig::new(serial, creds, endpoint.addr);
+                config.server_name = Some(endpoint.server_name);
+                // JITP on AWS takes seconds (registration, the template, the
+                // rule's Lambda), not milliseconds: retry longer, wait longer.
+                config.retry = RetryPolicy {
+                    base: Duration::from_millis(500),
+                    cap: Duration::from_secs(10),
+                    max_connect_attempts: 12,
+                    max_request_attempts: 6,
+                };
+                config.response_timeout = Duration::from_secs(15);
+                Ok(config)
+            }
         }
     }
 }
@@ -60,12 +115,7 @@ impl DeviceRunner for AgentRunner {
         drop_next_response: bool,
         progress: mpsc::UnboundedSender<DeviceProgress>,
     ) -> Result<(), String> {
-        let mut config = DeviceConfig::new(
-            serial.clone(),
-            self.devices_dir.join(&serial),
-            self.endpoint.clone(),
-        );
-        config.server_name = Some(SERVER_NAME.to_string());
+        let mut config = self.config(&serial)?;
         if drop_next_response {
             // Exactly the next response is lost: the device times out and
             // asks again, and the rotation function answers the repeat identically.
@@ -92,5 +142,67 @@ impl DeviceRunner for AgentRunner {
         // The sender went with `run_device`: the forwarder ends after the last report.
         let _ = forward.await;
         result.map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::aws::{AwsCloud, AwsOptions};
+    use crate::cloud::EventBus;
+
+    async fn aws(dir: &std::path::Path, iot_endpoint: Option<&str>) -> Arc<dyn Cloud> {
+        let mut options = AwsOptions::new(
+            dir.to_path_buf(),
+            Some("us-east-1".into()),
+            Some("http://127.0.0.1:9".into()),
+        );
+        options.iot_endpoint = iot_endpoint.map(str::to_string);
+        Arc::new(
+            AwsCloud::connect(options, EventBus::default())
+                .await
+                .expect("opens without calling AWS"),
+        )
+    }
+
+    #[test]
+    fn local_devices_verify_the_local_endpoints_name() {
+        let runner = AgentRunner::new("/d".into(), "127.0.0.1:8883".into());
+        let config = runner.config("dev1").expect("a config");
+        assert_eq!(config.endpoint, "127.0.0.1:8883");
+        assert_eq!(config.server_name.as_deref(), Some(SERVER_NAME));
+        assert_eq!(config.creds_dir, PathBuf::from("/d/dev1"));
+    }
+
+    #[tokio::test]
+    async fn aws_devices_dial_the_accounts_endpoint_and_verify_its_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runner = AgentRunner::with_target(
+            dir.path().join("devices"),
+            DeviceTarget::Cloud(aws(dir.path(), Some("a1-ats.iot.eu-west-1.amazonaws.com")).await),
+        );
+        let config = runner.config("dev1").expect("a config");
+        assert_eq!(config.endpoint, "a1-ats.iot.eu-west-1.amazonaws.com:8883");
+        assert_eq!(
+            config.server_name.as_deref(),
+            Some("a1-ats.iot.eu-west-1.amazonaws.com")
+        );
+        // JITP on AWS takes seconds: more patience than on the local cloud.
+        assert!(config.retry.cap > RetryPolicy::default().cap);
+        assert!(config.response_timeout > DeviceConfig::new("x", "/x", "h:1").response_timeout);
+    }
+
+    #[tokio::test]
+    async fn aws_devices_without_a_known_endpoint_say_what_to_do() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runner = AgentRunner::with_target(
+            dir.path().join("devices"),
+            DeviceTarget::Cloud(aws(dir.path(), None).await),
+        );
+        let why = runner.config("dev1").expect_err("no endpoint yet");
+        assert!(
+            why.contains("press r") && why.contains("--iot-endpoint"),
+            "{why}"
+        );
     }
 }

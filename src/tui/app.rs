@@ -14,6 +14,7 @@ use super::panes::stack::StackPane;
 use super::panes::traffic::TrafficPane;
 use super::panes::PaneId;
 use super::theme::Theme;
+use crate::cloud::aws::observer::ObserverState;
 use crate::cloud::{CloudEvent, EventKind, StatusReport};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -61,6 +62,8 @@ pub struct Header {
     /// Where devices connect, once the endpoint listens.
     pub endpoint: Option<String>,
     pub data_dir: Option<String>,
+    /// On AWS: the observer whose subscription feeds the traffic pane.
+    pub observer: Option<ObserverState>,
 }
 
 /// Everything the TUI shows.
@@ -157,7 +160,10 @@ impl App {
             return;
         }
         if self.fatal.is_some() {
-            self.error("the local cloud is not running (see above): fix that and restart jitpilot");
+            let backend = &self.header.backend;
+            self.error(format!(
+                "the {backend} cloud is not running (see above): fix that and restart jitpilot"
+            ));
             return;
         }
         self.busy.push(name);
@@ -547,6 +553,20 @@ impl App {
             }
             EventKind::Registry | EventKind::Function | EventKind::Jitp => self.refresh_hint = true,
             _ => {}
+        }
+        if let Some(state) = ObserverState::from_event(&ev) {
+            // What the observer lacks goes to the status line with what to do.
+            let was_problem = self
+                .header
+                .observer
+                .as_ref()
+                .is_some_and(|o| o.is_problem());
+            if state.is_problem() {
+                self.error(state.describe());
+            } else if was_problem {
+                self.info(state.describe());
+            }
+            self.header.observer = Some(state);
         }
         let serial = event_serial(&ev)
             .filter(|s| self.devices.get(s).is_some())

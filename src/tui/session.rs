@@ -3,22 +3,28 @@
 //!
 //! On the local backend this opens the data dir (taking its lock), starts
 //! the embedded cloud's endpoint on `--mqtt-addr`, and runs devices
-//! in-process with the device agent. Every failure comes back as words for
+//! in-process with the device agent. On AWS it opens [`crate::cloud::aws::AwsCloud`] (the
+//! standard credential chain, `--region`, `--endpoint-url`), starts the
+//! observer whose subscription feeds the traffic pane, and runs devices
+//! against the account's endpoint. Every failure comes back as words for
 //! the screen: the TUI shows them with what to do instead of crashing.
 
-use super::agent;
+use super::agent::{self, DeviceTarget};
 use super::app::Header;
 use super::worker::DeviceRunner;
 use crate::cli::GlobalArgs;
+use crate::cloud::aws::observer::Observer;
 use crate::cloud::local::runtime::{self, RunningCloud};
 use crate::cloud::local::LocalCloud;
 use crate::cloud::{Cloud, EventBus};
 use std::sync::{Arc, Mutex};
 
-/// Something to shut down cleanly on quit (the running endpoint).
+/// Something to shut down cleanly on quit: the local endpoint, or the AWS
+/// observer.
 #[async_trait::async_trait]
 pub trait Shutdown: Send {
-    /// Closes sessions, flushes the store, removes the endpoint address file.
+    /// Local: closes sessions, flushes the store, removes the endpoint
+    /// address file. AWS: the observer disconnects.
     async fn shutdown(self: Box<Self>);
 }
 
@@ -27,18 +33,57 @@ pub struct Session {
     pub cloud: Arc<dyn Cloud>,
     pub devices: Arc<dyn DeviceRunner>,
     pub header: Header,
-    /// The running cloud, shut down on quit.
+    /// The running cloud (local) or observer (AWS), shut down on quit.
     pub running: Option<Box<dyn Shutdown>>,
 }
 
 /// Opens the session for `global`, or explains why it cannot.
 pub async fn open(global: &GlobalArgs) -> Result<Session, String> {
     match global.backend {
-        crate::cli::Backend::Aws => Err(
-            "The AWS backend is not available in the TUI yet. Run jitpilot without --backend aws to use the embedded local cloud."
-                .into(),
-        ),
+        crate::cli::Backend::Aws => open_aws(global).await,
         crate::cli::Backend::Local => open_local(global).await,
+    }
+}
+
+/// The AWS backend: no call to AWS is made here, so a missing credential or
+/// a denied permission shows up on the first refresh, in the status line,
+/// with what to do; only what stops every call (no region, a broken fleet
+/// file) is a full-screen explanation.
+async fn open_aws(global: &GlobalArgs) -> Result<Session, String> {
+    let cloud = crate::cli::backend::open_aws(global, EventBus::default())
+        .await
+        .map_err(|e| {
+            format!(
+                "Cannot open the AWS backend:\n\n{e}\n\nThe TUI uses the standard AWS chain (AWS_PROFILE, AWS_ACCESS_KEY_ID, SSO) and --region; --endpoint-url points it at an emulator. Or run jitpilot without --backend aws for the embedded local cloud."
+            )
+        })?;
+    let observer = Observer::start(cloud.clone());
+    let header = Header {
+        backend: format!("aws {}", cloud.clients().region),
+        endpoint: cloud.device_endpoint().map(|e| e.addr),
+        data_dir: Some(global.data_dir().display().to_string()),
+        observer: Some(observer.state().borrow().clone()),
+    };
+    let shared: Arc<dyn Cloud> = Arc::new(cloud.clone());
+    let devices = Arc::new(agent::AgentRunner::with_target(
+        cloud.options().data_dir.join("devices"),
+        DeviceTarget::Cloud(shared.clone()),
+    ));
+    Ok(Session {
+        cloud: shared,
+        devices,
+        header,
+        running: Some(Box::new(Watching(observer))),
+    })
+}
+
+/// The AWS observer, disconnected on quit.
+struct Watching(Observer);
+
+#[async_trait::async_trait]
+impl Shutdown for Watching {
+    async fn shutdown(self: Box<Self>) {
+        self.0.stop().await;
     }
 }
 
@@ -60,6 +105,7 @@ async fn open_local(global: &GlobalArgs) -> Result<Session, String> {
         backend: "local".into(),
         endpoint: Some(running.local_addr().to_string()),
         data_dir: Some(data_dir.display().to_string()),
+        observer: None,
     };
     let devices = Arc::new(agent::AgentRunner::new(
         cloud.data_dir().devices_dir(),

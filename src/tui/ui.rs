@@ -5,6 +5,7 @@ use super::app::{App, Confirm, Overlay, View};
 use super::demo::STEPS;
 use super::keys::{hints, HELP};
 use super::panes::{event_detail, PaneId};
+use crate::cloud::aws::observer::ObserverState;
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Wrap};
@@ -40,7 +41,10 @@ pub fn draw(frame: &mut Frame, app: &App) {
             .borders(Borders::ALL)
             .border_style(theme.bad())
             .title(Span::styled(
-                " The local cloud could not start ",
+                match app.header.backend.as_str() {
+                    "aws" => " The AWS backend could not start ",
+                    _ => " The local cloud could not start ",
+                },
                 theme.bad(),
             ));
         frame.render_widget(
@@ -87,6 +91,15 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
     if let Some(e) = &h.endpoint {
         spans.push(Span::styled("· endpoint ", theme.dim()));
         spans.push(Span::raw(format!("{e} ")));
+    }
+    if let Some(o) = &h.observer {
+        let style = match o {
+            ObserverState::Subscribed { .. } => theme.good(),
+            o if o.is_problem() => theme.bad(),
+            _ => theme.busy(),
+        };
+        spans.push(Span::styled("· observer ", theme.dim()));
+        spans.push(Span::styled(format!("{} ", o.label()), style));
     }
     if let Some(d) = &h.data_dir {
         spans.push(Span::styled(format!("· {d} "), theme.dim()));

@@ -26,6 +26,7 @@ pub mod errors;
 pub mod function;
 pub mod init;
 pub mod lambda;
+pub mod observer;
 pub mod package;
 pub mod registry;
 pub mod stack;

@@ -112,11 +112,12 @@ pub async fn status(cloud: &AwsCloud) -> CloudResult<StatusReport> {
             policies.insert(name.to_string(), targets);
         }
     }
-    let endpoint = cloud.data_ats_host().await.ok();
+    // Refreshes the remembered iot:Data-ATS host; `--iot-endpoint` wins.
+    let _ = cloud.data_ats_host().await;
     Ok(StatusReport {
         backend: "aws".into(),
         data_dir: Some(cloud.options().data_dir.clone()),
-        endpoint: endpoint.map(|h| format!("{h}:{}", super::MQTT_PORT)),
+        endpoint: crate::cloud::Cloud::device_endpoint(cloud).map(|e| e.addr),
         stack,
         cas,
         certificates,

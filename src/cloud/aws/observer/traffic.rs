@@ -1,0 +1,133 @@
+//! What the observer receives, as the events the local endpoint emits for
+//! the same traffic: the traffic pane, the device timelines and the
+//! lifecycle views read them unchanged.
+
+use crate::cloud::local::endpoint::limits::PAYLOAD_PREVIEW_BYTES;
+use crate::cloud::{CloudEvent, EventKind};
+use serde_json::{json, Value};
+
+/// A message the observer received, as the event the local endpoint emits
+/// for the same traffic:
+///
+/// - `$aws/events/presence/connected|disconnected/<clientId>` → a `CONN`
+///   event of that client (the local endpoint's "X connected");
+/// - `$aws/events/subscriptions/...` → a `CONN` event of that client;
+/// - `$aws/events/certificates/registered/<caId>` → a `JITP` event naming
+///   the certificate (the devices pane finds its owner by `certificateId`);
+/// - `/cert-rotation/<op>/<serial>/rqst` → `IN PUBLISH` from the device,
+///   `.../rspn` → `OUT PUBLISH` to it;
+/// - anything else → `OUT PUBLISH` for the cloud's `$aws/` topics, `IN
+///   PUBLISH` otherwise.
+pub fn observed_event(topic: &str, payload: &[u8]) -> CloudEvent {
+    let body = payload_preview(payload);
+    let field = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
+    let size = payload.len();
+    if let Some(rest) = topic.strip_prefix("$aws/events/presence/") {
+        if let Some((what, client)) = rest.split_once('/') {
+            let summary = match what {
+                "disconnected" if !field("disconnectReason").is_empty() => {
+                    format!("{client} disconnected: {}", field("disconnectReason"))
+                }
+                other => format!("{client} {other}"),
+            };
+            return CloudEvent::new(EventKind::Connection, summary)
+                .client(client)
+                .topic(topic)
+                .detail(json!({
+                    "certificateId": field("principalIdentifier"),
+                    "ipAddress": body.get("ipAddress"),
+                    "payload": body,
+                }));
+        }
+    }
+    if let Some(rest) = topic.strip_prefix("$aws/events/subscriptions/") {
+        if let Some((what, client)) = rest.split_once('/') {
+            let topics: Vec<&str> = body
+                .get("topics")
+                .and_then(Value::as_array)
+                .map(|t| t.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            return CloudEvent::new(
+                EventKind::Connection,
+                format!("{client} {what} {}", topics.join(", ")),
+            )
+            .client(client)
+            .topic(topic)
+            .detail(json!({ "payload": body }));
+        }
+    }
+    if let Some(ca_id) = topic.strip_prefix("$aws/events/certificates/registered/") {
+        let cert_id = field("certificateId");
+        return CloudEvent::new(
+            EventKind::Jitp,
+            format!(
+                "certificate {} registered under CA {} ({})",
+                short(cert_id),
+                short(ca_id),
+                field("certificateStatus")
+            ),
+        )
+        .topic(topic)
+        .detail(json!({
+            "certificateId": cert_id,
+            "caCertificateId": ca_id,
+            "payload": body,
+        }));
+    }
+    let serial = topic
+        .strip_prefix("/cert-rotation/")
+        .and_then(|rest| rest.split('/').nth(1));
+    let from_device = match serial {
+        Some(_) => topic.ends_with("/rqst"),
+        None => !topic.starts_with("$aws/"),
+    };
+    let (kind, direction) = if from_device {
+        (
+            EventKind::PacketIn {
+                packet: "PUBLISH",
+                size,
+            },
+            "IN",
+        )
+    } else {
+        (
+            EventKind::PacketOut {
+                packet: "PUBLISH",
+                size,
+            },
+            "OUT",
+        )
+    };
+    let mut event = CloudEvent::new(kind, format!("{direction} PUBLISH {topic}"))
+        .topic(topic)
+        .detail(json!({ "size": size, "payload": body }));
+    if let Some(serial) = serial {
+        event = event.client(serial);
+    }
+    event
+}
+
+/// The first ten characters of an id, as the panes show ids.
+fn short(id: &str) -> &str {
+    &id[..id.len().min(10)]
+}
+
+/// The payload as the traffic pane shows it: JSON if it parses, else text,
+/// else its size; cut at [`PAYLOAD_PREVIEW_BYTES`] (as the local endpoint does).
+fn payload_preview(payload: &[u8]) -> Value {
+    if let Ok(v) = serde_json::from_slice::<Value>(payload) {
+        if payload.len() <= PAYLOAD_PREVIEW_BYTES {
+            return v;
+        }
+    }
+    match std::str::from_utf8(payload) {
+        Ok(text) => {
+            let mut end = text.len().min(PAYLOAD_PREVIEW_BYTES);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            Value::String(text[..end].to_string())
+        }
+        Err(_) => Value::String(format!("<{} bytes of binary>", payload.len())),
+    }
+}
