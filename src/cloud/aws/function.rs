@@ -14,6 +14,7 @@ use crate::rotation::traits::{
 };
 use crate::rotation::{DeviceRow, Publisher};
 use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_iot::operation::register_certificate::RegisterCertificateError;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
@@ -148,7 +149,7 @@ impl Registry for AwsRegistry {
         pem: &str,
         ca_id: &str,
         status: CertificateStatus,
-    ) -> BackendResult<()> {
+    ) -> BackendResult<String> {
         let ca_pem = self
             .ca_certificate_pem(ca_id)?
             .ok_or_else(|| BackendError(format!("CA {ca_id} is not registered")))?;
@@ -161,31 +162,40 @@ impl Registry for AwsRegistry {
                 .status(aws_sdk_iot::types::CertificateStatus::from(status.as_str()))
                 .send(),
         );
-        match result {
-            Ok(out) => {
-                if let (Some(id), Some(arn)) = (out.certificate_id(), out.certificate_arn()) {
-                    if id != cert_id {
-                        return Err(BackendError(format!(
-                            "RegisterCertificate returned id {id}, expected {cert_id}"
-                        )));
-                    }
-                    if let Ok(mut map) = self.arns.lock() {
-                        map.insert(id.to_string(), arn.to_string());
-                    }
+        // The id is the one the API returns, never the computed `cert_id`:
+        // AWS assigns the SHA-256 of the DER (the same), emulators may not.
+        let (id, arn) = match result {
+            Ok(out) => (
+                out.certificate_id().map(str::to_string),
+                out.certificate_arn().map(str::to_string),
+            ),
+            Err(e) => match e.as_service_error() {
+                // A retried invocation registers the same cert again: the
+                // error names the certificate already there.
+                Some(RegisterCertificateError::ResourceAlreadyExistsException(exists)) => (
+                    exists.resource_id().map(str::to_string),
+                    exists.resource_arn().map(str::to_string),
+                ),
+                _ => {
+                    return Err(backend(api(
+                        "RegisterCertificate",
+                        "iot:RegisterCertificate",
+                        e,
+                    )))
                 }
-                Ok(())
-            }
-            Err(e) => {
-                let err = api("RegisterCertificate", "iot:RegisterCertificate", e);
-                // A retried invocation registers the same cert again: fine.
-                match &err {
-                    AwsError::Api { code, .. } if code == "ResourceAlreadyExistsException" => {
-                        Ok(())
-                    }
-                    _ => Err(backend(err)),
-                }
+            },
+        };
+        let id = id.ok_or_else(|| {
+            BackendError(format!(
+                "RegisterCertificate returned no certificateId for the certificate computed as {cert_id}"
+            ))
+        })?;
+        if let Some(arn) = arn {
+            if let Ok(mut map) = self.arns.lock() {
+                map.insert(id.clone(), arn);
             }
         }
+        Ok(id)
     }
 
     fn set_certificate_status(
