@@ -27,6 +27,7 @@ pub mod function;
 pub mod init;
 pub mod lambda;
 pub mod package;
+pub mod pacing;
 pub mod registry;
 pub mod stack;
 pub mod status;
