@@ -94,7 +94,12 @@ impl Mosquitto {
             acl = acl.display(),
         );
         let conf_path = write("mosquitto.conf", &conf);
-        let child = Command::new("mosquitto")
+        // Debian installs it in /usr/sbin, which a user's PATH may lack.
+        let program = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("mosquitto");
+        let child = Command::new(program)
             .arg("-c")
             .arg(&conf_path)
             .stdout(Stdio::null())
