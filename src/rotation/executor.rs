@@ -257,8 +257,10 @@ impl RotationFunction {
                     if *cert_id != assigned {
                         // The pending row names the computed id: name the
                         // assigned one, so a retry after a crash finds it.
-                        if let Some(Effect::PutRow(row)) =
-                            performed.iter().rev().find(|e| matches!(e, Effect::PutRow(_)))
+                        if let Some(Effect::PutRow(row)) = performed
+                            .iter()
+                            .rev()
+                            .find(|e| matches!(e, Effect::PutRow(_)))
                         {
                             let row = renamed_row(row, cert_id, &assigned);
                             self.backends.table.put(&row)?;
@@ -379,7 +381,13 @@ impl RotationFunction {
 /// `effect` with certificateId `from` replaced by `to` (ids, row attributes
 /// and top-level payload fields).
 fn renamed_effect(effect: &Effect, from: &str, to: &str) -> Effect {
-    let id = |id: &String| if id == from { to.to_string() } else { id.clone() };
+    let id = |id: &String| {
+        if id == from {
+            to.to_string()
+        } else {
+            id.clone()
+        }
+    };
     match effect {
         Effect::SetCertificateStatus { cert_id, status } => Effect::SetCertificateStatus {
             cert_id: id(cert_id),

@@ -130,7 +130,10 @@ impl Mosquitto {
             if up(self.device_port) && up(self.rules_port) {
                 return;
             }
-            assert!(Instant::now() < deadline, "mosquitto did not listen in 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not listen in 30 s"
+            );
             // Polling a starting process: there is no event to wait on.
             std::thread::sleep(Duration::from_millis(50));
         }

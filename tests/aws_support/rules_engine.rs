@@ -83,7 +83,8 @@ impl RulesEngine {
                             topic: p.topic.clone(),
                             payload: payload.clone(),
                         });
-                        let (lambda, sdk, answers) = (lambda.clone(), sdk.clone(), answers2.clone());
+                        let (lambda, sdk, answers) =
+                            (lambda.clone(), sdk.clone(), answers2.clone());
                         // Invocations run beside the event loop, which must
                         // keep polling to send their answers.
                         tokio::spawn(async move {

@@ -182,12 +182,8 @@ pub async fn run_walkthrough_through_the_lambda(
     manufacturer_ca_id: &str,
 ) -> Rotated {
     let answers = Arc::new(Answers::default());
-    let lambda = RotationLambda::over_aws_answering_with(
-        sdk,
-        TABLE,
-        Default::default(),
-        answers.clone(),
-    );
+    let lambda =
+        RotationLambda::over_aws_answering_with(sdk, TABLE, Default::default(), answers.clone());
     let (vendor_id, _) = jitp_as_iot_would(sdk, data, SERIAL, vendor_ca_id).await;
 
     // 3a: rule_jitp's output for the registered event.
@@ -340,7 +336,10 @@ pub async fn run_walkthrough_through_the_lambda(
         ))
         .await
         .expect("refusal");
-    assert_eq!(answer["code"], "principal_not_manufacturer_cert", "{answer}");
+    assert_eq!(
+        answer["code"], "principal_not_manufacturer_cert",
+        "{answer}"
+    );
     assert!(answers.take().is_empty());
     assert_eq!(row(sdk, SERIAL).await["CrState"], "CR_MAN_CERT_CREATED");
 

@@ -92,7 +92,11 @@ impl AwsRegistry {
         for name in policies.iter().filter_map(|p| p.policy_name()) {
             let result = block_on(
                 &self.handle,
-                self.iot.detach_policy().policy_name(name).target(arn).send(),
+                self.iot
+                    .detach_policy()
+                    .policy_name(name)
+                    .target(arn)
+                    .send(),
             );
             if let Err(e) = result {
                 let err = api("DetachPolicy", "iot:DetachPolicy", e);
