@@ -12,7 +12,7 @@
 
 mod aws_support;
 
-use aws_support::mosquitto::Mosquitto;
+use aws_support::mosquitto::{rotation_acl, username_of, Mosquitto};
 use aws_support::rules_engine::RulesEngine;
 use aws_support::walkthrough::{jitp_as_iot_would, registered_event, row, thing_cert_ids, Answers};
 use aws_support::{clients, fake_bootstrap, jitpilot_command, json_of, Moto};
@@ -118,9 +118,23 @@ async fn device_and_fleet_onboard_on_aws_through_a_broker_and_the_lambda() {
 
     // The broker trusts exactly the fleet's two CAs for clients; devices
     // trust the broker's test CA instead of Amazon's roots.
+    let vendor_usernames: Vec<String> = serials
+        .iter()
+        .map(|serial| username_of(&device_dir(&data, serial).join("vendor.cert.pem")))
+        .collect();
+    assert!(
+        vendor_usernames[0].starts_with(&format!("CN={SERIAL},")),
+        "{vendor_usernames:?}"
+    );
+    let acl: String = serials
+        .iter()
+        .zip(&vendor_usernames)
+        .map(|(serial, vendor)| rotation_acl(serial, vendor))
+        .collect();
     let broker = Mosquitto::start(
         &tmp.path().join("broker"),
         &format!("{}\n{}", vendor_ca_pem.trim_end(), man_ca_pem),
+        &acl,
     );
     for serial in &serials {
         let root = device_dir(&data, serial).join("root-ca.pem");
@@ -175,15 +189,17 @@ async fn device_and_fleet_onboard_on_aws_through_a_broker_and_the_lambda() {
     assert_eq!(r["VendorCertId"], vendor_id);
 
     // What the broker saw: the device connected with clientId = serial and
-    // a certificate whose CN is the serial (mosquitto's username), and
+    // its vendor certificate (mosquitto's username is the subject), and
     // published a CSR for itself on its own request topic.
-    let log = broker.log();
-    assert!(
-        log.lines().any(|l| l.contains("New client connected")
-            && l.contains(&format!(" as {SERIAL} ("))
-            && l.contains(&format!("u'{SERIAL}'"))),
-        "{log}"
-    );
+    let connected_as = |username: &str| {
+        broker.log().lines().any(|l| {
+            l.contains("New client connected")
+                && l.contains(&format!(" as {SERIAL} ("))
+                && l.contains(&format!("u'{username}'"))
+        })
+    };
+    assert!(connected_as(&vendor_usernames[0]), "{}", broker.log());
+    assert!(!connected_as(&format!("CN={SERIAL}")), "{}", broker.log());
     let seen = engine.seen();
     let create_topic = format!("/cert-rotation/create-man-cert/{SERIAL}/rqst");
     let csr = seen
@@ -206,6 +222,8 @@ async fn device_and_fleet_onboard_on_aws_through_a_broker_and_the_lambda() {
     )
     .await;
     assert_eq!(acked["crState"], "CR_CERT_ROTATION_COMPLETED", "{acked}");
+    // 3c over the manufacturer certificate (subject CN = serial).
+    assert!(connected_as(&format!("CN={SERIAL}")), "{}", broker.log());
     let ack_topic = format!("/cert-rotation/ack-man-cert/{SERIAL}/rqst");
     let ack = engine
         .seen()

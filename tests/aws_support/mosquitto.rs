@@ -4,9 +4,9 @@
 //! - the device listener: TLS with a server certificate from a test CA
 //!   (SAN `localhost`), `require_certificate` with the Vendor CA and the
 //!   Manufacturer CA as the only client CAs, so a device's mutual TLS is
-//!   real; the certificate's CN becomes the username, and an ACL lets a
-//!   client publish only `/cert-rotation/<step>/<its clientId>/rqst` and read
-//!   only its own `.../rspn` (what the per-device policies allow on AWS);
+//!   real; the certificate's subject becomes the username, and the ACL of
+//!   [`rotation_acl`] plays the two IoT policies: only the serial's vendor
+//!   certificate may make step 3b, only its manufacturer certificate 3c;
 //! - the rules engine's listener: plain MQTT on loopback, for the test's
 //!   stand-in of IoT's rules engine (inside AWS, not a device).
 //!
@@ -39,8 +39,9 @@ fn free_port() -> u16 {
 }
 
 impl Mosquitto {
-    /// Starts mosquitto in `dir`, trusting `client_cas_pem` for devices.
-    pub fn start(dir: &Path, client_cas_pem: &str) -> Mosquitto {
+    /// Starts mosquitto in `dir`, trusting `client_cas_pem` for devices,
+    /// with `acl` on the device listener.
+    pub fn start(dir: &Path, client_cas_pem: &str, acl: &str) -> Mosquitto {
         std::fs::create_dir_all(dir).expect("broker dir");
         let subject = Subject {
             common_name: Some("jitpilot test broker CA".into()),
@@ -61,10 +62,7 @@ impl Mosquitto {
         let cafile = write("device-cas.pem", client_cas_pem);
         let certfile = write("server.pem", &server.cert_pem);
         let keyfile = write("server.key", &server.key_pem);
-        let acl = write(
-            "acl",
-            "pattern write /cert-rotation/+/%c/rqst\npattern read /cert-rotation/+/%c/rspn\n",
-        );
+        let acl = write("acl", acl);
         let log = dir.join("mosquitto.log");
         let (device_port, rules_port) = (free_port(), free_port());
         // As root, mosquitto would drop to the `mosquitto` user, which
@@ -81,7 +79,7 @@ impl Mosquitto {
              certfile {certfile}\n\
              keyfile {keyfile}\n\
              require_certificate true\n\
-             use_identity_as_username true\n\
+             use_subject_as_username true\n\
              allow_anonymous false\n\
              acl_file {acl}\n\
              \n\
@@ -148,6 +146,38 @@ impl Mosquitto {
     pub fn iot_endpoint(&self) -> String {
         format!("localhost:{}", self.device_port)
     }
+}
+
+/// A certificate's subject as mosquitto names the client
+/// (`use_subject_as_username`): OpenSSL's RFC 2253 form, most specific
+/// first, e.g. `CN=IUQWXALODJESC1,OU=Factory,O=CoffeeMakerVendor,...`.
+pub fn username_of(cert_pem: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-nameopt", "RFC2253", "-in"])
+        .arg(cert_pem)
+        .output()
+        .expect("openssl runs (scripts/test installs it)");
+    assert!(out.status.success(), "openssl x509 -subject failed");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_start_matches("subject=")
+        .to_string()
+}
+
+/// The broker's version of the two IoT policies for `serial`: its vendor
+/// certificate (`vendor_username`) may ask for a manufacturer certificate
+/// (CrInProgressCertPolicy), the manufacturer certificate (CN = serial, as
+/// the device's CSR asks) may acknowledge it (CrCertRotationCompleteCertPolicy).
+pub fn rotation_acl(serial: &str, vendor_username: &str) -> String {
+    format!(
+        "user {vendor_username}\n\
+         topic write /cert-rotation/create-man-cert/{serial}/rqst\n\
+         topic read /cert-rotation/create-man-cert/{serial}/rspn\n\
+         \n\
+         user CN={serial}\n\
+         topic write /cert-rotation/ack-man-cert/{serial}/rqst\n\
+         topic read /cert-rotation/ack-man-cert/{serial}/rspn\n\n"
+    )
 }
 
 fn is_root() -> bool {

@@ -4,13 +4,15 @@
 //! and publishing the function's answers back on the broker.
 //!
 //! What mosquitto cannot tell a subscriber is the publisher's `clientId()`
-//! and `principal()`. The broker's ACL only lets a client publish to
-//! `/cert-rotation/<step>/<its clientId>/rqst`, so `client_id` is the
-//! topic's serial; `principal()` is taken as the certificate the step is
-//! made with (the row's `VendorCertId` for create-man-cert, its
-//! `ManufacturerCertId` for ack-man-cert), which on AWS the per-device
-//! policies guarantee. The principal checks themselves are tested with
-//! explicit principals in `walkthrough.rs`.
+//! and `principal()`. The broker's ACL (`mosquitto::rotation_acl`) lets only
+//! the serial's vendor certificate publish its create-man-cert request and
+//! only its manufacturer certificate (CN = serial, no vendor subject) its
+//! ack, as the IoT policies do; so `client_id` is taken as the topic's
+//! serial and `principal()` as the certificate the step is made with (the
+//! row's `VendorCertId` for 3b, `ManufacturerCertId` for 3c). The test
+//! checks the clientId and certificate of each connection in the broker's
+//! log; the function's own principal checks are tested with explicit
+//! principals in `walkthrough.rs`.
 
 use super::walkthrough::row;
 use jitpilot::cloud::aws::lambda::RotationLambda;
