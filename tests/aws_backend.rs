@@ -315,7 +315,7 @@ async fn deploy_init_status_cleanup_teardown_on_moto() {
     );
 
     // The rotation function, as the three rules would invoke it.
-    run_walkthrough_through_the_lambda(&sdk, &data, &vendor_id).await;
+    let rotated = run_walkthrough_through_the_lambda(&sdk, &data, &vendor_id, &man_id).await;
 
     // status reads it all back.
     let status = json_of(&jitpilot(&moto, &data, None, &["--json", "status"]));
@@ -344,16 +344,23 @@ async fn deploy_init_status_cleanup_teardown_on_moto() {
             )
         })
         .collect();
-    assert!(states.contains(&(SERIAL, "CR_THING_CREATED")), "{states:?}");
-    let vendor_certs: Vec<&Value> = status["certificates"]
-        .as_array()
-        .expect("certs")
+    assert!(
+        states.contains(&(SERIAL, "CR_CERT_ROTATION_COMPLETED")),
+        "{states:?}"
+    );
+    let certs = status["certificates"].as_array().expect("certs");
+    assert!(
+        certs.iter().all(|c| c["caId"] != vendor_id.as_str()),
+        "the vendor cert is gone after 3c: {certs:?}"
+    );
+    let man_certs: Vec<&Value> = certs
         .iter()
-        .filter(|c| c["caId"] == vendor_id.as_str())
+        .filter(|c| c["caId"] == man_id.as_str())
         .collect();
-    assert_eq!(vendor_certs.len(), 1);
-    assert_eq!(vendor_certs[0]["commonName"], SERIAL);
-    assert_eq!(vendor_certs[0]["things"], json!([SERIAL]));
+    assert_eq!(man_certs.len(), 1, "{certs:?}");
+    assert_eq!(man_certs[0]["id"], rotated.manufacturer_cert_id.as_str());
+    assert_eq!(man_certs[0]["commonName"], SERIAL);
+    assert_eq!(man_certs[0]["things"], json!([SERIAL]));
 
     // cleanup: everything init and the walkthrough made is gone.
     let cleaned = json_of(&jitpilot(&moto, &data, None, &["--json", "cleanup"]));

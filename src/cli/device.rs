@@ -2,17 +2,24 @@
 //! `mqtt_client.py --jitp/--create_cert/--ack_cert`, run by the same device
 //! agent the TUI and `fleet` use (`simulated-devices`).
 //!
-//! The device connects to the running `serve` (or TUI) when
-//! `<data-dir>/endpoint.addr` names one that answers; otherwise this command
-//! starts the local cloud in-process on a free port for the run.
+//! On the local cloud, the device connects to the running `serve` (or TUI)
+//! when `<data-dir>/endpoint.addr` names one that answers; otherwise this
+//! command starts the local cloud in-process on a free port for the run.
+//! With `--backend aws` it connects to the account's `iot:Data-ATS`
+//! endpoint (or `--iot-endpoint HOST[:PORT]`), trusting the `root-ca.pem`
+//! init put in its folder (Amazon's root CAs), and reads its `CrState`
+//! from DynamoDB.
 
-use super::GlobalArgs;
+use super::{Backend, GlobalArgs};
+use crate::cloud::aws::{table, AwsCloud};
+use crate::cloud::local::fleet::Fleet;
 use crate::cloud::local::runtime::{self, RunningCloud};
 use crate::cloud::local::{endpoint_ca, LocalCloud, DEVICE_TABLE, STACK_NAME};
-use crate::cloud::EventBus;
-use crate::rotation::wire::ATTR_CR_STATE;
+use crate::cloud::{Cloud, EventBus};
+use crate::rotation::wire::{Item, ATTR_CR_STATE};
 use color_eyre::eyre::{bail, eyre};
 use simulated_devices::{run_device, DeviceConfig, DeviceOutcome, DeviceReport, Goal, Progress};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The walkthrough step to run for one device.
@@ -40,31 +47,61 @@ impl DeviceStep {
     }
 }
 
+/// The cloud a device command reads state from.
+pub(crate) enum TargetCloud {
+    /// The local cloud: writable when it runs in this process, read-only
+    /// beside `serve`; `running` is the in-process endpoint, if started.
+    Local {
+        cloud: LocalCloud,
+        running: Option<RunningCloud>,
+    },
+    /// An AWS account: devices connect to its `iot:Data-ATS` endpoint (or
+    /// `--iot-endpoint`), state is read from DynamoDB.
+    Aws(AwsCloud),
+}
+
 /// Where devices connect for this command, and the cloud to read state from.
 pub(crate) struct Target {
     /// `host:port` of the MQTT endpoint.
     pub addr: String,
-    /// The cloud: writable when it runs in this process, read-only beside `serve`.
-    pub cloud: LocalCloud,
-    /// The in-process cloud, when no running endpoint answered.
-    pub running: Option<RunningCloud>,
+    /// The name the endpoint's server certificate is verified against.
+    server_name: String,
+    /// `<data-dir>/devices`: one credential folder per serial.
+    devices_dir: PathBuf,
+    pub cloud: TargetCloud,
 }
 
 impl Target {
-    /// Finds a running endpoint or starts one in-process. `prepare` runs on
-    /// the writable cloud before the endpoint starts (e.g. `init` for fleet).
+    /// The endpoint of `--backend`: on the local cloud, a running endpoint
+    /// or one started in-process (`prepare` runs on the writable cloud
+    /// before it starts, e.g. `init` for fleet); on AWS, the account's
+    /// data endpoint.
     pub async fn resolve(
         global: &GlobalArgs,
         prepare: impl FnOnce(&LocalCloud) -> color_eyre::Result<()>,
     ) -> color_eyre::Result<Target> {
-        super::deploy::require_local(global)?;
+        match global.backend {
+            Backend::Local => Target::resolve_local(global, prepare).await,
+            Backend::Aws => Target::resolve_aws(global).await,
+        }
+    }
+
+    async fn resolve_local(
+        global: &GlobalArgs,
+        prepare: impl FnOnce(&LocalCloud) -> color_eyre::Result<()>,
+    ) -> color_eyre::Result<Target> {
         let data_dir = global.data_dir();
+        let server_name = endpoint_ca::SERVER_NAME.to_string();
         if let Some(addr) = serving_endpoint(&data_dir).await {
             let cloud = LocalCloud::open_read_only(&data_dir).map_err(|e| eyre!("{e}"))?;
             return Ok(Target {
                 addr,
-                cloud,
-                running: None,
+                server_name,
+                devices_dir: cloud.data_dir().devices_dir(),
+                cloud: TargetCloud::Local {
+                    cloud,
+                    running: None,
+                },
             });
         }
         let cloud = LocalCloud::open(&data_dir, EventBus::default()).map_err(|e| eyre!("{e}"))?;
@@ -79,30 +116,74 @@ impl Target {
         let running = runtime::start(&cloud, "127.0.0.1:0").await?;
         Ok(Target {
             addr: running.local_addr().to_string(),
-            cloud,
-            running: Some(running),
+            server_name,
+            devices_dir: cloud.data_dir().devices_dir(),
+            cloud: TargetCloud::Local {
+                cloud,
+                running: Some(running),
+            },
+        })
+    }
+
+    async fn resolve_aws(global: &GlobalArgs) -> color_eyre::Result<Target> {
+        let cloud = super::backend::open_aws(global, EventBus::default()).await?;
+        let endpoint = match cloud.device_endpoint() {
+            Some(endpoint) => endpoint,
+            None => {
+                // Not remembered yet (init was run elsewhere): ask once.
+                cloud.data_ats_host().await.map_err(|e| eyre!("{e}"))?;
+                cloud.device_endpoint().ok_or_else(|| {
+                    eyre!("the account's iot:Data-ATS endpoint is unknown; give it with --iot-endpoint HOST[:PORT]")
+                })?
+            }
+        };
+        Ok(Target {
+            addr: endpoint.addr,
+            server_name: endpoint.server_name,
+            devices_dir: global.data_dir().join("devices"),
+            cloud: TargetCloud::Aws(cloud),
         })
     }
 
     /// True when the endpoint runs in this process.
     pub fn in_process(&self) -> bool {
-        self.running.is_some()
+        matches!(
+            self.cloud,
+            TargetCloud::Local {
+                running: Some(_),
+                ..
+            }
+        )
+    }
+
+    /// The fleet definition (serials, subjects).
+    pub fn fleet(&self) -> &Fleet {
+        match &self.cloud {
+            TargetCloud::Local { cloud, .. } => cloud.fleet(),
+            TargetCloud::Aws(cloud) => cloud.fleet(),
+        }
+    }
+
+    /// The credential folder of `serial`.
+    pub fn device_dir(&self, serial: &str) -> PathBuf {
+        self.devices_dir.join(serial)
     }
 
     /// A device config for `serial` against this endpoint.
     pub fn device_config(&self, serial: &str) -> DeviceConfig {
-        let mut config = DeviceConfig::new(
-            serial,
-            self.cloud.data_dir().device_dir(serial),
-            self.addr.clone(),
-        );
-        config.server_name = Some(endpoint_ca::SERVER_NAME.to_string());
+        let mut config = DeviceConfig::new(serial, self.device_dir(serial), self.addr.clone());
+        config.server_name = Some(self.server_name.clone());
         config
     }
 
     /// The device's `CrState` in the device table, if it has a row.
-    pub fn cr_state(&self, serial: &str) -> color_eyre::Result<Option<String>> {
-        let item = self.cloud.store().get_item(DEVICE_TABLE, serial)?;
+    pub async fn cr_state(&self, serial: &str) -> color_eyre::Result<Option<String>> {
+        let item = match &self.cloud {
+            TargetCloud::Local { cloud, .. } => cloud.store().get_item(DEVICE_TABLE, serial)?,
+            TargetCloud::Aws(cloud) => table::get(cloud, DEVICE_TABLE, serial)
+                .await
+                .map_err(|e| eyre!("{e}"))?,
+        };
         Ok(item.and_then(|item| {
             item.get(ATTR_CR_STATE)
                 .and_then(|v| v.as_str())
@@ -110,9 +191,23 @@ impl Target {
         }))
     }
 
+    /// Every row of the device table.
+    pub async fn table_rows(&self) -> color_eyre::Result<Vec<Item>> {
+        match &self.cloud {
+            TargetCloud::Local { cloud, .. } => Ok(cloud.store().scan(DEVICE_TABLE)?),
+            TargetCloud::Aws(cloud) => table::scan(cloud, DEVICE_TABLE)
+                .await
+                .map_err(|e| eyre!("{e}")),
+        }
+    }
+
     /// Stops the in-process endpoint, if any.
     pub async fn shutdown(self) {
-        if let Some(running) = self.running {
+        if let TargetCloud::Local {
+            running: Some(running),
+            ..
+        } = self.cloud
+        {
             running.shutdown().await;
         }
     }
@@ -179,7 +274,7 @@ pub async fn run(global: &GlobalArgs, serial: &str, step: DeviceStep) -> color_e
     });
     let result = run_device(config, step.goal(), Some(tx)).await;
     let reports = printer.await.unwrap_or_default();
-    let cr_state = target.cr_state(serial).ok().flatten();
+    let cr_state = target.cr_state(serial).await.ok().flatten();
     let summary = DeviceSummary {
         serial: serial.to_string(),
         endpoint: target.addr.clone(),

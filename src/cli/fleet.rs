@@ -3,19 +3,27 @@
 //! devices (init, idempotent), then every device onboarded (3a, 3b, 3c) with
 //! at most C at once, then a summary read back from the device table.
 //!
+//! With `--backend aws` the devices connect to the account's data endpoint,
+//! init runs against the account, the summary is read from DynamoDB, and
+//! device starts are paced to `--rate` per second (default 10: every JITP
+//! is a certificate registration, and AWS IoT's registration APIs allow
+//! about 10 per second).
+//!
 //! Rerunnable: devices whose folder holds the ack marker and whose row says
 //! `CR_CERT_ROTATION_COMPLETED` are skipped; the others resume from their
 //! folder. So a run killed at any point (even SIGKILL) and run again
 //! completes every device, with nothing lost or issued twice.
 
-use super::device::Target;
-use super::GlobalArgs;
-use crate::cloud::local::DEVICE_TABLE;
+use super::device::{Target, TargetCloud};
+use super::{Backend, GlobalArgs};
+use crate::cloud::aws::pacing::{RegistrationPacer, DEFAULT_AWS_RATE};
+use crate::cloud::Cloud;
 use crate::rotation::wire::{CrState, ATTR_CR_STATE, ATTR_SERIAL_NUMBER};
 use color_eyre::eyre::{bail, eyre};
 use futures::StreamExt;
 use simulated_devices::{run_device, CredentialFolder, DeviceOutcome, Goal, Step};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Options of `jitpilot fleet`.
@@ -30,6 +38,22 @@ pub struct FleetArgs {
     /// Fraction of cloud responses the devices drop, to exercise retries (0.0–1.0).
     #[arg(long, default_value_t = 0.0)]
     pub loss: f64,
+    /// Devices started per second [default: 10 with `--backend aws`, AWS
+    /// IoT's registration rate; unlimited on the local cloud].
+    #[arg(long)]
+    pub rate: Option<f64>,
+}
+
+impl FleetArgs {
+    /// The start rate for `backend`: `--rate`, else AWS's default on AWS,
+    /// else none (unlimited).
+    pub fn start_rate(&self, backend: Backend) -> Option<f64> {
+        match (self.rate, backend) {
+            (Some(rate), _) => Some(rate),
+            (None, Backend::Aws) => Some(DEFAULT_AWS_RATE),
+            (None, Backend::Local) => None,
+        }
+    }
 }
 
 /// Latency percentiles of one step, in milliseconds.
@@ -65,6 +89,8 @@ pub struct FleetSummary {
     pub in_process: bool,
     pub loss: f64,
     pub concurrency: usize,
+    /// Devices started per second; `null` when unlimited.
+    pub rate: Option<f64>,
     /// Wall time of the onboarding phase.
     pub elapsed_ms: f64,
     /// Devices onboarded by this run per second of `elapsed_ms`.
@@ -88,6 +114,11 @@ pub async fn run(global: &GlobalArgs, args: &FleetArgs) -> color_eyre::Result<()
         bail!("--loss must be between 0.0 and 1.0");
     }
     let concurrency = args.concurrency.max(1);
+    let rate = args.start_rate(global.backend);
+    let pacer = rate
+        .map(RegistrationPacer::new)
+        .transpose()
+        .map_err(|e| eyre!("{e}"))?;
     let wanted = args.devices;
     let target = Target::resolve(global, |cloud| {
         let fixed = cloud.fleet().serials(0).len();
@@ -98,11 +129,26 @@ pub async fn run(global: &GlobalArgs, args: &FleetArgs) -> color_eyre::Result<()
         Ok(())
     })
     .await?;
-    let fixed = target.cloud.fleet().serials(0).len();
-    let mut serials = target.cloud.fleet().serials(wanted.saturating_sub(fixed));
+    let fixed = target.fleet().serials(0).len();
+    let extra = wanted.saturating_sub(fixed);
+    if let TargetCloud::Aws(cloud) = &target.cloud {
+        // Idempotent: whitelists and issues factory credentials only for
+        // serials that lack them.
+        cloud
+            .init(extra)
+            .await
+            .map_err(|e| eyre!("init failed: {e}"))?;
+    }
+    let mut serials = target.fleet().serials(extra);
     serials.truncate(wanted);
 
-    let summary = onboard(&target, &serials, args.loss, concurrency).await;
+    let run = Run {
+        loss: args.loss,
+        concurrency,
+        rate,
+        pacer: pacer.map(Arc::new),
+    };
+    let summary = onboard(&target, &serials, &run).await;
     target.shutdown().await;
     let summary = summary?;
 
@@ -121,26 +167,39 @@ pub async fn run(global: &GlobalArgs, args: &FleetArgs) -> color_eyre::Result<()
     Ok(())
 }
 
+/// How the devices of one run are started.
+struct Run {
+    loss: f64,
+    concurrency: usize,
+    rate: Option<f64>,
+    pacer: Option<Arc<RegistrationPacer>>,
+}
+
 async fn onboard(
     target: &Target,
     serials: &[String],
-    loss: f64,
-    concurrency: usize,
+    run: &Run,
 ) -> color_eyre::Result<FleetSummary> {
-    let states_before = table_states(target)?;
+    let states_before = table_states(target).await?;
     let mut pending = Vec::new();
     for serial in serials {
-        let dir = target.cloud.data_dir().device_dir(serial);
+        let dir = target.device_dir(serial);
         if !dir.join(simulated_devices::creds::VENDOR_CERT).exists()
             && !dir
                 .join(simulated_devices::creds::MANUFACTURER_CERT)
                 .exists()
         {
-            bail!(
-                "no factory credentials for {serial} in {}: a running `serve` holds the data dir, so fleet cannot run init; stop it and rerun fleet, or run `jitpilot init --devices {}` before starting serve",
-                dir.display(),
-                serials.len().saturating_sub(1)
-            );
+            let extra = serials.len().saturating_sub(1);
+            match target.cloud {
+                TargetCloud::Local { .. } => bail!(
+                    "no factory credentials for {serial} in {}: a running `serve` holds the data dir, so fleet cannot run init; stop it and rerun fleet, or run `jitpilot init --devices {extra}` before starting serve",
+                    dir.display(),
+                ),
+                TargetCloud::Aws(_) => bail!(
+                    "no factory credentials for {serial} in {}: run `jitpilot --backend aws init --devices {extra}`",
+                    dir.display(),
+                ),
+            }
         }
         let done_on_disk = CredentialFolder::new(&dir).rotation_done();
         let done_in_table = states_before.get(serial).map(String::as_str)
@@ -151,7 +210,7 @@ async fn onboard(
     }
     let skipped = serials.len() - pending.len();
     eprintln!(
-        "fleet: {} devices, {} already onboarded, endpoint {}{}",
+        "fleet: {} devices, {} already onboarded, endpoint {}{}{}",
         serials.len(),
         skipped,
         target.addr,
@@ -159,6 +218,10 @@ async fn onboard(
             " (in-process)"
         } else {
             ""
+        },
+        match run.rate {
+            Some(rate) => format!(", starting {rate} devices/s"),
+            None => String::new(),
         }
     );
 
@@ -167,12 +230,27 @@ async fn onboard(
     let step_every = (total / 100).max(1);
     let mut outcomes: Vec<DeviceOutcome> = Vec::with_capacity(total);
     let mut failures = Vec::new();
-    let mut runs = futures::stream::iter(pending.into_iter().map(|serial| {
-        let mut config = target.device_config(&serial);
-        config.loss = loss;
-        async move { (serial, run_device(config, Goal::Onboard, None).await) }
-    }))
-    .buffer_unordered(concurrency);
+    // Starts are paced before they enter the pool: `then` yields the next
+    // serial only when its slot has come, and the pool pulls one only when
+    // a device finished, so neither limit starves the other.
+    let pacer = run.pacer.clone();
+    let runs = futures::stream::iter(pending)
+        .then(move |serial| {
+            let pacer = pacer.clone();
+            async move {
+                if let Some(pacer) = pacer {
+                    pacer.ready().await;
+                }
+                serial
+            }
+        })
+        .map(|serial| {
+            let mut config = target.device_config(&serial);
+            config.loss = run.loss;
+            async move { (serial, run_device(config, Goal::Onboard, None).await) }
+        })
+        .buffer_unordered(run.concurrency);
+    let mut runs = std::pin::pin!(runs);
     let mut finished = 0usize;
     while let Some((serial, result)) = runs.next().await {
         finished += 1;
@@ -194,7 +272,7 @@ async fn onboard(
     }
     let elapsed = started.elapsed();
 
-    let states_after = table_states(target)?;
+    let states_after = table_states(target).await?;
     let mut states = BTreeMap::new();
     for serial in serials {
         let state = states_after
@@ -210,8 +288,9 @@ async fn onboard(
         failed: failures.len(),
         endpoint: target.addr.clone(),
         in_process: target.in_process(),
-        loss,
-        concurrency,
+        loss: run.loss,
+        concurrency: run.concurrency,
+        rate: run.rate,
         elapsed_ms: elapsed.as_secs_f64() * 1000.0,
         devices_per_sec: per_second(outcomes.len(), elapsed),
         retries: outcomes
@@ -227,9 +306,9 @@ async fn onboard(
 }
 
 /// `SerialNumber` → `CrState` for every row of the device table.
-fn table_states(target: &Target) -> color_eyre::Result<HashMap<String, String>> {
+async fn table_states(target: &Target) -> color_eyre::Result<HashMap<String, String>> {
     let mut states = HashMap::new();
-    for item in target.cloud.store().scan(DEVICE_TABLE)? {
+    for item in target.table_rows().await? {
         let serial = item.get(ATTR_SERIAL_NUMBER).and_then(|v| v.as_str());
         let state = item.get(ATTR_CR_STATE).and_then(|v| v.as_str());
         if let (Some(serial), Some(state)) = (serial, state) {
@@ -295,8 +374,17 @@ fn print_summary(s: &FleetSummary) {
         s.devices, s.onboarded, s.skipped, s.failed
     );
     println!(
-        "  {:.1} devices/s ({} in {:.0} ms, concurrency {}, loss {}), {} retries",
-        s.devices_per_sec, s.onboarded, s.elapsed_ms, s.concurrency, s.loss, s.retries
+        "  {:.1} devices/s ({} in {:.0} ms, concurrency {}, loss {}{}), {} retries",
+        s.devices_per_sec,
+        s.onboarded,
+        s.elapsed_ms,
+        s.concurrency,
+        s.loss,
+        match s.rate {
+            Some(rate) => format!(", started at most {rate}/s"),
+            None => String::new(),
+        },
+        s.retries
     );
     println!("  CertRotationDevices:");
     for (state, n) in &s.states {
@@ -325,5 +413,22 @@ mod tests {
         let one = percentiles(vec![7.0]);
         assert_eq!((one.p50, one.p99), (7.0, 7.0));
         assert_eq!(percentiles(Vec::new()).count, 0);
+    }
+
+    fn args(rate: Option<f64>) -> FleetArgs {
+        FleetArgs {
+            devices: 1,
+            concurrency: 1,
+            loss: 0.0,
+            rate,
+        }
+    }
+
+    #[test]
+    fn aws_fleets_are_paced_to_the_registration_rate_unless_told_otherwise() {
+        assert_eq!(args(None).start_rate(Backend::Aws), Some(10.0));
+        assert_eq!(args(None).start_rate(Backend::Local), None);
+        assert_eq!(args(Some(2.5)).start_rate(Backend::Aws), Some(2.5));
+        assert_eq!(args(Some(50.0)).start_rate(Backend::Local), Some(50.0));
     }
 }

@@ -5,7 +5,7 @@
 use super::decision::{Decision, Effect, Outcome, Plan, Refusal, SignRequest};
 use super::event::{parse_event, RotationEvent};
 use super::traits::{AuditSink, BackendError, DeviceTable, ParameterStore, Registry};
-use super::wire::{ca_key_parameter, CrState};
+use super::wire::{ca_key_parameter, CrState, DeviceRow};
 use super::{ack_man_cert, create_man_cert, registered, Publisher, RotationConfig};
 use crate::model::Certificate;
 use crate::pki;
@@ -241,9 +241,40 @@ impl RotationFunction {
         client_id: Option<&str>,
         publisher: &dyn Publisher,
     ) -> Result<Invocation, RotationError> {
+        // A certificate the function registers is named by the id it
+        // computed (SHA-256 of the DER, as AWS IoT assigns it); the registry's
+        // answer is what counts (an emulator may assign another), so the
+        // effects after the registration use the assigned id.
+        let mut renamed: Option<(String, String)> = None;
+        let mut performed: Vec<Effect> = Vec::with_capacity(plan.effects.len());
         for effect in &plan.effects {
-            self.perform(effect, publisher)?;
+            let effect = match &renamed {
+                Some((from, to)) => renamed_effect(effect, from, to),
+                None => effect.clone(),
+            };
+            if let Some(assigned) = self.perform(&effect, publisher)? {
+                if let Effect::RegisterCertificate { cert_id, .. } = &effect {
+                    if *cert_id != assigned {
+                        // The pending row names the computed id: name the
+                        // assigned one, so a retry after a crash finds it.
+                        if let Some(Effect::PutRow(row)) = performed
+                            .iter()
+                            .rev()
+                            .find(|e| matches!(e, Effect::PutRow(_)))
+                        {
+                            let row = renamed_row(row, cert_id, &assigned);
+                            self.backends.table.put(&row)?;
+                        }
+                        renamed = Some((cert_id.clone(), assigned));
+                    }
+                }
+            }
+            performed.push(effect);
         }
+        let plan = Plan {
+            effects: performed,
+            ..plan
+        };
         let mut detail = plan.outcome.detail();
         if let Some(obj) = detail.as_object_mut() {
             obj.insert("topic".into(), json!(topic));
@@ -281,7 +312,12 @@ impl RotationFunction {
         })
     }
 
-    fn perform(&self, effect: &Effect, publisher: &dyn Publisher) -> Result<(), RotationError> {
+    /// Performs one effect; a registration returns the id the registry assigned.
+    fn perform(
+        &self,
+        effect: &Effect,
+        publisher: &dyn Publisher,
+    ) -> Result<Option<String>, RotationError> {
         let r = &self.backends.registry;
         match effect {
             Effect::SetCertificateStatus { cert_id, status } => {
@@ -292,7 +328,7 @@ impl RotationFunction {
                 pem,
                 ca_id,
                 status,
-            } => r.register_certificate(cert_id, pem, ca_id, *status)?,
+            } => return Ok(Some(r.register_certificate(cert_id, pem, ca_id, *status)?)),
             Effect::AttachPolicy { policy, cert_id } => r.attach_policy(policy, cert_id)?,
             Effect::AttachThingPrincipal { thing, cert_id } => {
                 r.attach_thing_principal(thing, cert_id)?
@@ -310,7 +346,7 @@ impl RotationFunction {
                 publisher.publish(topic, bytes);
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     fn cert_named(&self, id: Option<&str>) -> Result<Option<Certificate>, RotationError> {
@@ -339,6 +375,76 @@ impl RotationFunction {
         self.locks[stripe]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// `effect` with certificateId `from` replaced by `to` (ids, row attributes
+/// and top-level payload fields).
+fn renamed_effect(effect: &Effect, from: &str, to: &str) -> Effect {
+    let id = |id: &String| {
+        if id == from {
+            to.to_string()
+        } else {
+            id.clone()
+        }
+    };
+    match effect {
+        Effect::SetCertificateStatus { cert_id, status } => Effect::SetCertificateStatus {
+            cert_id: id(cert_id),
+            status: *status,
+        },
+        Effect::RegisterCertificate {
+            cert_id,
+            pem,
+            ca_id,
+            status,
+        } => Effect::RegisterCertificate {
+            cert_id: id(cert_id),
+            pem: pem.clone(),
+            ca_id: ca_id.clone(),
+            status: *status,
+        },
+        Effect::AttachPolicy { policy, cert_id } => Effect::AttachPolicy {
+            policy,
+            cert_id: id(cert_id),
+        },
+        Effect::AttachThingPrincipal { thing, cert_id } => Effect::AttachThingPrincipal {
+            thing: thing.clone(),
+            cert_id: id(cert_id),
+        },
+        Effect::DetachThingPrincipal { thing, cert_id } => Effect::DetachThingPrincipal {
+            thing: thing.clone(),
+            cert_id: id(cert_id),
+        },
+        Effect::DeleteCertificate { cert_id } => Effect::DeleteCertificate {
+            cert_id: id(cert_id),
+        },
+        Effect::PutRow(row) => Effect::PutRow(renamed_row(row, from, to)),
+        Effect::Publish { topic, payload } => Effect::Publish {
+            topic: topic.clone(),
+            payload: renamed_value(payload, from, to),
+        },
+    }
+}
+
+fn renamed_row(row: &DeviceRow, from: &str, to: &str) -> DeviceRow {
+    DeviceRow::from_item(
+        row.item()
+            .iter()
+            .map(|(k, v)| (k.clone(), renamed_value(v, from, to)))
+            .collect(),
+    )
+}
+
+fn renamed_value(value: &Value, from: &str, to: &str) -> Value {
+    match value {
+        Value::String(s) if s == from => Value::from(to),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), renamed_value(v, from, to)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 

@@ -29,14 +29,17 @@ pub trait Registry: Send + Sync {
     fn certificate(&self, cert_id: &str) -> BackendResult<Option<Certificate>>;
     /// `DescribeCACertificate`: the CA's PEM, `None` when unknown.
     fn ca_certificate_pem(&self, ca_id: &str) -> BackendResult<Option<String>>;
-    /// `RegisterCertificate` with its CA and status.
+    /// `RegisterCertificate` with its CA and status. `cert_id` is the id the
+    /// function computed (hex SHA-256 of the DER, as AWS IoT assigns it);
+    /// returns the certificateId the registry actually assigned, which the
+    /// function uses from then on (emulators may assign others).
     fn register_certificate(
         &self,
         cert_id: &str,
         pem: &str,
         ca_id: &str,
         status: CertificateStatus,
-    ) -> BackendResult<()>;
+    ) -> BackendResult<String>;
     /// `UpdateCertificate --new-status`.
     fn set_certificate_status(&self, cert_id: &str, status: CertificateStatus)
         -> BackendResult<()>;

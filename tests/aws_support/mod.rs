@@ -2,6 +2,8 @@
 //! and the `jitpilot` binary run with `--backend aws` against it.
 #![allow(dead_code)]
 
+pub mod mosquitto;
+pub mod rules_engine;
 pub mod walkthrough;
 
 use jitpilot::cloud::aws::{AwsOptions, Clients};
@@ -19,19 +21,31 @@ pub struct Moto {
 
 impl Moto {
     pub fn start() -> Moto {
+        Moto::start_with(false)
+    }
+
+    /// moto assigning certificateIds as AWS does (SHA-256 of the DER, moto's
+    /// `iot.use_valid_cert` setting) instead of its default SHA-256 of the
+    /// PEM text: for tests whose devices check the id they are given, as
+    /// devices on AWS can.
+    pub fn start_with_aws_certificate_ids() -> Moto {
+        Moto::start_with(true)
+    }
+
+    fn start_with(aws_certificate_ids: bool) -> Moto {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        let script = format!(
+            "from moto.core.config import default_user_config as c\n\
+             c['iot']['use_valid_cert'] = {}\n\
+             from moto.server import main\n\
+             main(['-H', '127.0.0.1', '-p', '{port}'])\n",
+            if aws_certificate_ids { "True" } else { "False" }
+        );
         let child = Command::new("python3")
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
+            .args(["-c", &script])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -83,6 +97,18 @@ impl Drop for Moto {
 /// The jitpilot binary with `--backend aws` against moto, dummy credentials,
 /// no profile files.
 pub fn jitpilot(moto: &Moto, data_dir: &Path, package: Option<&Path>, args: &[&str]) -> Output {
+    jitpilot_command(moto, data_dir, package, args)
+        .output()
+        .expect("jitpilot runs")
+}
+
+/// The command [`jitpilot`] runs, to run it another way (e.g. spawned).
+pub fn jitpilot_command(
+    moto: &Moto,
+    data_dir: &Path,
+    package: Option<&Path>,
+    args: &[&str],
+) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_jitpilot"));
     cmd.args([
         "--backend",
@@ -100,7 +126,7 @@ pub fn jitpilot(moto: &Moto, data_dir: &Path, package: Option<&Path>, args: &[&s
         Some(p) => cmd.env("JITPILOT_LAMBDA_PACKAGE", p),
         None => cmd.env("JITPILOT_LAMBDA_PACKAGE", data_dir.join("no-such-package")),
     };
-    cmd.output().expect("jitpilot runs")
+    cmd
 }
 
 pub fn isolate_env(cmd: &mut Command) {
@@ -112,6 +138,7 @@ pub fn isolate_env(cmd: &mut Command) {
         "AWS_ENDPOINT_URL",
         "JITPILOT_CODE_BUCKET",
         "JITPILOT_DATA_DIR",
+        "JITPILOT_IOT_ENDPOINT",
         "AWS_WEB_IDENTITY_TOKEN_FILE",
         "AWS_ROLE_ARN",
         "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",

@@ -14,6 +14,7 @@ use crate::rotation::traits::{
 };
 use crate::rotation::{DeviceRow, Publisher};
 use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_iot::operation::register_certificate::RegisterCertificateError;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
@@ -71,6 +72,40 @@ impl AwsRegistry {
             map.insert(cert_id.to_string(), arn.clone());
         }
         Ok(arn)
+    }
+}
+
+impl AwsRegistry {
+    /// `ListAttachedPolicies` then `DetachPolicy` for each.
+    fn detach_policies(&self, arn: &str) -> BackendResult<()> {
+        let policies = block_on(
+            &self.handle,
+            self.iot
+                .list_attached_policies()
+                .target(arn)
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>(),
+        )
+        .map_err(|e| backend(api("ListAttachedPolicies", "iot:ListAttachedPolicies", e)))?;
+        for name in policies.iter().filter_map(|p| p.policy_name()) {
+            let result = block_on(
+                &self.handle,
+                self.iot
+                    .detach_policy()
+                    .policy_name(name)
+                    .target(arn)
+                    .send(),
+            );
+            if let Err(e) = result {
+                let err = api("DetachPolicy", "iot:DetachPolicy", e);
+                if !not_found(&err) {
+                    return Err(backend(err));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -148,7 +183,7 @@ impl Registry for AwsRegistry {
         pem: &str,
         ca_id: &str,
         status: CertificateStatus,
-    ) -> BackendResult<()> {
+    ) -> BackendResult<String> {
         let ca_pem = self
             .ca_certificate_pem(ca_id)?
             .ok_or_else(|| BackendError(format!("CA {ca_id} is not registered")))?;
@@ -161,31 +196,40 @@ impl Registry for AwsRegistry {
                 .status(aws_sdk_iot::types::CertificateStatus::from(status.as_str()))
                 .send(),
         );
-        match result {
-            Ok(out) => {
-                if let (Some(id), Some(arn)) = (out.certificate_id(), out.certificate_arn()) {
-                    if id != cert_id {
-                        return Err(BackendError(format!(
-                            "RegisterCertificate returned id {id}, expected {cert_id}"
-                        )));
-                    }
-                    if let Ok(mut map) = self.arns.lock() {
-                        map.insert(id.to_string(), arn.to_string());
-                    }
+        // The id is the one the API returns, never the computed `cert_id`:
+        // AWS assigns the SHA-256 of the DER (the same), emulators may not.
+        let (id, arn) = match result {
+            Ok(out) => (
+                out.certificate_id().map(str::to_string),
+                out.certificate_arn().map(str::to_string),
+            ),
+            Err(e) => match e.as_service_error() {
+                // A retried invocation registers the same cert again: the
+                // error names the certificate already there.
+                Some(RegisterCertificateError::ResourceAlreadyExistsException(exists)) => (
+                    exists.resource_id().map(str::to_string),
+                    exists.resource_arn().map(str::to_string),
+                ),
+                _ => {
+                    return Err(backend(api(
+                        "RegisterCertificate",
+                        "iot:RegisterCertificate",
+                        e,
+                    )))
                 }
-                Ok(())
-            }
-            Err(e) => {
-                let err = api("RegisterCertificate", "iot:RegisterCertificate", e);
-                // A retried invocation registers the same cert again: fine.
-                match &err {
-                    AwsError::Api { code, .. } if code == "ResourceAlreadyExistsException" => {
-                        Ok(())
-                    }
-                    _ => Err(backend(err)),
-                }
+            },
+        };
+        let id = id.ok_or_else(|| {
+            BackendError(format!(
+                "RegisterCertificate returned no certificateId for the certificate computed as {cert_id}"
+            ))
+        })?;
+        if let Some(arn) = arn {
+            if let Ok(mut map) = self.arns.lock() {
+                map.insert(id.clone(), arn);
             }
         }
+        Ok(id)
     }
 
     fn set_certificate_status(
@@ -206,10 +250,18 @@ impl Registry for AwsRegistry {
     }
 
     fn delete_certificate(&self, cert_id: &str) -> BackendResult<bool> {
+        // The certificate's policies are detached first: forceDelete alone
+        // would do on AWS, but an emulator (moto) keeps the attachment of a
+        // deleted certificate and then fails every later delete.
+        match self.arn(cert_id) {
+            Ok(arn) => self.detach_policies(&arn)?,
+            Err(_) if self.certificate(cert_id)?.is_none() => return Ok(false),
+            Err(e) => return Err(e),
+        }
         let result = block_on(
             &self.handle,
-            // forceDelete: the in-progress policy may still be attached;
-            // AWS refuses otherwise (things are detached before this).
+            // forceDelete: AWS refuses a certificate with policies otherwise
+            // (things are detached before this).
             self.iot
                 .delete_certificate()
                 .certificate_id(cert_id)

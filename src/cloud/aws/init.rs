@@ -393,7 +393,13 @@ fn factory_credentials(
         write_atomically(&cert_path, chain.as_bytes(), false).map_err(other)?;
         issued = true;
     }
-    write_if_changed(&dir.join(ROOT_CA_FILE), AMAZON_ROOT_CAS)?;
+    // Amazon's roots, unless the folder already trusts something: a custom
+    // domain (`--iot-endpoint`) may chain to another CA, and init must not
+    // undo what its user put there.
+    let root_ca = dir.join(ROOT_CA_FILE);
+    if !root_ca.exists() {
+        write_if_changed(&root_ca, AMAZON_ROOT_CAS)?;
+    }
     write_if_changed(&dir.join(MANUFACTURER_CA_FILE), &manufacturer.cert_pem)?;
     Ok(issued)
 }

@@ -57,6 +57,20 @@ impl RotationLambda {
         config: RotationConfig,
     ) -> Self {
         let handle = tokio::runtime::Handle::current();
+        let publisher = Arc::new(AwsPublisher::new(clients.iot_data(data_ats_host), handle));
+        RotationLambda::over_aws_answering_with(clients, table, config, publisher)
+    }
+
+    /// The function over the AWS APIs, answering devices through
+    /// `publisher` instead of `iot-data:Publish`: how a test that plays IoT's
+    /// rules engine on another broker gets the answers onto that broker.
+    pub fn over_aws_answering_with(
+        clients: &Clients,
+        table: &str,
+        config: RotationConfig,
+        publisher: Arc<dyn Publisher>,
+    ) -> Self {
+        let handle = tokio::runtime::Handle::current();
         let backends = Backends {
             registry: Arc::new(AwsRegistry::new(clients.iot.clone(), handle.clone())),
             table: Arc::new(AwsDeviceTable::new(
@@ -67,7 +81,6 @@ impl RotationLambda {
             params: Arc::new(AwsParameterStore::new(clients.ssm.clone(), handle.clone())),
             audit: Arc::new(LogAudit),
         };
-        let publisher = Arc::new(AwsPublisher::new(clients.iot_data(data_ats_host), handle));
         RotationLambda::new(Arc::new(RotationFunction::new(backends, config)), publisher)
     }
 

@@ -18,6 +18,8 @@
 //! - `status.rs`   everything read back, and the sample's `certs_etc.py --delete`
 //! - `function.rs` the rotation function's traits over IoT, DynamoDB, SSM and iot-data
 //! - `lambda.rs`   the Lambda handler: the rules' SQL output in, the function's answer out
+//! - `observer.rs` the TUI's MQTT subscription to `$aws/events/#` and `/cert-rotation/#`
+//! - `pacing.rs`   device starts spaced for IoT's registration rate (~10 TPS)
 
 pub mod clients;
 pub mod code;
@@ -27,6 +29,7 @@ pub mod function;
 pub mod init;
 pub mod lambda;
 pub mod observer;
+pub mod pacing;
 pub mod package;
 pub mod registry;
 pub mod stack;

@@ -162,7 +162,7 @@ impl Registry for LocalRotationBackend {
         pem: &str,
         ca_id: &str,
         status: CertificateStatus,
-    ) -> BackendResult<()> {
+    ) -> BackendResult<String> {
         self.store
             .register_certificate(&Certificate {
                 id: cert_id.to_string(),
@@ -176,7 +176,8 @@ impl Registry for LocalRotationBackend {
             cert_id,
             format!("certificate {cert_id} registered {status}"),
         );
-        Ok(())
+        // The local registry's ids are AWS's: the SHA-256 of the DER.
+        Ok(cert_id.to_string())
     }
 
     fn set_certificate_status(
