@@ -4,12 +4,6 @@
 use clap::{Parser, Subcommand};
 use jitpilot::cli::{self, device::DeviceStep, fleet::FleetArgs, GlobalArgs};
 
-// mimalloc: a fleet run allocates from many tokio threads at once (TLS
-// records, MQTT packets, JSON), where glibc's malloc spent a tenth of the
-// CPU (BENCHMARKS.md, the profile).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "jitpilot",
