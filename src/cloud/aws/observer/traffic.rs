@@ -2,7 +2,7 @@
 //! the same traffic: the traffic pane, the device timelines and the
 //! lifecycle views read them unchanged.
 
-use crate::cloud::local::endpoint::limits::PAYLOAD_PREVIEW_BYTES;
+use crate::cloud::local::endpoint::payload_preview;
 use crate::cloud::{CloudEvent, EventKind};
 use serde_json::{json, Value};
 
@@ -110,24 +110,4 @@ pub fn observed_event(topic: &str, payload: &[u8]) -> CloudEvent {
 /// The first ten characters of an id, as the panes show ids.
 fn short(id: &str) -> &str {
     &id[..id.len().min(10)]
-}
-
-/// The payload as the traffic pane shows it: JSON if it parses, else text,
-/// else its size; cut at [`PAYLOAD_PREVIEW_BYTES`] (as the local endpoint does).
-fn payload_preview(payload: &[u8]) -> Value {
-    if let Ok(v) = serde_json::from_slice::<Value>(payload) {
-        if payload.len() <= PAYLOAD_PREVIEW_BYTES {
-            return v;
-        }
-    }
-    match std::str::from_utf8(payload) {
-        Ok(text) => {
-            let mut end = text.len().min(PAYLOAD_PREVIEW_BYTES);
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            Value::String(text[..end].to_string())
-        }
-        Err(_) => Value::String(format!("<{} bytes of binary>", payload.len())),
-    }
 }

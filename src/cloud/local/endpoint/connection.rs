@@ -427,7 +427,7 @@ impl super::session::Authorize for AllowNone {
 
 /// The payload as the traffic pane shows it: JSON if it parses, else text,
 /// else its size; cut at [`PAYLOAD_PREVIEW_BYTES`].
-pub fn payload_preview(payload: &Bytes) -> Value {
+pub fn payload_preview(payload: &[u8]) -> Value {
     if let Ok(v) = serde_json::from_slice::<Value>(payload) {
         if payload.len() <= PAYLOAD_PREVIEW_BYTES {
             return v;

@@ -22,6 +22,7 @@ mod admission;
 mod authz;
 mod close_reason;
 mod connection;
+pub use connection::payload_preview;
 mod delivery;
 mod lifecycle;
 pub mod limits;
@@ -188,7 +189,7 @@ impl Shared {
             }
             let mut event = CloudEvent::new(kind, line).detail(json!({
                 "size": summary.size,
-                "payload": summary.payload.as_ref().map(connection::payload_preview),
+                "payload": summary.payload.as_deref().map(connection::payload_preview),
             }));
             if !client_id.is_empty() {
                 event = event.client(client_id);
