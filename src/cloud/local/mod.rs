@@ -21,6 +21,7 @@ pub mod endpoint;
 pub mod endpoint_ca;
 pub mod fleet;
 pub mod functions;
+pub mod api;
 pub mod jitp;
 pub mod policy;
 pub mod rules;
