@@ -88,7 +88,15 @@ fn api_addr_args() -> Vec<&'static str> {
 /// Runs `sim-device ARGS` under strace, counting fsync/fdatasync calls.
 fn sim_device_traced(args: &[&str], trace: &Path) -> (Output, usize) {
     let out = Command::new("strace")
-        .args(["-f", "-qq", "-e", "signal=none", "-e", "trace=fsync,fdatasync", "-o"])
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "signal=none",
+            "-e",
+            "trace=fsync,fdatasync",
+            "-o",
+        ])
         .arg(trace)
         .arg(env!("CARGO_BIN_EXE_sim-device"))
         .args(args)
