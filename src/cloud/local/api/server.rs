@@ -207,7 +207,9 @@ async fn serve_connection(shared: Arc<Shared>, tcp: tokio::net::TcpStream, shutd
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout)
-        .keep_alive(true);
+        .keep_alive(true)
+        // A client may shut its write side while it waits for the answer.
+        .half_close(true);
     let conn = builder.serve_connection(TokioIo::new(tcp), service);
     tokio::pin!(conn);
     tokio::select! {
