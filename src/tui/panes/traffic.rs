@@ -407,6 +407,25 @@ fn kind_columns(kind: &EventKind, theme: &Theme) -> (&'static str, String, Strin
 fn traffic_row<'a>(ev: &'a CloudEvent, theme: &Theme) -> Row<'a> {
     let (dir, kind, size, style) = kind_columns(&ev.kind, theme);
     let summary_style = if is_refusal(ev) { theme.bad() } else { style };
+    if let EventKind::Api {
+        service,
+        operation,
+        status,
+        millis,
+    } = &ev.kind
+    {
+        // `API  iot:RegisterCACertificate  200  3 ms`: the operation where
+        // a packet's topic goes, the HTTP status where its size goes.
+        return Row::new(vec![
+            Line::from(Span::styled(clock_time(ev.at), theme.dim())),
+            Line::from(dir),
+            Line::from("-"),
+            Line::from(Span::styled(kind, style)),
+            Line::from(format!("{service}:{operation}")),
+            Line::from(Span::styled(status.to_string(), summary_style)),
+            Line::from(Span::styled(format!("{millis} ms"), theme.dim())),
+        ]);
+    }
     Row::new(vec![
         Line::from(Span::styled(clock_time(ev.at), theme.dim())),
         Line::from(dir),
