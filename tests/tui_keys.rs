@@ -19,7 +19,7 @@ fn start(tmux: &Tmux, data: &Path, env: &str) {
     tmux.wait_for("a shell prompt", |s| s.contains("ready$"));
     tmux.keys(&[
         &format!(
-            "{env} {} --data-dir {} --mqtt-addr 127.0.0.1:0",
+            "{env} {} --data-dir {} --mqtt-addr 127.0.0.1:0 --api-addr 127.0.0.1:0",
             shell_quote(Path::new(env!("CARGO_BIN_EXE_jitpilot"))),
             shell_quote(data)
         ),
