@@ -224,7 +224,7 @@ pub(super) fn list(call: &Call<'_>) -> ApiResult {
             (r, pattern)
         })
         .filter(|(r, pattern)| {
-            topic.is_none_or(|t| t == pattern) && disabled.is_none_or(|d| d == !r.enabled)
+            topic.is_none_or(|t| t == pattern) && disabled.is_none_or(|d| d != r.enabled)
         })
         .collect();
     let (rules, next) = page(rules, call.query("nextToken"), call.query("maxResults"))?;
