@@ -524,3 +524,46 @@ async fn describe_endpoint_names_the_local_mqtt_endpoint() {
         .await;
     assert_error(&e, 400, "InvalidRequestException");
 }
+
+/// The sample's Lambda registers manufacturer certificates as pyOpenSSL
+/// makes them by default: X.509 v1, serial number 0 for every device
+/// (`testdata/`: made with `openssl x509 -req -set_serial 0`, OpenSSL 3).
+#[tokio::test]
+async fn version_1_certificates_sharing_serial_0_register_by_their_hash() {
+    let api = api();
+    let ca_pem = include_str!("../testdata/v1-ca.pem");
+    let devices =
+        pki::pem_certificates(include_str!("../testdata/v1-serial0-devices.pem")).unwrap();
+    let ca_id = pki::certificate_id_from_pem(ca_pem).unwrap();
+    api.ctx
+        .cloud
+        .store()
+        .register_ca(&crate::model::CaCertificate {
+            id: ca_id.clone(),
+            pem: ca_pem.to_string(),
+            status: CertificateStatus::Active,
+            auto_registration: false,
+            registration_config: None,
+            label: "v1 test CA".into(),
+            created_at: 1,
+        })
+        .unwrap();
+    for der in &devices {
+        let pem = format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, der)
+        );
+        let v = api
+            .ok(
+                "POST",
+                "/certificate/register?setAsActive=true",
+                json!({"certificatePem": pem, "caCertificatePem": ca_pem}),
+            )
+            .await;
+        assert_eq!(v["certificateId"], pki::certificate_id(der));
+    }
+    let by_ca = api
+        .ok("GET", &format!("/certificates-by-ca/{ca_id}"), Value::Null)
+        .await;
+    assert_eq!(by_ca["certificates"].as_array().unwrap().len(), 2);
+}
