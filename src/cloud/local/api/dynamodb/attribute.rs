@@ -62,7 +62,9 @@ impl AttributeValue {
             )));
         }
         let object = value.as_object().ok_or_else(|| {
-            serialization(format!("an AttributeValue must be an object such as {{\"S\": \"text\"}}, found {value}"))
+            serialization(format!(
+                "an AttributeValue must be an object such as {{\"S\": \"text\"}}, found {value}"
+            ))
         })?;
         let mut entries = object.iter();
         let (tag, inner) = match (entries.next(), entries.next()) {
@@ -76,18 +78,24 @@ impl AttributeValue {
         };
         let text = |v: &Value| -> Result<String, ApiError> {
             v.as_str().map(str::to_string).ok_or_else(|| {
-                serialization(format!("the value of an AttributeValue {tag} must be a string, found {v}"))
+                serialization(format!(
+                    "the value of an AttributeValue {tag} must be a string, found {v}"
+                ))
             })
         };
         let list = |v: &Value| -> Result<Vec<Value>, ApiError> {
             v.as_array().cloned().ok_or_else(|| {
-                serialization(format!("the value of an AttributeValue {tag} must be a list, found {v}"))
+                serialization(format!(
+                    "the value of an AttributeValue {tag} must be a list, found {v}"
+                ))
             })
         };
         let binary = |v: &Value| -> Result<Vec<u8>, ApiError> {
             let t = text(v)?;
             b64().decode(t.as_bytes()).map_err(|e| {
-                serialization(format!("the value of an AttributeValue {tag} must be base64: {e}"))
+                serialization(format!(
+                    "the value of an AttributeValue {tag} must be base64: {e}"
+                ))
             })
         };
         Ok(match tag.as_str() {
@@ -221,7 +229,12 @@ impl AttributeValue {
             AttributeValue::N(n) => n.digits.len() / 2 + 2,
             AttributeValue::B(b) => b.len(),
             AttributeValue::Bool(_) | AttributeValue::Null => 1,
-            AttributeValue::M(m) => 3 + m.iter().map(|(k, v)| k.len() + 1 + v.stored_bytes()).sum::<usize>(),
+            AttributeValue::M(m) => {
+                3 + m
+                    .iter()
+                    .map(|(k, v)| k.len() + 1 + v.stored_bytes())
+                    .sum::<usize>()
+            }
             AttributeValue::L(l) => 3 + l.iter().map(|v| 1 + v.stored_bytes()).sum::<usize>(),
             AttributeValue::Ss(s) => s.iter().map(String::len).sum(),
             AttributeValue::Ns(s) => s.iter().map(|n| n.digits.len() / 2 + 2).sum(),
@@ -260,7 +273,9 @@ fn check_set<T>(set: &[T], eq: impl Fn(&T, &T) -> bool) -> Result<(), ApiError> 
     }
     for (i, a) in set.iter().enumerate() {
         if set[i + 1..].iter().any(|b| eq(a, b)) {
-            return Err(bad("One or more parameter values were invalid: Input collection contains duplicates"));
+            return Err(bad(
+                "One or more parameter values were invalid: Input collection contains duplicates",
+            ));
         }
     }
     Ok(())
@@ -269,12 +284,16 @@ fn check_set<T>(set: &[T], eq: impl Fn(&T, &T) -> bool) -> Result<(), ApiError> 
 /// Reads an item (`{"name": {"S": "x"}, …}`).
 pub fn item_from_wire(value: &Value) -> Result<Item, ApiError> {
     let object = value.as_object().ok_or_else(|| {
-        serialization(format!("an item must be an object of attribute name to AttributeValue, found {value}"))
+        serialization(format!(
+            "an item must be an object of attribute name to AttributeValue, found {value}"
+        ))
     })?;
     let mut item = Item::new();
     for (name, v) in object {
         if name.is_empty() {
-            return Err(bad("One or more parameter values were invalid: an attribute name is empty"));
+            return Err(bad(
+                "One or more parameter values were invalid: an attribute name is empty",
+            ));
         }
         item.insert(name.clone(), AttributeValue::from_wire(v)?);
     }
@@ -359,10 +378,16 @@ impl Number {
 
     fn checked(negative: bool, digits: Vec<u8>, exponent: i64) -> Result<Number, ApiError> {
         if digits.is_empty() {
-            return Ok(Number { negative: false, digits, exponent: 0 });
+            return Ok(Number {
+                negative: false,
+                digits,
+                exponent: 0,
+            });
         }
         if digits.len() > MAX_DIGITS {
-            return Err(bad("Attempting to store more than 38 significant digits in a Number"));
+            return Err(bad(
+                "Attempting to store more than 38 significant digits in a Number",
+            ));
         }
         if exponent > 126 {
             return Err(bad("Number overflow. Attempting to store a number with magnitude larger than supported range"));
@@ -370,13 +395,21 @@ impl Number {
         if exponent < -129 {
             return Err(bad("Number underflow. Attempting to store a number with magnitude smaller than supported range"));
         }
-        Ok(Number { negative, digits, exponent: exponent as i32 })
+        Ok(Number {
+            negative,
+            digits,
+            exponent: exponent as i32,
+        })
     }
 
     /// A whole number.
     pub fn from_usize(n: usize) -> Number {
         // A usize always parses.
-        Number::parse(&n.to_string()).unwrap_or(Number { negative: false, digits: Vec::new(), exponent: 0 })
+        Number::parse(&n.to_string()).unwrap_or(Number {
+            negative: false,
+            digits: Vec::new(),
+            exponent: 0,
+        })
     }
 
     /// `self + other`, exactly; overflow beyond DynamoDB's range is a `ValidationException`.
@@ -525,83 +558,5 @@ impl std::fmt::Display for Number {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn n(text: &str) -> Number {
-        Number::parse(text).unwrap()
-    }
-
-    #[test]
-    fn numbers_are_normalized_compared_and_added_exactly() {
-        assert_eq!(n("1.50"), n("15e-1"));
-        assert_eq!(n("1.50").to_string(), "1.5");
-        assert_eq!(n("-0.00100").to_string(), "-0.001");
-        assert_eq!(n("12e2").to_string(), "1200");
-        assert_eq!(n("-0").to_string(), "0");
-        assert!(n("-2") < n("-1.5"));
-        assert!(n("0.1") < n("0.11"));
-        assert!(n("9") < n("10"));
-        assert_eq!(n("0.1").add(&n("0.2")).unwrap(), n("0.3"));
-        assert_eq!(n("100").add(&n("-100.5")).unwrap(), n("-0.5"));
-        assert_eq!(n("-3").add(&n("5")).unwrap().to_string(), "2");
-        assert_eq!(n("99999999999999999999").add(&n("1")).unwrap().to_string(), "100000000000000000000");
-        for bad in ["", "-", "1x", "1e", "NaN", "Infinity", "1.2.3", " 1", "1e999999999"] {
-            assert!(Number::parse(bad).is_err(), "{bad:?}");
-        }
-        assert!(Number::parse(&"1".repeat(39)).is_err());
-        assert!(Number::parse("1e126").is_err());
-        assert!(Number::parse("1e-131").is_err());
-        assert!(Number::parse("9.9e125").is_ok());
-        let big = n(&format!("9.{}e125", "9".repeat(37)));
-        assert!(big.add(&big).is_err());
-    }
-
-    #[test]
-    fn every_type_round_trips_through_the_wire() {
-        let wire = json!({
-            "s": {"S": "text"}, "n": {"N": "1.50"}, "b": {"B": "AAEC"},
-            "t": {"BOOL": true}, "z": {"NULL": true},
-            "m": {"M": {"in": {"L": [{"S": "a"}, {"N": "2"}]}}},
-            "ss": {"SS": ["a", "b"]}, "ns": {"NS": ["1", "2.5"]}, "bs": {"BS": ["AA=="]}
-        });
-        let item = item_from_wire(&wire).unwrap();
-        assert_eq!(item["b"], AttributeValue::B(vec![0, 1, 2]));
-        let back = Value::Object(item_to_wire(&item));
-        let mut expected = wire.clone();
-        expected["n"] = json!({"N": "1.5"});
-        assert_eq!(back, expected);
-        // Sets are sets.
-        assert_eq!(
-            AttributeValue::from_wire(&json!({"SS": ["a", "b"]})).unwrap(),
-            AttributeValue::from_wire(&json!({"SS": ["b", "a"]})).unwrap()
-        );
-    }
-
-    #[test]
-    fn malformed_values_are_refused_with_what_is_wrong() {
-        for (wire, needle) in [
-            (json!({}), "empty"),
-            (json!({"S": "a", "N": "1"}), "more than one"),
-            (json!({"S": 5}), "must be a string"),
-            (json!({"N": "one"}), "numeric"),
-            (json!({"X": "a"}), "not an AttributeValue type"),
-            (json!({"NULL": false}), "true"),
-            (json!({"SS": []}), "empty"),
-            (json!({"SS": ["a", "a"]}), "duplicates"),
-            (json!({"NS": ["1", "1.0"]}), "duplicates"),
-            (json!({"B": "!!"}), "base64"),
-            (json!("S"), "must be an object"),
-        ] {
-            let err = AttributeValue::from_wire(&wire).unwrap_err();
-            assert!(err.message.contains(needle), "{wire}: {}", err.message);
-            assert_eq!(err.status, 400);
-        }
-        let mut deep = json!({"S": "x"});
-        for _ in 0..40 {
-            deep = json!({"L": [deep]});
-        }
-        assert!(AttributeValue::from_wire(&deep).unwrap_err().message.contains("Nesting"));
-    }
-}
+#[path = "attribute_tests.rs"]
+mod tests;

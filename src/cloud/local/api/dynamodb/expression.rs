@@ -13,9 +13,9 @@
 
 use super::super::ApiError;
 use super::attribute::AttributeValue;
-use serde_json::Value;
-use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
+pub use super::placeholders::Placeholders;
+use super::tokens::{syntax, tokenize, Tok};
+use std::collections::BTreeSet;
 
 /// One step of a document path.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -120,212 +120,6 @@ impl Update {
     }
 }
 
-/// `ExpressionAttributeNames` and `ExpressionAttributeValues`, and which of
-/// them the request's expressions used: DynamoDB refuses unused ones.
-#[derive(Debug, Default)]
-pub struct Placeholders {
-    names: HashMap<String, String>,
-    values: HashMap<String, AttributeValue>,
-    used_names: RefCell<BTreeSet<String>>,
-    used_values: RefCell<BTreeSet<String>>,
-}
-
-impl Placeholders {
-    /// Reads the request's `ExpressionAttributeNames`/`Values` (either may be absent).
-    pub fn from_request(body: &Value) -> Result<Placeholders, ApiError> {
-        let mut placeholders = Placeholders::default();
-        if let Some(names) = body.get("ExpressionAttributeNames").filter(|v| !v.is_null()) {
-            let names = names.as_object().ok_or_else(|| {
-                ApiError::new(400, "SerializationException", "ExpressionAttributeNames must be an object of #placeholder to attribute name")
-            })?;
-            for (k, v) in names {
-                let name = v.as_str().ok_or_else(|| {
-                    ApiError::new(400, "SerializationException", format!("ExpressionAttributeNames {k} must be a string"))
-                })?;
-                if !k.starts_with('#') || name.is_empty() {
-                    return Err(ApiError::validation(format!(
-                        "ExpressionAttributeNames contains invalid key or value: {k}: a key starts with '#' and names a non-empty attribute"
-                    )));
-                }
-                placeholders.names.insert(k.clone(), name.to_string());
-            }
-        }
-        if let Some(values) = body.get("ExpressionAttributeValues").filter(|v| !v.is_null()) {
-            let values = values.as_object().ok_or_else(|| {
-                ApiError::new(400, "SerializationException", "ExpressionAttributeValues must be an object of :placeholder to AttributeValue")
-            })?;
-            for (k, v) in values {
-                if !k.starts_with(':') {
-                    return Err(ApiError::validation(format!(
-                        "ExpressionAttributeValues contains invalid key: Syntax error; key: \"{k}\" (a key starts with ':')"
-                    )));
-                }
-                placeholders
-                    .values
-                    .insert(k.clone(), AttributeValue::from_wire(v)?);
-            }
-        }
-        Ok(placeholders)
-    }
-
-    fn name(&self, placeholder: &str) -> Result<String, ApiError> {
-        let name = self.names.get(placeholder).ok_or_else(|| {
-            ApiError::validation(format!(
-                "An expression attribute name used in the document path is not defined; attribute name: {placeholder}"
-            ))
-        })?;
-        self.used_names.borrow_mut().insert(placeholder.to_string());
-        Ok(name.clone())
-    }
-
-    fn value(&self, placeholder: &str) -> Result<AttributeValue, ApiError> {
-        let value = self.values.get(placeholder).ok_or_else(|| {
-            ApiError::validation(format!(
-                "An expression attribute value used in expression is not defined; attribute value: {placeholder}"
-            ))
-        })?;
-        self.used_values.borrow_mut().insert(placeholder.to_string());
-        Ok(value.clone())
-    }
-
-    /// After every expression of the request is parsed: an unused name or
-    /// value is a `ValidationException`, as on DynamoDB.
-    pub fn check_all_used(&self) -> Result<(), ApiError> {
-        let unused = |all: Vec<&String>, used: &BTreeSet<String>| -> Vec<String> {
-            let mut v: Vec<String> = all.into_iter().filter(|k| !used.contains(*k)).cloned().collect();
-            v.sort();
-            v
-        };
-        let names = unused(self.names.keys().collect(), &self.used_names.borrow());
-        if !names.is_empty() {
-            return Err(ApiError::validation(format!(
-                "Value provided in ExpressionAttributeNames unused in expressions: keys: {{{}}}",
-                names.join(", ")
-            )));
-        }
-        let values = unused(self.values.keys().collect(), &self.used_values.borrow());
-        if !values.is_empty() {
-            return Err(ApiError::validation(format!(
-                "Value provided in ExpressionAttributeValues unused in expressions: keys: {{{}}}",
-                values.join(", ")
-            )));
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    /// A bare word: an attribute name, keyword or function name.
-    Word(String),
-    /// `#name`.
-    Name(String),
-    /// `:value`.
-    Value(String),
-    /// Digits (list indexes).
-    Int(String),
-    Sym(&'static str),
-}
-
-impl std::fmt::Display for Tok {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Tok::Word(w) | Tok::Name(w) | Tok::Value(w) | Tok::Int(w) => f.write_str(w),
-            Tok::Sym(s) => f.write_str(s),
-        }
-    }
-}
-
-/// Longest expression accepted (DynamoDB's limit is 4 KB).
-const MAX_EXPRESSION: usize = 4096;
-
-fn tokenize(text: &str, kind: &str) -> Result<Vec<(Tok, usize)>, ApiError> {
-    if text.len() > MAX_EXPRESSION {
-        return Err(ApiError::validation(format!(
-            "Invalid {kind}: the expression is {} bytes, longer than DynamoDB's {MAX_EXPRESSION}",
-            text.len()
-        )));
-    }
-    let chars: Vec<(usize, char)> = text.char_indices().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    let word_char = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    while i < chars.len() {
-        let (at, c) = chars[i];
-        if c.is_whitespace() {
-            i += 1;
-            continue;
-        }
-        let take_word = |mut j: usize| {
-            while j < chars.len() && word_char(chars[j].1) {
-                j += 1;
-            }
-            j
-        };
-        let slice = |from: usize, to: usize| -> String { chars[from..to].iter().map(|(_, c)| c).collect() };
-        match c {
-            '#' | ':' => {
-                let end = take_word(i + 1);
-                if end == i + 1 {
-                    return Err(syntax(kind, &c.to_string(), text, at));
-                }
-                let word = slice(i, end);
-                out.push((if c == '#' { Tok::Name(word) } else { Tok::Value(word) }, at));
-                i = end;
-            }
-            c if c.is_ascii_digit() => {
-                let mut end = i;
-                while end < chars.len() && chars[end].1.is_ascii_digit() {
-                    end += 1;
-                }
-                if end < chars.len() && word_char(chars[end].1) {
-                    let end = take_word(end);
-                    out.push((Tok::Word(slice(i, end)), at));
-                    i = end;
-                } else {
-                    out.push((Tok::Int(slice(i, end)), at));
-                    i = end;
-                }
-            }
-            c if word_char(c) => {
-                let end = take_word(i);
-                out.push((Tok::Word(slice(i, end)), at));
-                i = end;
-            }
-            _ => {
-                let next = chars.get(i + 1).map(|(_, c)| *c);
-                let (sym, len): (&'static str, usize) = match (c, next) {
-                    ('<', Some('>')) => ("<>", 2),
-                    ('<', Some('=')) => ("<=", 2),
-                    ('>', Some('=')) => (">=", 2),
-                    ('<', _) => ("<", 1),
-                    ('>', _) => (">", 1),
-                    ('=', _) => ("=", 1),
-                    ('(', _) => ("(", 1),
-                    (')', _) => (")", 1),
-                    ('[', _) => ("[", 1),
-                    (']', _) => ("]", 1),
-                    (',', _) => (",", 1),
-                    ('.', _) => (".", 1),
-                    ('+', _) => ("+", 1),
-                    ('-', _) => ("-", 1),
-                    _ => return Err(syntax(kind, &c.to_string(), text, at)),
-                };
-                out.push((Tok::Sym(sym), at));
-                i += len;
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn syntax(kind: &str, token: &str, text: &str, at: usize) -> ApiError {
-    let near: String = text.get(at..).unwrap_or("").chars().take(24).collect();
-    ApiError::validation(format!(
-        "Invalid {kind}: Syntax error; token: \"{token}\", near: \"{near}\""
-    ))
-}
-
 struct Parser<'a> {
     toks: Vec<(Tok, usize)>,
     pos: usize,
@@ -342,7 +136,13 @@ impl<'a> Parser<'a> {
                 "Invalid {kind}: The expression can not be empty;"
             )));
         }
-        Ok(Parser { toks, pos: 0, text, kind, ph })
+        Ok(Parser {
+            toks,
+            pos: 0,
+            text,
+            kind,
+            ph,
+        })
     }
 
     fn peek(&self) -> Option<&Tok> {
@@ -359,7 +159,14 @@ impl<'a> Parser<'a> {
             None => ApiError::validation(format!(
                 "Invalid {}: Syntax error; token: <EOF>, near: \"{}\"",
                 self.kind,
-                self.text.chars().rev().take(24).collect::<Vec<_>>().into_iter().rev().collect::<String>()
+                self.text
+                    .chars()
+                    .rev()
+                    .take(24)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<String>()
             )),
         }
     }
@@ -416,7 +223,10 @@ impl<'a> Parser<'a> {
             } else if self.eat_sym("[") {
                 let index = match self.next() {
                     Some(Tok::Int(n)) => n.parse::<usize>().map_err(|_| {
-                        ApiError::validation(format!("Invalid {}: a list index {n} is too large", self.kind))
+                        ApiError::validation(format!(
+                            "Invalid {}: a list index {n} is too large",
+                            self.kind
+                        ))
                     })?,
                     _ => {
                         self.pos -= 1;
@@ -478,7 +288,9 @@ impl<'a> Parser<'a> {
             self.expect_sym(")")?;
             return Ok(inner);
         }
-        if let (Some(Tok::Word(name)), Some(Tok::Sym("("))) = (self.peek().cloned(), self.peek_at(1)) {
+        if let (Some(Tok::Word(name)), Some(Tok::Sym("("))) =
+            (self.peek().cloned(), self.peek_at(1))
+        {
             if name != "size" {
                 self.pos += 2;
                 let condition = match name.as_str() {
@@ -627,10 +439,16 @@ impl<'a> Parser<'a> {
     fn set_value(&mut self) -> Result<SetValue, ApiError> {
         let left = self.set_operand()?;
         if self.eat_sym("+") {
-            return Ok(SetValue::Plus(Box::new(left), Box::new(self.set_operand()?)));
+            return Ok(SetValue::Plus(
+                Box::new(left),
+                Box::new(self.set_operand()?),
+            ));
         }
         if self.eat_sym("-") {
-            return Ok(SetValue::Minus(Box::new(left), Box::new(self.set_operand()?)));
+            return Ok(SetValue::Minus(
+                Box::new(left),
+                Box::new(self.set_operand()?),
+            ));
         }
         Ok(left)
     }
@@ -715,80 +533,5 @@ pub fn parse_projection(text: &str, ph: &Placeholders) -> Result<Vec<Path>, ApiE
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn ph(body: Value) -> Placeholders {
-        Placeholders::from_request(&body).unwrap()
-    }
-
-    fn key(k: &str) -> PathElem {
-        PathElem::Key(k.into())
-    }
-
-    #[test]
-    fn conditions_parse_with_precedence_and_placeholders() {
-        let p = ph(json!({
-            "ExpressionAttributeNames": {"#s": "CrState"},
-            "ExpressionAttributeValues": {":w": {"S": "CR_WHITELISTED"}, ":n": {"N": "1"}}
-        }));
-        let c = parse_condition(
-            "attribute_exists(SerialNumber) AND NOT #s = :w OR a.b[2] < :n",
-            "ConditionExpression",
-            &p,
-        )
-        .unwrap();
-        let Condition::Or(left, right) = c else { panic!("{c:?}") };
-        assert!(matches!(*left, Condition::And(_, _)));
-        let Condition::Compare(Operand::Path(path), Comparator::Lt, _) = *right else { panic!() };
-        assert_eq!(path.0, vec![key("a"), key("b"), PathElem::Index(2)]);
-        p.check_all_used().unwrap();
-        let c = parse_condition("(x BETWEEN :n AND :n) and size(y) >= :n AND x IN (:n, :n)", "FilterExpression", &p).unwrap();
-        assert!(matches!(c, Condition::And(_, _)));
-    }
-
-    #[test]
-    fn bad_expressions_say_what_and_where() {
-        let p = ph(json!({"ExpressionAttributeValues": {":v": {"S": "x"}}}));
-        for (text, needle) in [
-            ("a = ", "<EOF>"),
-            ("a == :v", "token: \"=\""),
-            ("a = :missing", "not defined; attribute value: :missing"),
-            ("#nope = :v", "attribute name: #nope"),
-            ("frobnicate(a)", "Invalid function name; function: frobnicate"),
-            ("", "can not be empty"),
-            ("a = :v)", "token: \")\""),
-            ("a ! :v", "token: \"!\""),
-        ] {
-            let err = parse_condition(text, "ConditionExpression", &p).unwrap_err();
-            assert!(err.message.contains(needle), "{text:?}: {}", err.message);
-            assert!(err.message.contains("ConditionExpression") || needle.contains("not defined") || needle.contains("#nope"), "{}", err.message);
-            assert_eq!(err.code, "ValidationException");
-        }
-        let unused = ph(json!({"ExpressionAttributeValues": {":v": {"S": "x"}, ":u": {"S": "y"}}}));
-        parse_condition("a = :v", "ConditionExpression", &unused).unwrap();
-        assert!(unused.check_all_used().unwrap_err().message.contains("unused in expressions: keys: {:u}"));
-    }
-
-    #[test]
-    fn updates_parse_each_clause_once_without_overlaps() {
-        let p = ph(json!({"ExpressionAttributeValues": {":one": {"N": "1"}, ":l": {"L": []}, ":s": {"SS": ["a"]}}}));
-        let u = parse_update(
-            "SET n = if_not_exists(n, :one) + :one, l = list_append(l, :l) REMOVE gone, other[1] ADD c :one DELETE tags :s",
-            &p,
-        )
-        .unwrap();
-        assert_eq!(u.set.len(), 2);
-        assert_eq!(u.remove.len(), 2);
-        assert_eq!(u.add.len(), 1);
-        assert_eq!(u.delete.len(), 1);
-        assert!(parse_update("SET a = :one SET b = :one", &p).unwrap_err().message.contains("only be used once"));
-        assert!(parse_update("SET a = :one REMOVE a.b", &p).unwrap_err().message.contains("overlap"));
-        assert!(parse_update("UPSERT a = :one", &p).unwrap_err().message.contains("UPSERT"));
-        assert_eq!(
-            parse_projection("a, b.c[0]", &p).unwrap(),
-            vec![Path(vec![key("a")]), Path(vec![key("b"), key("c"), PathElem::Index(0)])]
-        );
-    }
-}
+#[path = "expression_tests.rs"]
+mod tests;
