@@ -1,5 +1,8 @@
 //! The MQTT traffic pane: every packet in and out, and the cloud's actions
-//! between them (JITP, rules, the rotation function, registry changes).
+//! between them (JITP, rules, the rotation function, registry changes) —
+//! and the calls to the local cloud's AWS API (`API  iot:RegisterCACertificate
+//! 200  3 ms`, `type:api` filters them), so a workshop watches the AWS
+//! calls happen next to the MQTT packets.
 //!
 //! History is a bounded ring buffer: when it is full the oldest rows go and
 //! are counted, so a 10,000-device run can't grow memory without bound.
@@ -396,6 +399,7 @@ fn kind_columns(kind: &EventKind, theme: &Theme) -> (&'static str, String, Strin
             ("←", (*packet).into(), size.to_string(), theme.text())
         }
         EventKind::Connection => ("·", "CONN".into(), String::new(), theme.busy()),
+        EventKind::Api { .. } => ("⇄", "API".into(), String::new(), theme.title()),
         other => ("·", other.label(), String::new(), theme.action()),
     }
 }
@@ -403,6 +407,25 @@ fn kind_columns(kind: &EventKind, theme: &Theme) -> (&'static str, String, Strin
 fn traffic_row<'a>(ev: &'a CloudEvent, theme: &Theme) -> Row<'a> {
     let (dir, kind, size, style) = kind_columns(&ev.kind, theme);
     let summary_style = if is_refusal(ev) { theme.bad() } else { style };
+    if let EventKind::Api {
+        service,
+        operation,
+        status,
+        millis,
+    } = &ev.kind
+    {
+        // `API  iot:RegisterCACertificate  200  3 ms`: the operation where
+        // a packet's topic goes, the HTTP status where its size goes.
+        return Row::new(vec![
+            Line::from(Span::styled(clock_time(ev.at), theme.dim())),
+            Line::from(dir),
+            Line::from("-"),
+            Line::from(Span::styled(kind, style)),
+            Line::from(format!("{service}:{operation}")),
+            Line::from(Span::styled(status.to_string(), summary_style)),
+            Line::from(Span::styled(format!("{millis} ms"), theme.dim())),
+        ]);
+    }
     Row::new(vec![
         Line::from(Span::styled(clock_time(ev.at), theme.dim())),
         Line::from(dir),
@@ -416,6 +439,9 @@ fn traffic_row<'a>(ev: &'a CloudEvent, theme: &Theme) -> Row<'a> {
 
 /// True for refusals and failures, which the pane shows in red.
 pub fn is_refusal(ev: &CloudEvent) -> bool {
+    if let EventKind::Api { status, .. } = &ev.kind {
+        return *status >= 400;
+    }
     let s = ev.summary.to_ascii_lowercase();
     s.contains("refused") || s.contains("denied") || s.contains("failed") || s.contains("error")
 }
