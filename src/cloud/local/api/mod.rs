@@ -34,6 +34,7 @@ pub mod dynamodb;
 pub mod cloudformation;
 pub mod s3;
 pub mod lambda;
+pub mod xml;
 
 use super::LocalCloud;
 use bytes::Bytes;
