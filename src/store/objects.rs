@@ -108,8 +108,7 @@ fn bucket_not_found(name: &str) -> StoreError {
     }
 }
 
-const OBJECT_COLUMNS: &str =
-    "bucket, key, size, etag, content_type, metadata, last_modified, blob";
+const OBJECT_COLUMNS: &str = "bucket, key, size, etag, content_type, metadata, last_modified, blob";
 
 fn object_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectMeta> {
     Ok(ObjectMeta {
@@ -308,7 +307,11 @@ impl Store {
     /// Commits `staged` as the object `object.bucket`/`object.key` (its
     /// `blob` is filled in here), replacing any object of that key.
     /// `NotFound` when the bucket does not exist.
-    pub fn put_object(&self, mut object: ObjectMeta, staged: StagedBody) -> StoreResult<ObjectMeta> {
+    pub fn put_object(
+        &self,
+        mut object: ObjectMeta,
+        staged: StagedBody,
+    ) -> StoreResult<ObjectMeta> {
         object.blob = self.settle(staged)?;
         let result = self.with_tx(|tx| self.replace_object_row(tx, &object));
         let old = self.finish_write(result, &object.blob)?;
@@ -461,7 +464,8 @@ impl Store {
                  WHERE bucket = ?1 AND key > ?2 AND substr(key, 1, length(?3)) = ?3
                  ORDER BY key LIMIT ?4"
             ))?;
-            let rows = stmt.query_map(rusqlite::params![bucket, after, prefix, limit], object_row)?;
+            let rows =
+                stmt.query_map(rusqlite::params![bucket, after, prefix, limit], object_row)?;
             rows.collect()
         })
     }
@@ -606,7 +610,11 @@ impl Store {
     }
 
     /// Deletes an upload's rows; returns its parts' blobs.
-    fn take_upload(&self, tx: &rusqlite::Transaction<'_>, upload: &str) -> StoreResult<Vec<String>> {
+    fn take_upload(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        upload: &str,
+    ) -> StoreResult<Vec<String>> {
         let sql = |e| self.sql_error(e);
         let mut stmt = tx
             .prepare("SELECT blob FROM s3_parts WHERE upload = ?1")
@@ -630,6 +638,3 @@ impl Store {
         Ok(blobs)
     }
 }
-
-#[cfg(test)]
-mod tests;

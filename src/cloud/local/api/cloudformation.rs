@@ -281,7 +281,11 @@ fn check_stack_name(name: &str) -> Result<(), ApiError> {
 
 /// The template text: `TemplateBody`, `TemplateURL` (an object of this
 /// local S3) or, for updates, `UsePreviousTemplate`.
-fn template_text(ctx: &ApiContext, form: &Form, previous: Option<&Stack>) -> Result<String, ApiError> {
+fn template_text(
+    ctx: &ApiContext,
+    form: &Form,
+    previous: Option<&Stack>,
+) -> Result<String, ApiError> {
     if let Some(body) = form.get("TemplateBody").filter(|b| !b.is_empty()) {
         if body.len() > MAX_TEMPLATE_BODY {
             return Err(validation(format!(
@@ -295,7 +299,9 @@ fn template_text(ctx: &ApiContext, form: &Form, previous: Option<&Stack>) -> Res
     }
     if form.flag("UsePreviousTemplate") {
         return previous.map(|s| s.template.clone()).ok_or_else(|| {
-            validation("UsePreviousTemplate needs an existing stack; pass TemplateBody or TemplateURL")
+            validation(
+                "UsePreviousTemplate needs an existing stack; pass TemplateBody or TemplateURL",
+            )
         });
     }
     Err(validation(
@@ -461,7 +467,9 @@ fn check_capabilities(form: &Form, summary: &TemplateSummary, doc: &Value) -> Re
         return Ok(());
     };
     let given = form.list("Capabilities");
-    let ok = given.iter().any(|c| c == needed || c == "CAPABILITY_NAMED_IAM");
+    let ok = given
+        .iter()
+        .any(|c| c == needed || c == "CAPABILITY_NAMED_IAM");
     if ok {
         Ok(())
     } else {

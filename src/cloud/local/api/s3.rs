@@ -164,7 +164,10 @@ impl Service for S3 {
         {
             return Err(ApiError::unknown_operation(
                 "s3",
-                &format!("the `{sub}` sub-resource ({} {})", request.method, request.path),
+                &format!(
+                    "the `{sub}` sub-resource ({} {})",
+                    request.method, request.path
+                ),
             ));
         }
         let t = target(request);
@@ -273,7 +276,10 @@ fn no_such_key(bucket: &str, key: &str) -> ApiError {
 fn store_error(bucket: &str, e: StoreError) -> ApiError {
     match e {
         StoreError::NotFound { kind: "bucket", .. } => no_such_bucket(bucket),
-        StoreError::NotFound { kind: "upload", name } => no_such_upload(&name),
+        StoreError::NotFound {
+            kind: "upload",
+            name,
+        } => no_such_upload(&name),
         other => ApiError::internal(other),
     }
 }
@@ -344,7 +350,11 @@ fn create_bucket(ctx: &ApiContext, request: &ApiRequest, bucket: &str) -> ApiRes
             .unwrap_or(LOCAL_REGION)
             .to_string()
     };
-    if !ctx.cloud.store().create_bucket(bucket, &region, now_millis())? {
+    if !ctx
+        .cloud
+        .store()
+        .create_bucket(bucket, &region, now_millis())?
+    {
         return Err(ApiError::new(
             409,
             "BucketAlreadyOwnedByYou",
@@ -374,7 +384,11 @@ fn delete_bucket(ctx: &ApiContext, bucket: &str) -> ApiResult {
 fn get_bucket_location(ctx: &ApiContext, bucket: &str) -> ApiResult {
     let b = require_bucket(ctx, bucket)?;
     // us-east-1 is the empty constraint, as on AWS.
-    let region = if b.region == "us-east-1" { "" } else { &b.region };
+    let region = if b.region == "us-east-1" {
+        ""
+    } else {
+        &b.region
+    };
     let mut x = Xml::document();
     x.open_ns("LocationConstraint", NAMESPACE);
     let mut body = x.finish();
@@ -474,11 +488,19 @@ fn list_objects(ctx: &ApiContext, request: &ApiRequest, bucket: &str, v2: bool) 
     let max = match request.query_param("max-keys") {
         None => MAX_KEYS,
         Some(n) => n.parse::<usize>().map(|n| n.min(MAX_KEYS)).map_err(|_| {
-            ApiError::new(400, "InvalidArgument", format!("max-keys must be a number, not `{n}`"))
+            ApiError::new(
+                400,
+                "InvalidArgument",
+                format!("max-keys must be a number, not `{n}`"),
+            )
         })?,
     };
-    let token = request.query_param("continuation-token").filter(|t| !t.is_empty());
-    let start_after = request.query_param(if v2 { "start-after" } else { "marker" }).unwrap_or("");
+    let token = request
+        .query_param("continuation-token")
+        .filter(|t| !t.is_empty());
+    let start_after = request
+        .query_param(if v2 { "start-after" } else { "marker" })
+        .unwrap_or("");
     let after = match token {
         Some(t) if v2 => key_from_token(t)?,
         _ => start_after.to_string(),
@@ -491,9 +513,12 @@ fn list_objects(ctx: &ApiContext, request: &ApiRequest, bucket: &str, v2: bool) 
         .leaf_opt("Delimiter", delimiter)
         .leaf("IsTruncated", page.next.is_some().to_string());
     if v2 {
-        x.leaf("KeyCount", (page.contents.len() + page.prefixes.len()).to_string())
-            .leaf_opt("ContinuationToken", token)
-            .leaf_opt("NextContinuationToken", page.next.as_deref().map(token_for));
+        x.leaf(
+            "KeyCount",
+            (page.contents.len() + page.prefixes.len()).to_string(),
+        )
+        .leaf_opt("ContinuationToken", token)
+        .leaf_opt("NextContinuationToken", page.next.as_deref().map(token_for));
         if !start_after.is_empty() {
             x.leaf("StartAfter", start_after);
         }
@@ -513,7 +538,9 @@ fn list_objects(ctx: &ApiContext, request: &ApiRequest, bucket: &str, v2: bool) 
             .close("Contents");
     }
     for p in &page.prefixes {
-        x.open("CommonPrefixes").leaf("Prefix", p).close("CommonPrefixes");
+        x.open("CommonPrefixes")
+            .leaf("Prefix", p)
+            .close("CommonPrefixes");
     }
     Ok(xml_answer("ListBucketResult", x))
 }

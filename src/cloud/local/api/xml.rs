@@ -22,7 +22,8 @@ impl Xml {
 
     /// `<tag xmlns="ns">`.
     pub fn open_ns(&mut self, tag: &str, namespace: &str) -> &mut Xml {
-        self.0.push_str(&format!("<{tag} xmlns=\"{}\">", xml_escape(namespace)));
+        self.0
+            .push_str(&format!("<{tag} xmlns=\"{}\">", xml_escape(namespace)));
         self
     }
 
@@ -130,7 +131,10 @@ mod tests {
     #[test]
     fn text_is_escaped() {
         let mut x = Xml::new();
-        x.open("A").leaf("B", "<&>").leaf_opt("C", None::<&str>).close("A");
+        x.open("A")
+            .leaf("B", "<&>")
+            .leaf_opt("C", None::<&str>)
+            .close("A");
         assert_eq!(x.finish(), "<A><B>&lt;&amp;&gt;</B></A>");
     }
 }

@@ -31,7 +31,12 @@ pub fn record_refused_deploy(
         .as_ref()
         .is_none_or(|s| s.status == ROLLBACK_COMPLETE);
     let (phase, verb, rolling_back, rolled_back) = if creating {
-        ("CREATE", "create", "ROLLBACK_IN_PROGRESS", ROLLBACK_COMPLETE)
+        (
+            "CREATE",
+            "create",
+            "ROLLBACK_IN_PROGRESS",
+            ROLLBACK_COMPLETE,
+        )
     } else {
         (
             "UPDATE",

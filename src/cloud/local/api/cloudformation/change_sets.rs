@@ -32,7 +32,11 @@ fn not_found(name: &str) -> ApiError {
 }
 
 /// The change set named by `ChangeSetName` (a name with `stack`, or its ARN).
-pub(super) fn find(ctx: &ApiContext, change_set: &str, stack: Option<&str>) -> Result<ChangeSet, ApiError> {
+pub(super) fn find(
+    ctx: &ApiContext,
+    change_set: &str,
+    stack: Option<&str>,
+) -> Result<ChangeSet, ApiError> {
     let store = ctx.cloud.store();
     let found = if change_set.starts_with("arn:") {
         store.get_change_set_by_id(change_set)?
@@ -183,7 +187,8 @@ fn action_word(action: ChangeAction) -> &'static str {
 
 pub(super) fn describe_change_set(ctx: &ApiContext, form: &Form) -> Answer {
     let cs = named(ctx, form)?;
-    let changes: Vec<ResourceChange> = serde_json::from_value(cs.changes.clone()).unwrap_or_default();
+    let changes: Vec<ResourceChange> =
+        serde_json::from_value(cs.changes.clone()).unwrap_or_default();
     let declared = stack::summarize(&cs.template).ok();
     let mut x = Xml::new();
     x.leaf("ChangeSetName", &cs.name)
@@ -237,8 +242,7 @@ pub(super) fn describe_change_set(ctx: &ApiContext, form: &Form) -> Answer {
             .close("ResourceChange")
             .close("member");
     }
-    x.close("Changes")
-        .leaf("IncludeNestedStacks", "false");
+    x.close("Changes").leaf("IncludeNestedStacks", "false");
     Ok(Some(x))
 }
 

@@ -103,7 +103,10 @@ fn status_reason(ctx: &ApiContext, stack: &Stack) -> Result<Option<String>, ApiE
     if !(stack.status.contains("FAILED") || stack.status.contains("ROLLBACK")) {
         return Ok(None);
     }
-    let events = ctx.cloud.store().list_stack_events(&stack.name, MAX_EVENTS)?;
+    let events = ctx
+        .cloud
+        .store()
+        .list_stack_events(&stack.name, MAX_EVENTS)?;
     Ok(events
         .into_iter()
         .rev()
@@ -255,7 +258,11 @@ fn write_resource(x: &mut Xml, stack: &Stack, r: &crate::model::StackResource, d
         .leaf("PhysicalResourceId", &r.physical_id)
         .leaf("ResourceType", &r.resource_type)
         .leaf(
-            if detail { "LastUpdatedTimestamp" } else { "Timestamp" },
+            if detail {
+                "LastUpdatedTimestamp"
+            } else {
+                "Timestamp"
+            },
             iso8601(stack.updated_at),
         )
         .leaf("ResourceStatus", &r.status)

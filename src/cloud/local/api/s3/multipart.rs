@@ -15,7 +15,12 @@ use md5::{Digest, Md5};
 const PART_NUMBERS: std::ops::RangeInclusive<u32> = 1..=10_000;
 
 /// The upload `uploadId` names, which must be for `bucket`/`key`.
-fn upload(ctx: &ApiContext, request: &ApiRequest, bucket: &str, key: &str) -> Result<Upload, ApiError> {
+fn upload(
+    ctx: &ApiContext,
+    request: &ApiRequest,
+    bucket: &str,
+    key: &str,
+) -> Result<Upload, ApiError> {
     let id = request.query_param("uploadId").unwrap_or_default();
     require_bucket(ctx, bucket)?;
     match ctx.cloud.store().get_upload(id)? {
@@ -46,7 +51,12 @@ pub(super) fn create(ctx: &ApiContext, request: &ApiRequest, bucket: &str, key: 
     Ok(xml_answer("InitiateMultipartUploadResult", x))
 }
 
-pub(super) fn upload_part(ctx: &ApiContext, request: &ApiRequest, bucket: &str, key: &str) -> ApiResult {
+pub(super) fn upload_part(
+    ctx: &ApiContext,
+    request: &ApiRequest,
+    bucket: &str,
+    key: &str,
+) -> ApiResult {
     let number = request
         .query_param("partNumber")
         .and_then(|n| n.parse::<u32>().ok())
@@ -128,7 +138,12 @@ fn chosen_parts(request: &ApiRequest, uploaded: &[Part]) -> Result<Vec<Part>, Ap
     Ok(chosen)
 }
 
-pub(super) fn complete(ctx: &ApiContext, request: &ApiRequest, bucket: &str, key: &str) -> ApiResult {
+pub(super) fn complete(
+    ctx: &ApiContext,
+    request: &ApiRequest,
+    bucket: &str,
+    key: &str,
+) -> ApiResult {
     let upload = upload(ctx, request, bucket, key)?;
     let store = ctx.cloud.store();
     let uploaded = store.list_parts(&upload.id)?;
@@ -173,7 +188,12 @@ pub(super) fn abort(ctx: &ApiContext, request: &ApiRequest, bucket: &str, key: &
     Ok(ApiResponse::empty(204))
 }
 
-pub(super) fn list_parts(ctx: &ApiContext, request: &ApiRequest, bucket: &str, key: &str) -> ApiResult {
+pub(super) fn list_parts(
+    ctx: &ApiContext,
+    request: &ApiRequest,
+    bucket: &str,
+    key: &str,
+) -> ApiResult {
     let upload = upload(ctx, request, bucket, key)?;
     let parts = ctx.cloud.store().list_parts(&upload.id)?;
     let mut x = Xml::new();

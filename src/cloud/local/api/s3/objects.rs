@@ -1,9 +1,7 @@
 //! Objects: put (with `Content-MD5` checked), get (ranges, `If-Match`),
 //! head, copy, delete one or many.
 
-use super::{
-    no_such_key, require_bucket, store_error, xml_answer, xml_body, MAX_PUT_SIZE,
-};
+use super::{no_such_key, require_bucket, store_error, xml_answer, xml_body, MAX_PUT_SIZE};
 use crate::cloud::local::api::xml::{http_date, iso8601, Xml};
 use crate::cloud::local::api::{ApiContext, ApiError, ApiRequest, ApiResponse, ApiResult};
 use crate::model::now_millis;
@@ -20,13 +18,20 @@ const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
 
 pub(super) fn check_key(key: &str) -> Result<(), ApiError> {
     if key.is_empty() {
-        return Err(ApiError::new(400, "InvalidArgument", "the object key is empty"));
+        return Err(ApiError::new(
+            400,
+            "InvalidArgument",
+            "the object key is empty",
+        ));
     }
     if key.len() > MAX_KEY_LEN {
         return Err(ApiError::new(
             400,
             "KeyTooLongError",
-            format!("Your key is too long: {} bytes, at most {MAX_KEY_LEN}", key.len()),
+            format!(
+                "Your key is too long: {} bytes, at most {MAX_KEY_LEN}",
+                key.len()
+            ),
         ));
     }
     Ok(())
@@ -50,7 +55,10 @@ pub(super) fn user_metadata(request: &ApiRequest) -> Map<String, Value> {
         .iter()
         .filter_map(|(name, value)| {
             let name = name.as_str().strip_prefix("x-amz-meta-")?;
-            Some((name.to_string(), Value::String(value.to_str().ok()?.to_string())))
+            Some((
+                name.to_string(),
+                Value::String(value.to_str().ok()?.to_string()),
+            ))
         })
         .collect()
 }
@@ -80,7 +88,12 @@ pub(super) fn check_content_md5(request: &ApiRequest, md5: &[u8; 16]) -> Result<
     }
 }
 
-pub(super) fn put_object(ctx: &ApiContext, request: &ApiRequest, bucket: &str, key: &str) -> ApiResult {
+pub(super) fn put_object(
+    ctx: &ApiContext,
+    request: &ApiRequest,
+    bucket: &str,
+    key: &str,
+) -> ApiResult {
     check_key(key)?;
     check_body_size(request.body.len())?;
     require_bucket(ctx, bucket)?;
@@ -114,7 +127,9 @@ fn range(request: &ApiRequest, size: u64) -> Result<Option<(u64, u64)>, ApiError
         ApiError::new(
             416,
             "InvalidRange",
-            format!("The requested range `{spec}` is not satisfiable (the object has {size} bytes)"),
+            format!(
+                "The requested range `{spec}` is not satisfiable (the object has {size} bytes)"
+            ),
         )
     };
     let Some(spec) = spec.trim().strip_prefix("bytes=") else {
@@ -166,7 +181,9 @@ fn object_headers(mut response: ApiResponse, o: &ObjectMeta) -> ApiResponse {
         .with_header("accept-ranges", "bytes")
         .with_header(
             "content-type",
-            o.content_type.clone().unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into()),
+            o.content_type
+                .clone()
+                .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into()),
         );
     for (name, value) in &o.metadata {
         if let Some(value) = value.as_str() {
@@ -243,7 +260,12 @@ fn copy_source(request: &ApiRequest) -> Result<(String, String), ApiError> {
     }
 }
 
-pub(super) fn copy_object(ctx: &ApiContext, request: &ApiRequest, bucket: &str, key: &str) -> ApiResult {
+pub(super) fn copy_object(
+    ctx: &ApiContext,
+    request: &ApiRequest,
+    bucket: &str,
+    key: &str,
+) -> ApiResult {
     check_key(key)?;
     let (src_bucket, src_key) = copy_source(request)?;
     require_bucket(ctx, &src_bucket)?;
@@ -307,10 +329,15 @@ pub(super) fn delete_objects(ctx: &ApiContext, request: &ApiRequest, bucket: &st
         return Err(ApiError::new(
             400,
             "MalformedXML",
-            format!("Delete names {} objects; name 1 to {MAX_DELETE_KEYS}", doc.groups.len()),
+            format!(
+                "Delete names {} objects; name 1 to {MAX_DELETE_KEYS}",
+                doc.groups.len()
+            ),
         ));
     }
-    let quiet = doc.leaf("Quiet").is_some_and(|q| q.eq_ignore_ascii_case("true"));
+    let quiet = doc
+        .leaf("Quiet")
+        .is_some_and(|q| q.eq_ignore_ascii_case("true"));
     let store = ctx.cloud.store();
     let mut x = Xml::new();
     for object in &doc.groups {

@@ -152,7 +152,12 @@ mod tests {
             b"\xff\xfe<A/>",
         ] {
             let err = read(body, "Part").unwrap_err();
-            assert_eq!(err.code, "MalformedXML", "{:?}", String::from_utf8_lossy(body));
+            assert_eq!(
+                err.code,
+                "MalformedXML",
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 }

@@ -1,2 +1,0 @@
-//! Tests.
-use super::*;
