@@ -253,7 +253,14 @@ fn dispatch(ctx: &ApiContext, operation: &'static str, request: &ApiRequest) -> 
 fn xml_answer(root: &str, body: Xml) -> ApiResponse {
     let mut x = Xml::document();
     x.open_ns(root, NAMESPACE).append(body).close(root);
-    ApiResponse::xml(x.finish()).with_header("content-type", "application/xml")
+    application_xml(x.finish())
+}
+
+/// A 200 with an XML body typed `application/xml`, as S3 answers.
+fn application_xml(body: String) -> ApiResponse {
+    let mut response = ApiResponse::xml(body);
+    response.headers = vec![("content-type".into(), "application/xml".into())];
+    response
 }
 
 fn no_such_bucket(bucket: &str) -> ApiError {
@@ -394,7 +401,7 @@ fn get_bucket_location(ctx: &ApiContext, bucket: &str) -> ApiResult {
     let mut body = x.finish();
     body.push_str(&super::xml_escape(region));
     body.push_str("</LocationConstraint>");
-    Ok(ApiResponse::xml(body).with_header("content-type", "application/xml"))
+    Ok(application_xml(body))
 }
 
 /// A continuation token: the last key listed, base64 (opaque to clients).
