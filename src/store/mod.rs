@@ -11,14 +11,18 @@
 //! - `params.rs`   the parameter store ("SSM"); SecureString values sealed by `keyring.rs`
 //! - `keyring.rs`  the local KMS: an AEAD key in a 0600 master-key file
 //! - `stacks.rs`   stacks, their resources and events ("CloudFormation")
+//! - `change_sets.rs` CloudFormation change sets awaiting execution
+//! - `objects.rs`  the local S3: buckets, objects (bodies as files), multipart uploads
 //! - `events.rs`   the append-only event log
 //!
 //! Every method is synchronous and short; callers on async tasks use
 //! `tokio::task::spawn_blocking` for batches.
 
+mod change_sets;
 mod events;
 mod function_packages;
 mod keyring;
+mod objects;
 mod params;
 mod policies;
 mod registry;
@@ -26,8 +30,10 @@ mod rules;
 mod stacks;
 mod tables;
 
+pub use change_sets::ChangeSet;
 pub use function_packages::{FunctionPackage, FunctionSettings};
 pub use keyring::Keyring;
+pub use objects::{Bucket, ObjectMeta, Part, StagedBody, Upload, OBJECTS_DIR};
 pub use params::StoredParameter;
 pub use tables::{ItemTx, TableSchema};
 
@@ -241,6 +247,57 @@ const MIGRATIONS: &[&str] = &[
         memory_size INTEGER,
         description TEXT,
         last_modified INTEGER NOT NULL
+    );
+    "#,
+    // v3 (the AWS API's CloudFormation and S3): change sets; S3 buckets,
+    // objects and multipart uploads (bodies are files, see objects.rs).
+    r#"
+    CREATE TABLE change_sets (
+        id TEXT PRIMARY KEY,                 -- its ARN
+        name TEXT NOT NULL,
+        stack TEXT NOT NULL,
+        kind TEXT NOT NULL,                  -- CREATE | UPDATE
+        status TEXT NOT NULL,
+        status_reason TEXT,
+        execution_status TEXT NOT NULL,
+        template TEXT NOT NULL,
+        parameters TEXT NOT NULL,            -- JSON object
+        changes TEXT NOT NULL,               -- JSON list
+        description TEXT,
+        created_at INTEGER NOT NULL,
+        UNIQUE (stack, name)
+    );
+    CREATE TABLE s3_buckets (
+        name TEXT PRIMARY KEY,
+        region TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE s3_objects (
+        bucket TEXT NOT NULL,
+        key TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        etag TEXT NOT NULL,
+        content_type TEXT,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        last_modified INTEGER NOT NULL,
+        blob TEXT NOT NULL,                  -- file name in <data-dir>/objects
+        PRIMARY KEY (bucket, key)
+    );
+    CREATE TABLE s3_uploads (
+        id TEXT PRIMARY KEY,
+        bucket TEXT NOT NULL,
+        key TEXT NOT NULL,
+        content_type TEXT,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        initiated INTEGER NOT NULL
+    );
+    CREATE TABLE s3_parts (
+        upload TEXT NOT NULL,
+        part_number INTEGER NOT NULL,
+        blob TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        etag TEXT NOT NULL,
+        PRIMARY KEY (upload, part_number)
     );
     "#,
 ];

@@ -7,11 +7,13 @@
 //! `control/status.rs` reading everything back and `certs_etc.py --delete`.
 
 mod init;
+mod stacks;
 
 pub(crate) use init::has_valid_credentials;
 mod status;
 
 pub use init::{MANUFACTURER_CA_LABEL, VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER};
+pub use stacks::StackOutcome;
 
 use super::datadir::{DataDir, DataDirLock};
 use super::endpoint::EndpointControl;
