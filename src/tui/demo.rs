@@ -67,7 +67,7 @@ pub const STEPS: [DemoStep; 8] = [
     },
     DemoStep {
         title: "3b. Create the manufacturer cert",
-        narration: "The device makes a NEW key and publishes its CSR to /cert-rotation/create-man-cert/<serial>/rqst. The Lambda signs it with the Manufacturer CA key from the parameter store, registers the cert ACTIVE, attaches the rotation-complete policy and the thing, writes CR_MAN_CERT_CREATED and answers on .../rspn.",
+        narration: "The device makes a NEW key and publishes its CSR to /cert-rotation/create-man-cert/<serial>/rqst. The Lambda signs it with the Manufacturer CA key from the parameter store, registers the cert ACTIVE, attaches the rotation-complete policy and the thing, writes CR_MAN_CERT_CREATED and answers on .../rspn. The sample's own device builds its CSR from the vendor key instead: with the stack's CsrKeyReuse=refuse (the default) the Lambda answers {\"error\": {\"code\": \"csr_reuses_vendor_key\"}} and the device stops; with CsrKeyReuse=warn it signs, as the sample does, and the event is marked INSECURE (a stolen factory key would also hold the new identity).",
         aws: "mqtt_client.py --create_cert (Lambda: ssm get-parameter --with-decryption, iot register-certificate, attach-policy, attach-thing-principal, dynamodb update-item)",
         action: Some(DemoAction::StepFirstDevice),
     },

@@ -108,9 +108,14 @@ impl LocalCloud {
         )
     }
 
-    fn invoke(&self, event: Value) -> Outcome {
+    pub(super) fn invoke(&self, event: Value) -> Outcome {
+        self.invoke_configured(event, &self.function.config())
+    }
+
+    /// One invocation with the stack's settings `config` (its environment).
+    pub(super) fn invoke_configured(&self, event: Value, config: &RotationConfig) -> Outcome {
         self.function
-            .handle(&event, self.published.as_ref())
+            .handle_configured(&event, config, self.published.as_ref())
             .expect("the function runs")
             .outcome
     }
@@ -133,7 +138,7 @@ impl LocalCloud {
     }
 
     /// The rule's output for `$aws/events/certificates/registered/<caId>`.
-    fn registered_event(&self, cert_id: &str) -> Outcome {
+    pub(super) fn registered_event(&self, cert_id: &str) -> Outcome {
         self.invoke(json!({
             "data": {
                 "certificateId": cert_id,
@@ -165,7 +170,7 @@ impl LocalCloud {
         }))
     }
 
-    fn refusals(&self, subject: &str) -> Vec<Value> {
+    pub(super) fn refusals(&self, subject: &str) -> Vec<Value> {
         self.store
             .list_events_for(subject, 100)
             .expect("events")
@@ -174,6 +179,11 @@ impl LocalCloud {
             .map(|e| e.detail)
             .collect()
     }
+}
+
+/// The function under `cloud`, to call it directly.
+pub(super) fn function_of(cloud: &LocalCloud) -> Arc<RotationFunction> {
+    Arc::clone(&cloud.function)
 }
 
 fn refused_code(outcome: &Outcome) -> &'static str {
@@ -474,6 +484,7 @@ async fn the_rules_engine_invokes_it_by_handler_name() {
                 "client_id": SERIAL,
                 "cert_id": pki().vendor.id,
             }),
+            serde_json::Map::new(),
             publisher,
         )
         .await
