@@ -219,10 +219,21 @@ fn openssl_v1(dir: &Path, cn: &str, ca_pem: &Path, ca_key: &Path) -> (String, St
         let out = Command::new("openssl").args(args).output().expect("openssl");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     };
-    let s = |t: &str| std::ffi::OsString::from(t);
-    run(&[&s("ecparam"), &s("-name"), &s("prime256v1"), &s("-genkey"), &s("-noout"), &s("-out"), key.as_os_str()]);
-    run(&[&s("req"), &s("-new"), &s("-key"), key.as_os_str(), &s("-subj"), &s(&format!("/CN={cn}")), &s("-out"), csr.as_os_str()]);
-    run(&[&s("x509"), &s("-req"), &s("-in"), csr.as_os_str(), &s("-CA"), ca_pem.as_os_str(), &s("-CAkey"), ca_key.as_os_str(), &s("-set_serial"), &s("0"), &s("-days"), &s("30"), &s("-out"), cert.as_os_str()]);
+    let s = std::ffi::OsStr::new;
+    let subject = format!("/CN={cn}");
+    run(&[
+        s("ecparam"), s("-name"), s("prime256v1"), s("-genkey"), s("-noout"),
+        s("-out"), key.as_os_str(),
+    ]);
+    run(&[
+        s("req"), s("-new"), s("-key"), key.as_os_str(), s("-subj"), s(&subject),
+        s("-out"), csr.as_os_str(),
+    ]);
+    run(&[
+        s("x509"), s("-req"), s("-in"), csr.as_os_str(), s("-CA"), ca_pem.as_os_str(),
+        s("-CAkey"), ca_key.as_os_str(), s("-set_serial"), s("0"), s("-days"), s("30"),
+        s("-out"), cert.as_os_str(),
+    ]);
     let pem = std::fs::read_to_string(&cert).expect("cert");
     let info = jitpilot::pki::parse_cert(&pem).expect("x509-parser reads v1");
     assert_eq!(info.serial_hex, "00");

@@ -209,6 +209,7 @@ fn create_valid_csr_is_signed_then_registered_attached_recorded_and_answered() {
     let config = RotationConfig {
         validity_days: 42,
         key_algorithm: Some(KeyAlgorithm::EcdsaP256),
+        ..RotationConfig::default()
     };
     let sign = match create_man_cert::decide(
         CreateManCertFacts {
@@ -368,6 +369,7 @@ fn create_enforces_the_fleet_key_type() {
         &RotationConfig {
             validity_days: 1,
             key_algorithm: Some(KeyAlgorithm::Rsa2048),
+            ..RotationConfig::default()
         },
     );
     match decision {

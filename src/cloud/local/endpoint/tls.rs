@@ -219,7 +219,9 @@ fn verify_with_public_key(
         .iter()
         .find(|(scheme, _)| *scheme == dss.scheme)
         .map(|(_, algs)| *algs)
-        .ok_or(CertificateError::UnsupportedSignatureAlgorithm)?;
+        .ok_or(rustls::Error::PeerMisbehaved(
+            rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme,
+        ))?;
     if candidates
         .iter()
         .any(|alg| alg.verify_signature(public_key, message, dss.signature()).is_ok())
