@@ -358,13 +358,15 @@ fn a_serial_that_is_not_whitelisted_ends_with_an_inactive_cert_and_nothing_else(
     }
     assert_eq!(function_events.len(), 1);
     assert!(function_events[0].summary.contains("refused"));
-    // Its later requests get nothing either.
+    // Its later requests get nothing but the refusal.
     let (csr, _) = new_csr("NOTWHITELISTED1");
     assert_eq!(
         refused_code(&cloud.create("NOTWHITELISTED1", &stranger.id, &csr)),
         "not_whitelisted"
     );
-    assert!(cloud.published.take().is_empty());
+    let answers = cloud.published.take();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(answers[0].1["error"]["code"], "not_whitelisted");
 }
 
 #[test]
@@ -403,7 +405,14 @@ fn forged_and_wrong_requests_are_refused_with_a_logged_reason_and_change_nothing
         assert_eq!(refused_code(outcome), *code);
         expected_codes.push(json!(code));
     }
-    assert!(cloud.published.take().is_empty());
+    // Each one answered with its code, nothing else published.
+    let answered: Vec<Value> = cloud
+        .published
+        .take()
+        .into_iter()
+        .map(|(_, payload)| payload["error"]["code"].clone())
+        .collect();
+    assert_eq!(answered, expected_codes);
     assert_eq!(cloud.row(SERIAL), row);
     assert_eq!(cloud.store.list_certificates().expect("list").len(), certs);
     let logged: Vec<Value> = cloud
@@ -435,7 +444,20 @@ fn forged_and_wrong_requests_are_refused_with_a_logged_reason_and_change_nothing
         refused_code(&cloud.ack(SERIAL, &vendor.id, &man_id)),
         "principal_not_manufacturer_cert"
     );
-    assert!(cloud.published.take().is_empty());
+    let answered: Vec<Value> = cloud
+        .published
+        .take()
+        .into_iter()
+        .map(|(topic, payload)| json!([topic, payload["error"]["code"]]))
+        .collect();
+    let ack_rspn = format!("/cert-rotation/ack-man-cert/{SERIAL}/rspn");
+    assert_eq!(
+        answered,
+        vec![
+            json!([ack_rspn, "wrong_cert_id"]),
+            json!([ack_rspn, "principal_not_manufacturer_cert"])
+        ]
+    );
     assert!(cloud
         .store
         .get_certificate(&vendor.id)
