@@ -43,6 +43,19 @@ fn serve_with_stderr(data_dir: &Path, stderr: &Path) -> Server {
     }
 }
 
+/// Opens the data dir's cloud, waiting for an earlier owner in this process
+/// (the fixture's cloud) to let go of its lock.
+fn open_cloud(data_dir: &Path) -> LocalCloud {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        match LocalCloud::open(data_dir, EventBus::default()) {
+            Ok(cloud) => return cloud,
+            Err(e) if std::time::Instant::now() > deadline => panic!("open: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
 fn jitpilot(data_dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_jitpilot"))
         .args(args)
@@ -151,7 +164,7 @@ async fn with_csr_key_reuse_warn_the_sample_device_completes_marked_insecure() {
     let stderr = std::fs::read_to_string(&stderr).expect("stderr");
     assert!(stderr.contains("INSECURE"), "{stderr}");
     assert!(log_text(&fx.data_dir).contains("INSECURE"));
-    let cloud = LocalCloud::open(&fx.data_dir, EventBus::default()).expect("open");
+    let cloud = open_cloud(&fx.data_dir);
     let store = cloud.store();
     let created = store
         .list_events_for(SAMPLE_SERIAL, 200)
@@ -175,7 +188,7 @@ async fn the_device_agent_stops_at_a_permanent_refusal_and_reports_it() {
     let fx = fixture();
     // A row without its Manufacturer CA: every CSR is refused permanently.
     {
-        let cloud = LocalCloud::open(&fx.data_dir, EventBus::default()).expect("open");
+        let cloud = open_cloud(&fx.data_dir);
         let store = cloud.store();
         let row = DeviceRow::from_item(
             store
@@ -220,7 +233,8 @@ fn openssl_v1(dir: &Path, cn: &str, ca_pem: &Path, ca_key: &Path) -> (String, St
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     };
     let s = std::ffi::OsStr::new;
-    let subject = format!("/CN={cn}");
+    // Country: the JITP template names the thing's attributes from it.
+    let subject = format!("/C=US/CN={cn}");
     run(&[
         s("ecparam"), s("-name"), s("prime256v1"), s("-genkey"), s("-noout"),
         s("-out"), key.as_os_str(),
@@ -304,7 +318,7 @@ async fn v1_certificates_with_the_same_serial_connect_after_registration() {
     let fx = fixture();
     let work = tempfile::tempdir().expect("tempdir");
     let (ca_pem, ca_key) = {
-        let cloud = LocalCloud::open(&fx.data_dir, EventBus::default()).expect("open");
+        let cloud = open_cloud(&fx.data_dir);
         let store = cloud.store();
         let vendor = store
             .list_cas()
@@ -357,7 +371,7 @@ async fn v1_certificates_with_the_same_serial_connect_after_registration() {
     }
     drop(server);
     // Two certificates with serial number 0 side by side, told apart by id.
-    let cloud = LocalCloud::open(&fx.data_dir, EventBus::default()).expect("open");
+    let cloud = open_cloud(&fx.data_dir);
     let status = cloud.status_sync().expect("status");
     for id in &ids {
         let cert = status
