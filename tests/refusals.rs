@@ -25,7 +25,13 @@ use std::time::Duration;
 fn serve_with_stderr(data_dir: &Path, stderr: &Path) -> Server {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_jitpilot"))
-        .args(["serve", "--json", "--mqtt-addr", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--json",
+            "--mqtt-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(data_dir)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(stderr).expect("stderr file"))
@@ -213,11 +219,7 @@ async fn the_device_agent_stops_at_a_permanent_refusal_and_reports_it() {
     assert!(stderr.contains("no_manufacturer_ca"), "{stderr}");
     assert!(stderr.contains("jitpilot init"), "what to do: {stderr}");
     // One request: the refusal is not retried.
-    assert_eq!(
-        stdout.matches("published the CSR").count(),
-        1,
-        "{stdout}"
-    );
+    assert_eq!(stdout.matches("published the CSR").count(), 1, "{stdout}");
 }
 
 // ---- X.509 v1 ---------------------------------------------------------------
@@ -229,24 +231,53 @@ fn openssl_v1(dir: &Path, cn: &str, ca_pem: &Path, ca_key: &Path) -> (String, St
     let csr = dir.join(format!("{cn}.csr"));
     let cert = dir.join(format!("{cn}.pem"));
     let run = |args: &[&std::ffi::OsStr]| {
-        let out = Command::new("openssl").args(args).output().expect("openssl");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     let s = std::ffi::OsStr::new;
     // Country: the JITP template names the thing's attributes from it.
     let subject = format!("/C=US/CN={cn}");
     run(&[
-        s("ecparam"), s("-name"), s("prime256v1"), s("-genkey"), s("-noout"),
-        s("-out"), key.as_os_str(),
+        s("ecparam"),
+        s("-name"),
+        s("prime256v1"),
+        s("-genkey"),
+        s("-noout"),
+        s("-out"),
+        key.as_os_str(),
     ]);
     run(&[
-        s("req"), s("-new"), s("-key"), key.as_os_str(), s("-subj"), s(&subject),
-        s("-out"), csr.as_os_str(),
+        s("req"),
+        s("-new"),
+        s("-key"),
+        key.as_os_str(),
+        s("-subj"),
+        s(&subject),
+        s("-out"),
+        csr.as_os_str(),
     ]);
     run(&[
-        s("x509"), s("-req"), s("-in"), csr.as_os_str(), s("-CA"), ca_pem.as_os_str(),
-        s("-CAkey"), ca_key.as_os_str(), s("-set_serial"), s("0"), s("-days"), s("30"),
-        s("-out"), cert.as_os_str(),
+        s("x509"),
+        s("-req"),
+        s("-in"),
+        csr.as_os_str(),
+        s("-CA"),
+        ca_pem.as_os_str(),
+        s("-CAkey"),
+        ca_key.as_os_str(),
+        s("-set_serial"),
+        s("0"),
+        s("-days"),
+        s("30"),
+        s("-out"),
+        cert.as_os_str(),
     ]);
     let pem = std::fs::read_to_string(&cert).expect("cert");
     let info = jitpilot::pki::parse_cert(&pem).expect("x509-parser reads v1");
@@ -262,7 +293,12 @@ fn openssl_v1(dir: &Path, cn: &str, ca_pem: &Path, ca_key: &Path) -> (String, St
 
 /// A TLS client presenting `chain_pem`. rustls's own key check parses the
 /// certificate with webpki (which refuses v1), so the key is set directly.
-fn v1_client(root_ca: &str, chain_pem: &str, key_pem: &str, tls12: bool) -> Arc<rustls::ClientConfig> {
+fn v1_client(
+    root_ca: &str,
+    chain_pem: &str,
+    key_pem: &str,
+    tls12: bool,
+) -> Arc<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(root_ca.as_bytes()) {
@@ -272,7 +308,10 @@ fn v1_client(root_ca: &str, chain_pem: &str, key_pem: &str, tls12: bool) -> Arc<
         .collect::<Result<_, _>>()
         .expect("chain");
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key");
-    let signing = provider.key_provider.load_private_key(key).expect("signing key");
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .expect("signing key");
     let certified = rustls::sign::CertifiedKey::new(chain, signing);
     let versions: &[&rustls::SupportedProtocolVersion] = if tls12 {
         &[&rustls::version::TLS12]
@@ -288,7 +327,11 @@ fn v1_client(root_ca: &str, chain_pem: &str, key_pem: &str, tls12: bool) -> Arc<
 }
 
 /// Connects (retrying past JITP's first refusal); `Err` with the last reason.
-async fn connect_v1(server: &Server, tls: Arc<rustls::ClientConfig>, cn: &str) -> Result<(), String> {
+async fn connect_v1(
+    server: &Server,
+    tls: Arc<rustls::ClientConfig>,
+    cn: &str,
+) -> Result<(), String> {
     let mut last = String::new();
     for _ in 0..5 {
         let (_client, mut eventloop): (AsyncClient, _) =
@@ -333,7 +376,10 @@ async fn v1_certificates_with_the_same_serial_connect_after_registration() {
             .value;
         // Whitelisted, so the rotation function keeps the JITP certs ACTIVE.
         let man_ca = DeviceRow::from_item(
-            store.get_item(DEVICE_TABLE, SAMPLE_SERIAL).expect("read").expect("row"),
+            store
+                .get_item(DEVICE_TABLE, SAMPLE_SERIAL)
+                .expect("read")
+                .expect("row"),
         )
         .manufacturer_ca_cert_id()
         .expect("manufacturer CA")
@@ -361,7 +407,9 @@ async fn v1_certificates_with_the_same_serial_connect_after_registration() {
         ids.push(jitpilot::pki::certificate_id_from_pem(&cert).expect("id"));
         if cn == "V1DEVICE01" {
             // The same v1 cert with its signature damaged is refused.
-            let mut der = CertificateDer::from_pem_slice(cert.as_bytes()).expect("der").to_vec();
+            let mut der = CertificateDer::from_pem_slice(cert.as_bytes())
+                .expect("der")
+                .to_vec();
             let last = der.len() - 1;
             der[last] ^= 0x01;
             let forged = pem_of(&der);

@@ -169,8 +169,7 @@ pub fn parse_event(input: &Value) -> Result<RotationEvent, UnreadableEvent> {
                 Some(serial),
                 Some(topic),
                 "bad_payload",
-                "the payload is not a JSON object; send {\"csr\": PEM} or {\"cert_id\": ID}"
-                    .into(),
+                "the payload is not a JSON object; send {\"csr\": PEM} or {\"cert_id\": ID}".into(),
             )
         });
     }

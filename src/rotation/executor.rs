@@ -9,7 +9,9 @@
 use super::decision::{error_response, Decision, Effect, Outcome, Plan, Refusal, SignRequest};
 use super::event::{parse_event, RotationEvent};
 use super::traits::{AuditSink, BackendError, DeviceTable, ParameterStore, Registry};
-use super::wire::{ca_key_parameter, response_topic, CrState, DeviceRow, ACK_MAN_CERT, CREATE_MAN_CERT};
+use super::wire::{
+    ca_key_parameter, response_topic, CrState, DeviceRow, ACK_MAN_CERT, CREATE_MAN_CERT,
+};
 use super::{ack_man_cert, create_man_cert, registered, Publisher, RotationConfig};
 use crate::model::Certificate;
 use crate::pki;
@@ -116,7 +118,9 @@ impl RotationFunction {
             Err(unreadable) => {
                 let subject = unreadable.serial.unwrap_or_else(|| "rotation".into());
                 let plan = match unreadable.answer_to {
-                    Some(answer_to) => Plan::refuse_answering(subject, answer_to, unreadable.refusal),
+                    Some(answer_to) => {
+                        Plan::refuse_answering(subject, answer_to, unreadable.refusal)
+                    }
                     None => Plan::refuse(subject, unreadable.refusal),
                 };
                 return self.apply(plan, unreadable.topic.as_deref(), client_id, publisher);

@@ -153,9 +153,7 @@ pub async fn deploy(
         let parameter = Parameter::builder().parameter_key(name);
         parameters.push(match overrides.get(name) {
             Some(value) => parameter.parameter_value(value).build(),
-            None if previous.contains(&name.as_str()) => {
-                parameter.use_previous_value(true).build()
-            }
+            None if previous.contains(&name.as_str()) => parameter.use_previous_value(true).build(),
             // Not set yet: the template's default applies.
             None => continue,
         });

@@ -286,7 +286,9 @@ impl AuditSink for LocalRotationBackend {
             let text = |v: &serde_json::Value, key: &str| {
                 v.get(key).and_then(|r| r.as_str()).map(str::to_string)
             };
-            let code = text(detail, "code").map(|c| format!(" [{c}]")).unwrap_or_default();
+            let code = text(detail, "code")
+                .map(|c| format!(" [{c}]"))
+                .unwrap_or_default();
             let insecure = detail.get("insecure");
             let summary = match (text(detail, "reason"), insecure) {
                 // The TUI shows this in red: the certificate was issued, unsafely.

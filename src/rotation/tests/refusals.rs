@@ -67,10 +67,7 @@ fn every_create_refusal_is_answered_with_its_code() {
             create_event(SERIAL, "another-cert", json!({"csr": csr})),
             "principal_not_vendor_cert",
         ),
-        (
-            create_event(SERIAL, &vendor.id, json!({})),
-            "missing_csr",
-        ),
+        (create_event(SERIAL, &vendor.id, json!({})), "missing_csr"),
         (
             create_event(SERIAL, &vendor.id, json!({"csr": "not a CSR"})),
             "bad_csr",
@@ -122,7 +119,10 @@ fn an_unknown_serial_is_answered_not_whitelisted() {
     }));
     let published = cloud.published.take();
     assert_eq!(published.len(), 1, "{published:?}");
-    assert_eq!(published[0].0, response_topic(CREATE_MAN_CERT, "NOT-LISTED"));
+    assert_eq!(
+        published[0].0,
+        response_topic(CREATE_MAN_CERT, "NOT-LISTED")
+    );
     assert_eq!(published[0].1["error"]["code"], "not_whitelisted");
     assert_eq!(published[0].1["error"]["retryable"], false);
 }
@@ -226,7 +226,10 @@ fn warn_still_refuses_everything_else() {
     let (csr, _) = new_csr(SERIAL);
     cloud.published.take();
     assert_eq!(
-        cloud.invoke_configured(create_event(SERIAL, &vendor.id, json!({"csr": csr})), &warn()),
+        cloud.invoke_configured(
+            create_event(SERIAL, &vendor.id, json!({"csr": csr})),
+            &warn()
+        ),
         Outcome::ManCertCreated
     );
     let created = cloud
@@ -241,19 +244,30 @@ fn warn_still_refuses_everything_else() {
 
 #[test]
 fn the_setting_comes_from_the_functions_environment() {
-    let env = |value: &'static str| move |name: &str| (name == CSR_KEY_REUSE_ENV).then(|| value.to_string());
+    let env = |value: &'static str| {
+        move |name: &str| (name == CSR_KEY_REUSE_ENV).then(|| value.to_string())
+    };
     let config = RotationConfig::default();
     assert_eq!(config.csr_key_reuse, CsrKeyReuse::Refuse);
     assert_eq!(
-        config.with_environment(env("warn")).expect("warn").csr_key_reuse,
+        config
+            .with_environment(env("warn"))
+            .expect("warn")
+            .csr_key_reuse,
         CsrKeyReuse::Warn
     );
     assert_eq!(
-        config.with_environment(env("REFUSE")).expect("refuse").csr_key_reuse,
+        config
+            .with_environment(env("REFUSE"))
+            .expect("refuse")
+            .csr_key_reuse,
         CsrKeyReuse::Refuse
     );
     assert_eq!(
-        config.with_environment(|_| None).expect("unset").csr_key_reuse,
+        config
+            .with_environment(|_| None)
+            .expect("unset")
+            .csr_key_reuse,
         CsrKeyReuse::Refuse
     );
     let err = config.with_environment(env("maybe")).expect_err("refused");
@@ -275,7 +289,11 @@ fn a_vendor_cert_registered_again_after_the_rotation_is_deleted() {
         cloud.ack(SERIAL, &man_id, &man_id),
         Outcome::CertRotationCompleted
     );
-    assert!(cloud.store.get_certificate(&vendor.id).expect("read").is_none());
+    assert!(cloud
+        .store
+        .get_certificate(&vendor.id)
+        .expect("read")
+        .is_none());
     // The sample's device retries --jitp with the deleted vendor cert, twice:
     // JITP registers it again each time; nothing of it may stay behind.
     for _ in 0..2 {
@@ -284,11 +302,18 @@ fn a_vendor_cert_registered_again_after_the_rotation_is_deleted() {
             other => panic!("expected a refusal, got {other:?}"),
         }
         assert!(
-            cloud.store.get_certificate(&vendor.id).expect("read").is_none(),
+            cloud
+                .store
+                .get_certificate(&vendor.id)
+                .expect("read")
+                .is_none(),
             "the re-registered vendor cert is deleted"
         );
         assert_eq!(
-            cloud.store.list_thing_principals(SERIAL).expect("principals"),
+            cloud
+                .store
+                .list_thing_principals(SERIAL)
+                .expect("principals"),
             vec![man_id.clone()],
             "only the manufacturer cert stays attached"
         );

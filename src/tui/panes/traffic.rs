@@ -435,7 +435,10 @@ pub fn is_refusal(ev: &CloudEvent) -> bool {
 /// (`{"error": {"code", "message"}}` on a response topic), from the
 /// packet's payload preview.
 pub fn error_answer(ev: &CloudEvent) -> Option<(&str, &str)> {
-    if !matches!(ev.kind, EventKind::PacketOut { .. } | EventKind::PacketIn { .. }) {
+    if !matches!(
+        ev.kind,
+        EventKind::PacketOut { .. } | EventKind::PacketIn { .. }
+    ) {
         return None;
     }
     let error = ev.detail.get("payload")?.get("error")?;

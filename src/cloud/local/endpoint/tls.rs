@@ -222,10 +222,10 @@ fn verify_with_public_key(
         .ok_or(rustls::Error::PeerMisbehaved(
             rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme,
         ))?;
-    if candidates
-        .iter()
-        .any(|alg| alg.verify_signature(public_key, message, dss.signature()).is_ok())
-    {
+    if candidates.iter().any(|alg| {
+        alg.verify_signature(public_key, message, dss.signature())
+            .is_ok()
+    }) {
         Ok(HandshakeSignatureValid::assertion())
     } else {
         Err(CertificateError::BadSignature.into())
