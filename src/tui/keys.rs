@@ -66,10 +66,11 @@ pub const HELP: &[(&str, &str, &str)] = &[
 
 /// What the help explains below the keys: refusals and `CsrKeyReuse`.
 pub const HELP_NOTES: &[&str] = &[
-    "Red rows: a refusal. The rotation function answers a refused request on the device's .../rspn topic with {\"error\": {\"code\", \"message\"}}; jitpilot's devices stop on a permanent one.",
-    "CsrKeyReuse (stack parameter): refuse (default) answers csr_reuses_vendor_key to a CSR made from the vendor key, as the sample's device sends;",
-    "  warn signs it, as the sample's Lambda does, and marks the event INSECURE: a copied factory key then also holds the new identity.",
-    "  Set it with jitpilot deploy --parameter-overrides CsrKeyReuse=warn (or =refuse); d here redeploys and keeps the value.",
+    "Red: a refusal. A refused request is answered on the device's .../rspn topic: {\"error\": {\"code\", \"message\"}};",
+    "jitpilot's devices stop at a permanent refusal (the sample's device ignores the answer and retries).",
+    "CsrKeyReuse (stack parameter): refuse (default) answers csr_reuses_vendor_key to a CSR from the vendor key;",
+    "warn signs it, as the sample's Lambda does, and marks it INSECURE: a copied factory key holds the new identity.",
+    "Set it: jitpilot deploy --parameter-overrides CsrKeyReuse=warn (or =refuse); d redeploys keeping the value.",
 ];
 
 /// Maps a key to an action, by context: overlays first, then text entry,
