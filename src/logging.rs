@@ -2,6 +2,7 @@
 //! `--json` documents and the TUI draws on the terminal).
 //!
 //! The filter follows `RUST_LOG` (e.g. `RUST_LOG=jitpilot=debug`), default `info`.
+//! `serve` also copies WARN and above to stderr.
 
 use std::path::{Path, PathBuf};
 use tracing_subscriber::EnvFilter;
@@ -30,6 +31,20 @@ impl LogGuard {
 /// subscriber is already installed (tests), logging is simply off and
 /// [`LogGuard::path`] is `None`.
 pub fn init_file_logging(data_dir: &Path) -> LogGuard {
+    init(data_dir, false)
+}
+
+/// [`init_file_logging`], and WARN and above also on stderr: `serve` runs
+/// headless, and whoever started it sees refusals (e.g. the rotation
+/// function's `csr_reuses_vendor_key`) without opening the log.
+pub fn init_file_logging_with_stderr_warnings(data_dir: &Path) -> LogGuard {
+    init(data_dir, true)
+}
+
+fn init(data_dir: &Path, warnings_to_stderr: bool) -> LogGuard {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let dir = data_dir.join("logs");
     if std::fs::create_dir_all(&dir).is_err() {
         return LogGuard {
@@ -50,10 +65,20 @@ pub fn init_file_logging(data_dir: &Path) -> LogGuard {
     };
     let (writer, worker) = tracing_appender::non_blocking(appender);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let installed = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let file = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(false)
+        .with_filter(filter);
+    let stderr = warnings_to_stderr.then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .without_time()
+            .with_filter(tracing_subscriber::filter::LevelFilter::WARN)
+    });
+    let installed = tracing_subscriber::registry()
+        .with(file)
+        .with(stderr)
         .try_init()
         .is_ok();
     LogGuard {

@@ -2,7 +2,7 @@
 //! cloud; otherwise one headless command (DESIGN §3).
 
 use clap::{Parser, Subcommand};
-use jitpilot::cli::{self, device::DeviceStep, fleet::FleetArgs, GlobalArgs};
+use jitpilot::cli::{self, deploy::DeployArgs, device::DeviceStep, fleet::FleetArgs, GlobalArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,7 +27,7 @@ enum Command {
     /// Print the shell exports that point the aws CLI and boto3 at the running local cloud: `eval "$(jitpilot env)"`.
     Env,
     /// Create or update the stack from cfn/ (the sample's deploy_cf.bash).
-    Deploy,
+    Deploy(DeployArgs),
     /// CAs, JITP template, CA key, whitelist, factory credentials (certs_etc.py --create).
     Init {
         /// Devices to add beyond the sample's serial IUQWXALODJESC1.
@@ -85,7 +85,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         Some(Command::Demo) => jitpilot::tui::run(g, cli.mouse, true).await,
         Some(Command::Serve) => cli::serve::run(g).await,
         Some(Command::Env) => cli::env::run(g),
-        Some(Command::Deploy) => cli::deploy::run(g).await,
+        Some(Command::Deploy(args)) => cli::deploy::run(g, args).await,
         Some(Command::Init { devices }) => cli::init::run(g, *devices).await,
         Some(Command::Device { serial, step }) => cli::device::run(g, serial, *step).await,
         Some(Command::Fleet(args)) => cli::fleet::run(g, args).await,

@@ -26,7 +26,7 @@ struct Serving {
 /// Runs `jitpilot serve`.
 pub async fn run(global: &GlobalArgs) -> color_eyre::Result<()> {
     let data_dir = global.data_dir();
-    let _log = crate::logging::init_file_logging(&data_dir);
+    let _log = crate::logging::init_file_logging_with_stderr_warnings(&data_dir);
     let cloud = LocalCloud::open(&data_dir, EventBus::default())
         .wrap_err_with(|| format!("cannot open the local cloud in {}", data_dir.display()))?;
     let endpoint = EndpointConfig {

@@ -4,7 +4,7 @@
 //! actions run on spawned tasks so the router never waits for a function.
 //!
 //! - Lambda: the action's function ARN → function name → `store.get_function`
-//!   → its handler → [`FunctionRegistry`] → `invoke(event, publisher)`.
+//!   → its handler → [`FunctionRegistry`] → `invoke(event, environment, publisher)`.
 //! - Republish: the SQL output is published through the router.
 
 use super::limits::{MAX_CONCURRENT_ACTIONS, MAX_REPUBLISH_DEPTH};
@@ -201,11 +201,12 @@ impl RulesEngine {
                 let rule = rule.to_string();
                 let device = device.map(str::to_string);
                 let ticket = origin.delivery.as_ref().map(|d| d.ticket());
+                let environment = function.environment;
                 tokio::spawn(async move {
                     let Ok(_permit) = permits.acquire_owned().await else {
                         return;
                     };
-                    let result = builtin.invoke(output, publisher).await;
+                    let result = builtin.invoke(output, environment, publisher).await;
                     match &result {
                         Ok(_) => tracing::debug!(rule, function = %name, "function returned"),
                         Err(e) => {

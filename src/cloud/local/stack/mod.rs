@@ -281,6 +281,32 @@ impl Recorder<'_> {
     }
 }
 
+/// The parameters of a deployment with `--parameter-overrides`, as
+/// `aws cloudformation deploy` builds them: the overrides, and for every other
+/// parameter the template still declares, the deployed stack's value (none
+/// at creation: the default applies). Unknown names and values are refused
+/// by [`deploy`] with the template's own words.
+pub fn parameters_with_overrides(
+    store: &Store,
+    stack_name: &str,
+    template: &str,
+    overrides: &crate::cloud::ParameterOverrides,
+) -> Result<Map<String, Value>, StackError> {
+    let declared = template::parse(template)?.parameters;
+    let mut parameters: Map<String, Value> = match store.get_stack(stack_name)? {
+        Some(stack) => stack
+            .parameters
+            .into_iter()
+            .filter(|(name, _)| declared.contains_key(name))
+            .collect(),
+        None => Map::new(),
+    };
+    for (name, value) in overrides {
+        parameters.insert(name.clone(), Value::String(value.clone()));
+    }
+    Ok(parameters)
+}
+
 /// Creates the stack, or updates what changed (a no-op when nothing did).
 /// Emits CloudFormation-style events to the store and `bus` as it goes.
 pub fn deploy(
