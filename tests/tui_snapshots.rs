@@ -278,6 +278,7 @@ fn header() -> Header {
         endpoint: Some("127.0.0.1:8883".into()),
         data_dir: Some("/tmp/jitpilot-demo".into()),
         observer: None,
+        tls_refused: 0,
     }
 }
 
@@ -492,6 +493,7 @@ fn aws_app(observer: ObserverState) -> App {
         endpoint: Some("a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com:8883".into()),
         data_dir: Some("/tmp/jitpilot-aws".into()),
         observer: Some(observer),
+        tls_refused: 0,
     };
     App::new(Theme::new(true), header, false)
 }

@@ -10,7 +10,8 @@
 //! - `params.rs`   the parameter store ("SSM"); SecureString values sealed by `keyring.rs`
 //! - `keyring.rs`  the local KMS: an AEAD key in a 0600 master-key file
 //! - `stacks.rs`   stacks, their resources and events ("CloudFormation")
-//! - `events.rs`   the append-only event log
+//! - `events.rs`   the event log, pruned by age and size
+//! - `retained.rs` the MQTT endpoint's retained messages (kept across restarts, as AWS does)
 //!
 //! Every method is synchronous and short; callers on async tasks use
 //! `tokio::task::spawn_blocking` for batches.
@@ -20,11 +21,14 @@ mod keyring;
 mod params;
 mod policies;
 mod registry;
+mod retained;
 mod rules;
 mod stacks;
 mod tables;
 
+pub use events::EventRetention;
 pub use keyring::Keyring;
+pub use retained::RetainedRow;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -83,6 +87,17 @@ pub enum StoreError {
     /// The input is malformed.
     #[error("invalid {what}: {reason}")]
     Invalid { what: String, reason: String },
+    /// The database is missing or empty in a data dir that has state
+    /// (`master.key`, `devices/`): never silently replaced by a new one.
+    #[error("{path} is {what}, but {dir} holds a jitpilot cloud's state ({evidence}); nothing was created or changed. Restore the database from a backup, or to start over move {dir} aside (or pass another --data-dir) and run `jitpilot deploy` and `jitpilot init`")]
+    Missing {
+        path: PathBuf,
+        dir: PathBuf,
+        /// "missing" or "empty (0 bytes)".
+        what: &'static str,
+        /// What shows that state existed: `master.key`, `devices/`.
+        evidence: String,
+    },
 }
 
 /// Result alias for store operations.
@@ -94,6 +109,17 @@ pub struct Store {
     conn: Arc<Mutex<rusqlite::Connection>>,
     keyring: Keyring,
     path: PathBuf,
+    /// The event log's retention and append count (shared by clones).
+    events: Arc<EventLogState>,
+    /// Opened with [`Store::open_read_only`]: never writes.
+    read_only: bool,
+}
+
+/// What the event log keeps, and how many rows were appended since open.
+#[derive(Debug, Default)]
+struct EventLogState {
+    retention: Mutex<EventRetention>,
+    appends: std::sync::atomic::AtomicU64,
 }
 
 /// Ordered schema migrations. Version N is `MIGRATIONS[N-1]`; never edit a
@@ -217,6 +243,15 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX event_log_subject ON event_log(subject, seq);
     "#,
+    // v2: retained MQTT messages survive a restart (AWS keeps them).
+    r#"
+    CREATE TABLE retained_messages (
+        topic TEXT PRIMARY KEY,
+        payload BLOB NOT NULL,
+        qos INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// `PRAGMA application_id` of a jitpilot database ("JITP" in ASCII): tells a
@@ -230,14 +265,16 @@ const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 impl Store {
     /// Opens (creating if needed) the store in `data_dir`: `jitpilot.db` and
     /// `master.key`. Runs pending migrations. Refuses a database that is not
-    /// jitpilot's, is corrupt or is newer, and a master key that is unreadable
-    /// or of the wrong size — never silently resets.
+    /// jitpilot's, is corrupt or is newer, a master key that is unreadable
+    /// or of the wrong size, and a missing or empty database in a data dir
+    /// that holds state — never silently resets.
     pub fn open(data_dir: &Path) -> StoreResult<Store> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
             path: data_dir.to_path_buf(),
             source,
         })?;
         let path = data_dir.join(DB_FILE);
+        check_not_lost(data_dir, &path)?;
         let conn = rusqlite::Connection::open(&path).map_err(|source| StoreError::Sqlite {
             path: path.clone(),
             source: Box::new(source),
@@ -260,6 +297,8 @@ impl Store {
             conn: Arc::new(Mutex::new(conn)),
             keyring,
             path,
+            events: Arc::default(),
+            read_only: false,
         })
     }
 
@@ -269,6 +308,7 @@ impl Store {
     /// an older schema is `Conflict` (let the owner migrate it first).
     pub fn open_read_only(data_dir: &Path) -> StoreResult<Store> {
         let path = data_dir.join(DB_FILE);
+        check_not_lost(data_dir, &path)?;
         if !path.exists() {
             return Err(StoreError::NotFound {
                 kind: "database",
@@ -292,7 +332,7 @@ impl Store {
                 kind: "database",
                 name: path.display().to_string(),
                 reason: format!(
-                    "schema version {version}, this jitpilot reads {}; run a jitpilot command that owns the data dir (e.g. `jitpilot status` with no other jitpilot running) to migrate it",
+                    "schema version {version}, this jitpilot reads {}; run a jitpilot command that owns the data dir (e.g. `jitpilot serve` or `jitpilot deploy`, with no other jitpilot running) to migrate it",
                     Store::supported_schema_version()
                 ),
             });
@@ -301,6 +341,8 @@ impl Store {
             conn: Arc::new(Mutex::new(conn)),
             keyring,
             path,
+            events: Arc::default(),
+            read_only: true,
         })
     }
 
@@ -365,6 +407,43 @@ impl Store {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// Refuses to create a database where one was lost: `jitpilot.db` missing
+/// or empty (0 bytes) while the data dir holds a cloud's state — a master
+/// key (whose secrets lived in that database) or device credential folders
+/// (whose certificates it registered). A new, empty cloud there would be
+/// served as if nothing happened, and `init` would re-issue credentials
+/// over the devices' old ones.
+fn check_not_lost(data_dir: &Path, path: &Path) -> StoreResult<()> {
+    let what = match std::fs::metadata(path) {
+        Ok(meta) if meta.len() > 0 => return Ok(()),
+        Ok(_) => "empty (0 bytes)",
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "missing",
+        Err(source) => {
+            return Err(StoreError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let mut evidence = Vec::new();
+    if data_dir.join(MASTER_KEY_FILE).exists() {
+        evidence.push(MASTER_KEY_FILE.to_string());
+    }
+    let devices = data_dir.join("devices");
+    if std::fs::read_dir(&devices).is_ok_and(|mut entries| entries.next().is_some()) {
+        evidence.push("devices/".to_string());
+    }
+    if evidence.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::Missing {
+        path: path.to_path_buf(),
+        dir: data_dir.to_path_buf(),
+        what,
+        evidence: evidence.join(", "),
+    })
 }
 
 /// Refuses a file that is not a jitpilot database before anything writes to it.

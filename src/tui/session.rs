@@ -63,6 +63,7 @@ async fn open_aws(global: &GlobalArgs) -> Result<Session, String> {
         endpoint: cloud.device_endpoint().map(|e| e.addr),
         data_dir: Some(global.data_dir().display().to_string()),
         observer: Some(observer.state().borrow().clone()),
+        tls_refused: 0,
     };
     let shared: Arc<dyn Cloud> = Arc::new(cloud.clone());
     let devices = Arc::new(agent::AgentRunner::with_target(
@@ -106,6 +107,7 @@ async fn open_local(global: &GlobalArgs) -> Result<Session, String> {
         endpoint: Some(running.local_addr().to_string()),
         data_dir: Some(data_dir.display().to_string()),
         observer: None,
+        tls_refused: 0,
     };
     let devices = Arc::new(agent::AgentRunner::new(
         cloud.data_dir().devices_dir(),
