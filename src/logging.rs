@@ -130,7 +130,10 @@ mod tests {
         assert!(escaped.contains("x\\n2026"), "{escaped}");
         assert!(escaped.contains("\\u{0}"), "{escaped}");
         assert!(!escaped.contains('\0') && !escaped.contains('\r') && !escaped.contains('\u{1b}'));
-        assert_eq!(escape_controls("plain Ünicode line\n"), "plain Ünicode line\n");
+        assert_eq!(
+            escape_controls("plain Ünicode line\n"),
+            "plain Ünicode line\n"
+        );
     }
 
     #[test]

@@ -151,7 +151,10 @@ async fn a_retained_flood_is_bounded_refused_once_full_and_persisted() {
     assert!(flood_until_closed(&mut flooder, packets).await);
     let s = stats(&running);
     assert!(s.retained_bytes <= 256 * 1024, "{s:?}");
-    assert!(s.retained_messages < 200, "the byte bound refused first: {s:?}");
+    assert!(
+        s.retained_messages < 200,
+        "the byte bound refused first: {s:?}"
+    );
     assert!(s.retained_refused >= 2, "{s:?}");
     let held = s.retained_messages;
 
@@ -198,7 +201,11 @@ async fn a_publish_flood_is_throttled_then_disconnected() {
     let fx = fixture();
     let cloud = LocalCloud::open(&fx.data_dir, EventBus::default()).expect("open");
     let running = start(&cloud, Limits::default()).await;
-    let rows_before = cloud.store().list_events(0, usize::MAX).expect("rows").len();
+    let rows_before = cloud
+        .store()
+        .list_events(0, usize::MAX)
+        .expect("rows")
+        .len();
     let mut flooder = raw_connect(&running, &fx, "flooder").await;
     // Junk to a request topic the rotation function answers, and to a
     // topic a republish rule fires on: 20,000 publishes at once.
@@ -220,7 +227,11 @@ async fn a_publish_flood_is_throttled_then_disconnected() {
     assert_eq!(s.throttled_disconnects, 1, "{s:?}");
     // Bounded by the allowance, the grace and one read's worth — not 20,000.
     assert!(s.messages_routed < 5_000, "{s:?}");
-    let rows_after = cloud.store().list_events(0, usize::MAX).expect("rows").len();
+    let rows_after = cloud
+        .store()
+        .list_events(0, usize::MAX)
+        .expect("rows")
+        .len();
     assert!(
         rows_after - rows_before < 5_000,
         "{} rows for one flood",
@@ -287,8 +298,7 @@ async fn a_device_onboards_while_a_thousand_idle_sockets_are_held_open() {
             }
         }));
     }
-    eventually(|| (opened.load(std::sync::atomic::Ordering::Relaxed) >= 1000).then_some(()))
-        .await;
+    eventually(|| (opened.load(std::sync::atomic::Ordering::Relaxed) >= 1000).then_some(())).await;
 
     let creds = fx.data_dir.join("devices").join(SAMPLE_SERIAL);
     let mut config = DeviceConfig::new(SAMPLE_SERIAL, &creds, addr.to_string());
@@ -324,7 +334,8 @@ async fn forged_log_lines_reserved_flags_and_mqtt_3_1() {
     let server = serve(&fx.data_dir);
 
     // A filter carrying a forged log line: refused, and logged with its reason.
-    let forged = "x/#/y\n2026-12-02T10:00:00.000000Z  INFO jitpilot: FORGED certificate ACTIVE\u{7}";
+    let forged =
+        "x/#/y\n2026-12-02T10:00:00.000000Z  INFO jitpilot: FORGED certificate ACTIVE\u{7}";
     let mut bytes = connect_packet("injector");
     let mut subscribe = bytes::BytesMut::new();
     rumqttc::mqttbytes::v4::Packet::Subscribe(rumqttc::mqttbytes::v4::Subscribe::new(
@@ -348,7 +359,10 @@ async fn forged_log_lines_reserved_flags_and_mqtt_3_1() {
         !text.lines().any(|l| l.starts_with("2026-12-02T10:00:00")),
         "a forged line in the log:\n{text}"
     );
-    assert!(!log.contains(&0) && !log.contains(&7), "a control byte in the log");
+    assert!(
+        !log.contains(&0) && !log.contains(&7),
+        "a control byte in the log"
+    );
     assert!(text.contains("\\n2026-12-02T10:00:00"), "{text}");
 
     // SUBSCRIBE with flags 0000 instead of 0010 (§3.8.1): closed, no SUBACK.
@@ -363,7 +377,11 @@ async fn forged_log_lines_reserved_flags_and_mqtt_3_1() {
     subscribe[0] = 0x80;
     bytes.extend_from_slice(&subscribe);
     let received = raw_session(&server, &fx, &bytes).await;
-    assert_eq!(received, [0x20, 2, 0, 0], "CONNACK, then closed without SUBACK");
+    assert_eq!(
+        received,
+        [0x20, 2, 0, 0],
+        "CONNACK, then closed without SUBACK"
+    );
 
     // MQTT 3.1 ("MQIsdp", level 3): CONNACK 0x01, then closed.
     let mut mqisdp = vec![0x10, 0, 0, 6];
@@ -372,7 +390,11 @@ async fn forged_log_lines_reserved_flags_and_mqtt_3_1() {
     mqisdp.extend_from_slice(b"old1");
     mqisdp[1] = (mqisdp.len() - 2) as u8;
     let received = raw_session(&server, &fx, &mqisdp).await;
-    assert_eq!(received, [0x20, 2, 0, 1], "CONNACK 0x01 (unacceptable protocol version)");
+    assert_eq!(
+        received,
+        [0x20, 2, 0, 1],
+        "CONNACK 0x01 (unacceptable protocol version)"
+    );
 }
 
 /// Runs the jitpilot binary.
@@ -417,7 +439,10 @@ fn an_empty_or_missing_database_is_refused_never_recreated() {
         ] {
             let out = jitpilot(&fx.data_dir, args);
             let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(!out.status.success(), "{args:?} on a {what} database succeeded");
+            assert!(
+                !out.status.success(),
+                "{args:?} on a {what} database succeeded"
+            );
             assert!(
                 stderr.contains(what) && stderr.contains("jitpilot init"),
                 "{args:?} ({what}): {stderr}"

@@ -133,6 +133,9 @@ C8U=
             ..Subject::default()
         };
         let (csr, _) = create_csr(&subject, KeyAlgorithm::EcdsaP256).unwrap();
-        assert_eq!(parse_csr(&csr).unwrap().subject.common_name.as_deref(), Some("SER1"));
+        assert_eq!(
+            parse_csr(&csr).unwrap().subject.common_name.as_deref(),
+            Some("SER1")
+        );
     }
 }

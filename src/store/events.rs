@@ -244,7 +244,12 @@ mod tests {
         assert_eq!(rows.last().unwrap().detail["n"], PRUNE_EVERY + 9);
         // A row older than the age bound goes at the next prune.
         store
-            .with_conn(|c| c.execute("UPDATE event_log SET at = 0 WHERE seq = (SELECT min(seq) FROM event_log)", []))
+            .with_conn(|c| {
+                c.execute(
+                    "UPDATE event_log SET at = 0 WHERE seq = (SELECT min(seq) FROM event_log)",
+                    [],
+                )
+            })
             .unwrap();
         store.set_event_retention(EventRetention {
             max_age_days: 1,

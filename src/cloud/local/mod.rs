@@ -15,13 +15,13 @@
 //! - `runtime.rs`     starting the whole local cloud in-process (endpoint + functions)
 //! - `functions.rs`   built-in functions ("Lambdas") the rules invoke, the rotation function's bindings
 
+pub mod api;
 pub mod control;
 pub mod datadir;
 pub mod endpoint;
 pub mod endpoint_ca;
 pub mod fleet;
 pub mod functions;
-pub mod api;
 pub mod jitp;
 pub mod policy;
 pub mod rules;

@@ -137,7 +137,10 @@ impl Retained {
             .map_or(filter, |i| &filter[..i])
             .trim_end_matches('/');
         self.messages
-            .range::<str, _>((std::ops::Bound::Included(literal), std::ops::Bound::Unbounded))
+            .range::<str, _>((
+                std::ops::Bound::Included(literal),
+                std::ops::Bound::Unbounded,
+            ))
             .take_while(move |(topic, _)| topic.starts_with(literal))
             .map(|(_, m)| m)
             .filter(move |m| topics::matches(filter, &m.topic))

@@ -73,10 +73,7 @@ mod tests {
             .count();
         assert_eq!(recorded, ROWS_PER_WINDOW as usize);
         // Another kind has its own window.
-        assert_eq!(
-            sampler.sample("refused", t0),
-            Sample::Record { skipped: 0 }
-        );
+        assert_eq!(sampler.sample("refused", t0), Sample::Record { skipped: 0 });
         assert_eq!(
             sampler.sample("tls", t0 + WINDOW),
             Sample::Record {

@@ -148,14 +148,22 @@ fn reserved_header_flags_close_the_connection() {
     assert_eq!(bytes[0], 0x82);
     bytes[0] = 0x80;
     let out = feed(&mut session, &bytes);
-    assert!(!out.iter().any(|e| matches!(e, Effect::Subscribe(_))), "{out:?}");
+    assert!(
+        !out.iter().any(|e| matches!(e, Effect::Subscribe(_))),
+        "{out:?}"
+    );
     let why = closed_with(&out).expect("closed");
-    assert!(format!("{why:?}").contains("reserved header flags"), "{why:?}");
+    assert!(
+        format!("{why:?}").contains("reserved header flags"),
+        "{why:?}"
+    );
     // PINGREQ with a flag set too.
     let mut session = connected("c");
     let out = feed(&mut session, &[0xC1, 0x00]);
     assert!(closed_with(&out).is_some(), "{out:?}");
-    assert!(!out.iter().any(|e| matches!(e, Effect::Send(Packet::PingResp))));
+    assert!(!out
+        .iter()
+        .any(|e| matches!(e, Effect::Send(Packet::PingResp))));
 }
 
 #[test]
