@@ -315,7 +315,6 @@ impl Store {
                 name: path.display().to_string(),
             });
         }
-        let keyring = Keyring::load(&data_dir.join(MASTER_KEY_FILE))?;
         let conn = rusqlite::Connection::open_with_flags(
             &path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -324,7 +323,9 @@ impl Store {
             path: path.clone(),
             source: Box::new(source),
         })?;
+        // The database first: a file that is not one is the error to report.
         check_is_jitpilot(&conn, &path)?;
+        let keyring = Keyring::load(&data_dir.join(MASTER_KEY_FILE))?;
         configure(&conn, &path, false)?;
         let version = user_version(&conn, &path)?;
         if version != Store::supported_schema_version() {
