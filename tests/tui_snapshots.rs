@@ -279,6 +279,7 @@ fn header() -> Header {
         api: Some("http://127.0.0.1:4566".into()),
         data_dir: Some("/tmp/jitpilot-demo".into()),
         observer: None,
+        tls_refused: 0,
     }
 }
 
@@ -494,6 +495,7 @@ fn aws_app(observer: ObserverState) -> App {
         api: None,
         data_dir: Some("/tmp/jitpilot-aws".into()),
         observer: Some(observer),
+        tls_refused: 0,
     };
     App::new(Theme::new(true), header, false)
 }

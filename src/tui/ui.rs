@@ -105,6 +105,10 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
         spans.push(Span::styled("· observer ", theme.dim()));
         spans.push(Span::styled(format!("{} ", o.label()), style));
     }
+    if h.tls_refused > 0 {
+        spans.push(Span::styled("· TLS refused ", theme.dim()));
+        spans.push(Span::styled(format!("{} ", h.tls_refused), theme.bad()));
+    }
     if let Some(d) = &h.data_dir {
         spans.push(Span::styled(format!("· {d} "), theme.dim()));
     }
