@@ -30,16 +30,16 @@
 pub mod cloudformation;
 pub mod credentials;
 pub mod dynamodb;
-pub mod protocol;
-pub mod server;
-pub mod sigv4;
-pub mod traffic;
 pub mod iot;
 pub mod iot_data;
 pub mod lambda;
+pub mod protocol;
 pub mod s3;
+pub mod server;
+pub mod sigv4;
 pub mod ssm;
 pub mod sts;
+pub mod traffic;
 pub mod xml;
 
 use super::LocalCloud;
