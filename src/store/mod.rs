@@ -11,7 +11,8 @@
 //! - `keyring.rs`  the local KMS: an AEAD key in a 0600 master-key file
 //! - `stacks.rs`   stacks, their resources and events ("CloudFormation")
 //! - `change_sets.rs` CloudFormation change sets awaiting execution
-//! - `objects.rs`  the local S3: buckets, objects (bodies as files), multipart uploads
+//! - `objects.rs`  the local S3: buckets and objects (bodies as files)
+//! - `uploads.rs`  the local S3's multipart uploads
 //! - `events.rs`   the append-only event log
 //!
 //! Every method is synchronous and short; callers on async tasks use
@@ -27,6 +28,7 @@ mod registry;
 mod rules;
 mod stacks;
 mod tables;
+mod uploads;
 
 pub use change_sets::ChangeSet;
 pub use keyring::Keyring;
