@@ -161,19 +161,13 @@ mod tests {
         );
     }
 
+    /// Only one subscriber can be installed per process, so that lines
+    /// reach the file (and RUST_LOG filters them) is checked in a process
+    /// of its own: `tests/cli_env.rs`. Here: the folder is always made.
     #[test]
-    fn logs_go_to_the_data_dir_file() {
+    fn the_logs_folder_is_made_in_the_data_dir() {
         let dir = tempfile::tempdir().unwrap();
-        let guard = init_file_logging(dir.path());
-        // Another test may have installed a subscriber first; then this one
-        // reports that logging is off rather than pretending.
-        if let Some(path) = guard.path() {
-            assert_eq!(path, dir.path().join("logs").join(LOG_FILE));
-            tracing::info!("hello from the test");
-            drop(guard);
-            let text = std::fs::read_to_string(dir.path().join("logs").join(LOG_FILE)).unwrap();
-            assert!(text.contains("hello from the test"), "{text}");
-        }
+        let _guard = init_file_logging(dir.path());
         assert!(dir.path().join("logs").is_dir());
     }
 }

@@ -12,7 +12,8 @@
 //! - `keyring.rs`  the local KMS: an AEAD key in a 0600 master-key file
 //! - `stacks.rs`   stacks, their resources and events ("CloudFormation")
 //! - `change_sets.rs` CloudFormation change sets awaiting execution
-//! - `objects.rs`  the local S3: buckets, objects (bodies as files), multipart uploads
+//! - `objects.rs`  the local S3: buckets and objects (bodies as files)
+//! - `uploads.rs`  the local S3's multipart uploads
 //! - `events.rs`   the event log, pruned by age and size
 //! - `retained.rs` the MQTT endpoint's retained messages (kept across restarts, as AWS does)
 //!
@@ -31,6 +32,7 @@ mod retained;
 mod rules;
 mod stacks;
 mod tables;
+mod uploads;
 
 pub use change_sets::ChangeSet;
 pub use events::EventRetention;

@@ -102,13 +102,17 @@ impl Service for CloudFormation {
     ) -> ApiResult {
         let ctx = ctx.clone();
         let form = Form::new(request.form());
-        tokio::task::spawn_blocking(move || dispatch(&ctx, operation, &form))
+        let request_id = match request.request_id() {
+            "" => uuid(),
+            id => id.to_string(),
+        };
+        tokio::task::spawn_blocking(move || dispatch(&ctx, operation, &form, &request_id))
             .await
             .map_err(|e| ApiError::internal(format!("{operation} stopped unexpectedly: {e}")))?
     }
 }
 
-fn dispatch(ctx: &ApiContext, operation: &'static str, form: &Form) -> ApiResult {
+fn dispatch(ctx: &ApiContext, operation: &'static str, form: &Form, request_id: &str) -> ApiResult {
     let result = match operation {
         "CreateStack" => stacks::create_stack(ctx, form)?,
         "UpdateStack" => stacks::update_stack(ctx, form)?,
@@ -129,11 +133,11 @@ fn dispatch(ctx: &ApiContext, operation: &'static str, form: &Form) -> ApiResult
         "ListChangeSets" => change_sets::list_change_sets(ctx, form)?,
         other => return Err(ApiError::unknown_operation("cloudformation", other)),
     };
-    Ok(respond(operation, result))
+    Ok(respond(operation, result, request_id))
 }
 
 /// `<{Op}Response><{Op}Result>…</{Op}Result><ResponseMetadata>…`.
-fn respond(operation: &str, result: Option<Xml>) -> ApiResponse {
+fn respond(operation: &str, result: Option<Xml>, request_id: &str) -> ApiResponse {
     let mut x = Xml::document();
     x.open_ns(&format!("{operation}Response"), NAMESPACE);
     if let Some(result) = result {
@@ -141,7 +145,7 @@ fn respond(operation: &str, result: Option<Xml>) -> ApiResponse {
         x.open(&tag).append(result).close(&tag);
     }
     x.open("ResponseMetadata")
-        .leaf("RequestId", request_id())
+        .leaf("RequestId", request_id)
         .close("ResponseMetadata")
         .close(&format!("{operation}Response"));
     ApiResponse::xml(x.finish())
@@ -158,10 +162,6 @@ fn uuid() -> String {
         &h[16..20],
         &h[20..]
     )
-}
-
-fn request_id() -> String {
-    uuid()
 }
 
 /// awsQuery's `ValidationError` (400).

@@ -82,6 +82,8 @@ pub(super) async fn invoke(ctx: &ApiContext, request: &ApiRequest) -> ApiResult 
         timeout_seconds(package.as_ref(), template.as_ref()).clamp(1, 900) as u64,
     );
     let name = function.name.clone();
+    // The stack's environment, as the rules engine passes it (CsrKeyReuse …).
+    let environment = function.environment.clone();
     let bus = ctx.cloud.bus().clone();
     bus.emit_with(|| {
         CloudEvent::new(
@@ -91,7 +93,7 @@ pub(super) async fn invoke(ctx: &ApiContext, request: &ApiRequest) -> ApiResult 
         .detail(json!({"function": name, "invocationType": kind, "event": event}))
     });
     let run = async move {
-        let result = match tokio::time::timeout(timeout, builtin.invoke(event, publisher)).await {
+        let result = match tokio::time::timeout(timeout, builtin.invoke(event, environment, publisher)).await {
             Ok(result) => result,
             Err(_) => Err(format!(
                 "Task timed out after {}.00 seconds",
