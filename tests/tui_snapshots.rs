@@ -586,9 +586,30 @@ fn api_calls_show_in_the_traffic_pane_with_secrets_redacted() {
     );
     let put = br#"{"Name":"cr-ca-key-9e8d","Type":"SecureString","Value":"-----BEGIN PRIVATE KEY-----\nTOPSECRET\n-----END PRIVATE KEY-----\n"}"#;
     let calls: [(&str, &str, u16, u64, &[u8], &[u8]); 3] = [
-        ("iot", "GetRegistrationCode", 200, 2, b"", br#"{"registrationCode":"abc123"}"#),
-        ("ssm", "PutParameter", 200, 4, put, br#"{"Version":1,"Tier":"Standard"}"#),
-        ("iot", "DescribeThing", 404, 1, b"", br#"{"message":"no thing NOPE"}"#),
+        (
+            "iot",
+            "GetRegistrationCode",
+            200,
+            2,
+            b"",
+            br#"{"registrationCode":"abc123"}"#,
+        ),
+        (
+            "ssm",
+            "PutParameter",
+            200,
+            4,
+            put,
+            br#"{"Version":1,"Tier":"Standard"}"#,
+        ),
+        (
+            "iot",
+            "DescribeThing",
+            404,
+            1,
+            b"",
+            br#"{"message":"no thing NOPE"}"#,
+        ),
     ];
     let mut app = mid_app();
     for (i, (service, operation, status, millis, req, resp)) in calls.into_iter().enumerate() {
@@ -615,7 +636,10 @@ fn api_calls_show_in_the_traffic_pane_with_secrets_redacted() {
     let screen = render(&app, 120, 36).backend().to_string();
     assert!(screen.contains("iot:GetRegistrationCode"), "{screen}");
     assert!(screen.contains("404   1 ms"), "{screen}");
-    assert!(!screen.contains("CONNECT"), "type:api keeps only API rows:\n{screen}");
+    assert!(
+        !screen.contains("CONNECT"),
+        "type:api keeps only API rows:\n{screen}"
+    );
     insta::assert_snapshot!("traffic_api_rows", screen);
 
     app.update(Action::Down); // selects the newest row: DescribeThing

@@ -264,7 +264,14 @@ fn bad_situations_are_explained_on_screen() {
     let mut serve = Command::new(env!("CARGO_BIN_EXE_jitpilot"))
         .args(["--data-dir"])
         .arg(owned.path())
-        .args(["--mqtt-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--json", "serve"])
+        .args([
+            "--mqtt-addr",
+            "127.0.0.1:0",
+            "--api-addr",
+            "127.0.0.1:0",
+            "--json",
+            "serve",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

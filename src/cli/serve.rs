@@ -39,7 +39,9 @@ pub async fn run(global: &GlobalArgs) -> color_eyre::Result<()> {
         server_name: endpoint_ca::SERVER_NAME,
         data_dir: data_dir.clone(),
         endpoint_ca: running.endpoint_ca_path().to_path_buf(),
-        api_endpoint: running.api_addr().map(|a| super::env::endpoint_url(&a.to_string())),
+        api_endpoint: running
+            .api_addr()
+            .map(|a| super::env::endpoint_url(&a.to_string())),
         pid: std::process::id(),
     };
     if global.json {
