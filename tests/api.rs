@@ -162,7 +162,7 @@ fn refused_and_malformed_requests_get_aws_shapes_and_the_server_keeps_answering(
     assert!(reply
         .header("x-amzn-RequestId")
         .is_some_and(|id| id.len() == 36));
-    let target = vec![
+    let target = [
         (
             "x-amz-target".to_string(),
             "DynamoDB_20120810.ListTables".to_string(),
@@ -236,7 +236,7 @@ fn refused_and_malformed_requests_get_aws_shapes_and_the_server_keeps_answering(
         "{}",
         reply.text()
     );
-    let bad_auth = vec![
+    let bad_auth = [
         (
             "authorization".to_string(),
             "AWS4-HMAC-SHA256 Credential=nonsense".to_string(),
