@@ -162,7 +162,7 @@ fn refused_and_malformed_requests_get_aws_shapes_and_the_server_keeps_answering(
     assert!(reply
         .header("x-amzn-RequestId")
         .is_some_and(|id| id.len() == 36));
-    let target = vec![
+    let target = [
         (
             "x-amz-target".to_string(),
             "DynamoDB_20120810.ListTables".to_string(),
@@ -236,7 +236,7 @@ fn refused_and_malformed_requests_get_aws_shapes_and_the_server_keeps_answering(
         "{}",
         reply.text()
     );
-    let bad_auth = vec![
+    let bad_auth = [
         (
             "authorization".to_string(),
             "AWS4-HMAC-SHA256 Credential=nonsense".to_string(),
@@ -357,5 +357,73 @@ fn the_readme_table_of_operations_is_the_routers() {
         } else {
             panic!("README.md's table of supported operations differs from the router's; run `JITPILOT_UPDATE_README=1 cargo test --test api the_readme_table` to rewrite it. Wanted:\n{table}");
         }
+    }
+}
+
+/// jitpilot's own SDK (aws-sdk-rust) signs as the local cloud expects: STS
+/// answers, and an S3 PutObject with a checksum — the SDK's streaming
+/// upload — gets past the signature and body decoding to the S3 service
+/// (which answers it, or names the operation it lacks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_sdk_signs_as_the_api_expects() {
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let _server = serve(&data_dir);
+    let keys = env_keys(&data_dir);
+    let creds = aws_credential_types::Credentials::new(
+        &keys.access_key_id,
+        &keys.secret_access_key,
+        None,
+        None,
+        "jitpilot env",
+    );
+    let sts = aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::Config::builder()
+            .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+            .region(aws_sdk_sts::config::Region::new("us-east-1"))
+            .endpoint_url(&keys.endpoint_url)
+            .credentials_provider(creds.clone())
+            .build(),
+    );
+    let identity = sts
+        .get_caller_identity()
+        .send()
+        .await
+        .expect("GetCallerIdentity");
+    assert_eq!(identity.account(), Some("123456789012"));
+
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(&keys.endpoint_url)
+            .force_path_style(true)
+            .credentials_provider(creds)
+            .build(),
+    );
+    let put = s3
+        .put_object()
+        .bucket("jitpilot-api-test")
+        .key("a/b.txt")
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(
+            b"hello, chunks",
+        ))
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32)
+        .send()
+        .await;
+    if let Err(e) = put {
+        let code = e.code().unwrap_or("").to_string();
+        assert!(
+            !matches!(
+                code.as_str(),
+                "SignatureDoesNotMatch"
+                    | "IncompleteBody"
+                    | "XAmzContentSHA256Mismatch"
+                    | "AccessDenied"
+                    | ""
+            ),
+            "the upload must pass the signature check and body decoding: {code} {e:?}"
+        );
     }
 }

@@ -638,7 +638,10 @@ fn api_calls_show_in_the_traffic_pane_with_secrets_redacted() {
     let screen = render(&app, 120, 36).backend().to_string();
     assert!(screen.contains("iot:GetRegistrationCode"), "{screen}");
     assert!(screen.contains("404   1 ms"), "{screen}");
-    assert!(!screen.contains("CONNECT"), "type:api keeps only API rows:\n{screen}");
+    assert!(
+        !screen.contains("CONNECT"),
+        "type:api keeps only API rows:\n{screen}"
+    );
     insta::assert_snapshot!("traffic_api_rows", screen);
 
     app.update(Action::Down); // selects the newest row: DescribeThing
