@@ -1,6 +1,6 @@
 //! Tests of `expression.rs`.
 use super::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn ph(body: Value) -> Placeholders {
     Placeholders::from_request(&body).unwrap()
