@@ -460,7 +460,7 @@ fn an_empty_or_missing_database_is_refused_never_recreated() {
             &["status", "--json"],
             &["init"],
             &["deploy"],
-            &["serve", "--mqtt-addr", "127.0.0.1:0"],
+            &["serve", "--mqtt-addr", "127.0.0.1:0", "--api-addr", "off"],
             &["device", SAMPLE_SERIAL, "jitp"],
         ] {
             let out = jitpilot(&fx.data_dir, args);

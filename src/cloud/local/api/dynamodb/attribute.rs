@@ -492,15 +492,8 @@ fn sub_magnitudes(a: &[u8], b: &[u8]) -> Vec<u8> {
 fn compare_magnitudes(a: &[u8], b: &[u8]) -> Ordering {
     let len = |v: &[u8]| v.len() - v.iter().rev().take_while(|&&d| d == 0).count();
     let (la, lb) = (len(a), len(b));
-    la.cmp(&lb).then_with(|| {
-        for i in (0..la).rev() {
-            match a[i].cmp(&b[i]) {
-                Ordering::Equal => continue,
-                other => return other,
-            }
-        }
-        Ordering::Equal
-    })
+    la.cmp(&lb)
+        .then_with(|| a[..la].iter().rev().cmp(b[..lb].iter().rev()))
 }
 
 impl Ord for Number {

@@ -137,7 +137,7 @@ fn segments(body: &Value) -> Result<Option<(u64, u64)>, ApiError> {
     match (number("Segment"), number("TotalSegments")) {
         (None, None) => Ok(None),
         (Some(Some(segment)), Some(Some(total)))
-            if total >= 1 && total <= 1_000_000 && segment < total =>
+            if (1..=1_000_000).contains(&total) && segment < total =>
         {
             Ok(Some((segment, total)))
         }
