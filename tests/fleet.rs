@@ -487,6 +487,18 @@ async fn refusal_logged(dir: &Path, serial: &str, code: &str) {
     }
 }
 
+/// The next response on the client's topic is a refusal with `code`:
+/// every refusal is answered, so the device knows why.
+async fn answered_with(client: &mut RawClient, code: &str) {
+    let (_, payload) = client.response().await;
+    let answer: Value = serde_json::from_slice(&payload).expect("a JSON answer");
+    assert_eq!(answer["error"]["code"], code, "{answer}");
+    assert!(
+        answer["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{answer}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_are_refused_with_reasons_and_repeats_answered_identically() {
     use simulated_devices::machine::Identity;
@@ -512,6 +524,7 @@ async fn bad_requests_are_refused_with_reasons_and_repeats_answered_identically(
         .publish(&rqst, serde_json::json!({"csr": csr(&other, &new_key)}))
         .await;
     refusal_logged(dir.path(), &serial, "csr_wrong_serial").await;
+    answered_with(&mut vendor, "csr_wrong_serial").await;
 
     // A CSR reusing the vendor key (what the original sample does).
     let vendor_key =
@@ -521,6 +534,7 @@ async fn bad_requests_are_refused_with_reasons_and_repeats_answered_identically(
         .publish(&rqst, serde_json::json!({"csr": csr(&serial, &vendor_key)}))
         .await;
     refusal_logged(dir.path(), &serial, "csr_reuses_vendor_key").await;
+    answered_with(&mut vendor, "csr_reuses_vendor_key").await;
 
     // A good CSR, sent twice: the same answer twice.
     let good = csr(&serial, &new_key);
@@ -567,6 +581,7 @@ async fn bad_requests_are_refused_with_reasons_and_repeats_answered_identically(
         .publish(&ack, serde_json::json!({"cert_id": "0".repeat(64)}))
         .await;
     refusal_logged(dir.path(), &serial, "wrong_cert_id").await;
+    answered_with(&mut manufacturer, "wrong_cert_id").await;
     manufacturer
         .publish(&ack, serde_json::json!({"cert_id": cert_id}))
         .await;

@@ -388,6 +388,11 @@ fn the_tui_on_aws_deploys_inits_and_shows_observed_traffic() {
 
     // Quit: the shell comes back in a sane terminal mode.
     tmux.keys(&["q"]);
+    // Type only once the TUI has left the terminal: keys sent while it is
+    // still shutting down would be read by it, not by the shell.
+    tmux.wait_for("the TUI to quit", |s| {
+        !s.contains("jitpilot ·") && s.lines().any(|l| l.trim_end() == "ready$")
+    });
     tmux.keys(&[
         "stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo END-$((6*7))",
         "Enter",
@@ -453,6 +458,11 @@ fn aws_problems_are_explained_on_screen() {
         s.contains("no AWS credentials") && s.contains("observer waiting")
     });
     tmux.keys(&["q"]);
+    // Type only once the TUI has left the terminal: keys sent while it is
+    // still shutting down would be read by it, not by the shell.
+    tmux.wait_for("the TUI to quit", |s| {
+        !s.contains("jitpilot ·") && s.lines().any(|l| l.trim_end() == "ready$")
+    });
     tmux.keys(&["clear; echo BACK-$((6*7))", "Enter"]);
     tmux.wait_for("the shell to run a command", |s| {
         s.lines().any(|l| l.trim() == "BACK-42")

@@ -121,6 +121,7 @@ fn drives_the_whole_walkthrough_by_keys() {
 
     // Quit: the shell comes back in a sane terminal mode.
     tmux.keys(&["q"]);
+    tmux.wait_quit();
     tmux.keys(&["stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo END-$((6*7))", "Enter"]);
     let screen = tmux.wait_for("the shell after quitting", |s| s.contains("END-42"));
     let line = screen

@@ -32,6 +32,23 @@ impl Answers {
     }
 }
 
+/// `published` is exactly one `{"error": {"code", "message"}}` answer per
+/// code, in order, each on a `…/<serial>/rspn` topic.
+fn assert_refusals(published: &[(String, Value)], codes: &[&str]) {
+    let got: Vec<&str> = published
+        .iter()
+        .map(|(topic, payload)| {
+            assert!(topic.ends_with(&format!("/{SERIAL}/rspn")), "{topic}");
+            assert!(
+                payload["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+                "{payload}"
+            );
+            payload["error"]["code"].as_str().unwrap_or("(no error code)")
+        })
+        .collect();
+    assert_eq!(got, codes, "{published:?}");
+}
+
 impl Publisher for Answers {
     fn publish(&self, topic: &str, payload: Vec<u8>) {
         let payload = serde_json::from_slice(&payload).expect("the function publishes JSON");
@@ -221,7 +238,8 @@ pub async fn run_walkthrough_through_the_lambda(
         .await
         .expect("refusal");
     assert_eq!(answer["code"], "client_id_mismatch", "{answer}");
-    assert!(answers.take().is_empty(), "a refusal publishes nothing");
+    // Every refusal is answered on the serial's response topic, with its code.
+    assert_refusals(&answers.take(), &["csr_wrong_serial", "client_id_mismatch"]);
     assert_eq!(thing_cert_ids(sdk, SERIAL).await, vec![vendor_id.clone()]);
 
     // 3b: the CSR over the vendor cert's connection.
@@ -340,7 +358,7 @@ pub async fn run_walkthrough_through_the_lambda(
         answer["code"], "principal_not_manufacturer_cert",
         "{answer}"
     );
-    assert!(answers.take().is_empty());
+    assert_refusals(&answers.take(), &["principal_not_manufacturer_cert"]);
     assert_eq!(row(sdk, SERIAL).await["CrState"], "CR_MAN_CERT_CREATED");
 
     // 3c: the ack over the manufacturer cert's connection.

@@ -90,6 +90,14 @@ pub fn shell_quote(p: &Path) -> String {
 }
 
 impl Tmux {
+    /// Waits until the TUI has left the terminal and the shell prompt is
+    /// back: keys typed before that would be read by the quitting TUI.
+    pub fn wait_quit(&self) {
+        self.wait_for("the TUI to quit", |s| {
+            !s.contains("jitpilot ·") && s.lines().any(|l| l.trim_end() == "ready$")
+        });
+    }
+
     /// The screen with its colour escapes (`capture-pane -e`).
     pub fn capture_with_escapes(&self) -> String {
         let out = Command::new("tmux")
