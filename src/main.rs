@@ -25,7 +25,7 @@ enum Command {
     /// Run the local cloud headless (MQTT endpoint, rules, rotation function).
     Serve,
     /// Create or update the stack from cfn/ (the sample's deploy_cf.bash).
-    Deploy,
+    Deploy(cli::deploy::DeployArgs),
     /// CAs, JITP template, CA key, whitelist, factory credentials (certs_etc.py --create).
     Init {
         /// Devices to add beyond the sample's serial IUQWXALODJESC1.
@@ -82,7 +82,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         None => jitpilot::tui::run(g, cli.mouse, false).await,
         Some(Command::Demo) => jitpilot::tui::run(g, cli.mouse, true).await,
         Some(Command::Serve) => cli::serve::run(g).await,
-        Some(Command::Deploy) => cli::deploy::run(g).await,
+        Some(Command::Deploy(args)) => cli::deploy::run(g, args).await,
         Some(Command::Init { devices }) => cli::init::run(g, *devices).await,
         Some(Command::Device { serial, step }) => cli::device::run(g, serial, *step).await,
         Some(Command::Fleet(args)) => cli::fleet::run(g, args).await,
