@@ -188,12 +188,29 @@ async fn deploy_init_status_cleanup_teardown_on_moto() {
         .expect("vendor");
     let desc = vendor.certificate_description().expect("description");
     assert_eq!(desc.status().map(|s| s.as_str()), Some("ACTIVE"));
-    // moto does not keep autoRegistrationStatus (AWS does): it must at least
-    // not say DISABLE; the registration config below is what moto keeps.
-    assert_ne!(
-        desc.auto_registration_status().map(|s| s.as_str()),
-        Some("DISABLE")
-    );
+    // AWS keeps autoRegistrationStatus; moto does not (it answers none):
+    // then what jitpilot asked for is read from moto's request recording —
+    // RegisterCACertificate with allowAutoRegistration=true, or
+    // UpdateCACertificate with newAutoRegistrationStatus=ENABLE.
+    match desc.auto_registration_status().map(|s| s.as_str()) {
+        Some(status) => assert_eq!(status, "ENABLE"),
+        None => {
+            let requests = moto.requests();
+            assert!(
+                requests.iter().any(|r| {
+                    let url = r["url"].as_str().unwrap_or_default();
+                    url.contains("/cacertificate")
+                        && (url.contains("allowAutoRegistration=true")
+                            || url.contains("newAutoRegistrationStatus=ENABLE"))
+                }),
+                "no request enabled the Vendor CA's auto-registration: {:?}",
+                requests
+                    .iter()
+                    .map(|r| r["url"].clone())
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
     let config = vendor.registration_config().expect("registration config");
     assert_eq!(
         config.role_arn(),

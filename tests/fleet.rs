@@ -199,10 +199,52 @@ async fn fleet_of_200_rotates_every_device_and_retires_vendor_certs() {
     assert_eq!(doc["crState"], "CR_CERT_ROTATION_COMPLETED");
 }
 
+/// The seed of the loss test: the first seed with which no device of the
+/// fleet draws `max_request_attempts` drops in a row within its first 40
+/// responses, so simulated loss alone cannot exhaust a request's attempts —
+/// a failure of this test is a bug, not bad luck. Deterministic: the same
+/// serials always give the same seed.
+fn loss_seed(serials: &[String], loss: f64) -> u64 {
+    let attempts = RetryPolicy::default().max_request_attempts as usize;
+    let survives = |seed: u64| {
+        serials.iter().all(|serial| {
+            let mut draws = simulated_devices::backoff::loss_draws(
+                simulated_devices::backoff::device_seed(seed, serial),
+            );
+            let mut run = 0;
+            (0..40).all(|_| {
+                run = if draws.next_f64() < loss { run + 1 } else { 0 };
+                run < attempts
+            })
+        })
+    };
+    (1..1000)
+        .find(|&seed| survives(seed))
+        .expect("a seed below 1000 survives")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_with_20_percent_loss_completes_by_retrying() {
+    let serials = jitpilot::cloud::local::fleet::Fleet::builtin()
+        .unwrap()
+        .serials(199);
+    let seed = loss_seed(&serials, 0.2);
     let dir = deployed();
-    let summary = ok_json(dir.path(), &["fleet", "--devices", "200", "--loss", "0.2"]);
+    let seed_arg = seed.to_string();
+    let summary = ok_json(
+        dir.path(),
+        &[
+            "fleet",
+            "--devices",
+            "200",
+            "--loss",
+            "0.2",
+            "--seed",
+            &seed_arg,
+        ],
+    );
+    println!("fleet with loss 0.2, seed {}", summary["seed"]);
+    assert_eq!(summary["seed"], seed, "the summary reports the seed used");
     assert_eq!(summary["failed"], 0, "{summary:#}");
     assert_eq!(summary["states"]["CR_CERT_ROTATION_COMPLETED"], 200);
     assert!(
@@ -210,6 +252,23 @@ async fn fleet_with_20_percent_loss_completes_by_retrying() {
         "loss caused retries"
     );
     assert_fleet_rotated(dir.path(), 200);
+}
+
+/// `--rate` paces device starts on the local cloud too: 4 devices at 4/s
+/// start over at least 0.75 s (a lower bound: a busy machine only adds).
+#[test]
+fn fleet_rate_paces_starts_locally() {
+    let dir = deployed();
+    let summary = ok_json(dir.path(), &["fleet", "--devices", "4", "--rate", "4"]);
+    assert_eq!(summary["failed"], 0, "{summary:#}");
+    assert_eq!(summary["onboarded"], 4);
+    let elapsed = summary["elapsedMs"].as_f64().expect("elapsedMs");
+    assert!(
+        elapsed >= 740.0,
+        "4 devices at 4/s were all started within {elapsed} ms"
+    );
+    // A seed is reported even when none was given.
+    assert!(summary["seed"].is_u64(), "{summary:#}");
 }
 
 #[test]

@@ -76,6 +76,24 @@ impl Jitter {
     }
 }
 
+/// The seed of one device of a seeded run (`fleet --seed`): the run's seed
+/// mixed with the serial, so each device draws its own sequence and a run
+/// is reproduced by its seed.
+pub fn device_seed(run_seed: u64, serial: &str) -> u64 {
+    // FNV-1a of the serial, then one generator step to spread the bits.
+    let hash = serial.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    Jitter::new(run_seed ^ hash).next_u64()
+}
+
+/// The generator of a device's simulated-loss decisions, apart from its
+/// backoff jitter: the k-th response's fate depends on the seed and k
+/// only, not on how many backoffs a busy machine caused before it.
+pub fn loss_draws(seed: u64) -> Jitter {
+    Jitter::new(seed ^ 0x5A5A_1055_D2A3_5EED)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +122,13 @@ mod tests {
         let delays: std::collections::HashSet<_> =
             (0..20).map(|_| policy.delay(5, &mut rng)).collect();
         assert!(delays.len() > 10, "full jitter gives distinct delays");
+    }
+
+    #[test]
+    fn device_seeds_differ_by_serial_and_repeat_by_run_seed() {
+        assert_eq!(device_seed(42, "A1"), device_seed(42, "A1"));
+        assert_ne!(device_seed(42, "A1"), device_seed(42, "A2"));
+        assert_ne!(device_seed(42, "A1"), device_seed(43, "A1"));
     }
 
     #[test]

@@ -234,6 +234,8 @@ mod tests {
         assert!(leftovers.is_empty());
     }
 
+    /// The files are the same under `PowerLoss`; that the fsyncs really
+    /// happen is counted with strace in `tests/sim_device.rs`.
     #[test]
     fn power_loss_durability_writes_the_same_files() {
         let dir = tempfile::tempdir().unwrap();

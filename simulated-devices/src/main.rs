@@ -38,6 +38,9 @@ struct Cli {
     /// Fraction of responses to drop, to exercise retries (0.0–1.0).
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
+    /// Seed of the loss and jitter draws, to reproduce a run (random when absent).
+    #[arg(long)]
+    seed: Option<u64>,
     /// Drop exactly the next N responses (a deterministic fault).
     #[arg(long, default_value_t = 0)]
     drop_responses: u32,
@@ -105,6 +108,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     config.alpn = cli.alpn;
     config.loss = cli.loss;
     config.drop_responses = cli.drop_responses;
+    config.seed = cli.seed;
     config.response_timeout = Duration::from_millis(cli.response_timeout_ms);
     if cli.fsync {
         config.durability = simulated_devices::Durability::PowerLoss;

@@ -42,6 +42,10 @@ pub struct FleetArgs {
     /// IoT's registration rate; unlimited on the local cloud].
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Seed of the devices' loss and jitter draws; the summary prints the
+    /// seed used (random when absent), so a run can be reproduced.
+    #[arg(long)]
+    pub seed: Option<u64>,
 }
 
 impl FleetArgs {
@@ -88,6 +92,8 @@ pub struct FleetSummary {
     pub endpoint: String,
     pub in_process: bool,
     pub loss: f64,
+    /// The seed of the devices' loss and jitter draws (`--seed` reproduces the run).
+    pub seed: u64,
     pub concurrency: usize,
     /// Devices started per second; `null` when unlimited.
     pub rate: Option<f64>,
@@ -144,6 +150,7 @@ pub async fn run(global: &GlobalArgs, args: &FleetArgs) -> color_eyre::Result<()
 
     let run = Run {
         loss: args.loss,
+        seed: args.seed.unwrap_or_else(rand::random),
         concurrency,
         rate,
         pacer: pacer.map(Arc::new),
@@ -170,6 +177,8 @@ pub async fn run(global: &GlobalArgs, args: &FleetArgs) -> color_eyre::Result<()
 /// How the devices of one run are started.
 struct Run {
     loss: f64,
+    /// The run's seed; each device draws from `device_seed(seed, serial)`.
+    seed: u64,
     concurrency: usize,
     rate: Option<f64>,
     pacer: Option<Arc<RegistrationPacer>>,
@@ -247,6 +256,7 @@ async fn onboard(
         .map(|serial| {
             let mut config = target.device_config(&serial);
             config.loss = run.loss;
+            config.seed = Some(simulated_devices::backoff::device_seed(run.seed, &serial));
             async move { (serial, run_device(config, Goal::Onboard, None).await) }
         })
         .buffer_unordered(run.concurrency);
@@ -289,6 +299,7 @@ async fn onboard(
         endpoint: target.addr.clone(),
         in_process: target.in_process(),
         loss: run.loss,
+        seed: run.seed,
         concurrency: run.concurrency,
         rate: run.rate,
         elapsed_ms: elapsed.as_secs_f64() * 1000.0,
@@ -374,12 +385,13 @@ fn print_summary(s: &FleetSummary) {
         s.devices, s.onboarded, s.skipped, s.failed
     );
     println!(
-        "  {:.1} devices/s ({} in {:.0} ms, concurrency {}, loss {}{}), {} retries",
+        "  {:.1} devices/s ({} in {:.0} ms, concurrency {}, loss {}, seed {}{}), {} retries",
         s.devices_per_sec,
         s.onboarded,
         s.elapsed_ms,
         s.concurrency,
         s.loss,
+        s.seed,
         match s.rate {
             Some(rate) => format!(", started at most {rate}/s"),
             None => String::new(),
@@ -421,6 +433,7 @@ mod tests {
             concurrency: 1,
             loss: 0.0,
             rate,
+            seed: None,
         }
     }
 

@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 pub struct Moto {
     child: Child,
     pub url: String,
+    /// moto's request recorder writes every request it answers here: what
+    /// jitpilot asked of the API, where moto does not keep a field AWS keeps.
+    recording: tempfile::TempDir,
 }
 
 impl Moto {
@@ -44,8 +47,14 @@ impl Moto {
              main(['-H', '127.0.0.1', '-p', '{port}'])\n",
             if aws_certificate_ids { "True" } else { "False" }
         );
+        let recording = tempfile::tempdir().expect("tempdir");
         let child = Command::new("python3")
             .args(["-c", &script])
+            .env("MOTO_ENABLE_RECORDING", "True")
+            .env(
+                "MOTO_RECORDER_FILEPATH",
+                recording.path().join("requests.jsonl"),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -53,9 +62,20 @@ impl Moto {
         let mut moto = Moto {
             child,
             url: format!("http://127.0.0.1:{port}"),
+            recording,
         };
         moto.wait_ready(port);
         moto
+    }
+
+    /// Every request moto answered so far: `method`, `url`, `headers`, `body`
+    /// (base64 when `body_encoded`), from its recorder.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.recording.path().join("requests.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// Waits until the server answers HTTP, or fails saying how to install it.

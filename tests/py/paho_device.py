@@ -19,7 +19,6 @@ import json
 import os
 import random
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
@@ -86,27 +85,28 @@ def connect_with_backoff(args, certfile, keyfile, attempts=10):
 
 
 def new_key_and_csr(serial, workdir):
-    """(key PEM, CSR PEM, public key DER) for a NEW EC P-256 key."""
+    """(key PEM, CSR PEM) for a NEW EC P-256 key."""
+    x509, hashes, serialization, ec, NameOID = crypto()
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, serial)]))
+           .sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    return key_pem, csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def crypto():
+    """The `cryptography` package: required, never skipped (scripts/test installs it)."""
     try:
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.hazmat.primitives.asymmetric import ec
         from cryptography.x509.oid import NameOID
-
-        key = ec.generate_private_key(ec.SECP256R1())
-        csr = (x509.CertificateSigningRequestBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, serial)]))
-               .sign(key, hashes.SHA256()))
-        key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()).decode()
-        return key_pem, csr.public_bytes(serialization.Encoding.PEM).decode()
     except ImportError:
-        key_path = os.path.join(workdir, "k.pem")
-        subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-                        "-out", key_path], check=True, capture_output=True)
-        csr = subprocess.run(["openssl", "req", "-new", "-key", key_path, "-subj", f"/CN={serial}"],
-                             check=True, capture_output=True, text=True).stdout
-        return open(key_path).read(), csr
+        raise SystemExit("the Python package `cryptography` is missing: "
+                         "python3 -m pip install cryptography (scripts/test installs it)")
+    return x509, hashes, serialization, ec, NameOID
 
 
 def check_cert(cert_pem, cert_id, key_pem, ca_pem):
@@ -115,21 +115,15 @@ def check_cert(cert_pem, cert_id, key_pem, ca_pem):
     der = _ssl.PEM_cert_to_DER_cert(cert_pem)
     if hashlib.sha256(der).hexdigest() != cert_id:
         raise SystemExit("cert_id is not the SHA-256 of the certificate")
-    try:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-
-        cert = x509.load_pem_x509_certificate(cert_pem.encode())
-        key = serialization.load_pem_private_key(key_pem.encode(), None)
-        spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        if cert.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
-            raise SystemExit("the certificate is not for our key")
-        ca = x509.load_pem_x509_certificate(ca_pem.encode())
-        ca.public_key().verify(cert.signature, cert.tbs_certificate_bytes,
-                               ec.ECDSA(cert.signature_hash_algorithm))
-    except ImportError:
-        pass
+    x509, _hashes, serialization, ec, _oid = crypto()
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    key = serialization.load_pem_private_key(key_pem.encode(), None)
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if cert.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
+        raise SystemExit("the certificate is not for our key")
+    ca = x509.load_pem_x509_certificate(ca_pem.encode())
+    ca.public_key().verify(cert.signature, cert.tbs_certificate_bytes,
+                           ec.ECDSA(cert.signature_hash_algorithm))
 
 
 def main():

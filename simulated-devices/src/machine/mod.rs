@@ -14,7 +14,7 @@
 //! - **3c** reconnect with the manufacturer identity, subscribe to
 //!   `.../ack-man-cert/<serial>/rspn`, publish `{"cert_id"}`, receive it back.
 
-use crate::backoff::{Jitter, RetryPolicy};
+use crate::backoff::{loss_draws, Jitter, RetryPolicy};
 use crate::firmware::{self, FirmwareError};
 use crate::report::{Progress, Step};
 use crate::topics;
@@ -49,7 +49,10 @@ pub struct DeviceMachine {
     /// ("drop the next response" fault).
     drop_responses: u32,
     response_timeout: Duration,
+    /// Backoff jitter.
     rng: Jitter,
+    /// Simulated-loss decisions, a stream of their own (see [`loss_draws`]).
+    loss_rng: Jitter,
     state: State,
     step: Step,
     /// Attempts in the current step: connects in 3a, requests in 3b/3c.
@@ -89,6 +92,7 @@ impl DeviceMachine {
             drop_responses: config.drop_responses,
             response_timeout: config.response_timeout,
             rng: Jitter::new(config.seed),
+            loss_rng: loss_draws(config.seed),
             state: State::Idle,
             step: Step::Jitp,
             attempts: 0,
@@ -405,7 +409,7 @@ impl DeviceMachine {
                 out,
             );
         }
-        if self.loss > 0.0 && self.rng.next_f64() < self.loss {
+        if self.loss > 0.0 && self.loss_rng.next_f64() < self.loss {
             return self.report(Progress::Info, "dropped the response (simulated loss)", out);
         }
         match self.step {

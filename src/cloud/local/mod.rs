@@ -16,13 +16,13 @@
 //! - `functions.rs`   built-in functions ("Lambdas") the rules invoke, the rotation function's bindings
 //! - `lambda_runtime/` a stack's function running its own code through the Lambda Runtime API
 
+pub mod api;
 pub mod control;
 pub mod datadir;
 pub mod endpoint;
 pub mod endpoint_ca;
 pub mod fleet;
 pub mod functions;
-pub mod api;
 pub mod jitp;
 pub mod lambda_runtime;
 pub mod policy;

@@ -26,14 +26,14 @@
 //! An operation that writes more than once does so in one store transaction
 //! (or checks everything before its first write): nothing is half-applied.
 
+pub mod cloudformation;
+pub mod dynamodb;
 pub mod iot;
 pub mod iot_data;
-pub mod sts;
-pub mod ssm;
-pub mod dynamodb;
-pub mod cloudformation;
-pub mod s3;
 pub mod lambda;
+pub mod s3;
+pub mod ssm;
+pub mod sts;
 
 use super::LocalCloud;
 use bytes::Bytes;
@@ -297,8 +297,12 @@ pub trait Service: Send + Sync {
     /// `UnknownOperationException`.
     fn operation(&self, request: &ApiRequest) -> Result<&'static str, ApiError>;
     /// Runs `operation` on the local cloud.
-    async fn call(&self, ctx: &ApiContext, operation: &'static str, request: ApiRequest)
-        -> ApiResult;
+    async fn call(
+        &self,
+        ctx: &ApiContext,
+        operation: &'static str,
+        request: ApiRequest,
+    ) -> ApiResult;
 }
 
 /// The router's table: every service the API answers.
