@@ -78,7 +78,13 @@ impl Drop for Serve {
 
 fn serve(dir: &Path) -> Serve {
     let mut child = Command::new(env!("CARGO_BIN_EXE_jitpilot"))
-        .args(["serve", "--json", "--mqtt-addr", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--json",
+            "--mqtt-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir)
         .env_remove("JITPILOT_DATA_DIR")
         .env_remove("RUST_LOG")
@@ -126,7 +132,10 @@ fn the_jitp_rule_invokes_the_stacks_own_code_through_the_runtime_api() {
         .lines()
         .filter(|l| l.contains("function output") && l.contains("echo invoked with"))
         .collect();
-    assert!(!echoed.is_empty(), "the function's stdout in the log:\n{log}");
+    assert!(
+        !echoed.is_empty(),
+        "the function's stdout in the log:\n{log}"
+    );
     assert!(
         echoed[0].contains("certificates/registered"),
         "the rule's event: {}",
@@ -145,5 +154,8 @@ fn the_jitp_rule_invokes_the_stacks_own_code_through_the_runtime_api() {
     // Back to the built-in: the next JITP is handled by it.
     let back = ok(&data, &["deploy", "--function-code", "builtin"]);
     assert!(String::from_utf8_lossy(&back.stderr).contains("runs the built-in function"));
-    assert!(!data.join("lambda").join("CertRotation-cert-rotation").exists());
+    assert!(!data
+        .join("lambda")
+        .join("CertRotation-cert-rotation")
+        .exists());
 }

@@ -43,16 +43,23 @@ async fn the_bootstrap_answers_through_the_runtime_api() {
         let lambda = lambda.clone();
         let (function, code) = (function.clone(), code.clone());
         async move {
-            tokio::time::timeout(WAIT, lambda.invoke(&function, &code, Bytes::from_static(event.as_bytes())))
-                .await
-                .expect("the invocation ends")
+            tokio::time::timeout(
+                WAIT,
+                lambda.invoke(&function, &code, Bytes::from_static(event.as_bytes())),
+            )
+            .await
+            .expect("the invocation ends")
         }
     };
     // Not the rule's SQL output: the function's own error, posted to
     // /invocation/{id}/error by lambda_runtime.
     match invoke("5").await {
         Err(InvokeError::Function(e)) => {
-            assert!(e.error_message.contains("the event is not the rule's SQL output"), "{e}");
+            assert!(
+                e.error_message
+                    .contains("the event is not the rule's SQL output"),
+                "{e}"
+            );
         }
         other => panic!("expected the function's error, got {other:?}"),
     }

@@ -107,7 +107,11 @@ pub async fn start_with(
     let rotation = functions::rotation_config(cloud.fleet());
     // A deployed function with code in the data dir runs it (lambda_runtime);
     // the others run the built-in their handler names.
-    let lambda = LocalLambda::new(cloud.data_dir().root(), cloud.bus().clone(), Some(store.clone()));
+    let lambda = LocalLambda::new(
+        cloud.data_dir().root(),
+        cloud.bus().clone(),
+        Some(store.clone()),
+    );
     let functions = functions::builtin_functions(store.clone(), cloud.bus().clone(), rotation)
         .with_code(lambda.clone());
     let endpoint = endpoint::start(

@@ -201,11 +201,10 @@ impl CodeStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(CodeError::Read { path, source }),
         };
-        let file: FunctionFile =
-            serde_json::from_slice(&text).map_err(|e| CodeError::Damaged {
-                path: path.clone(),
-                why: e.to_string(),
-            })?;
+        let file: FunctionFile = serde_json::from_slice(&text).map_err(|e| CodeError::Damaged {
+            path: path.clone(),
+            why: e.to_string(),
+        })?;
         Ok(Some(StoredCode {
             name: name.to_string(),
             config: file.config,
@@ -309,7 +308,10 @@ pub fn bundled(task_root: &Path, requirements: &[String]) -> bool {
 /// nothing to add to `PYTHONPATH`, the `deps/` directory once installed.
 /// Installs with `pip install --target` once per revision; a failure is
 /// remembered (`deps.failed`) and returned, saying what to do.
-pub async fn python_dependencies(code: &StoredCode, python: &Path) -> Result<Option<PathBuf>, String> {
+pub async fn python_dependencies(
+    code: &StoredCode,
+    python: &Path,
+) -> Result<Option<PathBuf>, String> {
     let requirements = code.task_root().join("requirements.txt");
     let Ok(text) = std::fs::read_to_string(&requirements) else {
         return Ok(None);
@@ -328,7 +330,15 @@ pub async fn python_dependencies(code: &StoredCode, python: &Path) -> Result<Opt
     }
     tracing::info!(function = %code.name, requirements = ?names, "installing the function's requirements.txt with pip");
     let run = tokio::process::Command::new(python)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input", "--target"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--target",
+        ])
         .arg(&deps)
         .arg("-r")
         .arg(&requirements)
@@ -350,8 +360,14 @@ pub async fn python_dependencies(code: &StoredCode, python: &Path) -> Result<Opt
                 tail.join(" | ")
             )
         }
-        Ok(Err(e)) => format!("pip did not run ({e}); install pip for {} or bundle the dependencies in the zip", python.display()),
-        Err(_) => format!("pip did not finish within {} s; bundle the dependencies in the zip", PIP_LIMIT.as_secs()),
+        Ok(Err(e)) => format!(
+            "pip did not run ({e}); install pip for {} or bundle the dependencies in the zip",
+            python.display()
+        ),
+        Err(_) => format!(
+            "pip did not finish within {} s; bundle the dependencies in the zip",
+            PIP_LIMIT.as_secs()
+        ),
     };
     let _ = std::fs::write(&failed, &why);
     Err(why)
@@ -389,7 +405,10 @@ mod tests {
         assert_ne!(first.revision, second.revision);
         assert!(store.remove("f").unwrap());
         assert_eq!(store.get("f").unwrap(), None);
-        assert!(matches!(store.put_path("../x", &config(), &src), Err(CodeError::BadName(_))));
+        assert!(matches!(
+            store.put_path("../x", &config(), &src),
+            Err(CodeError::BadName(_))
+        ));
     }
 
     #[test]
@@ -405,7 +424,10 @@ mod tests {
     #[test]
     fn requirements_are_read_as_pip_names_them() {
         let text = "cffi==1.14.0\n# a comment\ncryptography>=3.2  # pinned\n-r other.txt\npyOpenSSL[extra]~=19.1\nsix\n\n";
-        assert_eq!(requirement_names(text), ["cffi", "cryptography", "pyopenssl", "six"]);
+        assert_eq!(
+            requirement_names(text),
+            ["cffi", "cryptography", "pyopenssl", "six"]
+        );
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("pyOpenSSL-19.1.0.dist-info")).unwrap();
         std::fs::create_dir(dir.path().join("six-1.14.0.dist-info")).unwrap();

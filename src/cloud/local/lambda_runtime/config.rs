@@ -53,8 +53,10 @@ impl FunctionConfig {
     /// (numbers may arrive as strings, as CloudFormation allows).
     pub fn from_properties(props: &serde_json::Value) -> Result<FunctionConfig, String> {
         let text = |key: &str| props.get(key).and_then(scalar);
-        let runtime = text("Runtime").ok_or("Properties.Runtime is required to run the function's code")?;
-        let handler = text("Handler").ok_or("Properties.Handler is required to run the function's code")?;
+        let runtime =
+            text("Runtime").ok_or("Properties.Runtime is required to run the function's code")?;
+        let handler =
+            text("Handler").ok_or("Properties.Handler is required to run the function's code")?;
         let number = |key: &str, default: u64| -> Result<u64, String> {
             match text(key) {
                 None => Ok(default),
@@ -269,11 +271,20 @@ pub fn environment(
         ("AWS_DEFAULT_REGION", identity.region.clone()),
         ("AWS_LAMBDA_FUNCTION_NAME", identity.name.clone()),
         ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", config.memory_mb.to_string()),
-        ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", identity.name)),
+        (
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+            config.memory_mb.to_string(),
+        ),
+        (
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            format!("/aws/lambda/{}", identity.name),
+        ),
         ("AWS_LAMBDA_LOG_STREAM_NAME", "jitpilot.log".into()),
         ("AWS_LAMBDA_RUNTIME_API", runtime_api.to_string()),
-        ("AWS_EXECUTION_ENV", format!("AWS_Lambda_{}", config.runtime)),
+        (
+            "AWS_EXECUTION_ENV",
+            format!("AWS_Lambda_{}", config.runtime),
+        ),
         ("_HANDLER", config.handler.clone()),
         ("LAMBDA_TASK_ROOT", root.clone()),
         ("LAMBDA_RUNTIME_DIR", root),
@@ -287,7 +298,10 @@ pub fn environment(
     if let Some(api) = api {
         env.insert("AWS_ENDPOINT_URL".into(), api.endpoint_url.clone());
         env.insert("AWS_ACCESS_KEY_ID".into(), api.access_key_id.clone());
-        env.insert("AWS_SECRET_ACCESS_KEY".into(), api.secret_access_key.clone());
+        env.insert(
+            "AWS_SECRET_ACCESS_KEY".into(),
+            api.secret_access_key.clone(),
+        );
     }
     env
 }
@@ -324,9 +338,15 @@ mod tests {
         assert_eq!(config.timeout(), Duration::from_secs(5));
         assert_eq!(config.environment["CsrKeyReuse"], "warn");
         assert_eq!(config.environment["N"], "3");
-        let config = FunctionConfig::from_properties(&json!({"Runtime": "provided.al2023", "Handler": "bootstrap"})).unwrap();
+        let config = FunctionConfig::from_properties(
+            &json!({"Runtime": "provided.al2023", "Handler": "bootstrap"}),
+        )
+        .unwrap();
         assert_eq!(config.timeout_secs, DEFAULT_TIMEOUT_SECS);
-        let err = FunctionConfig::from_properties(&json!({"Runtime": "python3.12", "Handler": "a.b", "Timeout": "soon"})).unwrap_err();
+        let err = FunctionConfig::from_properties(
+            &json!({"Runtime": "python3.12", "Handler": "a.b", "Timeout": "soon"}),
+        )
+        .unwrap_err();
         assert!(err.contains("Timeout"), "{err}");
         assert!(FunctionConfig::from_properties(&json!({"Handler": "a.b"})).is_err());
     }
@@ -348,7 +368,16 @@ mod tests {
             access_key_id: "AKIDLOCAL".into(),
             secret_access_key: "secret".into(),
         };
-        let plan = launch(&identity(), &config, Path::new("/pkg"), Some(Path::new("/deps")), &host(), Some(&api), "127.0.0.1:9001").unwrap();
+        let plan = launch(
+            &identity(),
+            &config,
+            Path::new("/pkg"),
+            Some(Path::new("/deps")),
+            &host(),
+            Some(&api),
+            "127.0.0.1:9001",
+        )
+        .unwrap();
         assert_eq!(plan.program, PathBuf::from("/usr/bin/python3.11"));
         assert_eq!(plan.args, ["-m", "awslambdaric", "app.handler"]);
         assert_eq!(plan.env["PYTHONPATH"], "/pkg:/deps");
@@ -373,16 +402,42 @@ mod tests {
             environment: BTreeMap::new(),
         };
         let run = |config: &FunctionConfig, host: &HostFacts| {
-            launch(&identity(), config, Path::new("/nonexistent"), None, host, None, "127.0.0.1:1")
+            launch(
+                &identity(),
+                config,
+                Path::new("/nonexistent"),
+                None,
+                host,
+                None,
+                "127.0.0.1:1",
+            )
         };
-        assert!(run(&config, &host()).unwrap_err().reason.contains("nodejs20.x"));
+        assert!(run(&config, &host())
+            .unwrap_err()
+            .reason
+            .contains("nodejs20.x"));
         config.runtime = "python3.12".into();
-        let no_ric = HostFacts { awslambdaric: false, ..host() };
-        assert!(run(&config, &no_ric).unwrap_err().what_to_do.contains("pip install awslambdaric"));
-        let no_python = HostFacts { python: None, ..host() };
-        assert!(run(&config, &no_python).unwrap_err().what_to_do.contains("install python3"));
+        let no_ric = HostFacts {
+            awslambdaric: false,
+            ..host()
+        };
+        assert!(run(&config, &no_ric)
+            .unwrap_err()
+            .what_to_do
+            .contains("pip install awslambdaric"));
+        let no_python = HostFacts {
+            python: None,
+            ..host()
+        };
+        assert!(run(&config, &no_python)
+            .unwrap_err()
+            .what_to_do
+            .contains("install python3"));
         config.runtime = "provided.al2023".into();
         config.handler = "bootstrap".into();
-        assert!(run(&config, &host()).unwrap_err().reason.contains("no `bootstrap`"));
+        assert!(run(&config, &host())
+            .unwrap_err()
+            .reason
+            .contains("no `bootstrap`"));
     }
 }

@@ -82,11 +82,17 @@ mod tests {
         std::fs::write(&exe, "#!/bin/sh\n").unwrap();
         let lines = set_function_code(dir.path(), &resources(), &exe).unwrap();
         assert_eq!(lines.len(), 1);
-        assert!(lines[0].contains("provided.al2023, timeout 30 s"), "{lines:?}");
+        assert!(
+            lines[0].contains("provided.al2023, timeout 30 s"),
+            "{lines:?}"
+        );
         let store = CodeStore::new(dir.path());
         let stored = store.get("CertRotation-cert-rotation").unwrap().unwrap();
         assert_eq!(stored.config.timeout_secs, 30);
-        assert_eq!(stored.config.environment["DEVICE_TABLE"], "CertRotationDevices");
+        assert_eq!(
+            stored.config.environment["DEVICE_TABLE"],
+            "CertRotationDevices"
+        );
         set_function_code(dir.path(), &resources(), Path::new(BUILTIN)).unwrap();
         assert_eq!(store.get("CertRotation-cert-rotation").unwrap(), None);
         let missing = set_function_code(dir.path(), &resources(), &dir.path().join("nope.zip"));

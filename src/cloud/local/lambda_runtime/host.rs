@@ -63,7 +63,12 @@ pub fn api_access(data_dir: &Path) -> Option<ApiAccess> {
     };
     Some(ApiAccess {
         endpoint_url,
-        access_key_id: field(&["accessKeyId", "access_key_id", "AccessKeyId", "aws_access_key_id"])?,
+        access_key_id: field(&[
+            "accessKeyId",
+            "access_key_id",
+            "AccessKeyId",
+            "aws_access_key_id",
+        ])?,
         secret_access_key: field(&[
             "secretAccessKey",
             "secret_access_key",

@@ -48,13 +48,13 @@ pub use config::{CannotRun, FunctionConfig};
 pub use runtime_api::FunctionError;
 pub use warm::{InvokeError, WarmFunction};
 
+use self::config::{FunctionIdentity, HostFacts, RuntimeKind};
 use super::functions::{BuiltinFunction, FunctionRegistry, CERT_ROTATION_HANDLER};
 use crate::cloud::events::{CloudEvent, EventBus, EventKind};
 use crate::model::Function;
 use crate::rotation::Publisher;
 use crate::store::Store;
 use bytes::Bytes;
-use self::config::{FunctionIdentity, HostFacts, RuntimeKind};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
@@ -152,7 +152,12 @@ impl LocalLambda {
         payload: Bytes,
     ) -> Result<Bytes, InvokeError> {
         let warm = self.warm_for(function, stored).await.map_err(|why| {
-            self.report_problem(&function.name, &stored.revision, &why.reason, Some(&why.what_to_do));
+            self.report_problem(
+                &function.name,
+                &stored.revision,
+                &why.reason,
+                Some(&why.what_to_do),
+            );
             InvokeError::CannotRun(why)
         })?;
         warm.invoke(payload).await
@@ -175,7 +180,10 @@ impl LocalLambda {
 
     async fn host_facts(&self) -> HostFacts {
         let mut host = self.inner.host.lock().await;
-        if let Some(facts) = host.as_ref().filter(|f| f.python.is_some() && f.awslambdaric) {
+        if let Some(facts) = host
+            .as_ref()
+            .filter(|f| f.python.is_some() && f.awslambdaric)
+        {
             return facts.clone();
         }
         let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
@@ -194,7 +202,10 @@ impl LocalLambda {
         let mut settings = stored.config.clone();
         // The deployed stack's variables (e.g. CsrKeyReuse) over the stored ones.
         for (k, v) in &function.environment {
-            let v = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+            let v = v
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string());
             settings.environment.insert(k.clone(), v);
         }
         let key = {
@@ -231,7 +242,15 @@ impl LocalLambda {
         };
         let task_root = stored.task_root();
         // Decide now, so a function that cannot run is reported before any process starts.
-        config::launch(&identity, &settings, &task_root, deps.as_deref(), &host, None, "127.0.0.1:0")?;
+        config::launch(
+            &identity,
+            &settings,
+            &task_root,
+            deps.as_deref(),
+            &host,
+            None,
+            "127.0.0.1:0",
+        )?;
         let data_dir = self.inner.data_dir.clone();
         let timeout = settings.timeout();
         let arn = identity.arn.clone();
@@ -240,7 +259,15 @@ impl LocalLambda {
             if api.is_none() {
                 tracing::warn!(function = %identity.name, "the local AWS API is not running (no api.addr in the data dir): the function's SDK calls will fail");
             }
-            config::launch(&identity, &settings, &task_root, deps.as_deref(), &host, api.as_ref(), runtime_api)
+            config::launch(
+                &identity,
+                &settings,
+                &task_root,
+                deps.as_deref(),
+                &host,
+                api.as_ref(),
+                runtime_api,
+            )
         });
         let fresh = Arc::new(WarmFunction::new(&function.name, &arn, timeout, planner));
         let replaced = {
@@ -255,7 +282,13 @@ impl LocalLambda {
 
     /// Says once — in the log, the event log and the stack pane — that a
     /// function's code cannot run, and what to do.
-    fn report_problem(&self, function: &str, revision: &str, reason: &str, what_to_do: Option<&str>) {
+    fn report_problem(
+        &self,
+        function: &str,
+        revision: &str,
+        reason: &str,
+        what_to_do: Option<&str>,
+    ) {
         let first = self
             .inner
             .reported
@@ -297,7 +330,8 @@ impl LocalLambda {
 /// the built-in rotation function may stand in for.
 pub fn rotation_shaped(function: &Function) -> bool {
     let squash = |s: &str| s.to_ascii_lowercase().replace(['-', '_'], "");
-    squash(&function.name).contains("certrotation") || squash(&function.handler).contains("certrotation")
+    squash(&function.name).contains("certrotation")
+        || squash(&function.handler).contains("certrotation")
 }
 
 /// A deployed function that runs its own code.
@@ -314,7 +348,11 @@ impl BuiltinFunction for CodeFunction {
         // The code answers devices itself, through the AWS API's iot-data
         // Publish; `publisher` is for built-ins.
         let payload = Bytes::from(event.to_string());
-        match self.lambda.invoke(&self.function, &self.stored, payload).await {
+        match self
+            .lambda
+            .invoke(&self.function, &self.stored, payload)
+            .await
+        {
             Ok(body) => Ok(serde_json::from_slice(&body)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))),
             Err(InvokeError::CannotRun(why)) => match &self.stand_in {

@@ -113,7 +113,9 @@ pub fn read_zip(data: &[u8]) -> Result<Vec<PackageFile>, PackageError> {
             .then_some(external >> 16)
             .filter(|m| *m != 0);
         if mode.is_some_and(|m| m & S_IFMT == S_IFLNK) {
-            return Err(PackageError::Unsupported(format!("a symbolic link ({name})")));
+            return Err(PackageError::Unsupported(format!(
+                "a symbolic link ({name})"
+            )));
         }
         if name.ends_with('/') {
             safe_relative_path(&name)?;
@@ -323,12 +325,18 @@ z.close()
     fn damaged_and_hostile_zips_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let good = python_zip(dir.path());
-        assert!(matches!(read_zip(b"not a zip"), Err(PackageError::NotAZip(_))));
+        assert!(matches!(
+            read_zip(b"not a zip"),
+            Err(PackageError::NotAZip(_))
+        ));
         assert!(matches!(read_zip(&[]), Err(PackageError::NotAZip(_))));
         // One flipped byte inside the deflated bootstrap: CRC or inflate fails.
         let mut flipped = good.clone();
         flipped[40] ^= 0xff;
-        assert!(matches!(read_zip(&flipped), Err(PackageError::Damaged { .. })));
+        assert!(matches!(
+            read_zip(&flipped),
+            Err(PackageError::Damaged { .. })
+        ));
         // Cut in the middle: the central directory is gone.
         assert!(read_zip(&good[..good.len() / 2]).is_err());
         for name in ["../evil", "/etc/passwd", "a/../../b", "a\\b"] {

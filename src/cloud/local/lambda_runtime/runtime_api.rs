@@ -218,7 +218,10 @@ fn reply(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
 }
 
 fn error_reply(status: StatusCode, error_type: &str, message: &str) -> Response<Full<Bytes>> {
-    reply(status, json!({"errorType": error_type, "errorMessage": message}))
+    reply(
+        status,
+        json!({"errorType": error_type, "errorMessage": message}),
+    )
 }
 
 fn accepted() -> Response<Full<Bytes>> {
@@ -255,7 +258,10 @@ fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
 }
 
 async fn read_body(request: Request<Incoming>) -> Result<Bytes, Response<Full<Bytes>>> {
-    match Limited::new(request.into_body(), MAX_PAYLOAD_BYTES).collect().await {
+    match Limited::new(request.into_body(), MAX_PAYLOAD_BYTES)
+        .collect()
+        .await
+    {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(_) => Err(error_reply(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -274,10 +280,12 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
             let body = match read_body(request).await {
                 Ok(b) => b,
                 Err(too_large) => {
-                    finish(shared, id, || Outcome::Error(FunctionError::service(
+                    finish(shared, id, || {
+                        Outcome::Error(FunctionError::service(
                         "Function.ResponseSizeTooLarge",
                         format!("Response payload size exceeded maximum allowed payload size ({MAX_PAYLOAD_BYTES} bytes)."),
-                    )));
+                    ))
+                    });
                     return too_large;
                 }
             };
@@ -400,13 +408,34 @@ mod tests {
     fn routes_are_the_runtime_apis() {
         let get = Method::GET;
         let post = Method::POST;
-        assert_eq!(route(&get, "/2018-06-01/runtime/invocation/next"), Route::Next);
-        assert_eq!(route(&post, "/2018-06-01/runtime/invocation/abc/response"), Route::Response("abc"));
-        assert_eq!(route(&post, "/2018-06-01/runtime/invocation/abc/error"), Route::Error("abc"));
-        assert_eq!(route(&post, "/2018-06-01/runtime/init/error"), Route::InitError);
-        assert_eq!(route(&post, "/2018-06-01/runtime/invocation/next"), Route::Unknown);
-        assert_eq!(route(&post, "/2018-06-01/runtime/invocation//response"), Route::Unknown);
-        assert_eq!(route(&get, "/2018-06-01/runtime/invocation/abc/response"), Route::Unknown);
+        assert_eq!(
+            route(&get, "/2018-06-01/runtime/invocation/next"),
+            Route::Next
+        );
+        assert_eq!(
+            route(&post, "/2018-06-01/runtime/invocation/abc/response"),
+            Route::Response("abc")
+        );
+        assert_eq!(
+            route(&post, "/2018-06-01/runtime/invocation/abc/error"),
+            Route::Error("abc")
+        );
+        assert_eq!(
+            route(&post, "/2018-06-01/runtime/init/error"),
+            Route::InitError
+        );
+        assert_eq!(
+            route(&post, "/2018-06-01/runtime/invocation/next"),
+            Route::Unknown
+        );
+        assert_eq!(
+            route(&post, "/2018-06-01/runtime/invocation//response"),
+            Route::Unknown
+        );
+        assert_eq!(
+            route(&get, "/2018-06-01/runtime/invocation/abc/response"),
+            Route::Unknown
+        );
         assert_eq!(route(&get, "/"), Route::Unknown);
     }
 
@@ -450,22 +479,42 @@ mod tests {
         )
         .await;
         assert!(next.starts_with("HTTP/1.1 200"), "{next}");
-        assert!(next.contains("lambda-runtime-aws-request-id: req-1"), "{next}");
+        assert!(
+            next.contains("lambda-runtime-aws-request-id: req-1"),
+            "{next}"
+        );
         assert!(next.contains("lambda-runtime-deadline-ms: "), "{next}");
-        assert!(next.contains("lambda-runtime-invoked-function-arn: arn:aws:lambda:us-east-1:123456789012:function:f"));
+        assert!(next.contains(
+            "lambda-runtime-invoked-function-arn: arn:aws:lambda:us-east-1:123456789012:function:f"
+        ));
         assert!(next.ends_with("{\"hello\":1}"), "{next}");
         picked_rx.await.unwrap();
 
-        let wrong = exchange(&addr, post("/2018-06-01/runtime/invocation/other/response", "{}")).await;
+        let wrong = exchange(
+            &addr,
+            post("/2018-06-01/runtime/invocation/other/response", "{}"),
+        )
+        .await;
         assert!(wrong.starts_with("HTTP/1.1 400"), "{wrong}");
-        let ok = exchange(&addr, post("/2018-06-01/runtime/invocation/req-1/response", "{\"ok\":true}")).await;
+        let ok = exchange(
+            &addr,
+            post(
+                "/2018-06-01/runtime/invocation/req-1/response",
+                "{\"ok\":true}",
+            ),
+        )
+        .await;
         assert!(ok.starts_with("HTTP/1.1 202"), "{ok}");
         match reply_rx.await.unwrap() {
             Outcome::Response(body) => assert_eq!(&body[..], b"{\"ok\":true}"),
             other => panic!("{other:?}"),
         }
         // Answered once: a second answer is refused.
-        let again = exchange(&addr, post("/2018-06-01/runtime/invocation/req-1/response", "{}")).await;
+        let again = exchange(
+            &addr,
+            post("/2018-06-01/runtime/invocation/req-1/response", "{}"),
+        )
+        .await;
         assert!(again.starts_with("HTTP/1.1 400"), "{again}");
     }
 

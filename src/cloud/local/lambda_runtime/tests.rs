@@ -67,10 +67,18 @@ fn store_python(fx: &Fixture, name: &str, handler: &str, timeout_secs: u64) -> S
         .unwrap()
 }
 
-async fn invoke(fx: &Fixture, f: &Function, code: &StoredCode, event: Value) -> Result<Value, InvokeError> {
-    let out = tokio::time::timeout(WAIT, fx.lambda.invoke(f, code, Bytes::from(event.to_string())))
-        .await
-        .expect("the invocation ends");
+async fn invoke(
+    fx: &Fixture,
+    f: &Function,
+    code: &StoredCode,
+    event: Value,
+) -> Result<Value, InvokeError> {
+    let out = tokio::time::timeout(
+        WAIT,
+        fx.lambda.invoke(f, code, Bytes::from(event.to_string())),
+    )
+    .await
+    .expect("the invocation ends");
     out.map(|body| serde_json::from_slice(&body).expect("JSON response"))
 }
 
@@ -85,7 +93,9 @@ async fn a_python_handler_runs_under_awslambdaric_with_lambdas_environment() {
     .unwrap();
     let f = function("echo-fn", "lambda_handler.echo");
     let code = store_python(&fx, "echo-fn", "lambda_handler.echo", 30);
-    let out = invoke(&fx, &f, &code, json!({"serial": "DEVICE-1"})).await.unwrap();
+    let out = invoke(&fx, &f, &code, json!({"serial": "DEVICE-1"}))
+        .await
+        .unwrap();
     assert_eq!(out["event"], json!({"serial": "DEVICE-1"}));
     assert_eq!(out["function"], "echo-fn");
     assert_eq!(out["request_id"].as_str().unwrap().len(), 36);
@@ -98,7 +108,10 @@ async fn a_python_handler_runs_under_awslambdaric_with_lambdas_environment() {
     assert_eq!(env["AWS_DEFAULT_REGION"], "us-east-1");
     assert_eq!(env["AWS_LAMBDA_FUNCTION_NAME"], "echo-fn");
     assert_eq!(env["_HANDLER"], "lambda_handler.echo");
-    assert_eq!(env["LAMBDA_TASK_ROOT"], code.task_root().display().to_string());
+    assert_eq!(
+        env["LAMBDA_TASK_ROOT"],
+        code.task_root().display().to_string()
+    );
     assert_eq!(env["AWS_ENDPOINT_URL"], "http://127.0.0.1:4566");
     assert_eq!(env["AWS_ACCESS_KEY_ID"], "AKIALOCALTEST");
     assert_eq!(env["AWS_SECRET_ACCESS_KEY"], "local-secret");
@@ -136,7 +149,11 @@ async fn a_crash_is_reported_and_the_next_invocation_starts_a_fresh_process() {
     match invoke(&fx, &f, &code, json!({"crash": true})).await {
         Err(InvokeError::Function(e)) => {
             assert_eq!(e.error_type, "Runtime.ExitError");
-            assert!(e.error_message.contains("Runtime exited with error: exit status 3"), "{e}");
+            assert!(
+                e.error_message
+                    .contains("Runtime exited with error: exit status 3"),
+                "{e}"
+            );
         }
         other => panic!("expected a crash, got {other:?}"),
     }
@@ -154,7 +171,11 @@ async fn a_hanging_function_times_out_and_the_next_invocation_works() {
     match invoke(&fx, &f, &code, json!({"hang": true})).await {
         Err(InvokeError::Function(e)) => {
             assert_eq!(e.error_type, "Sandbox.Timedout");
-            assert!(e.error_message.contains("Task timed out after 2.00 seconds"), "{e}");
+            assert!(
+                e.error_message
+                    .contains("Task timed out after 2.00 seconds"),
+                "{e}"
+            );
         }
         other => panic!("expected a timeout, got {other:?}"),
     }
@@ -200,9 +221,12 @@ fn registry(fx: &Fixture) -> FunctionRegistry {
 
 async fn run(registry: &FunctionRegistry, f: &Function) -> Result<Value, String> {
     let function = registry.resolve(f).expect("resolved");
-    tokio::time::timeout(WAIT, function.invoke(json!({"n": 1}), Arc::new(NoPublisher)))
-        .await
-        .expect("the invocation ends")
+    tokio::time::timeout(
+        WAIT,
+        function.invoke(json!({"n": 1}), Arc::new(NoPublisher)),
+    )
+    .await
+    .expect("the invocation ends")
 }
 
 #[tokio::test]
@@ -211,13 +235,18 @@ async fn rules_run_the_builtin_until_the_function_has_code_of_its_own() {
     let registry = registry(&fx);
     // jitpilot's own stack: the built-in, the fast path.
     let own = function("CertRotation-cert-rotation", CERT_ROTATION_HANDLER);
-    assert_eq!(run(&registry, &own).await.unwrap(), json!({"ran": "built-in"}));
+    assert_eq!(
+        run(&registry, &own).await.unwrap(),
+        json!({"ran": "built-in"})
+    );
     // Opted in: its code runs.
     store_python(&fx, "CertRotation-cert-rotation", "lambda_handler.echo", 30);
     let out = run(&registry, &own).await.unwrap();
     assert_eq!(out["event"], json!({"n": 1}));
     // Neither code nor a built-in: nothing to run.
-    assert!(registry.resolve(&function("other", "index.handler")).is_none());
+    assert!(registry
+        .resolve(&function("other", "index.handler"))
+        .is_none());
     fx.lambda.shutdown().await;
 }
 
@@ -235,25 +264,41 @@ async fn code_that_cannot_run_is_reported_and_the_builtin_stands_in_for_a_rotati
     std::fs::write(src.join("index.js"), "exports.handler = async () => 1;").unwrap();
     // The sample's rotation function, deployed through the API with code
     // this machine cannot run: the built-in stands in, marked as such.
-    let sample = function("cert_rotation_lambda", "cert_rotation_lambda.cert_rotation_lambda");
-    fx.lambda.code_store().put_path(&sample.name, &node, &src).unwrap();
+    let sample = function(
+        "cert_rotation_lambda",
+        "cert_rotation_lambda.cert_rotation_lambda",
+    );
+    fx.lambda
+        .code_store()
+        .put_path(&sample.name, &node, &src)
+        .unwrap();
     let out = run(&registry, &sample).await.unwrap();
     assert_eq!(out["ran"], "built-in");
     assert_eq!(out["standIn"], "cert-rotation (built-in)");
     // Another function: the invocation fails, saying why and what to do.
     let other = function("resizer", "index.handler");
-    fx.lambda.code_store().put_path(&other.name, &node, &src).unwrap();
+    fx.lambda
+        .code_store()
+        .put_path(&other.name, &node, &src)
+        .unwrap();
     let err = run(&registry, &other).await.unwrap_err();
-    assert!(err.contains("nodejs20.x") && err.contains("deploy it to AWS"), "{err}");
+    assert!(
+        err.contains("nodejs20.x") && err.contains("deploy it to AWS"),
+        "{err}"
+    );
     // The stack pane and the event log were told.
     let mut stack_lines = Vec::new();
-    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(200), events.recv()).await {
+    while let Ok(Some(event)) =
+        tokio::time::timeout(Duration::from_millis(200), events.recv()).await
+    {
         if event.kind == EventKind::Stack {
             stack_lines.push(event.summary.clone());
         }
     }
     assert!(
-        stack_lines.iter().any(|s| s.contains("resizer code cannot run here")),
+        stack_lines
+            .iter()
+            .any(|s| s.contains("resizer code cannot run here")),
         "{stack_lines:?}"
     );
 }

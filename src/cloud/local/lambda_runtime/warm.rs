@@ -106,7 +106,9 @@ impl WarmFunction {
         let result = self.run(&mut sandbox, &request_id, event).await;
         let millis = started.elapsed().as_millis();
         match &result {
-            Ok(_) => tracing::debug!(function = %self.name, request_id, millis, "invocation answered"),
+            Ok(_) => {
+                tracing::debug!(function = %self.name, request_id, millis, "invocation answered")
+            }
             Err(Failure::Handled(e) | Failure::SandboxLost(e)) => {
                 tracing::warn!(function = %self.name, request_id, millis, error = %e, "invocation failed")
             }
@@ -140,7 +142,11 @@ impl WarmFunction {
         let invocation = Invocation {
             request_id: request_id.to_string(),
             event,
-            trace_id: format!("Root=1-{:08x}-{}", now_secs(), &request_id.replace('-', "")[..24]),
+            trace_id: format!(
+                "Root=1-{:08x}-{}",
+                now_secs(),
+                &request_id.replace('-', "")[..24]
+            ),
             timeout: self.timeout,
             picked_up,
             reply,
@@ -224,7 +230,14 @@ fn now_secs() -> u64 {
 fn request_id() -> String {
     let b: [u8; 16] = rand::random();
     let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 #[cfg(test)]
