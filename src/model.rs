@@ -151,11 +151,34 @@ pub struct Function {
     pub environment: serde_json::Map<String, serde_json::Value>,
 }
 
-/// `String` or `SecureString`, as SSM Parameter Store names them.
+/// `String`, `StringList` or `SecureString`, as SSM Parameter Store names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ParameterType {
     String,
+    /// Comma-separated values (stored and returned as one string, as SSM does).
+    StringList,
     SecureString,
+}
+
+impl ParameterType {
+    /// SSM's name for the type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParameterType::String => "String",
+            ParameterType::StringList => "StringList",
+            ParameterType::SecureString => "SecureString",
+        }
+    }
+
+    /// The type SSM names `name`, if any.
+    pub fn parse(name: &str) -> Option<ParameterType> {
+        match name {
+            "String" => Some(ParameterType::String),
+            "StringList" => Some(ParameterType::StringList),
+            "SecureString" => Some(ParameterType::SecureString),
+            _ => None,
+        }
+    }
 }
 
 /// A parameter read back from the parameter store.

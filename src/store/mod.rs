@@ -6,7 +6,8 @@
 //!   things and their principals
 //! - `policies.rs` IoT policies, versions and attachments
 //! - `rules.rs`    topic rules and functions ("Lambdas") deployed by the stack
-//! - `tables.rs`   named tables of JSON items with a hash key ("DynamoDB")
+//! - `tables.rs`   named tables of JSON items with a hash key ("DynamoDB"), also in DynamoDB's typed form
+//! - `function_packages.rs` what Lambda's API set on a stack's function: code package, configuration
 //! - `params.rs`   the parameter store ("SSM"); SecureString values sealed by `keyring.rs`
 //! - `keyring.rs`  the local KMS: an AEAD key in a 0600 master-key file
 //! - `stacks.rs`   stacks, their resources and events ("CloudFormation")
@@ -16,6 +17,7 @@
 //! `tokio::task::spawn_blocking` for batches.
 
 mod events;
+mod function_packages;
 mod keyring;
 mod params;
 mod policies;
@@ -24,7 +26,10 @@ mod rules;
 mod stacks;
 mod tables;
 
+pub use function_packages::{FunctionPackage, FunctionSettings};
 pub use keyring::Keyring;
+pub use params::StoredParameter;
+pub use tables::{ItemTx, TableSchema};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -216,6 +221,27 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL
     );
     CREATE INDEX event_log_subject ON event_log(subject, seq);
+    "#,
+    // v2: the AWS API's DynamoDB, SSM and Lambda (`tables.rs`, `params.rs`,
+    // `function_packages.rs`): a table's key type and creation time; an
+    // item's DynamoDB-typed form beside its plain JSON (NULL when written
+    // by jitpilot's own plain writers: the types are then derived from the
+    // JSON); what Lambda's API set on a stack's function.
+    r#"
+    ALTER TABLE tables ADD COLUMN hash_key_type TEXT NOT NULL DEFAULT 'S';
+    ALTER TABLE tables ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE items ADD COLUMN typed TEXT;
+    CREATE TABLE function_packages (
+        name TEXT PRIMARY KEY,               -- the function's name (functions.name)
+        zip BLOB,                            -- the deployment package, or NULL
+        code_sha256 TEXT,                    -- base64 SHA-256 of zip, as Lambda's CodeSha256
+        runtime TEXT,                        -- NULL: the template's
+        handler TEXT,
+        timeout INTEGER,
+        memory_size INTEGER,
+        description TEXT,
+        last_modified INTEGER NOT NULL
+    );
     "#,
 ];
 

@@ -9,24 +9,28 @@ use rusqlite::OptionalExtension;
 /// What `GetParameter` without `--with-decryption` shows for a SecureString.
 pub const ENCRYPTED_MARKER: &str = "(encrypted)";
 
-fn kind_str(kind: ParameterType) -> &'static str {
-    match kind {
-        ParameterType::String => "String",
-        ParameterType::SecureString => "SecureString",
-    }
-}
-
 fn kind_col(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<ParameterType> {
     let text: String = row.get(idx)?;
-    match text.as_str() {
-        "String" => Ok(ParameterType::String),
-        "SecureString" => Ok(ParameterType::SecureString),
-        other => Err(rusqlite::Error::FromSqlConversionFailure(
+    ParameterType::parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
             idx,
             rusqlite::types::Type::Text,
-            format!("unknown parameter type {other:?}").into(),
-        )),
-    }
+            format!("unknown parameter type {text:?}").into(),
+        )
+    })
+}
+
+/// A parameter as it lies in the store: a SecureString's value still sealed
+/// (`nonce || ciphertext`). What the AWS API's `GetParameter` without
+/// decryption shows, as an opaque blob, instead of the plaintext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredParameter {
+    pub name: String,
+    pub kind: ParameterType,
+    /// Plaintext bytes for String/StringList, sealed bytes for SecureString.
+    pub stored: Vec<u8>,
+    pub version: i64,
+    pub last_modified: i64,
 }
 
 impl Store {
@@ -46,7 +50,7 @@ impl Store {
             });
         }
         let stored: Vec<u8> = match kind {
-            ParameterType::String => value.as_bytes().to_vec(),
+            ParameterType::String | ParameterType::StringList => value.as_bytes().to_vec(),
             ParameterType::SecureString => {
                 let sealed = self.keyring().seal(value.as_bytes(), name.as_bytes());
                 if !Keyring::is_well_formed(&sealed) {
@@ -79,7 +83,7 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(name) DO UPDATE SET kind = excluded.kind, value = excluded.value,
                      version = excluded.version, last_modified = excluded.last_modified",
-                rusqlite::params![name, kind_str(kind), stored, version, now_millis()],
+                rusqlite::params![name, kind.as_str(), stored, version, now_millis()],
             )
             .map_err(|e| self.sql_error(e))?;
             Ok(version)
@@ -112,7 +116,7 @@ impl Store {
             return Ok(None);
         };
         let bytes = match (kind, with_decryption) {
-            (ParameterType::String, _) => stored,
+            (ParameterType::String | ParameterType::StringList, _) => stored,
             (ParameterType::SecureString, false) => ENCRYPTED_MARKER.as_bytes().to_vec(),
             (ParameterType::SecureString, true) => self.keyring().open(&stored, name.as_bytes())?,
         };
@@ -127,6 +131,58 @@ impl Store {
             version,
             last_modified,
         }))
+    }
+
+    /// A parameter as stored, SecureString values still sealed (see [`StoredParameter`]).
+    pub fn stored_parameter(&self, name: &str) -> StoreResult<Option<StoredParameter>> {
+        self.with_conn(|c| {
+            c.query_row_cached(
+                "SELECT kind, value, version, last_modified FROM parameters WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok(StoredParameter {
+                        name: name.to_string(),
+                        kind: kind_col(r, 0)?,
+                        stored: r.get(1)?,
+                        version: r.get(2)?,
+                        last_modified: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    /// Opens a stored parameter's value: the plaintext of a SecureString
+    /// (the keyring checks it belongs to this name), the text of the others.
+    pub fn parameter_plaintext(&self, parameter: &StoredParameter) -> StoreResult<String> {
+        let bytes = match parameter.kind {
+            ParameterType::SecureString => self
+                .keyring()
+                .open(&parameter.stored, parameter.name.as_bytes())?,
+            ParameterType::String | ParameterType::StringList => parameter.stored.clone(),
+        };
+        String::from_utf8(bytes).map_err(|_| StoreError::Corrupt {
+            path: self.path().to_path_buf(),
+            reason: format!("parameter {} is not UTF-8 text", parameter.name),
+        })
+    }
+
+    /// `DeleteParameters`: deletes every name present in one transaction;
+    /// returns the names that were there.
+    pub fn delete_parameters(&self, names: &[String]) -> StoreResult<Vec<String>> {
+        self.with_tx(|tx| {
+            let mut deleted = Vec::new();
+            for name in names {
+                let n = tx
+                    .execute_cached("DELETE FROM parameters WHERE name = ?1", [name])
+                    .map_err(|e| self.sql_error(e))?;
+                if n > 0 {
+                    deleted.push(name.clone());
+                }
+            }
+            Ok(deleted)
+        })
     }
 
     /// `DeleteParameter`. False if absent.

@@ -87,10 +87,16 @@ impl Store {
         })
     }
 
-    /// `DeleteFunction`. False if absent.
+    /// `DeleteFunction`, with what Lambda's API set on it (its uploaded
+    /// package). False if absent.
     pub fn delete_function(&self, name: &str) -> StoreResult<bool> {
-        self.with_conn(|c| c.execute_cached("DELETE FROM functions WHERE name = ?1", [name]))
-            .map(|n| n > 0)
+        self.with_tx(|tx| {
+            tx.execute_cached("DELETE FROM function_packages WHERE name = ?1", [name])
+                .map_err(|e| self.sql_error(e))?;
+            tx.execute_cached("DELETE FROM functions WHERE name = ?1", [name])
+                .map(|n| n > 0)
+                .map_err(|e| self.sql_error(e))
+        })
     }
 
     /// `ListFunctions`, by name.

@@ -8,7 +8,7 @@ use crate::cloud::{
     CaSummary, CertSummary, CleanupReport, CloudError, CloudResult, EventKind, StackSummary,
     StatusReport,
 };
-use crate::model::{CaCertificate, CertificateStatus, ParameterType};
+use crate::model::{CaCertificate, CertificateStatus};
 use crate::pki::{self, Subject};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -141,13 +141,7 @@ pub(super) fn status(cloud: &LocalCloud) -> CloudResult<StatusReport> {
     let parameters = store
         .list_parameters()?
         .into_iter()
-        .map(|p| {
-            let kind = match p.kind {
-                ParameterType::String => "String",
-                ParameterType::SecureString => "SecureString",
-            };
-            (p.name, kind.to_string())
-        })
+        .map(|p| (p.name, p.kind.as_str().to_string()))
         .collect();
     let devices = if store.describe_table(DEVICE_TABLE)?.is_some() {
         store.scan(DEVICE_TABLE)?
