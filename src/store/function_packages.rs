@@ -75,9 +75,28 @@ impl Store {
         })
     }
 
+    /// When `name`'s package or settings last changed through the API (its
+    /// `last_modified`), without reading the package's bytes: what the
+    /// local Lambda runtime checks before each invocation.
+    pub fn function_package_stamp(&self, name: &str) -> StoreResult<Option<i64>> {
+        self.with_conn(|c| {
+            c.query_row_cached(
+                "SELECT last_modified FROM function_packages WHERE name = ?1 AND zip IS NOT NULL",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
     /// `UpdateFunctionCode`: stores `zip` as the function's package.
     /// False (nothing written) if no function `name` is deployed.
-    pub fn put_function_code(&self, name: &str, zip: &[u8], code_sha256: &str) -> StoreResult<bool> {
+    pub fn put_function_code(
+        &self,
+        name: &str,
+        zip: &[u8],
+        code_sha256: &str,
+    ) -> StoreResult<bool> {
         self.with_tx(|tx| {
             if !function_exists(tx, name).map_err(|e| self.sql_error(e))? {
                 return Ok(false);
@@ -160,7 +179,11 @@ impl Store {
 }
 
 fn function_exists(tx: &rusqlite::Transaction<'_>, name: &str) -> rusqlite::Result<bool> {
-    tx.query_row_cached("SELECT 1 FROM functions WHERE name = ?1", [name], |_| Ok(()))
-        .optional()
-        .map(|found| found.is_some())
+    tx.query_row_cached(
+        "SELECT 1 FROM functions WHERE name = ?1",
+        [name],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|found| found.is_some())
 }

@@ -289,7 +289,10 @@ impl Store {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| self.sql_error(e))?;
-        let value = f(&ItemTx { tx: &tx, store: self })?;
+        let value = f(&ItemTx {
+            tx: &tx,
+            store: self,
+        })?;
         tx.commit().map_err(|e| self.sql_error(e))?;
         Ok(value)
     }
@@ -411,7 +414,10 @@ fn plain_value_to_typed(value: &Value) -> Value {
         Value::Number(n) => one("N", Value::String(n.to_string())),
         Value::Bool(b) => one("BOOL", Value::Bool(*b)),
         Value::Null => one("NULL", Value::Bool(true)),
-        Value::Array(a) => one("L", Value::Array(a.iter().map(plain_value_to_typed).collect())),
+        Value::Array(a) => one(
+            "L",
+            Value::Array(a.iter().map(plain_value_to_typed).collect()),
+        ),
         Value::Object(o) => one("M", Value::Object(plain_to_typed(o))),
     }
 }

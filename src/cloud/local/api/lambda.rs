@@ -45,11 +45,24 @@ const MAX_EVENT_PAYLOAD: usize = 256 * 1024;
 const MAX_ENVIRONMENT_BYTES: usize = 4096;
 /// Variables Lambda sets itself and refuses to take.
 const RESERVED_VARIABLES: &[&str] = &[
-    "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
-    "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
-    "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
-    "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-    "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+    "_HANDLER",
+    "_X_AMZN_TRACE_ID",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
 ];
 
 #[async_trait::async_trait]
@@ -74,15 +87,27 @@ impl Service for Lambda {
             ("GET", ["2015-03-31", "functions"]) => "ListFunctions",
             ("GET", ["2015-03-31", "functions", _]) => "GetFunction",
             ("GET", ["2015-03-31", "functions", _, "configuration"]) => "GetFunctionConfiguration",
-            ("PUT", ["2015-03-31", "functions", _, "configuration"]) => "UpdateFunctionConfiguration",
+            ("PUT", ["2015-03-31", "functions", _, "configuration"]) => {
+                "UpdateFunctionConfiguration"
+            }
             ("PUT", ["2015-03-31", "functions", _, "code"]) => "UpdateFunctionCode",
             ("POST", ["2015-03-31", "functions", _, "invocations"]) => "Invoke",
-            _ => return Err(ApiError::unknown_operation("lambda", &format!("{method} {}", request.path))),
+            _ => {
+                return Err(ApiError::unknown_operation(
+                    "lambda",
+                    &format!("{method} {}", request.path),
+                ))
+            }
         };
         Ok(op)
     }
 
-    async fn call(&self, ctx: &ApiContext, operation: &'static str, request: ApiRequest) -> ApiResult {
+    async fn call(
+        &self,
+        ctx: &ApiContext,
+        operation: &'static str,
+        request: ApiRequest,
+    ) -> ApiResult {
         if operation == "Invoke" {
             return invoke(ctx, &request).await;
         }
@@ -127,7 +152,9 @@ fn function_reference(request: &ApiRequest) -> Result<(String, Option<String>), 
         },
     };
     if name.is_empty() || name.len() > 140 {
-        return Err(invalid(format!("The function name {reference:?} is not valid")));
+        return Err(invalid(format!(
+            "The function name {reference:?} is not valid"
+        )));
     }
     let qualifier = qualifier.or_else(|| request.query_param("Qualifier").map(str::to_string));
     Ok((name, qualifier))
@@ -146,7 +173,10 @@ fn not_found(name: &str) -> ApiError {
 }
 
 /// The function the request names, with what the API set on it.
-fn function_of(ctx: &ApiContext, request: &ApiRequest) -> Result<(Function, Option<FunctionPackage>), ApiError> {
+fn function_of(
+    ctx: &ApiContext,
+    request: &ApiRequest,
+) -> Result<(Function, Option<FunctionPackage>), ApiError> {
     let (name, qualifier) = function_reference(request)?;
     let store = ctx.cloud.store();
     let function = store.get_function(&name)?.ok_or_else(|| not_found(&name))?;
@@ -154,7 +184,10 @@ fn function_of(ctx: &ApiContext, request: &ApiRequest) -> Result<(Function, Opti
         return Err(ApiError::new(
             404,
             "ResourceNotFoundException",
-            format!("Function not found: {}:{q}. jitpilot's local Lambda keeps $LATEST only", function.arn),
+            format!(
+                "Function not found: {}:{q}. jitpilot's local Lambda keeps $LATEST only",
+                function.arn
+            ),
         ));
     }
     let package = store.function_package(&name)?;
@@ -198,13 +231,23 @@ fn timeout_seconds(package: Option<&FunctionPackage>, template: Option<&Value>) 
 }
 
 /// `FunctionConfiguration` as Lambda answers it.
-fn configuration(ctx: &ApiContext, f: &Function, package: Option<&FunctionPackage>) -> Result<Value, ApiError> {
+fn configuration(
+    ctx: &ApiContext,
+    f: &Function,
+    package: Option<&FunctionPackage>,
+) -> Result<Value, ApiError> {
     let template = ctx.cloud.store().function_template(&f.name)?;
     let template = template.as_ref();
-    let pick = |api: Option<&String>, field: &str| api.cloned().or_else(|| template_str(template, field));
+    let pick =
+        |api: Option<&String>, field: &str| api.cloned().or_else(|| template_str(template, field));
     let zip_len = package.and_then(|p| p.zip.as_ref()).map_or(0, Vec::len);
-    let sha = package.and_then(|p| p.code_sha256.clone()).unwrap_or_default();
-    let modified = package.map(|p| p.last_modified).filter(|m| *m > 0).unwrap_or_else(now_millis);
+    let sha = package
+        .and_then(|p| p.code_sha256.clone())
+        .unwrap_or_default();
+    let modified = package
+        .map(|p| p.last_modified)
+        .filter(|m| *m > 0)
+        .unwrap_or_else(now_millis);
     let mut config = json!({
         "FunctionName": f.name,
         "FunctionArn": f.arn,
@@ -240,12 +283,23 @@ fn revision_id(sha: &str, modified: i64) -> String {
     use sha2::Digest;
     let h = sha2::Sha256::digest(format!("{sha}/{modified}").as_bytes());
     let hex: String = h.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 fn list_functions(ctx: &ApiContext, request: &ApiRequest) -> Result<Value, ApiError> {
     let max = match request.query_param("MaxItems") {
-        Some(m) => m.parse::<usize>().ok().filter(|m| (1..=10_000).contains(m)).ok_or_else(|| invalid("MaxItems must be between 1 and 10000"))?,
+        Some(m) => m
+            .parse::<usize>()
+            .ok()
+            .filter(|m| (1..=10_000).contains(m))
+            .ok_or_else(|| invalid("MaxItems must be between 1 and 10000"))?,
         None => 50,
     };
     let marker = request.query_param("Marker");
@@ -257,7 +311,11 @@ fn list_functions(ctx: &ApiContext, request: &ApiRequest) -> Result<Value, ApiEr
         .collect();
     let mut page = Vec::new();
     for f in functions.iter().take(max) {
-        page.push(configuration(ctx, f, store.function_package(&f.name)?.as_ref())?);
+        page.push(configuration(
+            ctx,
+            f,
+            store.function_package(&f.name)?.as_ref(),
+        )?);
     }
     let mut answer = json!({ "Functions": page });
     if functions.len() > max {
@@ -283,7 +341,11 @@ fn json_body(request: &ApiRequest) -> Result<Value, ApiError> {
     if body.is_object() {
         Ok(body)
     } else {
-        Err(ApiError::new(400, "SerializationException", "the request body must be a JSON object"))
+        Err(ApiError::new(
+            400,
+            "SerializationException",
+            "the request body must be a JSON object",
+        ))
     }
 }
 
@@ -291,7 +353,11 @@ fn opt_str<'a>(body: &'a Value, field: &str) -> Result<Option<&'a str>, ApiError
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(ApiError::new(400, "SerializationException", format!("{field} must be a string, found {other}"))),
+        Some(other) => Err(ApiError::new(
+            400,
+            "SerializationException",
+            format!("{field} must be a string, found {other}"),
+        )),
     }
 }
 
@@ -299,12 +365,21 @@ fn opt_bool(body: &Value, field: &str) -> Result<bool, ApiError> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(ApiError::new(400, "SerializationException", format!("{field} must be true or false, found {other}"))),
+        Some(other) => Err(ApiError::new(
+            400,
+            "SerializationException",
+            format!("{field} must be true or false, found {other}"),
+        )),
     }
 }
 
 /// A `RevisionId` the client sent must be the current one.
-fn check_revision(ctx: &ApiContext, body: &Value, function: &Function, package: Option<&FunctionPackage>) -> Result<(), ApiError> {
+fn check_revision(
+    ctx: &ApiContext,
+    body: &Value,
+    function: &Function,
+    package: Option<&FunctionPackage>,
+) -> Result<(), ApiError> {
     if let Some(expected) = opt_str(body, "RevisionId")? {
         let current = configuration(ctx, function, package)?;
         if current["RevisionId"] != json!(expected) {
@@ -325,7 +400,9 @@ fn update_function_code(ctx: &ApiContext, request: &ApiRequest) -> Result<Value,
     let zip = opt_str(&body, "ZipFile")?;
     let s3 = (opt_str(&body, "S3Bucket")?, opt_str(&body, "S3Key")?);
     if opt_str(&body, "ImageUri")?.is_some() {
-        return Err(invalid("ImageUri: jitpilot's local Lambda runs zip packages only; pass ZipFile"));
+        return Err(invalid(
+            "ImageUri: jitpilot's local Lambda runs zip packages only; pass ZipFile",
+        ));
     }
     let zip = match (zip, s3) {
         (Some(zip), (None, None)) => base64::engine::general_purpose::STANDARD
@@ -348,13 +425,20 @@ fn update_function_code(ctx: &ApiContext, request: &ApiRequest) -> Result<Value,
     }
     // A zip starts with a local file header, or is an empty archive.
     if !(zip.starts_with(b"PK\x03\x04") || zip.starts_with(b"PK\x05\x06")) {
-        return Err(invalid("Could not unzip uploaded file. Please check your file, then try to upload again."));
+        return Err(invalid(
+            "Could not unzip uploaded file. Please check your file, then try to upload again.",
+        ));
     }
     let sha = {
         use sha2::Digest;
         base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&zip))
     };
-    if !opt_bool(&body, "DryRun")? && !ctx.cloud.store().put_function_code(&function.name, &zip, &sha)? {
+    if !opt_bool(&body, "DryRun")?
+        && !ctx
+            .cloud
+            .store()
+            .put_function_code(&function.name, &zip, &sha)?
+    {
         return Err(not_found(&function.name));
     }
     let package = ctx.cloud.store().function_package(&function.name)?;
@@ -366,11 +450,16 @@ fn update_function_code(ctx: &ApiContext, request: &ApiRequest) -> Result<Value,
     Ok(config)
 }
 
-fn update_function_configuration(ctx: &ApiContext, request: &ApiRequest) -> Result<Value, ApiError> {
+fn update_function_configuration(
+    ctx: &ApiContext,
+    request: &ApiRequest,
+) -> Result<Value, ApiError> {
     let body = json_body(request)?;
     let (function, package) = function_of(ctx, request)?;
     check_revision(ctx, &body, &function, package.as_ref())?;
-    let int = |field: &str, range: std::ops::RangeInclusive<i64>| -> Result<Option<i64>, ApiError> {
+    let int = |field: &str,
+               range: std::ops::RangeInclusive<i64>|
+     -> Result<Option<i64>, ApiError> {
         match body.get(field) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Number(n)) => match n.as_i64() {
@@ -395,10 +484,18 @@ fn update_function_configuration(ctx: &ApiContext, request: &ApiRequest) -> Resu
         description: opt_str(&body, "Description")?.map(str::to_string),
         environment,
     };
-    if !ctx.cloud.store().update_function_settings(&function.name, &settings)? {
+    if !ctx
+        .cloud
+        .store()
+        .update_function_settings(&function.name, &settings)?
+    {
         return Err(not_found(&function.name));
     }
-    let function = ctx.cloud.store().get_function(&function.name)?.ok_or_else(|| not_found(&function.name))?;
+    let function = ctx
+        .cloud
+        .store()
+        .get_function(&function.name)?
+        .ok_or_else(|| not_found(&function.name))?;
     let package = ctx.cloud.store().function_package(&function.name)?;
     configuration(ctx, &function, package.as_ref())
 }
@@ -408,17 +505,27 @@ fn environment(env: &Value) -> Result<Map<String, Value>, ApiError> {
     let variables = match env.get("Variables") {
         None | Some(Value::Null) => return Ok(Map::new()),
         Some(Value::Object(v)) => v,
-        Some(other) => return Err(ApiError::new(400, "SerializationException", format!("Environment.Variables must be an object, found {other}"))),
+        Some(other) => {
+            return Err(ApiError::new(
+                400,
+                "SerializationException",
+                format!("Environment.Variables must be an object, found {other}"),
+            ))
+        }
     };
     let mut size = 0;
     let mut reserved = Vec::new();
     for (k, v) in variables {
-        let value = v.as_str().ok_or_else(|| invalid(format!("Environment variable {k} must be a string")))?;
+        let value = v
+            .as_str()
+            .ok_or_else(|| invalid(format!("Environment variable {k} must be a string")))?;
         let mut chars = k.chars();
         let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            return Err(invalid(format!("Environment variable name {k:?} is not valid: [a-zA-Z]([a-zA-Z0-9_])+")));
+            return Err(invalid(format!(
+                "Environment variable name {k:?} is not valid: [a-zA-Z]([a-zA-Z0-9_])+"
+            )));
         }
         if RESERVED_VARIABLES.contains(&k.as_str()) {
             reserved.push(k.clone());
@@ -440,7 +547,10 @@ fn environment(env: &Value) -> Result<Map<String, Value>, ApiError> {
 }
 
 async fn invoke(ctx: &ApiContext, request: &ApiRequest) -> ApiResult {
-    let kind = request.header("x-amz-invocation-type").unwrap_or("RequestResponse").to_string();
+    let kind = request
+        .header("x-amz-invocation-type")
+        .unwrap_or("RequestResponse")
+        .to_string();
     let limit = match kind.as_str() {
         "RequestResponse" | "DryRun" => MAX_SYNC_PAYLOAD,
         "Event" => MAX_EVENT_PAYLOAD,
@@ -461,7 +571,11 @@ async fn invoke(ctx: &ApiContext, request: &ApiRequest) -> ApiResult {
         json!({})
     } else {
         serde_json::from_slice(&request.body).map_err(|e| {
-            ApiError::new(400, "InvalidRequestContentException", format!("Could not parse request body into json: {e}"))
+            ApiError::new(
+                400,
+                "InvalidRequestContentException",
+                format!("Could not parse request body into json: {e}"),
+            )
         })?
     };
     let (function, package, template) = {
@@ -481,7 +595,11 @@ async fn invoke(ctx: &ApiContext, request: &ApiRequest) -> ApiResult {
             "function {} names handler {:?}, which this jitpilot cannot run here{}",
             function.name,
             function.handler,
-            if ctx.publisher.is_none() { " (the local cloud's MQTT endpoint is not running: start `jitpilot serve` or the TUI)" } else { "" }
+            if ctx.publisher.is_none() {
+                " (the local cloud's MQTT endpoint is not running: start `jitpilot serve` or the TUI)"
+            } else {
+                ""
+            }
         )));
     };
     let Some(publisher) = ctx.publisher.clone() else {
@@ -490,22 +608,36 @@ async fn invoke(ctx: &ApiContext, request: &ApiRequest) -> ApiResult {
     if kind == "DryRun" {
         return Ok(ApiResponse::empty(204));
     }
-    let timeout = Duration::from_secs(timeout_seconds(package.as_ref(), template.as_ref()).clamp(1, 900) as u64);
+    let timeout = Duration::from_secs(
+        timeout_seconds(package.as_ref(), template.as_ref()).clamp(1, 900) as u64,
+    );
     let name = function.name.clone();
     let bus = ctx.cloud.bus().clone();
     bus.emit_with(|| {
-        CloudEvent::new(EventKind::Function, format!("lambda:Invoke {name} ({kind})"))
-            .detail(json!({"function": name, "invocationType": kind, "event": event}))
+        CloudEvent::new(
+            EventKind::Function,
+            format!("lambda:Invoke {name} ({kind})"),
+        )
+        .detail(json!({"function": name, "invocationType": kind, "event": event}))
     });
     let run = async move {
         let result = match tokio::time::timeout(timeout, builtin.invoke(event, publisher)).await {
             Ok(result) => result,
-            Err(_) => Err(format!("Task timed out after {}.00 seconds", timeout.as_secs())),
+            Err(_) => Err(format!(
+                "Task timed out after {}.00 seconds",
+                timeout.as_secs()
+            )),
         };
         bus.emit_with(|| {
             let (summary, detail) = match &result {
-                Ok(v) => (format!("{name} returned"), json!({"function": name, "result": v})),
-                Err(e) => (format!("{name} failed: {e}"), json!({"function": name, "error": e})),
+                Ok(v) => (
+                    format!("{name} returned"),
+                    json!({"function": name, "result": v}),
+                ),
+                Err(e) => (
+                    format!("{name} failed: {e}"),
+                    json!({"function": name, "error": e}),
+                ),
             };
             CloudEvent::new(EventKind::Function, summary).detail(detail)
         });
@@ -521,8 +653,10 @@ async fn invoke(ctx: &ApiContext, request: &ApiRequest) -> ApiResult {
     }
     let response = match run.await {
         Ok(result) => ApiResponse::json(&result),
-        Err(message) => ApiResponse::json(&json!({"errorMessage": message, "errorType": "FunctionError"}))
-            .with_header("X-Amz-Function-Error", "Unhandled"),
+        Err(message) => {
+            ApiResponse::json(&json!({"errorMessage": message, "errorType": "FunctionError"}))
+                .with_header("X-Amz-Function-Error", "Unhandled")
+        }
     };
     Ok(response.with_header("X-Amz-Executed-Version", "$LATEST"))
 }

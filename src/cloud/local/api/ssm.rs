@@ -67,7 +67,12 @@ impl Service for Ssm {
             .ok_or_else(|| ApiError::unknown_operation("ssm", name))
     }
 
-    async fn call(&self, ctx: &ApiContext, operation: &'static str, request: ApiRequest) -> ApiResult {
+    async fn call(
+        &self,
+        ctx: &ApiContext,
+        operation: &'static str,
+        request: ApiRequest,
+    ) -> ApiResult {
         let body: Value = request.json()?;
         if !body.is_object() {
             return Err(serialization("the request body must be a JSON object"));
@@ -97,14 +102,20 @@ fn serialization(message: impl Into<String>) -> ApiError {
 }
 
 fn not_found(name: &str) -> ApiError {
-    ApiError::new(400, "ParameterNotFound", format!("Parameter {name} not found."))
+    ApiError::new(
+        400,
+        "ParameterNotFound",
+        format!("Parameter {name} not found."),
+    )
 }
 
 fn opt_str<'a>(body: &'a Value, field: &str) -> Result<Option<&'a str>, ApiError> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(serialization(format!("{field} must be a string, found {other}"))),
+        Some(other) => Err(serialization(format!(
+            "{field} must be a string, found {other}"
+        ))),
     }
 }
 
@@ -116,7 +127,9 @@ fn opt_bool(body: &Value, field: &str) -> Result<bool, ApiError> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(serialization(format!("{field} must be true or false, found {other}"))),
+        Some(other) => Err(serialization(format!(
+            "{field} must be true or false, found {other}"
+        ))),
     }
 }
 
@@ -124,7 +137,11 @@ fn names_list(body: &Value, max: usize) -> Result<Vec<String>, ApiError> {
     let names = match body.get("Names") {
         Some(Value::Array(a)) => a,
         None | Some(Value::Null) => return Err(ApiError::missing("Names")),
-        Some(other) => return Err(serialization(format!("Names must be a list, found {other}"))),
+        Some(other) => {
+            return Err(serialization(format!(
+                "Names must be a list, found {other}"
+            )))
+        }
     };
     if names.is_empty() || names.len() > max {
         return Err(ApiError::validation(format!(
@@ -133,7 +150,11 @@ fn names_list(body: &Value, max: usize) -> Result<Vec<String>, ApiError> {
     }
     names
         .iter()
-        .map(|n| n.as_str().map(str::to_string).ok_or_else(|| serialization("Names must be a list of strings")))
+        .map(|n| {
+            n.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| serialization("Names must be a list of strings"))
+        })
         .collect()
 }
 
@@ -152,19 +173,31 @@ fn max_results(body: &Value, max: u64) -> Result<usize, ApiError> {
 
 /// Checks a name as SSM does.
 fn check_name(name: &str) -> Result<(), ApiError> {
-    let invalid = |why: &str| ApiError::validation(format!("Parameter name {}: {why}", name.chars().take(64).collect::<String>()));
+    let invalid = |why: &str| {
+        ApiError::validation(format!(
+            "Parameter name {}: {why}",
+            name.chars().take(64).collect::<String>()
+        ))
+    };
     if name.is_empty() || name.len() > MAX_NAME {
         return Err(invalid(&format!("must be 1 to {MAX_NAME} characters")));
     }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/')) {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/'))
+    {
         return Err(invalid("may hold only a-z, A-Z, 0-9, _ . - and /"));
     }
     let bare = name.trim_start_matches('/').to_ascii_lowercase();
     if bare.starts_with("aws") || bare.starts_with("ssm") {
-        return Err(invalid("can't be prefixed with \"aws\" or \"ssm\" (case-insensitive)"));
+        return Err(invalid(
+            "can't be prefixed with \"aws\" or \"ssm\" (case-insensitive)",
+        ));
     }
     if name.contains('/') && !name.starts_with('/') {
-        return Err(invalid("a hierarchical name must be fully qualified: start it with /"));
+        return Err(invalid(
+            "a hierarchical name must be fully qualified: start it with /",
+        ));
     }
     if name.matches('/').count() > MAX_LEVELS {
         return Err(ApiError::new(
@@ -210,9 +243,16 @@ fn seconds(millis: i64) -> f64 {
 
 /// One parameter as GetParameter answers it: a SecureString's value is the
 /// plaintext with decryption, the sealed blob (base64) without.
-fn parameter_json(ctx: &ApiContext, p: &StoredParameter, decrypt: bool, selector: Option<&str>) -> Result<Value, ApiError> {
+fn parameter_json(
+    ctx: &ApiContext,
+    p: &StoredParameter,
+    decrypt: bool,
+    selector: Option<&str>,
+) -> Result<Value, ApiError> {
     let value = match (p.kind, decrypt) {
-        (ParameterType::SecureString, false) => base64::engine::general_purpose::STANDARD.encode(&p.stored),
+        (ParameterType::SecureString, false) => {
+            base64::engine::general_purpose::STANDARD.encode(&p.stored)
+        }
         _ => ctx.cloud.store().parameter_plaintext(p)?,
     };
     let mut out = json!({
@@ -232,7 +272,10 @@ fn parameter_json(ctx: &ApiContext, p: &StoredParameter, decrypt: bool, selector
 
 /// Looks up a reference; `None` if absent. A version selector other than
 /// the current version is `ParameterVersionNotFound`.
-fn lookup(ctx: &ApiContext, reference: &str) -> Result<Option<(StoredParameter, Option<String>)>, ApiError> {
+fn lookup(
+    ctx: &ApiContext,
+    reference: &str,
+) -> Result<Option<(StoredParameter, Option<String>)>, ApiError> {
     let (name, selector) = parse_reference(reference);
     let Some(p) = ctx.cloud.store().stored_parameter(&name)? else {
         return Ok(None);
@@ -298,7 +341,9 @@ fn put_parameter(ctx: &ApiContext, body: &Value) -> Result<Value, ApiError> {
         },
     };
     if opt_str(body, "KeyId")?.is_some() && kind != ParameterType::SecureString {
-        return Err(ApiError::validation("KeyId is required for SecureString type parameter only."));
+        return Err(ApiError::validation(
+            "KeyId is required for SecureString type parameter only.",
+        ));
     }
     let version = match store.put_parameter(name, value, kind, overwrite) {
         Ok(v) => v,
@@ -329,7 +374,9 @@ fn get_parameters(ctx: &ApiContext, body: &Value) -> Result<Value, ApiError> {
     let mut invalid = Vec::new();
     for reference in &names {
         match lookup(ctx, reference) {
-            Ok(Some((p, selector))) => found.push(parameter_json(ctx, &p, decrypt, selector.as_deref())?),
+            Ok(Some((p, selector))) => {
+                found.push(parameter_json(ctx, &p, decrypt, selector.as_deref())?)
+            }
             Ok(None) => invalid.push(reference.clone()),
             Err(e) if e.code == "ParameterVersionNotFound" => invalid.push(reference.clone()),
             Err(e) => return Err(e),
@@ -348,7 +395,13 @@ fn next_token(body: &Value) -> Result<Option<String>, ApiError> {
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .map(Some)
-        .ok_or_else(|| ApiError::new(400, "InvalidNextToken", "The specified token is not valid; pass the NextToken of the previous answer"))
+        .ok_or_else(|| {
+            ApiError::new(
+                400,
+                "InvalidNextToken",
+                "The specified token is not valid; pass the NextToken of the previous answer",
+            )
+        })
 }
 
 fn token_for(name: &str) -> String {
@@ -358,13 +411,19 @@ fn token_for(name: &str) -> String {
 fn get_parameters_by_path(ctx: &ApiContext, body: &Value) -> Result<Value, ApiError> {
     let path = req_str(body, "Path")?;
     if !path.starts_with('/') {
-        return Err(ApiError::validation(format!("The parameter path {path} must begin with /")));
+        return Err(ApiError::validation(format!(
+            "The parameter path {path} must begin with /"
+        )));
     }
     let recursive = opt_bool(body, "Recursive")?;
     let decrypt = opt_bool(body, "WithDecryption")?;
     let max = max_results(body, 10)?;
     let after = next_token(body)?;
-    let prefix = if path.ends_with('/') { path.to_string() } else { format!("{path}/") };
+    let prefix = if path.ends_with('/') {
+        path.to_string()
+    } else {
+        format!("{path}/")
+    };
     let store = ctx.cloud.store();
     let names: Vec<String> = store
         .list_parameters()?
@@ -415,18 +474,32 @@ fn filters(body: &Value) -> Result<Vec<Filter>, ApiError> {
         let list = match body.get(field) {
             None | Some(Value::Null) => continue,
             Some(Value::Array(a)) => a,
-            Some(other) => return Err(serialization(format!("{field} must be a list, found {other}"))),
+            Some(other) => {
+                return Err(serialization(format!(
+                    "{field} must be a list, found {other}"
+                )))
+            }
         };
         for f in list {
             let key = req_str(f, "Key")?.to_string();
-            let option = opt_str(f, "Option")?.unwrap_or(key_default_option).to_string();
+            let option = opt_str(f, "Option")?
+                .unwrap_or(key_default_option)
+                .to_string();
             let values = match f.get("Values") {
                 None | Some(Value::Null) => Vec::new(),
                 Some(Value::Array(v)) => v
                     .iter()
-                    .map(|v| v.as_str().map(str::to_string).ok_or_else(|| serialization("filter Values must be strings")))
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_string)
+                            .ok_or_else(|| serialization("filter Values must be strings"))
+                    })
                     .collect::<Result<_, _>>()?,
-                Some(other) => return Err(serialization(format!("filter Values must be a list, found {other}"))),
+                Some(other) => {
+                    return Err(serialization(format!(
+                        "filter Values must be a list, found {other}"
+                    )))
+                }
             };
             let known = match key.as_str() {
                 "Name" => ["Equals", "BeginsWith", "Contains"].contains(&option.as_str()),
@@ -439,32 +512,60 @@ fn filters(body: &Value) -> Result<Vec<Filter>, ApiError> {
                 }
             };
             if !known {
-                return Err(ApiError::new(400, "InvalidFilterOption", format!("The filter option {option} is not valid for key {key}")));
+                return Err(ApiError::new(
+                    400,
+                    "InvalidFilterOption",
+                    format!("The filter option {option} is not valid for key {key}"),
+                ));
             }
             if values.is_empty() {
-                return Err(ApiError::new(400, "InvalidFilterValue", format!("The filter {key} needs at least one value")));
+                return Err(ApiError::new(
+                    400,
+                    "InvalidFilterValue",
+                    format!("The filter {key} needs at least one value"),
+                ));
             }
-            out.push(Filter { key, option, values });
+            out.push(Filter {
+                key,
+                option,
+                values,
+            });
         }
     }
     Ok(out)
 }
 
 fn matches(filter: &Filter, name: &str, kind: ParameterType) -> bool {
-    filter.values.iter().any(|v| match (filter.key.as_str(), filter.option.as_str()) {
-        ("Name", "BeginsWith") => name.starts_with(v.as_str()) || name.trim_start_matches('/').starts_with(v.trim_start_matches('/')),
-        ("Name", "Contains") => name.contains(v.as_str()),
-        ("Name", _) => name == v || name.trim_start_matches('/') == v.trim_start_matches('/'),
-        ("Type", _) => kind.as_str() == v,
-        ("Tier", _) => v == "Standard",
-        ("DataType", _) => v == "text",
-        ("KeyId", _) => kind == ParameterType::SecureString && (v == "alias/aws/ssm" || v.ends_with("alias/aws/ssm")),
-        ("Path", option) => {
-            let prefix = if v.ends_with('/') { v.clone() } else { format!("{v}/") };
-            name.starts_with(&prefix) && (option == "Recursive" || !name[prefix.len()..].contains('/'))
-        }
-        _ => false,
-    })
+    filter
+        .values
+        .iter()
+        .any(|v| match (filter.key.as_str(), filter.option.as_str()) {
+            ("Name", "BeginsWith") => {
+                name.starts_with(v.as_str())
+                    || name
+                        .trim_start_matches('/')
+                        .starts_with(v.trim_start_matches('/'))
+            }
+            ("Name", "Contains") => name.contains(v.as_str()),
+            ("Name", _) => name == v || name.trim_start_matches('/') == v.trim_start_matches('/'),
+            ("Type", _) => kind.as_str() == v,
+            ("Tier", _) => v == "Standard",
+            ("DataType", _) => v == "text",
+            ("KeyId", _) => {
+                kind == ParameterType::SecureString
+                    && (v == "alias/aws/ssm" || v.ends_with("alias/aws/ssm"))
+            }
+            ("Path", option) => {
+                let prefix = if v.ends_with('/') {
+                    v.clone()
+                } else {
+                    format!("{v}/")
+                };
+                name.starts_with(&prefix)
+                    && (option == "Recursive" || !name[prefix.len()..].contains('/'))
+            }
+            _ => false,
+        })
 }
 
 fn describe_parameters(ctx: &ApiContext, body: &Value) -> Result<Value, ApiError> {

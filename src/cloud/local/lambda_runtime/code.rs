@@ -6,6 +6,7 @@
 //! - `code/`         — the unpacked package (`LAMBDA_TASK_ROOT`)
 //! - `deps/`         — what its `requirements.txt` installed (python), once
 //! - `deps.failed`   — why that install failed (tried once per revision)
+//! - `source`        — where the code came from (`api:<last_modified>` for an API upload)
 //!
 //! Whoever receives code writes it here: `jitpilot deploy --function-code`,
 //! the AWS API's Lambda `CreateFunction`/`UpdateFunctionCode`, the stack
@@ -162,7 +163,7 @@ impl CodeStore {
             move |source| CodeError::Write { path, source }
         };
         // New code: its dependencies are installed anew.
-        for stale in ["deps", "deps.failed"] {
+        for stale in ["deps", "deps.failed", "source"] {
             let p = dir.join(stale);
             if p.is_dir() {
                 std::fs::remove_dir_all(&p).map_err(write_err(&p))?;
@@ -211,6 +212,29 @@ impl CodeStore {
             revision: file.revision,
             dir,
         }))
+    }
+
+    /// Where `name`'s code came from, as [`CodeStore::set_source`] noted it.
+    pub fn source(&self, name: &str) -> Option<String> {
+        let dir = self.dir(name).ok()?;
+        std::fs::read_to_string(dir.join("source")).ok()
+    }
+
+    /// When `name`'s code was last stored (epoch millis).
+    pub fn stored_at(&self, name: &str) -> Option<i64> {
+        let dir = self.dir(name).ok()?;
+        let modified = std::fs::metadata(dir.join("function.json"))
+            .ok()?
+            .modified()
+            .ok()?;
+        let since = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
+        i64::try_from(since.as_millis()).ok()
+    }
+
+    /// Notes where `name`'s code came from (e.g. the API upload it copies).
+    pub fn set_source(&self, name: &str, source: &str) -> Result<(), CodeError> {
+        let path = self.dir(name)?.join("source");
+        std::fs::write(&path, source).map_err(|e| CodeError::Write { path, source: e })
     }
 
     /// Forgets `name`'s code (the built-in, if any, runs again). True if

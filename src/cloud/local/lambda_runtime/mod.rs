@@ -119,6 +119,9 @@ impl LocalLambda {
                 .then(|| builtins.get(CERT_ROTATION_HANDLER))
                 .flatten()
         });
+        if let Err(e) = self.sync_api_package(&function.name) {
+            self.report_problem(&function.name, "api-package", &e, None);
+        }
         match self.inner.code.get(&function.name) {
             Ok(Some(stored)) => Some(Arc::new(CodeFunction {
                 lambda: self.clone(),
@@ -140,6 +143,65 @@ impl LocalLambda {
                 by_handler
             }
         }
+    }
+
+    /// Brings a package uploaded through the AWS API (Lambda's
+    /// `UpdateFunctionCode`, kept in the store) into the code store when it
+    /// changed since the last look; its settings are the API's, else the
+    /// template's.
+    fn sync_api_package(&self, name: &str) -> Result<(), String> {
+        let Some(store) = &self.inner.store else {
+            return Ok(());
+        };
+        let Some(stamp) = store
+            .function_package_stamp(name)
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(());
+        };
+        let source = format!("api:{stamp}");
+        // Already copied, or code was stored here after that upload (the latest wins).
+        let code = &self.inner.code;
+        if code.source(name).as_deref() == Some(source.as_str())
+            || code.stored_at(name).is_some_and(|at| at >= stamp)
+        {
+            return Ok(());
+        }
+        let Some(package) = store.function_package(name).map_err(|e| e.to_string())? else {
+            return Ok(());
+        };
+        let Some(zip) = &package.zip else {
+            return Ok(());
+        };
+        let mut props = store
+            .function_template(name)
+            .map_err(|e| e.to_string())?
+            .unwrap_or_else(|| json!({}));
+        if let Value::Object(map) = &mut props {
+            let set = |map: &mut serde_json::Map<String, Value>, key: &str, v: Option<Value>| {
+                if let Some(v) = v {
+                    map.insert(key.to_string(), v);
+                }
+            };
+            set(map, "Runtime", package.runtime.clone().map(Value::from));
+            set(map, "Handler", package.handler.clone().map(Value::from));
+            set(map, "Timeout", package.timeout.map(Value::from));
+            set(map, "MemorySize", package.memory_size.map(Value::from));
+        }
+        let config = FunctionConfig::from_properties(&props)?;
+        self.inner
+            .code
+            .put_zip(name, &config, zip)
+            .map_err(|e| e.to_string())?;
+        self.inner
+            .code
+            .set_source(name, &source)
+            .map_err(|e| e.to_string())?;
+        tracing::info!(
+            function = name,
+            "the function's package uploaded through the API will run"
+        );
+        Ok(())
     }
 
     /// Runs `function`'s stored code with `payload` (the AWS API's Invoke

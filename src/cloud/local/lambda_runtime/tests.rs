@@ -302,3 +302,58 @@ async fn code_that_cannot_run_is_reported_and_the_builtin_stands_in_for_a_rotati
         "{stack_lines:?}"
     );
 }
+
+#[tokio::test]
+async fn a_package_uploaded_through_the_api_runs_and_a_newer_one_replaces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = EventBus::new(64);
+    let cloud = crate::cloud::local::LocalCloud::open(dir.path(), bus.clone()).unwrap();
+    cloud.deploy_sync().unwrap();
+    let store = cloud.store().clone();
+    let name = "CertRotation-cert-rotation";
+    let function = store.get_function(name).unwrap().expect("deployed");
+    // What `aws lambda update-function-code --zip-file` and
+    // `update-function-configuration --runtime python3.12 --handler …` keep.
+    let zip_path = dir.path().join("fn.zip");
+    let handler = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/lambda_handler.py");
+    let made = std::process::Command::new("python3")
+        .args(["-c", "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1], 'w')\nz.write(sys.argv[2], 'lambda_handler.py')\nz.close()"])
+        .arg(&zip_path)
+        .arg(&handler)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let zip = std::fs::read(&zip_path).unwrap();
+    assert!(store.put_function_code(name, &zip, "sha").unwrap());
+    let settings = crate::store::FunctionSettings {
+        runtime: Some("python3.12".into()),
+        handler: Some("lambda_handler.echo".into()),
+        ..Default::default()
+    };
+    assert!(store.update_function_settings(name, &settings).unwrap());
+
+    let lambda = LocalLambda::new(dir.path(), bus, Some(store.clone()));
+    let mut registry = FunctionRegistry::new();
+    registry.register(CERT_ROTATION_HANDLER, Arc::new(Named("built-in")));
+    let registry = registry.with_code(lambda.clone());
+    let out = run(&registry, &function).await.unwrap();
+    assert_eq!(
+        out["event"],
+        json!({"n": 1}),
+        "the uploaded code ran: {out}"
+    );
+    // The template's Timeout (30) stands where the API set none.
+    let stored = lambda.code_store().get(name).unwrap().unwrap();
+    assert_eq!(stored.config.timeout_secs, 30);
+    // A newer upload with another handler replaces it at the next invocation.
+    std::thread::sleep(Duration::from_millis(20));
+    let settings = crate::store::FunctionSettings {
+        handler: Some("lambda_handler.fail".into()),
+        ..Default::default()
+    };
+    assert!(store.put_function_code(name, &zip, "sha2").unwrap());
+    assert!(store.update_function_settings(name, &settings).unwrap());
+    let err = run(&registry, &function).await.unwrap_err();
+    assert!(err.contains("ValueError"), "{err}");
+    lambda.shutdown().await;
+}

@@ -62,7 +62,9 @@ impl AttributeValue {
             )));
         }
         let object = value.as_object().ok_or_else(|| {
-            serialization(format!("an AttributeValue must be an object such as {{\"S\": \"text\"}}, found {value}"))
+            serialization(format!(
+                "an AttributeValue must be an object such as {{\"S\": \"text\"}}, found {value}"
+            ))
         })?;
         let mut entries = object.iter();
         let (tag, inner) = match (entries.next(), entries.next()) {
@@ -76,18 +78,24 @@ impl AttributeValue {
         };
         let text = |v: &Value| -> Result<String, ApiError> {
             v.as_str().map(str::to_string).ok_or_else(|| {
-                serialization(format!("the value of an AttributeValue {tag} must be a string, found {v}"))
+                serialization(format!(
+                    "the value of an AttributeValue {tag} must be a string, found {v}"
+                ))
             })
         };
         let list = |v: &Value| -> Result<Vec<Value>, ApiError> {
             v.as_array().cloned().ok_or_else(|| {
-                serialization(format!("the value of an AttributeValue {tag} must be a list, found {v}"))
+                serialization(format!(
+                    "the value of an AttributeValue {tag} must be a list, found {v}"
+                ))
             })
         };
         let binary = |v: &Value| -> Result<Vec<u8>, ApiError> {
             let t = text(v)?;
             b64().decode(t.as_bytes()).map_err(|e| {
-                serialization(format!("the value of an AttributeValue {tag} must be base64: {e}"))
+                serialization(format!(
+                    "the value of an AttributeValue {tag} must be base64: {e}"
+                ))
             })
         };
         Ok(match tag.as_str() {
@@ -221,7 +229,12 @@ impl AttributeValue {
             AttributeValue::N(n) => n.digits.len() / 2 + 2,
             AttributeValue::B(b) => b.len(),
             AttributeValue::Bool(_) | AttributeValue::Null => 1,
-            AttributeValue::M(m) => 3 + m.iter().map(|(k, v)| k.len() + 1 + v.stored_bytes()).sum::<usize>(),
+            AttributeValue::M(m) => {
+                3 + m
+                    .iter()
+                    .map(|(k, v)| k.len() + 1 + v.stored_bytes())
+                    .sum::<usize>()
+            }
             AttributeValue::L(l) => 3 + l.iter().map(|v| 1 + v.stored_bytes()).sum::<usize>(),
             AttributeValue::Ss(s) => s.iter().map(String::len).sum(),
             AttributeValue::Ns(s) => s.iter().map(|n| n.digits.len() / 2 + 2).sum(),
@@ -260,7 +273,9 @@ fn check_set<T>(set: &[T], eq: impl Fn(&T, &T) -> bool) -> Result<(), ApiError> 
     }
     for (i, a) in set.iter().enumerate() {
         if set[i + 1..].iter().any(|b| eq(a, b)) {
-            return Err(bad("One or more parameter values were invalid: Input collection contains duplicates"));
+            return Err(bad(
+                "One or more parameter values were invalid: Input collection contains duplicates",
+            ));
         }
     }
     Ok(())
@@ -269,12 +284,16 @@ fn check_set<T>(set: &[T], eq: impl Fn(&T, &T) -> bool) -> Result<(), ApiError> 
 /// Reads an item (`{"name": {"S": "x"}, …}`).
 pub fn item_from_wire(value: &Value) -> Result<Item, ApiError> {
     let object = value.as_object().ok_or_else(|| {
-        serialization(format!("an item must be an object of attribute name to AttributeValue, found {value}"))
+        serialization(format!(
+            "an item must be an object of attribute name to AttributeValue, found {value}"
+        ))
     })?;
     let mut item = Item::new();
     for (name, v) in object {
         if name.is_empty() {
-            return Err(bad("One or more parameter values were invalid: an attribute name is empty"));
+            return Err(bad(
+                "One or more parameter values were invalid: an attribute name is empty",
+            ));
         }
         item.insert(name.clone(), AttributeValue::from_wire(v)?);
     }
@@ -359,10 +378,16 @@ impl Number {
 
     fn checked(negative: bool, digits: Vec<u8>, exponent: i64) -> Result<Number, ApiError> {
         if digits.is_empty() {
-            return Ok(Number { negative: false, digits, exponent: 0 });
+            return Ok(Number {
+                negative: false,
+                digits,
+                exponent: 0,
+            });
         }
         if digits.len() > MAX_DIGITS {
-            return Err(bad("Attempting to store more than 38 significant digits in a Number"));
+            return Err(bad(
+                "Attempting to store more than 38 significant digits in a Number",
+            ));
         }
         if exponent > 126 {
             return Err(bad("Number overflow. Attempting to store a number with magnitude larger than supported range"));
@@ -370,13 +395,21 @@ impl Number {
         if exponent < -129 {
             return Err(bad("Number underflow. Attempting to store a number with magnitude smaller than supported range"));
         }
-        Ok(Number { negative, digits, exponent: exponent as i32 })
+        Ok(Number {
+            negative,
+            digits,
+            exponent: exponent as i32,
+        })
     }
 
     /// A whole number.
     pub fn from_usize(n: usize) -> Number {
         // A usize always parses.
-        Number::parse(&n.to_string()).unwrap_or(Number { negative: false, digits: Vec::new(), exponent: 0 })
+        Number::parse(&n.to_string()).unwrap_or(Number {
+            negative: false,
+            digits: Vec::new(),
+            exponent: 0,
+        })
     }
 
     /// `self + other`, exactly; overflow beyond DynamoDB's range is a `ValidationException`.
@@ -546,8 +579,21 @@ mod tests {
         assert_eq!(n("0.1").add(&n("0.2")).unwrap(), n("0.3"));
         assert_eq!(n("100").add(&n("-100.5")).unwrap(), n("-0.5"));
         assert_eq!(n("-3").add(&n("5")).unwrap().to_string(), "2");
-        assert_eq!(n("99999999999999999999").add(&n("1")).unwrap().to_string(), "100000000000000000000");
-        for bad in ["", "-", "1x", "1e", "NaN", "Infinity", "1.2.3", " 1", "1e999999999"] {
+        assert_eq!(
+            n("99999999999999999999").add(&n("1")).unwrap().to_string(),
+            "100000000000000000000"
+        );
+        for bad in [
+            "",
+            "-",
+            "1x",
+            "1e",
+            "NaN",
+            "Infinity",
+            "1.2.3",
+            " 1",
+            "1e999999999",
+        ] {
             assert!(Number::parse(bad).is_err(), "{bad:?}");
         }
         assert!(Number::parse(&"1".repeat(39)).is_err());
@@ -602,6 +648,9 @@ mod tests {
         for _ in 0..40 {
             deep = json!({"L": [deep]});
         }
-        assert!(AttributeValue::from_wire(&deep).unwrap_err().message.contains("Nesting"));
+        assert!(AttributeValue::from_wire(&deep)
+            .unwrap_err()
+            .message
+            .contains("Nesting"));
     }
 }

@@ -101,8 +101,13 @@ pub fn evaluate(condition: &Condition, item: &Item) -> Result<bool, ApiError> {
             resolve(item, p).is_some_and(|v| v.type_name() == wanted)
         }
         Condition::BeginsWith(a, prefix) => {
-            match (operand(item, a).as_deref(), operand(item, prefix).as_deref()) {
-                (Some(AttributeValue::S(s)), Some(AttributeValue::S(p))) => s.starts_with(p.as_str()),
+            match (
+                operand(item, a).as_deref(),
+                operand(item, prefix).as_deref(),
+            ) {
+                (Some(AttributeValue::S(s)), Some(AttributeValue::S(p))) => {
+                    s.starts_with(p.as_str())
+                }
                 (Some(AttributeValue::B(s)), Some(AttributeValue::B(p))) => s.starts_with(p),
                 _ => false,
             }
@@ -261,22 +266,44 @@ pub fn apply_update(
     }
     for (path, value) in &update.add {
         let new = match (resolve(item, path), value) {
-            (None, v @ (AttributeValue::N(_) | AttributeValue::Ss(_) | AttributeValue::Ns(_) | AttributeValue::Bs(_))) => v.clone(),
+            (
+                None,
+                v @ (AttributeValue::N(_)
+                | AttributeValue::Ss(_)
+                | AttributeValue::Ns(_)
+                | AttributeValue::Bs(_)),
+            ) => v.clone(),
             (Some(AttributeValue::N(a)), AttributeValue::N(b)) => AttributeValue::N(a.add(b)?),
             (Some(AttributeValue::Ss(a)), AttributeValue::Ss(b)) => AttributeValue::Ss(union(a, b)),
             (Some(AttributeValue::Ns(a)), AttributeValue::Ns(b)) => AttributeValue::Ns(union(a, b)),
             (Some(AttributeValue::Bs(a)), AttributeValue::Bs(b)) => AttributeValue::Bs(union(a, b)),
-            _ => return Err(invalid_operand("ADD takes a number or a set of the attribute's type")),
+            _ => {
+                return Err(invalid_operand(
+                    "ADD takes a number or a set of the attribute's type",
+                ))
+            }
         };
         put_path(item, path, new)?;
     }
     for (path, value) in &update.delete {
         let remaining = match (resolve(item, path), value) {
-            (None, AttributeValue::Ss(_) | AttributeValue::Ns(_) | AttributeValue::Bs(_)) => continue,
-            (Some(AttributeValue::Ss(a)), AttributeValue::Ss(b)) => difference(a, b).map(AttributeValue::Ss),
-            (Some(AttributeValue::Ns(a)), AttributeValue::Ns(b)) => difference(a, b).map(AttributeValue::Ns),
-            (Some(AttributeValue::Bs(a)), AttributeValue::Bs(b)) => difference(a, b).map(AttributeValue::Bs),
-            _ => return Err(invalid_operand("DELETE takes a set of the attribute's type")),
+            (None, AttributeValue::Ss(_) | AttributeValue::Ns(_) | AttributeValue::Bs(_)) => {
+                continue
+            }
+            (Some(AttributeValue::Ss(a)), AttributeValue::Ss(b)) => {
+                difference(a, b).map(AttributeValue::Ss)
+            }
+            (Some(AttributeValue::Ns(a)), AttributeValue::Ns(b)) => {
+                difference(a, b).map(AttributeValue::Ns)
+            }
+            (Some(AttributeValue::Bs(a)), AttributeValue::Bs(b)) => {
+                difference(a, b).map(AttributeValue::Bs)
+            }
+            _ => {
+                return Err(invalid_operand(
+                    "DELETE takes a set of the attribute's type",
+                ))
+            }
         };
         match remaining {
             Some(v) => put_path(item, path, v)?,
@@ -322,7 +349,9 @@ pub fn project(item: &Item, paths: &[Path]) -> Item {
                     *node = Node::Map(BTreeMap::new());
                 }
                 if let Node::Map(m) = node {
-                    let child = m.entry(k.clone()).or_insert_with(|| Node::Map(BTreeMap::new()));
+                    let child = m
+                        .entry(k.clone())
+                        .or_insert_with(|| Node::Map(BTreeMap::new()));
                     insert(child, tail, value);
                 }
             }
@@ -346,9 +375,15 @@ pub fn project(item: &Item, paths: &[Path]) -> Item {
     }
     let mut root = BTreeMap::new();
     for path in paths {
-        let Some(value) = resolve(item, path) else { continue };
-        let Some((PathElem::Key(top), rest)) = path.0.split_first() else { continue };
-        let node = root.entry(top.clone()).or_insert_with(|| Node::Map(BTreeMap::new()));
+        let Some(value) = resolve(item, path) else {
+            continue;
+        };
+        let Some((PathElem::Key(top), rest)) = path.0.split_first() else {
+            continue;
+        };
+        let node = root
+            .entry(top.clone())
+            .or_insert_with(|| Node::Map(BTreeMap::new()));
         if rest.is_empty() {
             *node = Node::Leaf(value.clone());
         } else {
@@ -370,36 +405,58 @@ mod tests {
     }
 
     fn holds(expr: &str, values: Value, it: &Item) -> bool {
-        let ph = Placeholders::from_request(&json!({ "ExpressionAttributeValues": values })).unwrap();
-        evaluate(&parse_condition(expr, "ConditionExpression", &ph).unwrap(), it).unwrap()
+        let ph =
+            Placeholders::from_request(&json!({ "ExpressionAttributeValues": values })).unwrap();
+        evaluate(
+            &parse_condition(expr, "ConditionExpression", &ph).unwrap(),
+            it,
+        )
+        .unwrap()
     }
 
     #[test]
     fn conditions_hold_as_on_dynamodb() {
-        let it = item(json!({"S": {"S": "CR_WHITELISTED"}, "n": {"N": "5"}, "tags": {"SS": ["a", "b"]},
-                             "m": {"M": {"l": {"L": [{"N": "1"}, {"S": "x"}]}}}}));
+        let it = item(
+            json!({"S": {"S": "CR_WHITELISTED"}, "n": {"N": "5"}, "tags": {"SS": ["a", "b"]},
+                             "m": {"M": {"l": {"L": [{"N": "1"}, {"S": "x"}]}}}}),
+        );
         let v = json!({":w": {"S": "CR_WHITELISTED"}, ":three": {"N": "3"}, ":ten": {"N": "10.0"},
                        ":a": {"S": "a"}, ":t": {"S": "SS"}, ":p": {"S": "CR_"}, ":x": {"S": "x"}});
         let cases = [
-            ("S = :w", true), ("S <> :w", false), ("missing <> :w", true), ("missing = :w", false),
-            ("n > :three AND n < :ten", true), ("n BETWEEN :three AND :ten", true), ("n < :w", false),
-            ("n IN (:three, :ten)", false), ("attribute_exists(m.l[1])", true), ("attribute_not_exists(m.l[2])", true),
-            ("contains(tags, :a)", true), ("contains(m.l, :x)", true), ("attribute_type(tags, :t)", true),
-            ("begins_with(S, :p)", true), ("size(tags) < :three", true), ("NOT (S = :w OR n = :three)", false),
+            ("S = :w", true),
+            ("S <> :w", false),
+            ("missing <> :w", true),
+            ("missing = :w", false),
+            ("n > :three AND n < :ten", true),
+            ("n BETWEEN :three AND :ten", true),
+            ("n < :w", false),
+            ("n IN (:three, :ten)", false),
+            ("attribute_exists(m.l[1])", true),
+            ("attribute_not_exists(m.l[2])", true),
+            ("contains(tags, :a)", true),
+            ("contains(m.l, :x)", true),
+            ("attribute_type(tags, :t)", true),
+            ("begins_with(S, :p)", true),
+            ("size(tags) < :three", true),
+            ("NOT (S = :w OR n = :three)", false),
             ("n = :three OR S = :w AND n > :three", true),
         ];
         for (expr, expected) in cases {
             let mut used = v.clone();
             // Only pass the values the expression uses.
-            used.as_object_mut().unwrap().retain(|k, _| expr.contains(k.as_str()));
+            used.as_object_mut()
+                .unwrap()
+                .retain(|k, _| expr.contains(k.as_str()));
             assert_eq!(holds(expr, used, &it), expected, "{expr}");
         }
     }
 
     #[test]
     fn updates_set_remove_add_and_delete() {
-        let mut it = item(json!({"k": {"S": "1"}, "n": {"N": "1"}, "l": {"L": [{"N": "0"}, {"N": "1"}, {"N": "2"}]},
-                                 "tags": {"SS": ["a", "b"]}, "m": {"M": {}}}));
+        let mut it = item(
+            json!({"k": {"S": "1"}, "n": {"N": "1"}, "l": {"L": [{"N": "0"}, {"N": "1"}, {"N": "2"}]},
+                                 "tags": {"SS": ["a", "b"]}, "m": {"M": {}}}),
+        );
         let ph = Placeholders::from_request(&json!({"ExpressionAttributeValues": {
             ":one": {"N": "1"}, ":new": {"L": [{"N": "3"}]}, ":b": {"SS": ["b"]}, ":c": {"SS": ["c"]}, ":x": {"S": "x"}
         }})).unwrap();
@@ -413,27 +470,59 @@ mod tests {
         assert!(touched.contains("n") && touched.contains("tags"));
         assert_eq!(it["n"], AttributeValue::N(Number::parse("2").unwrap()));
         assert_eq!(it["fresh"], AttributeValue::N(Number::parse("1").unwrap()));
-        assert_eq!(it["counter"], AttributeValue::N(Number::parse("1").unwrap()));
+        assert_eq!(
+            it["counter"],
+            AttributeValue::N(Number::parse("1").unwrap())
+        );
         assert_eq!(it["tags"], item(json!({"t": {"SS": ["a", "b", "c"]}}))["t"]);
         assert!(matches!(&it["l"], AttributeValue::L(l) if l.len() == 4));
-        assert_eq!(resolve(&it, &Path(vec![PathElem::Key("m".into()), PathElem::Key("inner".into())])), Some(&AttributeValue::S("x".into())));
+        assert_eq!(
+            resolve(
+                &it,
+                &Path(vec![
+                    PathElem::Key("m".into()),
+                    PathElem::Key("inner".into())
+                ])
+            ),
+            Some(&AttributeValue::S("x".into()))
+        );
         let remove = parse_update("REMOVE l[0], l[2] DELETE tags :b", &ph).unwrap();
         apply_update(&remove, &mut it, &["k"]).unwrap();
-        assert_eq!(it["l"], item(json!({"l": {"L": [{"N": "1"}, {"N": "3"}]}}))["l"]);
+        assert_eq!(
+            it["l"],
+            item(json!({"l": {"L": [{"N": "1"}, {"N": "3"}]}}))["l"]
+        );
         assert_eq!(it["tags"], item(json!({"t": {"SS": ["a", "c"]}}))["t"]);
         let key = parse_update("SET k = :x", &ph).unwrap();
-        assert!(apply_update(&key, &mut it, &["k"]).unwrap_err().message.contains("part of the key"));
+        assert!(apply_update(&key, &mut it, &["k"])
+            .unwrap_err()
+            .message
+            .contains("part of the key"));
         let bad = parse_update("SET tags = tags + :one", &ph).unwrap();
-        assert!(apply_update(&bad, &mut it, &["k"]).unwrap_err().message.contains("incorrect data type"));
+        assert!(apply_update(&bad, &mut it, &["k"])
+            .unwrap_err()
+            .message
+            .contains("incorrect data type"));
         let deep = parse_update("SET nowhere.deep = :one", &ph).unwrap();
-        assert!(apply_update(&deep, &mut it, &["k"]).unwrap_err().message.contains("invalid for update"));
+        assert!(apply_update(&deep, &mut it, &["k"])
+            .unwrap_err()
+            .message
+            .contains("invalid for update"));
     }
 
     #[test]
     fn projections_keep_only_the_named_paths() {
-        let it = item(json!({"a": {"S": "1"}, "b": {"M": {"c": {"S": "2"}, "d": {"S": "3"}}}, "l": {"L": [{"S": "x"}, {"S": "y"}]}}));
+        let it = item(
+            json!({"a": {"S": "1"}, "b": {"M": {"c": {"S": "2"}, "d": {"S": "3"}}}, "l": {"L": [{"S": "x"}, {"S": "y"}]}}),
+        );
         let ph = Placeholders::default();
-        let out = project(&it, &parse_projection("a, b.c, l[1], missing", &ph).unwrap());
-        assert_eq!(out, item(json!({"a": {"S": "1"}, "b": {"M": {"c": {"S": "2"}}}, "l": {"L": [{"S": "y"}]}})));
+        let out = project(
+            &it,
+            &parse_projection("a, b.c, l[1], missing", &ph).unwrap(),
+        );
+        assert_eq!(
+            out,
+            item(json!({"a": {"S": "1"}, "b": {"M": {"c": {"S": "2"}}}, "l": {"L": [{"S": "y"}]}}))
+        );
     }
 }

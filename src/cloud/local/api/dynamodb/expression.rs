@@ -134,13 +134,24 @@ impl Placeholders {
     /// Reads the request's `ExpressionAttributeNames`/`Values` (either may be absent).
     pub fn from_request(body: &Value) -> Result<Placeholders, ApiError> {
         let mut placeholders = Placeholders::default();
-        if let Some(names) = body.get("ExpressionAttributeNames").filter(|v| !v.is_null()) {
+        if let Some(names) = body
+            .get("ExpressionAttributeNames")
+            .filter(|v| !v.is_null())
+        {
             let names = names.as_object().ok_or_else(|| {
-                ApiError::new(400, "SerializationException", "ExpressionAttributeNames must be an object of #placeholder to attribute name")
+                ApiError::new(
+                    400,
+                    "SerializationException",
+                    "ExpressionAttributeNames must be an object of #placeholder to attribute name",
+                )
             })?;
             for (k, v) in names {
                 let name = v.as_str().ok_or_else(|| {
-                    ApiError::new(400, "SerializationException", format!("ExpressionAttributeNames {k} must be a string"))
+                    ApiError::new(
+                        400,
+                        "SerializationException",
+                        format!("ExpressionAttributeNames {k} must be a string"),
+                    )
                 })?;
                 if !k.starts_with('#') || name.is_empty() {
                     return Err(ApiError::validation(format!(
@@ -150,9 +161,16 @@ impl Placeholders {
                 placeholders.names.insert(k.clone(), name.to_string());
             }
         }
-        if let Some(values) = body.get("ExpressionAttributeValues").filter(|v| !v.is_null()) {
+        if let Some(values) = body
+            .get("ExpressionAttributeValues")
+            .filter(|v| !v.is_null())
+        {
             let values = values.as_object().ok_or_else(|| {
-                ApiError::new(400, "SerializationException", "ExpressionAttributeValues must be an object of :placeholder to AttributeValue")
+                ApiError::new(
+                    400,
+                    "SerializationException",
+                    "ExpressionAttributeValues must be an object of :placeholder to AttributeValue",
+                )
             })?;
             for (k, v) in values {
                 if !k.starts_with(':') {
@@ -184,7 +202,9 @@ impl Placeholders {
                 "An expression attribute value used in expression is not defined; attribute value: {placeholder}"
             ))
         })?;
-        self.used_values.borrow_mut().insert(placeholder.to_string());
+        self.used_values
+            .borrow_mut()
+            .insert(placeholder.to_string());
         Ok(value.clone())
     }
 
@@ -192,7 +212,11 @@ impl Placeholders {
     /// value is a `ValidationException`, as on DynamoDB.
     pub fn check_all_used(&self) -> Result<(), ApiError> {
         let unused = |all: Vec<&String>, used: &BTreeSet<String>| -> Vec<String> {
-            let mut v: Vec<String> = all.into_iter().filter(|k| !used.contains(*k)).cloned().collect();
+            let mut v: Vec<String> = all
+                .into_iter()
+                .filter(|k| !used.contains(*k))
+                .cloned()
+                .collect();
             v.sort();
             v
         };
@@ -262,7 +286,8 @@ fn tokenize(text: &str, kind: &str) -> Result<Vec<(Tok, usize)>, ApiError> {
             }
             j
         };
-        let slice = |from: usize, to: usize| -> String { chars[from..to].iter().map(|(_, c)| c).collect() };
+        let slice =
+            |from: usize, to: usize| -> String { chars[from..to].iter().map(|(_, c)| c).collect() };
         match c {
             '#' | ':' => {
                 let end = take_word(i + 1);
@@ -270,7 +295,14 @@ fn tokenize(text: &str, kind: &str) -> Result<Vec<(Tok, usize)>, ApiError> {
                     return Err(syntax(kind, &c.to_string(), text, at));
                 }
                 let word = slice(i, end);
-                out.push((if c == '#' { Tok::Name(word) } else { Tok::Value(word) }, at));
+                out.push((
+                    if c == '#' {
+                        Tok::Name(word)
+                    } else {
+                        Tok::Value(word)
+                    },
+                    at,
+                ));
                 i = end;
             }
             c if c.is_ascii_digit() => {
@@ -342,7 +374,13 @@ impl<'a> Parser<'a> {
                 "Invalid {kind}: The expression can not be empty;"
             )));
         }
-        Ok(Parser { toks, pos: 0, text, kind, ph })
+        Ok(Parser {
+            toks,
+            pos: 0,
+            text,
+            kind,
+            ph,
+        })
     }
 
     fn peek(&self) -> Option<&Tok> {
@@ -359,7 +397,14 @@ impl<'a> Parser<'a> {
             None => ApiError::validation(format!(
                 "Invalid {}: Syntax error; token: <EOF>, near: \"{}\"",
                 self.kind,
-                self.text.chars().rev().take(24).collect::<Vec<_>>().into_iter().rev().collect::<String>()
+                self.text
+                    .chars()
+                    .rev()
+                    .take(24)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<String>()
             )),
         }
     }
@@ -416,7 +461,10 @@ impl<'a> Parser<'a> {
             } else if self.eat_sym("[") {
                 let index = match self.next() {
                     Some(Tok::Int(n)) => n.parse::<usize>().map_err(|_| {
-                        ApiError::validation(format!("Invalid {}: a list index {n} is too large", self.kind))
+                        ApiError::validation(format!(
+                            "Invalid {}: a list index {n} is too large",
+                            self.kind
+                        ))
                     })?,
                     _ => {
                         self.pos -= 1;
@@ -478,7 +526,9 @@ impl<'a> Parser<'a> {
             self.expect_sym(")")?;
             return Ok(inner);
         }
-        if let (Some(Tok::Word(name)), Some(Tok::Sym("("))) = (self.peek().cloned(), self.peek_at(1)) {
+        if let (Some(Tok::Word(name)), Some(Tok::Sym("("))) =
+            (self.peek().cloned(), self.peek_at(1))
+        {
             if name != "size" {
                 self.pos += 2;
                 let condition = match name.as_str() {
@@ -627,10 +677,16 @@ impl<'a> Parser<'a> {
     fn set_value(&mut self) -> Result<SetValue, ApiError> {
         let left = self.set_operand()?;
         if self.eat_sym("+") {
-            return Ok(SetValue::Plus(Box::new(left), Box::new(self.set_operand()?)));
+            return Ok(SetValue::Plus(
+                Box::new(left),
+                Box::new(self.set_operand()?),
+            ));
         }
         if self.eat_sym("-") {
-            return Ok(SetValue::Minus(Box::new(left), Box::new(self.set_operand()?)));
+            return Ok(SetValue::Minus(
+                Box::new(left),
+                Box::new(self.set_operand()?),
+            ));
         }
         Ok(left)
     }
@@ -739,12 +795,21 @@ mod tests {
             &p,
         )
         .unwrap();
-        let Condition::Or(left, right) = c else { panic!("{c:?}") };
+        let Condition::Or(left, right) = c else {
+            panic!("{c:?}")
+        };
         assert!(matches!(*left, Condition::And(_, _)));
-        let Condition::Compare(Operand::Path(path), Comparator::Lt, _) = *right else { panic!() };
+        let Condition::Compare(Operand::Path(path), Comparator::Lt, _) = *right else {
+            panic!()
+        };
         assert_eq!(path.0, vec![key("a"), key("b"), PathElem::Index(2)]);
         p.check_all_used().unwrap();
-        let c = parse_condition("(x BETWEEN :n AND :n) and size(y) >= :n AND x IN (:n, :n)", "FilterExpression", &p).unwrap();
+        let c = parse_condition(
+            "(x BETWEEN :n AND :n) and size(y) >= :n AND x IN (:n, :n)",
+            "FilterExpression",
+            &p,
+        )
+        .unwrap();
         assert!(matches!(c, Condition::And(_, _)));
     }
 
@@ -756,24 +821,39 @@ mod tests {
             ("a == :v", "token: \"=\""),
             ("a = :missing", "not defined; attribute value: :missing"),
             ("#nope = :v", "attribute name: #nope"),
-            ("frobnicate(a)", "Invalid function name; function: frobnicate"),
+            (
+                "frobnicate(a)",
+                "Invalid function name; function: frobnicate",
+            ),
             ("", "can not be empty"),
             ("a = :v)", "token: \")\""),
             ("a ! :v", "token: \"!\""),
         ] {
             let err = parse_condition(text, "ConditionExpression", &p).unwrap_err();
             assert!(err.message.contains(needle), "{text:?}: {}", err.message);
-            assert!(err.message.contains("ConditionExpression") || needle.contains("not defined") || needle.contains("#nope"), "{}", err.message);
+            assert!(
+                err.message.contains("ConditionExpression")
+                    || needle.contains("not defined")
+                    || needle.contains("#nope"),
+                "{}",
+                err.message
+            );
             assert_eq!(err.code, "ValidationException");
         }
         let unused = ph(json!({"ExpressionAttributeValues": {":v": {"S": "x"}, ":u": {"S": "y"}}}));
         parse_condition("a = :v", "ConditionExpression", &unused).unwrap();
-        assert!(unused.check_all_used().unwrap_err().message.contains("unused in expressions: keys: {:u}"));
+        assert!(unused
+            .check_all_used()
+            .unwrap_err()
+            .message
+            .contains("unused in expressions: keys: {:u}"));
     }
 
     #[test]
     fn updates_parse_each_clause_once_without_overlaps() {
-        let p = ph(json!({"ExpressionAttributeValues": {":one": {"N": "1"}, ":l": {"L": []}, ":s": {"SS": ["a"]}}}));
+        let p = ph(
+            json!({"ExpressionAttributeValues": {":one": {"N": "1"}, ":l": {"L": []}, ":s": {"SS": ["a"]}}}),
+        );
         let u = parse_update(
             "SET n = if_not_exists(n, :one) + :one, l = list_append(l, :l) REMOVE gone, other[1] ADD c :one DELETE tags :s",
             &p,
@@ -783,12 +863,24 @@ mod tests {
         assert_eq!(u.remove.len(), 2);
         assert_eq!(u.add.len(), 1);
         assert_eq!(u.delete.len(), 1);
-        assert!(parse_update("SET a = :one SET b = :one", &p).unwrap_err().message.contains("only be used once"));
-        assert!(parse_update("SET a = :one REMOVE a.b", &p).unwrap_err().message.contains("overlap"));
-        assert!(parse_update("UPSERT a = :one", &p).unwrap_err().message.contains("UPSERT"));
+        assert!(parse_update("SET a = :one SET b = :one", &p)
+            .unwrap_err()
+            .message
+            .contains("only be used once"));
+        assert!(parse_update("SET a = :one REMOVE a.b", &p)
+            .unwrap_err()
+            .message
+            .contains("overlap"));
+        assert!(parse_update("UPSERT a = :one", &p)
+            .unwrap_err()
+            .message
+            .contains("UPSERT"));
         assert_eq!(
             parse_projection("a, b.c[0]", &p).unwrap(),
-            vec![Path(vec![key("a")]), Path(vec![key("b"), key("c"), PathElem::Index(0)])]
+            vec![
+                Path(vec![key("a")]),
+                Path(vec![key("b"), key("c"), PathElem::Index(0)])
+            ]
         );
     }
 }

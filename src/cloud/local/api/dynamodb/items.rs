@@ -6,10 +6,12 @@
 
 use super::attribute::{item_bytes, item_from_wire, item_to_wire, Item, MAX_ITEM_BYTES};
 use super::evaluate::{apply_update, evaluate, project};
-use super::expression::{parse_condition, parse_projection, parse_update, Condition, Path, PathElem, Placeholders};
+use super::expression::{
+    parse_condition, parse_projection, parse_update, Condition, Path, PathElem, Placeholders,
+};
 use super::{
-    item_storage_key, opt_str, refuse_legacy, request_key, return_values, serialization, stored_item,
-    table_name, table_not_found, ApiContext, ApiError,
+    item_storage_key, opt_str, refuse_legacy, request_key, return_values, serialization,
+    stored_item, table_name, table_not_found, ApiContext, ApiError,
 };
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashSet};
@@ -20,7 +22,11 @@ const MAX_BATCH_WRITES: usize = 25;
 const MAX_BATCH_GETS: usize = 100;
 
 fn conditional_check_failed() -> ApiError {
-    ApiError::new(400, "ConditionalCheckFailedException", "The conditional request failed")
+    ApiError::new(
+        400,
+        "ConditionalCheckFailedException",
+        "The conditional request failed",
+    )
 }
 
 /// The request's `ConditionExpression`, parsed.
@@ -63,11 +69,15 @@ fn projection(body: &Value, ph: &Placeholders) -> Result<Option<Vec<Path>>, ApiE
             .iter()
             .map(|n| match n.as_str() {
                 Some(n) => Ok(Path(vec![PathElem::Key(n.to_string())])),
-                None => Err(serialization("AttributesToGet must be a list of attribute names")),
+                None => Err(serialization(
+                    "AttributesToGet must be a list of attribute names",
+                )),
             })
             .collect::<Result<_, _>>()
             .map(Some),
-        Some(other) => Err(serialization(format!("AttributesToGet must be a list, found {other}"))),
+        Some(other) => Err(serialization(format!(
+            "AttributesToGet must be a list, found {other}"
+        ))),
     }
 }
 
@@ -120,14 +130,20 @@ pub(super) fn put_item(ctx: &ApiContext, body: &Value) -> Result<Value, ApiError
 
 pub(super) fn update_item(ctx: &ApiContext, body: &Value) -> Result<Value, ApiError> {
     let table = table_name(body)?;
-    refuse_legacy(body, &["AttributeUpdates", "Expected", "ConditionalOperator"])?;
+    refuse_legacy(
+        body,
+        &["AttributeUpdates", "Expected", "ConditionalOperator"],
+    )?;
     let ph = Placeholders::from_request(body)?;
     let update = opt_str(body, "UpdateExpression")?
         .map(|text| parse_update(text, &ph))
         .transpose()?;
     let condition = condition(body, &ph)?;
     ph.check_all_used()?;
-    let returns = return_values(body, &["NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"])?;
+    let returns = return_values(
+        body,
+        &["NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"],
+    )?;
     let (old, new, touched) = ctx.cloud.store().with_items(|tx| {
         let schema = tx.schema(table)?.ok_or_else(|| table_not_found(table))?;
         let (key, key_item) = request_key(&schema, body.get("Key"), "Key")?;
@@ -201,7 +217,9 @@ pub(super) fn batch_write_item(ctx: &ApiContext, body: &Value) -> Result<Value, 
     let mut count = 0;
     for (table, requests) in request_items(body)? {
         let requests = requests.as_array().ok_or_else(|| {
-            serialization(format!("RequestItems.{table} must be a list of write requests"))
+            serialization(format!(
+                "RequestItems.{table} must be a list of write requests"
+            ))
         })?;
         let mut parsed = Vec::with_capacity(requests.len());
         for request in requests {
@@ -243,10 +261,14 @@ pub(super) fn batch_write_item(ctx: &ApiContext, body: &Value) -> Result<Value, 
             for request in requests {
                 let key = match request {
                     WriteRequest::Put(item) => item_storage_key(&schema, item)?,
-                    WriteRequest::Delete(key) => request_key(&schema, Some(key), "DeleteRequest.Key")?.0,
+                    WriteRequest::Delete(key) => {
+                        request_key(&schema, Some(key), "DeleteRequest.Key")?.0
+                    }
                 };
                 if !seen.insert(key.clone()) {
-                    return Err(ApiError::validation("Provided list of item keys contains duplicates"));
+                    return Err(ApiError::validation(
+                        "Provided list of item keys contains duplicates",
+                    ));
                 }
                 match request {
                     WriteRequest::Put(item) => tx.put(table, &key, &item_to_wire(item))?,
@@ -286,7 +308,9 @@ pub(super) fn batch_get_item(ctx: &ApiContext, body: &Value) -> Result<Value, Ap
         for key in keys {
             let (key, _) = request_key(&schema, Some(key), "Keys")?;
             if !seen.insert(key.clone()) {
-                return Err(ApiError::validation("Provided list of item keys contains duplicates"));
+                return Err(ApiError::validation(
+                    "Provided list of item keys contains duplicates",
+                ));
             }
             storage_keys.push(key);
         }

@@ -72,11 +72,9 @@ impl Service for DynamoDb {
 
     fn operation(&self, request: &ApiRequest) -> Result<&'static str, ApiError> {
         let target = request.header("x-amz-target").unwrap_or_default();
-        let name = target
-            .strip_prefix("DynamoDB_20120810.")
-            .ok_or_else(|| {
-                ApiError::unknown_operation("dynamodb", &format!("X-Amz-Target {target:?}"))
-            })?;
+        let name = target.strip_prefix("DynamoDB_20120810.").ok_or_else(|| {
+            ApiError::unknown_operation("dynamodb", &format!("X-Amz-Target {target:?}"))
+        })?;
         OPERATIONS
             .iter()
             .find(|op| **op == name)
@@ -84,7 +82,12 @@ impl Service for DynamoDb {
             .ok_or_else(|| ApiError::unknown_operation("dynamodb", name))
     }
 
-    async fn call(&self, ctx: &ApiContext, operation: &'static str, request: ApiRequest) -> ApiResult {
+    async fn call(
+        &self,
+        ctx: &ApiContext,
+        operation: &'static str,
+        request: ApiRequest,
+    ) -> ApiResult {
         let body: Value = request.json()?;
         if !body.is_object() {
             return Err(serialization("the request body must be a JSON object"));
@@ -134,7 +137,9 @@ fn opt_str<'a>(body: &'a Value, field: &str) -> Result<Option<&'a str>, ApiError
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(serialization(format!("{field} must be a string, found {other}"))),
+        Some(other) => Err(serialization(format!(
+            "{field} must be a string, found {other}"
+        ))),
     }
 }
 
@@ -235,7 +240,11 @@ fn storage_key(schema: &TableSchema, value: &AttributeValue) -> Result<String, A
 
 /// A request's `Key` (or `ExclusiveStartKey`): exactly the table's key
 /// attribute. Returns the storage key and the key as an item.
-fn request_key(schema: &TableSchema, key: Option<&Value>, field: &str) -> Result<(String, Item), ApiError> {
+fn request_key(
+    schema: &TableSchema,
+    key: Option<&Value>,
+    field: &str,
+) -> Result<(String, Item), ApiError> {
     let key = attribute::item_from_wire(key.ok_or_else(|| ApiError::missing(field))?)?;
     let Some(value) = key.get(&schema.hash_key).filter(|_| key.len() == 1) else {
         return Err(ApiError::validation(format!(
@@ -283,7 +292,14 @@ fn table_id(name: &str) -> String {
     use sha2::Digest;
     let h = sha2::Sha256::digest(name.as_bytes());
     let hex: String = h.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 fn table_description(schema: &TableSchema, status: &str) -> Value {
@@ -317,7 +333,9 @@ fn create_table(ctx: &ApiContext, body: &Value) -> Result<Value, ApiError> {
         match body.get(field) {
             Some(Value::Array(a)) => Ok(a),
             None | Some(Value::Null) => Err(ApiError::missing(field)),
-            Some(other) => Err(serialization(format!("{field} must be a list, found {other}"))),
+            Some(other) => Err(serialization(format!(
+                "{field} must be a list, found {other}"
+            ))),
         }
     };
     let mut hash = None;
@@ -334,7 +352,8 @@ fn create_table(ctx: &ApiContext, body: &Value) -> Result<Value, ApiError> {
             ))),
         }
     }
-    let hash = hash.ok_or_else(|| ApiError::validation("Invalid KeySchema: No Hash Key specified"))?;
+    let hash =
+        hash.ok_or_else(|| ApiError::validation("Invalid KeySchema: No Hash Key specified"))?;
     let definitions = list("AttributeDefinitions")?;
     let mut key_type = None;
     for definition in definitions {
@@ -355,7 +374,10 @@ fn create_table(ctx: &ApiContext, body: &Value) -> Result<Value, ApiError> {
         )
     })?;
     for unsupported in ["GlobalSecondaryIndexes", "LocalSecondaryIndexes"] {
-        if body.get(unsupported).is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty())) {
+        if body
+            .get(unsupported)
+            .is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+        {
             return Err(ApiError::validation(format!(
                 "{unsupported}: jitpilot's local DynamoDB has no secondary indexes (see the README's differences from AWS)"
             )));
@@ -365,7 +387,11 @@ fn create_table(ctx: &ApiContext, body: &Value) -> Result<Value, ApiError> {
     match store.create_typed_table(name, hash, key_type) {
         Ok(()) => {}
         Err(StoreError::AlreadyExists { .. }) => {
-            return Err(ApiError::new(400, "ResourceInUseException", format!("Table already exists: {name}")))
+            return Err(ApiError::new(
+                400,
+                "ResourceInUseException",
+                format!("Table already exists: {name}"),
+            ))
         }
         Err(e) => return Err(e.into()),
     }

@@ -6,10 +6,12 @@
 
 use super::attribute::{item_bytes, item_to_wire, AttributeValue, Item};
 use super::evaluate::{evaluate, project};
-use super::expression::{parse_condition, parse_projection, Comparator, Condition, Operand, Path, Placeholders};
+use super::expression::{
+    parse_condition, parse_projection, Comparator, Condition, Operand, Path, Placeholders,
+};
 use super::{
-    key_of, opt_limit, opt_str, refuse_legacy, req_str, request_key, schema_of, storage_key, stored_item,
-    table_name, ApiContext, ApiError,
+    key_of, opt_limit, opt_str, refuse_legacy, req_str, request_key, schema_of, storage_key,
+    stored_item, table_name, ApiContext, ApiError,
 };
 use crate::store::TableSchema;
 use serde_json::{json, Value};
@@ -28,7 +30,16 @@ struct ReadShape {
 }
 
 fn read_shape(body: &Value, ph: &Placeholders) -> Result<ReadShape, ApiError> {
-    refuse_legacy(body, &["ScanFilter", "QueryFilter", "KeyConditions", "ConditionalOperator", "AttributesToGet"])?;
+    refuse_legacy(
+        body,
+        &[
+            "ScanFilter",
+            "QueryFilter",
+            "KeyConditions",
+            "ConditionalOperator",
+            "AttributesToGet",
+        ],
+    )?;
     if opt_str(body, "IndexName")?.is_some() {
         return Err(ApiError::validation(
             "IndexName: jitpilot's local DynamoDB has no secondary indexes (see the README's differences from AWS)",
@@ -51,7 +62,12 @@ fn read_shape(body: &Value, ph: &Placeholders) -> Result<ReadShape, ApiError> {
         }
     };
     let limit = opt_limit(body, "Limit", i32::MAX as u64)?;
-    Ok(ReadShape { filter, projection, count_only, limit })
+    Ok(ReadShape {
+        filter,
+        projection,
+        count_only,
+        limit,
+    })
 }
 
 /// A page being filled.
@@ -64,7 +80,12 @@ struct Page {
 
 impl Page {
     fn new() -> Page {
-        Page { items: Vec::new(), count: 0, scanned: 0, bytes: 0 }
+        Page {
+            items: Vec::new(),
+            count: 0,
+            scanned: 0,
+            bytes: 0,
+        }
     }
 
     /// Evaluates one item; true when the page is full after it.
@@ -115,7 +136,9 @@ fn segments(body: &Value) -> Result<Option<(u64, u64)>, ApiError> {
     let number = |field: &str| body.get(field).filter(|v| !v.is_null()).map(|v| v.as_u64());
     match (number("Segment"), number("TotalSegments")) {
         (None, None) => Ok(None),
-        (Some(Some(segment)), Some(Some(total))) if total >= 1 && total <= 1_000_000 && segment < total => {
+        (Some(Some(segment)), Some(Some(total)))
+            if total >= 1 && total <= 1_000_000 && segment < total =>
+        {
             Ok(Some((segment, total)))
         }
         _ => Err(ApiError::validation(
