@@ -22,8 +22,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the local cloud headless (MQTT endpoint, rules, rotation function).
+    /// Run the local cloud headless (MQTT endpoint, AWS API, rules, rotation function).
     Serve,
+    /// Print the shell exports that point the aws CLI and boto3 at the running local cloud: `eval "$(jitpilot env)"`.
+    Env,
     /// Create or update the stack from cfn/ (the sample's deploy_cf.bash).
     Deploy(cli::deploy::DeployArgs),
     /// CAs, JITP template, CA key, whitelist, factory credentials (certs_etc.py --create).
@@ -82,6 +84,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         None => jitpilot::tui::run(g, cli.mouse, false).await,
         Some(Command::Demo) => jitpilot::tui::run(g, cli.mouse, true).await,
         Some(Command::Serve) => cli::serve::run(g).await,
+        Some(Command::Env) => cli::env::run(g),
         Some(Command::Deploy(args)) => cli::deploy::run(g, args).await,
         Some(Command::Init { devices }) => cli::init::run(g, *devices).await,
         Some(Command::Device { serial, step }) => cli::device::run(g, serial, *step).await,

@@ -426,7 +426,7 @@ async fn sigterm_closes_sessions_and_a_taken_port_is_named() {
     // Another serve on the same address: a clear error naming it and the flag.
     let other = tempfile::tempdir().expect("tempdir");
     let taken = tokio::process::Command::new(env!("CARGO_BIN_EXE_jitpilot"))
-        .args(["serve", "--json", "--mqtt-addr", &server.addr, "--data-dir"])
+        .args(["serve", "--json", "--mqtt-addr", &server.addr, "--api-addr", "127.0.0.1:0", "--data-dir"])
         .arg(other.path())
         .output();
     let taken = tokio::time::timeout(WAIT, taken)

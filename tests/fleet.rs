@@ -132,6 +132,8 @@ fn serve(dir: &Path) -> Serve {
             "--json",
             "--mqtt-addr",
             "127.0.0.1:0",
+            "--api-addr",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(dir)

@@ -45,16 +45,20 @@ fn write_identity(data: &Path, cert: &Issued, roots_pem: &str) -> PathBuf {
 /// The AWS backend over `data`, dialling `iot_endpoint` for MQTT. No AWS
 /// API is called: the observer needs only the endpoint and its identity.
 async fn aws_cloud(data: &Path, iot_endpoint: String) -> AwsCloud {
-    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/jitpilot-test-config");
-    std::env::remove_var("AWS_PROFILE");
     let mut options = AwsOptions::new(
         data.to_path_buf(),
         Some("us-east-1".into()),
         Some("http://127.0.0.1:9".into()),
     );
     options.iot_endpoint = Some(iot_endpoint);
+    // Static test credentials: the process's environment is never changed.
+    options.credentials = Some(aws_credential_types::Credentials::new(
+        "testing",
+        "testing",
+        None,
+        None,
+        "jitpilot-tests",
+    ));
     AwsCloud::connect(options, EventBus::default())
         .await
         .expect("the AWS backend opens without calling AWS")

@@ -276,6 +276,7 @@ fn header() -> Header {
     Header {
         backend: "local".into(),
         endpoint: Some("127.0.0.1:8883".into()),
+        api: Some("http://127.0.0.1:4566".into()),
         data_dir: Some("/tmp/jitpilot-demo".into()),
         observer: None,
     }
@@ -490,6 +491,7 @@ fn aws_app(observer: ObserverState) -> App {
     let header = Header {
         backend: "aws us-east-1".into(),
         endpoint: Some("a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com:8883".into()),
+        api: None,
         data_dir: Some("/tmp/jitpilot-aws".into()),
         observer: Some(observer),
     };
@@ -569,4 +571,58 @@ fn aws_backend_that_cannot_start_says_what_to_do() {
         "{screen}"
     );
     insta::assert_snapshot!("aws_cannot_start", screen);
+}
+
+/// API calls from outside clients appear as their own rows, `type:api`
+/// keeps only them, and the detail view shows request and answer with
+/// the secrets redacted.
+#[test]
+fn api_calls_show_in_the_traffic_pane_with_secrets_redacted() {
+    use jitpilot::cloud::local::api::traffic::{event, ApiCall};
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        "authorization",
+        http::HeaderValue::from_static("AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE/20261128/us-east-1/ssm/aws4_request, SignedHeaders=host;x-amz-date, Signature=0123456789abcdef"),
+    );
+    let put = br#"{"Name":"cr-ca-key-9e8d","Type":"SecureString","Value":"-----BEGIN PRIVATE KEY-----\nTOPSECRET\n-----END PRIVATE KEY-----\n"}"#;
+    let calls: [(&str, &str, u16, u64, &[u8], &[u8]); 3] = [
+        ("iot", "GetRegistrationCode", 200, 2, b"", br#"{"registrationCode":"abc123"}"#),
+        ("ssm", "PutParameter", 200, 4, put, br#"{"Version":1,"Tier":"Standard"}"#),
+        ("iot", "DescribeThing", 404, 1, b"", br#"{"message":"no thing NOPE"}"#),
+    ];
+    let mut app = mid_app();
+    for (i, (service, operation, status, millis, req, resp)) in calls.into_iter().enumerate() {
+        let e = event(&ApiCall {
+            service,
+            operation,
+            method: "POST",
+            path: "/",
+            headers: &headers,
+            request_body: req,
+            status,
+            response_body: resp,
+            millis,
+            request_id: "7d0c2a4e-0000-4000-8000-000000000000",
+        });
+        app.push_event(at(e, 4000 + i as i64));
+    }
+    app.focus = PaneId::Traffic;
+    app.update(Action::StartFilter);
+    for c in "type:api".chars() {
+        app.update(Action::Input(c));
+    }
+    app.update(Action::Confirm);
+    let screen = render(&app, 120, 36).backend().to_string();
+    assert!(screen.contains("iot:GetRegistrationCode  200  2 ms"), "{screen}");
+    assert!(!screen.contains("CONNECT"), "type:api keeps only API rows:\n{screen}");
+    insta::assert_snapshot!("traffic_api_rows", screen);
+
+    app.update(Action::Down); // selects the newest row: DescribeThing
+    app.update(Action::Up); // the PutParameter call
+    app.update(Action::Open);
+    let screen = render(&app, 120, 48).backend().to_string();
+    assert!(screen.contains("cr-ca-key-9e8d"), "{screen}");
+    assert!(!screen.contains("TOPSECRET"), "{screen}");
+    assert!(!screen.contains("0123456789abcdef"), "{screen}");
+    insta::assert_snapshot!("traffic_api_detail", screen);
 }

@@ -119,7 +119,7 @@ fn drives_the_whole_walkthrough_by_keys() {
     tmux.wait_for("a shell prompt", |s| s.contains("ready$"));
     tmux.keys(&[
         &format!(
-            "{} --data-dir {} --mqtt-addr 127.0.0.1:0",
+            "{} --data-dir {} --mqtt-addr 127.0.0.1:0 --api-addr 127.0.0.1:0",
             shell_quote(Path::new(bin)),
             shell_quote(data.path())
         ),
@@ -234,7 +234,7 @@ fn quit_and_check_shell(tmux: &Tmux) {
 fn launch(tmux: &Tmux, data: &Path, addr: &str) {
     tmux.keys(&[
         &format!(
-            "{} --data-dir {} --mqtt-addr {addr}",
+            "{} --data-dir {} --mqtt-addr {addr} --api-addr 127.0.0.1:0",
             shell_quote(Path::new(env!("CARGO_BIN_EXE_jitpilot"))),
             shell_quote(data)
         ),
@@ -264,7 +264,7 @@ fn bad_situations_are_explained_on_screen() {
     let mut serve = Command::new(env!("CARGO_BIN_EXE_jitpilot"))
         .args(["--data-dir"])
         .arg(owned.path())
-        .args(["--mqtt-addr", "127.0.0.1:0", "--json", "serve"])
+        .args(["--mqtt-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--json", "serve"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

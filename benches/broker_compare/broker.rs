@@ -63,6 +63,7 @@ impl Broker {
                 .arg(&setup.data_dir)
                 .arg("--mqtt-addr")
                 .arg(&addr)
+                .args(["--api-addr", "off"])
                 .arg("serve")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

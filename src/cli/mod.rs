@@ -8,6 +8,7 @@ pub mod backend;
 pub mod cleanup;
 pub mod deploy;
 pub mod device;
+pub mod env;
 pub mod fleet;
 pub mod init;
 pub mod serve;
@@ -52,6 +53,9 @@ pub struct GlobalArgs {
     /// Address of the local MQTT endpoint (TUI and `serve`).
     #[arg(long, global = true, default_value = "127.0.0.1:8883")]
     pub mqtt_addr: String,
+    /// Address of the local cloud's AWS API (TUI and `serve`); `off` disables it.
+    #[arg(long, global = true, default_value = "127.0.0.1:4566")]
+    pub api_addr: String,
 }
 
 impl GlobalArgs {
@@ -61,6 +65,20 @@ impl GlobalArgs {
             dirs::data_dir()
                 .unwrap_or_else(|| PathBuf::from("."))
                 .join("jitpilot")
+        })
+    }
+}
+
+impl GlobalArgs {
+    /// The AWS API's settings from `--api-addr`; `None` for `off`.
+    pub fn api_config(&self) -> Option<crate::cloud::local::api::server::ApiConfig> {
+        let addr = self.api_addr.trim();
+        if addr.eq_ignore_ascii_case("off") {
+            return None;
+        }
+        Some(crate::cloud::local::api::server::ApiConfig {
+            addr: addr.to_string(),
+            ..Default::default()
         })
     }
 }

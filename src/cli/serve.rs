@@ -1,7 +1,8 @@
-//! `jitpilot serve`: the local cloud headless — the MQTT endpoint, the
-//! topic rules and the rotation function — until Ctrl-C or SIGTERM.
+//! `jitpilot serve`: the local cloud headless — the MQTT endpoint, the AWS
+//! API, the topic rules and the rotation function — until Ctrl-C or SIGTERM.
 
 use super::GlobalArgs;
+use crate::cloud::local::endpoint::EndpointConfig;
 use crate::cloud::local::{endpoint_ca, runtime, LocalCloud};
 use crate::cloud::EventBus;
 use color_eyre::eyre::WrapErr;
@@ -17,6 +18,8 @@ struct Serving {
     data_dir: std::path::PathBuf,
     /// The CA devices trust for the endpoint.
     endpoint_ca: std::path::PathBuf,
+    /// `http://host:port` of the AWS API (`null` with `--api-addr off`).
+    api_endpoint: Option<String>,
     pid: u32,
 }
 
@@ -26,12 +29,17 @@ pub async fn run(global: &GlobalArgs) -> color_eyre::Result<()> {
     let _log = crate::logging::init_file_logging(&data_dir);
     let cloud = LocalCloud::open(&data_dir, EventBus::default())
         .wrap_err_with(|| format!("cannot open the local cloud in {}", data_dir.display()))?;
-    let running = runtime::start(&cloud, &global.mqtt_addr).await?;
+    let endpoint = EndpointConfig {
+        addr: global.mqtt_addr.clone(),
+        ..EndpointConfig::default()
+    };
+    let running = runtime::start_serving(&cloud, endpoint, global.api_config()).await?;
     let serving = Serving {
         endpoint: running.local_addr().to_string(),
         server_name: endpoint_ca::SERVER_NAME,
         data_dir: data_dir.clone(),
         endpoint_ca: running.endpoint_ca_path().to_path_buf(),
+        api_endpoint: running.api_addr().map(|a| super::env::endpoint_url(&a.to_string())),
         pid: std::process::id(),
     };
     if global.json {
@@ -44,6 +52,12 @@ pub async fn run(global: &GlobalArgs) -> color_eyre::Result<()> {
             serving.endpoint, serving.server_name
         );
         println!("  endpoint CA    {}", serving.endpoint_ca.display());
+        match &serving.api_endpoint {
+            Some(url) => println!(
+                "  AWS API        {url} (`eval \"$(jitpilot env)\"` points the aws CLI and boto3 at it)"
+            ),
+            None => println!("  AWS API        off"),
+        }
         println!("  data dir       {}", serving.data_dir.display());
         println!("Ctrl-C to stop.");
     }

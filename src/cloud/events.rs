@@ -32,6 +32,14 @@ pub enum EventKind {
     Stack,
     /// Progress of an in-process simulated device.
     Device,
+    /// A call to the local cloud's AWS API (`iot:RegisterCACertificate`),
+    /// with the HTTP status answered and how long it took.
+    Api {
+        service: String,
+        operation: String,
+        status: u16,
+        millis: u64,
+    },
 }
 
 impl EventKind {
@@ -47,6 +55,7 @@ impl EventKind {
             EventKind::Registry => "REGISTRY".into(),
             EventKind::Stack => "STACK".into(),
             EventKind::Device => "DEVICE".into(),
+            EventKind::Api { .. } => "API".into(),
         }
     }
 }

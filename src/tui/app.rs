@@ -61,6 +61,8 @@ pub struct Header {
     pub backend: String,
     /// Where devices connect, once the endpoint listens.
     pub endpoint: Option<String>,
+    /// Local: the AWS API's URL (`http://127.0.0.1:4566`), when it runs.
+    pub api: Option<String>,
     pub data_dir: Option<String>,
     /// On AWS: the observer whose subscription feeds the traffic pane.
     pub observer: Option<ObserverState>,
@@ -552,6 +554,9 @@ impl App {
                 self.refresh_hint = true;
             }
             EventKind::Registry | EventKind::Function | EventKind::Jitp => self.refresh_hint = true,
+            // A call from an outside client (aws CLI, boto3) may have changed
+            // what the panes show.
+            EventKind::Api { status, .. } if status < 400 => self.refresh_hint = true,
             _ => {}
         }
         if let Some(state) = ObserverState::from_event(&ev) {

@@ -61,6 +61,7 @@ pub async fn run(global: &GlobalArgs, mouse: bool, demo: bool) -> color_eyre::Re
             crate::cli::Backend::Aws => "aws".into(),
         },
         endpoint: None,
+        api: None,
         data_dir: Some(data_dir.display().to_string()),
         observer: None,
     };

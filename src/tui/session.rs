@@ -2,7 +2,8 @@
 //! before the first frame and shut down after the last.
 //!
 //! On the local backend this opens the data dir (taking its lock), starts
-//! the embedded cloud's endpoint on `--mqtt-addr`, and runs devices
+//! the embedded cloud's endpoint on `--mqtt-addr` and its AWS API on
+//! `--api-addr`, and runs devices
 //! in-process with the device agent. On AWS it opens [`crate::cloud::aws::AwsCloud`] (the
 //! standard credential chain, `--region`, `--endpoint-url`), starts the
 //! observer whose subscription feeds the traffic pane, and runs devices
@@ -14,7 +15,8 @@ use super::app::Header;
 use super::worker::DeviceRunner;
 use crate::cli::GlobalArgs;
 use crate::cloud::aws::observer::Observer;
-use crate::cloud::local::runtime::{self, RunningCloud};
+use crate::cloud::local::endpoint::EndpointConfig;
+use crate::cloud::local::runtime::{self, RunningCloud, RuntimeError};
 use crate::cloud::local::LocalCloud;
 use crate::cloud::{Cloud, EventBus};
 use std::sync::{Arc, Mutex};
@@ -61,6 +63,7 @@ async fn open_aws(global: &GlobalArgs) -> Result<Session, String> {
     let header = Header {
         backend: format!("aws {}", cloud.clients().region),
         endpoint: cloud.device_endpoint().map(|e| e.addr),
+        api: None,
         data_dir: Some(global.data_dir().display().to_string()),
         observer: Some(observer.state().borrow().clone()),
     };
@@ -95,15 +98,28 @@ async fn open_local(global: &GlobalArgs) -> Result<Session, String> {
             data_dir.display()
         )
     })?;
-    let running = runtime::start(&cloud, &global.mqtt_addr).await.map_err(|e| {
-        format!(
-            "The MQTT endpoint could not start on {}:\n\n{e}\n\nIf the port is taken, pass another with --mqtt-addr (e.g. --mqtt-addr 127.0.0.1:0 picks a free port).",
-            global.mqtt_addr
-        )
-    })?;
+    let endpoint = EndpointConfig {
+        addr: global.mqtt_addr.clone(),
+        ..EndpointConfig::default()
+    };
+    let running = runtime::start_serving(&cloud, endpoint, global.api_config())
+        .await
+        .map_err(|e| match e {
+            RuntimeError::Api(_) => format!(
+                "The local cloud's AWS API could not start on {}:\n\n{e}",
+                global.api_addr
+            ),
+            e => format!(
+                "The MQTT endpoint could not start on {}:\n\n{e}\n\nIf the port is taken, pass another with --mqtt-addr (e.g. --mqtt-addr 127.0.0.1:0 picks a free port).",
+                global.mqtt_addr
+            ),
+        })?;
     let header = Header {
         backend: "local".into(),
         endpoint: Some(running.local_addr().to_string()),
+        api: running
+            .api_addr()
+            .map(|a| crate::cli::env::endpoint_url(&a.to_string())),
         data_dir: Some(data_dir.display().to_string()),
         observer: None,
     };

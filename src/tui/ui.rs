@@ -92,6 +92,10 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
         spans.push(Span::styled("· endpoint ", theme.dim()));
         spans.push(Span::raw(format!("{e} ")));
     }
+    if let Some(api) = &h.api {
+        spans.push(Span::styled("· AWS API ", theme.dim()));
+        spans.push(Span::raw(format!("{api} ")));
+    }
     if let Some(o) = &h.observer {
         let style = match o {
             ObserverState::Subscribed { .. } => theme.good(),

@@ -192,22 +192,21 @@ pub fn stderr_of(out: &Output) -> String {
 }
 
 pub async fn clients(moto: &Moto, data_dir: &Path) -> Clients {
-    // The test process's own environment must not leak a real profile in.
-    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/jitpilot-test-config");
-    std::env::set_var(
-        "AWS_SHARED_CREDENTIALS_FILE",
-        "/nonexistent/jitpilot-test-credentials",
-    );
-    std::env::remove_var("AWS_PROFILE");
+    // Static test credentials: the process's environment is never changed
+    // (tests run in parallel) and a real profile cannot leak in.
     let options = AwsOptions {
         region: Some("us-east-1".into()),
         endpoint_url: Some(moto.url.clone()),
         data_dir: data_dir.to_path_buf(),
+        credentials: Some(test_credentials()),
         ..AwsOptions::default()
     };
     Clients::load(&options).await.expect("clients")
+}
+
+/// The credentials moto accepts.
+pub fn test_credentials() -> aws_credential_types::Credentials {
+    aws_credential_types::Credentials::new("testing", "testing", None, None, "jitpilot-tests")
 }
 
 /// A stand-in `bootstrap` (moto stores the code but never runs it).

@@ -191,11 +191,13 @@ pub fn register(
         .expect("register");
 }
 
-/// `jitpilot serve --json` on port 0; killed on drop.
+/// `jitpilot serve --json` on port 0 (MQTT and AWS API); killed on drop.
 pub struct Server {
     pub child: Child,
     pub addr: String,
     pub root_ca: PathBuf,
+    /// `http://127.0.0.1:PORT` of the AWS API.
+    pub api: String,
 }
 
 impl Drop for Server {
@@ -211,6 +213,8 @@ pub fn serve(data_dir: &Path) -> Server {
             "serve",
             "--json",
             "--mqtt-addr",
+            "127.0.0.1:0",
+            "--api-addr",
             "127.0.0.1:0",
             "--data-dir",
         ])
@@ -229,6 +233,7 @@ pub fn serve(data_dir: &Path) -> Server {
     Server {
         addr: doc["endpoint"].as_str().expect("endpoint").to_string(),
         root_ca: PathBuf::from(doc["endpointCa"].as_str().expect("endpointCa")),
+        api: doc["apiEndpoint"].as_str().expect("apiEndpoint").to_string(),
         child,
     }
 }

@@ -33,6 +33,9 @@ pub struct AwsOptions {
     /// observer dial instead of DescribeEndpoint's `iot:Data-ATS` (a custom
     /// domain, or a local broker standing in for an emulator without one).
     pub iot_endpoint: Option<String>,
+    /// Static credentials instead of the standard chain's (tests, which
+    /// must not change their process's environment while others run).
+    pub credentials: Option<aws_credential_types::Credentials>,
 }
 
 impl AwsOptions {
@@ -47,6 +50,7 @@ impl AwsOptions {
                 .ok()
                 .filter(|b| !b.is_empty()),
             iot_endpoint: None,
+            credentials: None,
         }
     }
 
@@ -99,6 +103,9 @@ impl Clients {
         }
         if let Some(url) = &options.endpoint_url {
             loader = loader.endpoint_url(url.clone());
+        }
+        if let Some(credentials) = &options.credentials {
+            loader = loader.credentials_provider(credentials.clone());
         }
         let config = loader.load().await;
         Clients::from_config(config)

@@ -159,7 +159,7 @@ impl LocalCloud {
     /// The stack's topic rules changed: the running endpoint reloads them,
     /// so rule_jitp fires for a stack deployed while it runs (and a
     /// torn-down stack's rules stop firing).
-    fn topic_rules_changed(&self) -> CloudResult<()> {
+    pub(crate) fn topic_rules_changed(&self) -> CloudResult<()> {
         if let Some(endpoint) = self.running_endpoint() {
             endpoint.reload_rules().map_err(|e| {
                 CloudError::Other(format!(

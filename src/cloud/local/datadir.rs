@@ -6,6 +6,8 @@
 //!   master.key         the local KMS key sealing SecureString parameters (0600)
 //!   jitpilot.lock      held by the one process that writes (pid + command inside)
 //!   endpoint.addr      host:port of the running MQTT endpoint, while one runs
+//!   api.addr           host:port of the running AWS API, while one runs
+//!   api-credentials.json  the AWS API's access key (0600), made on first start
 //!   endpoint-ca.pem    the CA devices trust for the endpoint
 //!   fleet.json         optional: overrides the built-in fleet definition
 //!   devices/<serial>/  each device's credential folder
@@ -25,6 +27,8 @@ use std::path::{Path, PathBuf};
 pub const LOCK_FILE: &str = "jitpilot.lock";
 /// The endpoint address file's name.
 pub const ENDPOINT_ADDR_FILE: &str = "endpoint.addr";
+/// The AWS API address file's name.
+pub const API_ADDR_FILE: &str = "api.addr";
 /// The endpoint CA certificate devices trust.
 pub const ENDPOINT_CA_FILE: &str = "endpoint-ca.pem";
 /// The fleet definition override.
@@ -118,6 +122,11 @@ impl DataDir {
         self.root.join(ENDPOINT_ADDR_FILE)
     }
 
+    /// The AWS API address file.
+    pub fn api_addr_path(&self) -> PathBuf {
+        self.root.join(API_ADDR_FILE)
+    }
+
     /// The fleet definition override.
     pub fn fleet_path(&self) -> PathBuf {
         self.root.join(FLEET_FILE)
@@ -172,10 +181,27 @@ impl DataDir {
 
     /// The running endpoint's `host:port`, if a cloud process is serving.
     pub fn read_endpoint_addr(&self) -> Option<String> {
-        let text = std::fs::read_to_string(self.endpoint_addr_path()).ok()?;
-        let addr = text.trim();
-        (!addr.is_empty()).then(|| addr.to_string())
+        read_addr(&self.endpoint_addr_path())
     }
+
+    /// Records where the running AWS API listens; the file is removed when
+    /// the returned guard is dropped (shutdown).
+    pub fn write_api_addr(&self, addr: &str) -> DataDirResult<EndpointAddrFile> {
+        let path = self.api_addr_path();
+        write_atomically(&path, format!("{addr}\n").as_bytes(), false)?;
+        Ok(EndpointAddrFile { path })
+    }
+
+    /// The running AWS API's `host:port`, if a cloud process serves it.
+    pub fn read_api_addr(&self) -> Option<String> {
+        read_addr(&self.api_addr_path())
+    }
+}
+
+fn read_addr(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let addr = text.trim();
+    (!addr.is_empty()).then(|| addr.to_string())
 }
 
 /// Holding this means owning the data dir for writing. Dropping it (or the
@@ -194,7 +220,7 @@ impl DataDirLock {
     }
 }
 
-/// The endpoint address file, removed on drop.
+/// An address file (`endpoint.addr`, `api.addr`), removed on drop.
 #[derive(Debug)]
 pub struct EndpointAddrFile {
     path: PathBuf,
@@ -284,6 +310,10 @@ mod tests {
         assert_eq!(dir.read_endpoint_addr().as_deref(), Some("127.0.0.1:8883"));
         drop(guard);
         assert_eq!(dir.read_endpoint_addr(), None);
+        let guard = dir.write_api_addr("127.0.0.1:4566").unwrap();
+        assert_eq!(dir.read_api_addr().as_deref(), Some("127.0.0.1:4566"));
+        drop(guard);
+        assert_eq!(dir.read_api_addr(), None);
     }
 
     #[test]

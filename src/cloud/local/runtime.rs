@@ -11,8 +11,13 @@
 //!    deactivation);
 //! 4. JITP registered events cut short by the last stop, redelivered and
 //!    handled before devices are told where the endpoint is;
-//! 5. `<data-dir>/endpoint.addr`, so devices in other processes find it.
+//! 5. the AWS API (when asked: `serve` and the TUI, `--api-addr`), on the
+//!    same cloud, publishing through the endpoint, with the data dir's
+//!    access key — `<data-dir>/api.addr` says where;
+//! 6. `<data-dir>/endpoint.addr`, so devices in other processes find it.
 
+use super::api::server::{self as api_server, ApiConfig, ApiHandle, ApiServerError};
+use super::api::{credentials, ApiContext};
 use super::datadir::EndpointAddrFile;
 use super::endpoint::{self, EndpointConfig, EndpointError, EndpointHandle};
 use super::lambda_runtime::LocalLambda;
@@ -31,6 +36,10 @@ pub enum RuntimeError {
     Endpoint(#[from] EndpointError),
     #[error("cannot write the endpoint address file in the data dir: {0}")]
     AddrFile(String),
+    #[error(transparent)]
+    Api(#[from] ApiServerError),
+    #[error("the AWS API's access key: {0}")]
+    ApiCredentials(#[from] credentials::CredentialsError),
 }
 
 /// How long the start waits for redelivered registered events to be
@@ -45,6 +54,10 @@ pub struct RunningCloud {
     lambda: LocalLambda,
     cloud: LocalCloud,
     endpoint_ca_path: PathBuf,
+    /// The AWS API, when started.
+    api: Option<ApiHandle>,
+    /// Removes `api.addr` when dropped.
+    api_addr_file: Option<EndpointAddrFile>,
     /// Removes `endpoint.addr` when dropped: no address of a dead endpoint is left behind.
     _addr_file: EndpointAddrFile,
 }
@@ -53,6 +66,11 @@ impl RunningCloud {
     /// Where the endpoint listens.
     pub fn local_addr(&self) -> SocketAddr {
         self.endpoint.local_addr()
+    }
+
+    /// Where the AWS API listens, when it runs.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api.as_ref().map(ApiHandle::local_addr)
     }
 
     /// The endpoint (publisher, rule reload, stats).
@@ -65,8 +83,13 @@ impl RunningCloud {
         &self.endpoint_ca_path
     }
 
-    /// Closes every session and stops the endpoint.
-    pub async fn shutdown(self) {
+    /// Stops the AWS API (each connection's request finishes first), then
+    /// closes every session and stops the endpoint.
+    pub async fn shutdown(mut self) {
+        if let Some(api) = self.api.take() {
+            api.shutdown().await;
+        }
+        drop(self.api_addr_file.take());
         self.cloud.set_local_endpoint(None);
         self.cloud.attach_endpoint(None);
         self.endpoint.shutdown().await;
@@ -91,6 +114,16 @@ pub async fn start(cloud: &LocalCloud, addr: &str) -> Result<RunningCloud, Runti
 pub async fn start_with(
     cloud: &LocalCloud,
     config: EndpointConfig,
+) -> Result<RunningCloud, RuntimeError> {
+    start_serving(cloud, config, None).await
+}
+
+/// Starts the local cloud with its endpoint and, when `api` is given, the
+/// AWS API beside it (what `serve` and the TUI run).
+pub async fn start_serving(
+    cloud: &LocalCloud,
+    config: EndpointConfig,
+    api: Option<ApiConfig>,
 ) -> Result<RunningCloud, RuntimeError> {
     if !cloud.is_writable() {
         return Err(RuntimeError::ReadOnly);
@@ -118,7 +151,7 @@ pub async fn start_with(
         config,
         store,
         cloud.bus().clone(),
-        functions,
+        functions.clone(),
         &server.cert_pem,
         &server.key_pem,
     )
@@ -142,6 +175,19 @@ pub async fn start_with(
         );
     }
     let local_addr = endpoint.local_addr();
+    let (api, api_addr_file) = match api {
+        None => (None, None),
+        Some(api_config) => {
+            match start_api(cloud, api_config, &endpoint, functions).await {
+                Ok((handle, file)) => (Some(handle), Some(file)),
+                Err(e) => {
+                    cloud.attach_endpoint(None);
+                    endpoint.shutdown().await;
+                    return Err(e);
+                }
+            }
+        }
+    };
     let addr_file = cloud
         .data_dir()
         .write_endpoint_addr(&local_addr.to_string())
@@ -152,6 +198,35 @@ pub async fn start_with(
         lambda,
         cloud: cloud.clone(),
         endpoint_ca_path,
+        api,
+        api_addr_file,
         _addr_file: addr_file,
     })
+}
+
+/// The AWS API on `config.addr`, over `cloud` and the running `endpoint`;
+/// its address written to `<data-dir>/api.addr`.
+async fn start_api(
+    cloud: &LocalCloud,
+    config: ApiConfig,
+    endpoint: &EndpointHandle,
+    functions: functions::FunctionRegistry,
+) -> Result<(ApiHandle, EndpointAddrFile), RuntimeError> {
+    let keys = credentials::load_or_create(cloud.data_dir())?;
+    let ctx = ApiContext {
+        cloud: cloud.clone(),
+        publisher: Some(endpoint.publisher()),
+        mqtt_addr: Some(endpoint.local_addr()),
+        // Set by the server once bound.
+        api_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        functions,
+    };
+    let api = api_server::start(config, ctx, keys).await?;
+    match cloud.data_dir().write_api_addr(&api.local_addr().to_string()) {
+        Ok(file) => Ok((api, file)),
+        Err(e) => {
+            api.shutdown().await;
+            Err(RuntimeError::AddrFile(e.to_string()))
+        }
+    }
 }

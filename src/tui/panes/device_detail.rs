@@ -109,7 +109,7 @@ pub fn diagram_step(ev: &CloudEvent) -> Option<Step> {
             label: summary,
             failed,
         },
-        EventKind::Stack => return None,
+        EventKind::Stack | EventKind::Api { .. } => return None,
     })
 }
 

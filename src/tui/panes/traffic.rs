@@ -1,5 +1,8 @@
 //! The MQTT traffic pane: every packet in and out, and the cloud's actions
-//! between them (JITP, rules, the rotation function, registry changes).
+//! between them (JITP, rules, the rotation function, registry changes) —
+//! and the calls to the local cloud's AWS API (`API  iot:RegisterCACertificate
+//! 200  3 ms`, `type:api` filters them), so a workshop watches the AWS
+//! calls happen next to the MQTT packets.
 //!
 //! History is a bounded ring buffer: when it is full the oldest rows go and
 //! are counted, so a 10,000-device run can't grow memory without bound.
@@ -396,6 +399,7 @@ fn kind_columns(kind: &EventKind, theme: &Theme) -> (&'static str, String, Strin
             ("←", (*packet).into(), size.to_string(), theme.text())
         }
         EventKind::Connection => ("·", "CONN".into(), String::new(), theme.busy()),
+        EventKind::Api { .. } => ("⇄", "API".into(), String::new(), theme.title()),
         other => ("·", other.label(), String::new(), theme.action()),
     }
 }
@@ -416,6 +420,9 @@ fn traffic_row<'a>(ev: &'a CloudEvent, theme: &Theme) -> Row<'a> {
 
 /// True for refusals and failures, which the pane shows in red.
 pub fn is_refusal(ev: &CloudEvent) -> bool {
+    if let EventKind::Api { status, .. } = &ev.kind {
+        return *status >= 400;
+    }
     let s = ev.summary.to_ascii_lowercase();
     s.contains("refused") || s.contains("denied") || s.contains("failed") || s.contains("error")
 }

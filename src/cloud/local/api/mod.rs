@@ -14,10 +14,11 @@
 //! ## Layout
 //!
 //! - `mod.rs`         the shared vocabulary: request, response, error, context, the [`Service`] trait, the router's table
-//! - `server.rs`      the HTTP listener (hyper): body limits, dispatch, the TUI's API rows
-//! - `sigv4.rs`       SigV4 verification by recomputing the signature (aws-sigv4)
+//! - `server.rs`      the HTTP listener (hyper): bounds, body limits, dispatch
+//! - `sigv4.rs`       SigV4 verification by recomputing the signature (aws-sigv4), S3's `aws-chunked`
 //! - `credentials.rs` the data dir's access key, made on first start (0600)
-//! - `protocol.rs`    request parsing and response/error shapes of the AWS wire protocols
+//! - `protocol.rs`    the error shapes of the AWS wire protocols, and their codes for refused signatures
+//! - `traffic.rs`     the TUI's API rows: one event per call, secrets redacted
 //! - one file per service: `iot.rs`, `iot_data.rs`, `sts.rs`, `ssm.rs`,
 //!   `dynamodb.rs`, `cloudformation.rs`, `s3.rs`, `lambda.rs`
 //!
@@ -27,13 +28,18 @@
 //! (or checks everything before its first write): nothing is half-applied.
 
 pub mod cloudformation;
+pub mod credentials;
 pub mod dynamodb;
 pub mod iot;
 pub mod iot_data;
 pub mod lambda;
+pub mod protocol;
 pub mod s3;
+pub mod server;
+pub mod sigv4;
 pub mod ssm;
 pub mod sts;
+pub mod traffic;
 
 use super::LocalCloud;
 use bytes::Bytes;
@@ -56,6 +62,10 @@ pub enum Protocol {
     /// restXml (S3): method + URI; XML answers and `<Error>`.
     RestXml,
 }
+
+/// The request header the server sets to the request's id before an
+/// operation runs (see [`ApiRequest::request_id`]).
+pub const REQUEST_ID_HEADER: &str = "x-amzn-requestid";
 
 /// One request, read whole (within the body limit) and authenticated.
 #[derive(Debug, Clone)]
@@ -96,6 +106,12 @@ impl ApiRequest {
     /// A header's value as text.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The id the server answers this request with (`x-amzn-RequestId`),
+    /// for bodies that repeat it (awsQuery's `ResponseMetadata`).
+    pub fn request_id(&self) -> &str {
+        self.header(REQUEST_ID_HEADER).unwrap_or("")
     }
 
     /// awsJson's operation: the part of `X-Amz-Target` after the dot
