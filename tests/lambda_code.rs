@@ -159,3 +159,48 @@ fn the_jitp_rule_invokes_the_stacks_own_code_through_the_runtime_api() {
         .join("CertRotation-cert-rotation")
         .exists());
 }
+
+/// jitpilot's own `lambda/` binary, built beside this test by
+/// `cargo test --workspace` (or `cargo build -p jitpilot-lambda`).
+fn bootstrap() -> std::path::PathBuf {
+    let exe = Path::new(env!("CARGO_BIN_EXE_jitpilot"))
+        .parent()
+        .expect("target dir")
+        .join("bootstrap");
+    assert!(
+        exe.is_file(),
+        "{} is missing: run `cargo build -p jitpilot-lambda` (cargo test --workspace builds it)",
+        exe.display()
+    );
+    exe
+}
+
+#[test]
+fn the_lambda_bootstrap_runs_3a_3b_3c_as_the_rotation_function_over_the_aws_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let exe = bootstrap();
+    ok(&data, &["deploy", "--function-code", exe.to_str().unwrap()]);
+    ok(&data, &["init"]);
+    let server = serve(&data);
+    // The device onboards as against AWS: each step's rule invokes the
+    // bootstrap, whose SDK calls reach the local cloud's AWS API.
+    let onboard = jitpilot(&data, &["device", SERIAL, "onboard", "--json"]);
+    let log = log_text(&data);
+    assert!(
+        onboard.status.success(),
+        "onboard failed:\n{}\n{}\n--- log ---\n{log}",
+        String::from_utf8_lossy(&onboard.stdout),
+        String::from_utf8_lossy(&onboard.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&onboard.stdout).expect("JSON");
+    assert_eq!(doc["crState"], "CR_CERT_ROTATION_COMPLETED", "{doc:#}");
+    // The bootstrap did the work, not the built-in.
+    assert!(
+        log.lines()
+            .any(|l| l.contains("function started (cold start)") && l.contains("bootstrap")),
+        "{log}"
+    );
+    assert!(log.contains("function output"), "{log}");
+    drop(server);
+}

@@ -77,6 +77,9 @@ struct Inner {
     host: tokio::sync::Mutex<Option<HostFacts>>,
     /// Warm functions by name, with the revision they run.
     warm: Mutex<HashMap<String, (String, Arc<WarmFunction>)>>,
+    /// Held while a warm function is made: two invocations arriving at once
+    /// (3a's still starting when 3b comes) share one process, not two.
+    making: tokio::sync::Mutex<()>,
     /// Problems already reported (function, revision, reason): said once.
     reported: Mutex<HashSet<String>>,
 }
@@ -94,6 +97,7 @@ impl LocalLambda {
                 store,
                 host: tokio::sync::Mutex::new(None),
                 warm: Mutex::new(HashMap::new()),
+                making: tokio::sync::Mutex::new(()),
                 reported: Mutex::new(HashSet::new()),
             }),
         }
@@ -248,8 +252,7 @@ impl LocalLambda {
         {
             return facts.clone();
         }
-        let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
-        let facts = host::probe(&path).await;
+        let facts = host::probe(&host_path()).await;
         *host = Some(facts.clone());
         facts
     }
@@ -276,17 +279,28 @@ impl LocalLambda {
             d.update(serde_json::to_vec(&settings).unwrap_or_default());
             hex::encode(d.finalize())
         };
-        let current = {
+        let current = || {
             let warm = self.inner.warm.lock().unwrap_or_else(|p| p.into_inner());
-            warm.get(&function.name).cloned()
+            warm.get(&function.name)
+                .filter(|(k, _)| *k == key)
+                .map(|(_, w)| w.clone())
         };
-        if let Some((k, w)) = &current {
-            if *k == key {
-                return Ok(w.clone());
-            }
+        if let Some(warm) = current() {
+            return Ok(warm);
         }
-        let host = self.host_facts().await;
-        let deps = match (RuntimeKind::of(&settings.runtime), &host.python) {
+        let _making = self.inner.making.lock().await;
+        if let Some(warm) = current() {
+            return Ok(warm);
+        }
+        let kind = RuntimeKind::of(&settings.runtime);
+        let host = match &kind {
+            RuntimeKind::Python { .. } => self.host_facts().await,
+            _ => HostFacts {
+                path: host_path(),
+                ..HostFacts::default()
+            },
+        };
+        let deps = match (kind, &host.python) {
             (RuntimeKind::Python { .. }, Some((python, _))) => {
                 code::python_dependencies(stored, python)
                     .await
@@ -386,6 +400,11 @@ impl LocalLambda {
             .bus
             .emit_with(|| CloudEvent::new(EventKind::Function, summary).detail(detail));
     }
+}
+
+/// `PATH` for functions: jitpilot's own (their programs may need it).
+fn host_path() -> String {
+    std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into())
 }
 
 /// True for a function shaped like the sample's rotation function, which

@@ -357,3 +357,18 @@ async fn a_package_uploaded_through_the_api_runs_and_a_newer_one_replaces_it() {
     assert!(err.contains("ValueError"), "{err}");
     lambda.shutdown().await;
 }
+
+#[tokio::test]
+async fn invocations_arriving_together_share_one_warm_process() {
+    let fx = fixture();
+    let f = function("together-fn", "lambda_handler.echo");
+    let code = store_python(&fx, "together-fn", "lambda_handler.echo", 30);
+    // 3b's request can arrive while 3a's cold start is still going on.
+    let (a, b) = tokio::join!(
+        invoke(&fx, &f, &code, json!({"n": 1})),
+        invoke(&fx, &f, &code, json!({"n": 2}))
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a["pid"], b["pid"], "one process for both");
+    fx.lambda.shutdown().await;
+}
