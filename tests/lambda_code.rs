@@ -83,6 +83,8 @@ fn serve(dir: &Path) -> Serve {
             "--json",
             "--mqtt-addr",
             "127.0.0.1:0",
+            "--api-addr",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(dir)
@@ -195,12 +197,26 @@ fn the_lambda_bootstrap_runs_3a_3b_3c_as_the_rotation_function_over_the_aws_api(
     );
     let doc: Value = serde_json::from_slice(&onboard.stdout).expect("JSON");
     assert_eq!(doc["crState"], "CR_CERT_ROTATION_COMPLETED", "{doc:#}");
-    // The bootstrap did the work, not the built-in.
-    assert!(
-        log.lines()
-            .any(|l| l.contains("function started (cold start)") && l.contains("bootstrap")),
-        "{log}"
-    );
-    assert!(log.contains("function output"), "{log}");
+    // The bootstrap did the work, not the built-in: one warm process for
+    // the three steps, its own rotation decisions in its output.
+    let cold_starts: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("function started (cold start)"))
+        .collect();
+    assert_eq!(cold_starts.len(), 1, "{log}");
+    assert!(cold_starts[0].contains("bootstrap"), "{}", cold_starts[0]);
+    for decision in [
+        "rotation.thing_created",
+        "rotation.man_cert_created",
+        "rotation.cert_rotation_completed",
+    ] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("function output") && l.contains(decision)),
+            "{decision} in the bootstrap's output:\n{log}"
+        );
+    }
+    // Its SDK calls went through the AWS API.
+    assert!(log.contains("registered ACTIVE through the API"), "{log}");
     drop(server);
 }
