@@ -2,7 +2,7 @@
 //! cloud; otherwise one headless command (DESIGN §3).
 
 use clap::{Parser, Subcommand};
-use jitpilot::cli::{self, device::DeviceStep, fleet::FleetArgs, GlobalArgs};
+use jitpilot::cli::{self, deploy::DeployArgs, device::DeviceStep, fleet::FleetArgs, GlobalArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,7 +27,7 @@ enum Command {
     /// Print the shell exports that point the aws CLI and boto3 at the running local cloud: `eval "$(jitpilot env)"`.
     Env,
     /// Create or update the stack from cfn/ (the sample's deploy_cf.bash).
-    Deploy(cli::deploy::DeployArgs),
+    Deploy(DeployArgs),
     /// CAs, JITP template, CA key, whitelist, factory credentials (certs_etc.py --create).
     Init {
         /// Devices to add beyond the sample's serial IUQWXALODJESC1.

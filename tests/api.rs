@@ -23,11 +23,18 @@ fn sts_identity_works(keys: &Keys) {
         "sts",
         "POST",
         "/",
-        &[("content-type", "application/x-www-form-urlencoded; charset=utf-8")],
+        &[(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        )],
         body,
     );
     assert_eq!(reply.status, 200, "{}", reply.text());
-    assert!(reply.text().contains("<Account>123456789012</Account>"), "{}", reply.text());
+    assert!(
+        reply.text().contains("<Account>123456789012</Account>"),
+        "{}",
+        reply.text()
+    );
 }
 
 #[test]
@@ -41,12 +48,19 @@ fn env_exports_are_all_the_aws_cli_needs() {
     assert!(stderr.contains("jitpilot serve"), "{stderr}");
 
     let server = serve(&data_dir);
-    assert!(server.api.starts_with("http://127.0.0.1:"), "{}", server.api);
+    assert!(
+        server.api.starts_with("http://127.0.0.1:"),
+        "{}",
+        server.api
+    );
     let out = jitpilot(&data_dir, &["env"]);
     assert!(out.status.success());
     let line = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
-        line.starts_with(&format!("export AWS_ENDPOINT_URL={} AWS_ACCESS_KEY_ID=AKIA", server.api)),
+        line.starts_with(&format!(
+            "export AWS_ENDPOINT_URL={} AWS_ACCESS_KEY_ID=AKIA",
+            server.api
+        )),
         "{line}"
     );
     assert!(line.contains("AWS_DEFAULT_REGION=us-east-1"), "{line}");
@@ -60,7 +74,9 @@ fn env_exports_are_all_the_aws_cli_needs() {
         assert_eq!(mode & 0o777, 0o600);
     }
     assert_eq!(
-        std::fs::read_to_string(data_dir.join("api.addr")).expect("api.addr").trim(),
+        std::fs::read_to_string(data_dir.join("api.addr"))
+            .expect("api.addr")
+            .trim(),
         server.api.trim_start_matches("http://")
     );
 
@@ -74,7 +90,10 @@ fn env_exports_are_all_the_aws_cli_needs() {
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_SESSION_TOKEN")
         .env("AWS_CONFIG_FILE", dir.path().join("no-config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("no-credentials"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.path().join("no-credentials"),
+        )
         .output()
         .expect("bash");
     assert!(
@@ -131,15 +150,28 @@ fn refused_and_malformed_requests_get_aws_shapes_and_the_server_keeps_answering(
     let form = &[("content-type", "application/x-www-form-urlencoded")];
 
     // No signature: restJson1 and awsJson shapes.
-    let reply = raw(&addr, &request_bytes(&addr, "GET", "/registrationcode", &[], b""));
+    let reply = raw(
+        &addr,
+        &request_bytes(&addr, "GET", "/registrationcode", &[], b""),
+    );
     assert_eq!(reply.status, 403);
     assert_eq!(
         reply.header("x-amzn-ErrorType"),
         Some("MissingAuthenticationTokenException")
     );
-    assert!(reply.header("x-amzn-RequestId").is_some_and(|id| id.len() == 36));
-    let target = vec![("x-amz-target".to_string(), "DynamoDB_20120810.ListTables".to_string()),
-        ("content-type".to_string(), "application/x-amz-json-1.0".to_string())];
+    assert!(reply
+        .header("x-amzn-RequestId")
+        .is_some_and(|id| id.len() == 36));
+    let target = vec![
+        (
+            "x-amz-target".to_string(),
+            "DynamoDB_20120810.ListTables".to_string(),
+        ),
+        (
+            "content-type".to_string(),
+            "application/x-amz-json-1.0".to_string(),
+        ),
+    ];
     let reply = raw(&addr, &request_bytes(&addr, "POST", "/", &target, b"{}"));
     assert_eq!(reply.status, 403);
     assert!(
@@ -156,37 +188,90 @@ fn refused_and_malformed_requests_get_aws_shapes_and_the_server_keeps_answering(
     let body = b"Action=GetCallerIdentity&Version=2011-06-15";
     let reply = signed_at(&keys, "sts", "POST", "/", form, body, stale);
     assert_eq!(reply.status, 403);
-    assert!(reply.text().contains("<Code>SignatureDoesNotMatch</Code>"), "{}", reply.text());
-    assert!(reply.text().contains("Signature expired"), "{}", reply.text());
+    assert!(
+        reply.text().contains("<Code>SignatureDoesNotMatch</Code>"),
+        "{}",
+        reply.text()
+    );
+    assert!(
+        reply.text().contains("Signature expired"),
+        "{}",
+        reply.text()
+    );
     let reply = signed_at(&keys, "iotdata", "POST", "/topics/a", &[], b"{}", stale);
     assert_eq!(reply.status, 403);
-    assert_eq!(reply.header("x-amzn-ErrorType"), Some("InvalidSignatureException"));
-    assert!(reply.text().contains("Signature expired"), "{}", reply.text());
+    assert_eq!(
+        reply.header("x-amzn-ErrorType"),
+        Some("InvalidSignatureException")
+    );
+    assert!(
+        reply.text().contains("Signature expired"),
+        "{}",
+        reply.text()
+    );
 
     // Signed, then the body changed on the way.
     let headers = sign(&keys, "sts", "POST", "/", form, body, SystemTime::now());
     let forged = b"Action=GetCallerIdentity&Version=2011-06-16";
     let reply = raw(&addr, &request_bytes(&addr, "POST", "/", &headers, forged));
     assert_eq!(reply.status, 403);
-    assert!(reply.text().contains("<Code>SignatureDoesNotMatch</Code>"), "{}", reply.text());
+    assert!(
+        reply.text().contains("<Code>SignatureDoesNotMatch</Code>"),
+        "{}",
+        reply.text()
+    );
 
     // An unknown key; a malformed Authorization header.
-    let reply = signed(&keys.with("AKIANOTTHELOCALKEY00", "x"), "sts", "POST", "/", form, body);
+    let reply = signed(
+        &keys.with("AKIANOTTHELOCALKEY00", "x"),
+        "sts",
+        "POST",
+        "/",
+        form,
+        body,
+    );
     assert_eq!(reply.status, 403);
-    assert!(reply.text().contains("<Code>InvalidClientTokenId</Code>"), "{}", reply.text());
+    assert!(
+        reply.text().contains("<Code>InvalidClientTokenId</Code>"),
+        "{}",
+        reply.text()
+    );
     let bad_auth = vec![
-        ("authorization".to_string(), "AWS4-HMAC-SHA256 Credential=nonsense".to_string()),
+        (
+            "authorization".to_string(),
+            "AWS4-HMAC-SHA256 Credential=nonsense".to_string(),
+        ),
         ("x-amz-date".to_string(), "20261202T000000Z".to_string()),
-        ("content-type".to_string(), "application/x-www-form-urlencoded".to_string()),
+        (
+            "content-type".to_string(),
+            "application/x-www-form-urlencoded".to_string(),
+        ),
     ];
     let reply = raw(&addr, &request_bytes(&addr, "POST", "/", &bad_auth, body));
     assert_eq!(reply.status, 400, "{}", reply.text());
-    assert!(reply.text().contains("<Code>IncompleteSignature</Code>"), "{}", reply.text());
+    assert!(
+        reply.text().contains("<Code>IncompleteSignature</Code>"),
+        "{}",
+        reply.text()
+    );
 
     // An unknown operation; a service the local cloud does not answer.
-    let reply = signed(&keys, "sts", "POST", "/", form, b"Action=AssumeRole&Version=2011-06-15");
+    let reply = signed(
+        &keys,
+        "sts",
+        "POST",
+        "/",
+        form,
+        b"Action=AssumeRole&Version=2011-06-15",
+    );
     assert_eq!(reply.status, 400);
-    assert!(reply.text().contains("<Code>UnknownOperationException</Code>"), "{}", reply.text());
+    assert!(
+        reply
+            .text()
+            .contains("<Code>UnknownOperationException</Code>"),
+        "{}",
+        reply.text()
+    );
     assert!(reply.text().contains("<ErrorResponse"), "{}", reply.text());
     let reply = signed(&keys, "ec2", "POST", "/", form, b"Action=DescribeInstances");
     assert_eq!(reply.status, 400);
@@ -202,10 +287,16 @@ fn refused_and_malformed_requests_get_aws_shapes_and_the_server_keeps_answering(
     head.push_str("content-length: 2097152\r\n\r\n");
     let reply = raw(&addr, head.as_bytes());
     assert_eq!(reply.status, 413, "{}", reply.text());
-    assert!(reply.text().contains("<Code>RequestEntityTooLarge</Code>"), "{}", reply.text());
+    assert!(
+        reply.text().contains("<Code>RequestEntityTooLarge</Code>"),
+        "{}",
+        reply.text()
+    );
 
     // A malformed chunked body; bytes that are not HTTP; a broken header.
-    let mut head = format!("POST / HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ntransfer-encoding: chunked\r\n");
+    let mut head = format!(
+        "POST / HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ntransfer-encoding: chunked\r\n"
+    );
     for (k, v) in &headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -215,7 +306,10 @@ fn refused_and_malformed_requests_get_aws_shapes_and_the_server_keeps_answering(
     assert!(reply.text().contains("<ErrorResponse"), "{}", reply.text());
     let reply = raw(&addr, b"NOT HTTP AT ALL\r\n\r\n");
     assert_eq!(reply.status, 400);
-    let reply = raw(&addr, b"GET / HTTP/1.1\r\nhost: x\r\nbad header line\r\n\r\n");
+    let reply = raw(
+        &addr,
+        b"GET / HTTP/1.1\r\nhost: x\r\nbad header line\r\n\r\n",
+    );
     assert_eq!(reply.status, 400);
     sts_identity_works(&keys);
 }
@@ -254,7 +348,11 @@ fn the_readme_table_of_operations_is_the_routers() {
     let wanted = format!("\n{table}");
     if current != wanted {
         if std::env::var("JITPILOT_UPDATE_README").as_deref() == Ok("1") {
-            let updated = format!("{}{wanted}{}", &readme[..begin + TABLE_BEGIN.len()], &readme[end..]);
+            let updated = format!(
+                "{}{wanted}{}",
+                &readme[..begin + TABLE_BEGIN.len()],
+                &readme[end..]
+            );
             std::fs::write(&readme_path, updated).expect("write README.md");
         } else {
             panic!("README.md's table of supported operations differs from the router's; run `JITPILOT_UPDATE_README=1 cargo test --test api the_readme_table` to rewrite it. Wanted:\n{table}");

@@ -426,7 +426,15 @@ async fn sigterm_closes_sessions_and_a_taken_port_is_named() {
     // Another serve on the same address: a clear error naming it and the flag.
     let other = tempfile::tempdir().expect("tempdir");
     let taken = tokio::process::Command::new(env!("CARGO_BIN_EXE_jitpilot"))
-        .args(["serve", "--json", "--mqtt-addr", &server.addr, "--api-addr", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--json",
+            "--mqtt-addr",
+            &server.addr,
+            "--api-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(other.path())
         .output();
     let taken = tokio::time::timeout(WAIT, taken)
@@ -520,7 +528,10 @@ async fn handshake_bound_and_timeout_and_packet_events() {
     let config = EndpointConfig {
         addr: "127.0.0.1:0".into(),
         handshake_timeout: Duration::from_millis(300),
-        max_concurrent_handshakes: 1,
+        limits: endpoint::limits::Limits {
+            unauthenticated_per_ip: 1,
+            ..Default::default()
+        },
         ..EndpointConfig::default()
     };
     let handle = endpoint::start(
@@ -546,8 +557,9 @@ async fn handshake_bound_and_timeout_and_packet_events() {
         .expect("rule");
     assert_eq!(handle.reload_rules().expect("reload"), 1);
 
-    // Takes the only handshake slot and never sends a ClientHello.
-    let idle = tokio::net::TcpStream::connect(&addr)
+    // Takes the only handshake slot of its address and never sends a
+    // ClientHello: the real client's connection closes it to make room.
+    let mut idle = tokio::net::TcpStream::connect(&addr)
         .await
         .expect("idle tcp");
     let identity = Identity {
@@ -566,14 +578,21 @@ async fn handshake_bound_and_timeout_and_packet_events() {
         }
     })
     .await
-    .expect("CONNACK once the idle handshake timed out");
+    .expect("CONNACK: the idle socket does not hold the real client back");
     assert_eq!(accepted, rumqttc::ConnectReturnCode::Success);
-    assert!(
-        handle.stats().handshakes_failed >= 1,
-        "{:?}",
-        handle.stats()
-    );
-    drop(idle);
+    assert_eq!(handle.stats().handshakes_evicted, 1, "{:?}", handle.stats());
+    let mut byte = [0u8; 1];
+    let closed = tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read(&mut idle, &mut byte))
+        .await
+        .expect("the idle socket is closed");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    // A lone idle socket times out at the handshake deadline.
+    let mut lone = tokio::net::TcpStream::connect(&addr).await.expect("tcp");
+    let closed = tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read(&mut lone, &mut byte))
+        .await
+        .expect("closed at the handshake deadline");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    eventually(|| (handle.stats().handshakes_failed >= 1).then_some(())).await;
 
     // The CONNECT in and CONNACK out are on the event stream, decoded.
     let (mut saw_in, mut saw_out) = (false, false);

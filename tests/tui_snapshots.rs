@@ -279,6 +279,7 @@ fn header() -> Header {
         api: Some("http://127.0.0.1:4566".into()),
         data_dir: Some("/tmp/jitpilot-demo".into()),
         observer: None,
+        tls_refused: 0,
     }
 }
 
@@ -494,6 +495,7 @@ fn aws_app(observer: ObserverState) -> App {
         api: None,
         data_dir: Some("/tmp/jitpilot-aws".into()),
         observer: Some(observer),
+        tls_refused: 0,
     };
     App::new(Theme::new(true), header, false)
 }
@@ -586,9 +588,30 @@ fn api_calls_show_in_the_traffic_pane_with_secrets_redacted() {
     );
     let put = br#"{"Name":"cr-ca-key-9e8d","Type":"SecureString","Value":"-----BEGIN PRIVATE KEY-----\nTOPSECRET\n-----END PRIVATE KEY-----\n"}"#;
     let calls: [(&str, &str, u16, u64, &[u8], &[u8]); 3] = [
-        ("iot", "GetRegistrationCode", 200, 2, b"", br#"{"registrationCode":"abc123"}"#),
-        ("ssm", "PutParameter", 200, 4, put, br#"{"Version":1,"Tier":"Standard"}"#),
-        ("iot", "DescribeThing", 404, 1, b"", br#"{"message":"no thing NOPE"}"#),
+        (
+            "iot",
+            "GetRegistrationCode",
+            200,
+            2,
+            b"",
+            br#"{"registrationCode":"abc123"}"#,
+        ),
+        (
+            "ssm",
+            "PutParameter",
+            200,
+            4,
+            put,
+            br#"{"Version":1,"Tier":"Standard"}"#,
+        ),
+        (
+            "iot",
+            "DescribeThing",
+            404,
+            1,
+            b"",
+            br#"{"message":"no thing NOPE"}"#,
+        ),
     ];
     let mut app = mid_app();
     for (i, (service, operation, status, millis, req, resp)) in calls.into_iter().enumerate() {
@@ -613,8 +636,12 @@ fn api_calls_show_in_the_traffic_pane_with_secrets_redacted() {
     }
     app.update(Action::Confirm);
     let screen = render(&app, 120, 36).backend().to_string();
-    assert!(screen.contains("iot:GetRegistrationCode  200  2 ms"), "{screen}");
-    assert!(!screen.contains("CONNECT"), "type:api keeps only API rows:\n{screen}");
+    assert!(screen.contains("iot:GetRegistrationCode"), "{screen}");
+    assert!(screen.contains("404   1 ms"), "{screen}");
+    assert!(
+        !screen.contains("CONNECT"),
+        "type:api keeps only API rows:\n{screen}"
+    );
     insta::assert_snapshot!("traffic_api_rows", screen);
 
     app.update(Action::Down); // selects the newest row: DescribeThing

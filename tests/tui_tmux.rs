@@ -9,83 +9,9 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-const TIMEOUT: Duration = Duration::from_secs(180);
-const POLL: Duration = Duration::from_millis(200);
-
-/// A tmux session, killed when dropped (also when the test fails).
-struct Tmux {
-    name: String,
-}
-
-impl Tmux {
-    fn start(name: &str, width: u16, height: u16) -> Tmux {
-        let ok = Command::new("tmux")
-            .args([
-                "new-session",
-                "-d",
-                "-s",
-                name,
-                "-x",
-                &width.to_string(),
-                "-y",
-                &height.to_string(),
-            ])
-            // A plain shell with a known prompt, whatever the user's rc files do.
-            .arg("env PS1='ready$ ' bash --norc --noprofile")
-            .status()
-            .expect(
-                "tmux is required for this test: apt-get install tmux (scripts/test installs it)",
-            )
-            .success();
-        assert!(ok, "tmux new-session failed");
-        Tmux {
-            name: name.to_string(),
-        }
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let ok = Command::new("tmux")
-            .args(["send-keys", "-t", &self.name])
-            .args(keys)
-            .status()
-            .expect("tmux send-keys")
-            .success();
-        assert!(ok, "tmux send-keys {keys:?} failed");
-    }
-
-    fn capture(&self) -> String {
-        let out = Command::new("tmux")
-            .args(["capture-pane", "-p", "-t", &self.name])
-            .output()
-            .expect("tmux capture-pane");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Polls the screen until `ready` holds; panics with the screen on timeout.
-    fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let screen = self.capture();
-            if ready(&screen) {
-                return screen;
-            }
-            if start.elapsed() > TIMEOUT {
-                panic!("timed out waiting for {what}; the screen was:\n{screen}");
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["kill-session", "-t", &self.name])
-            .status();
-    }
-}
+mod tmux_support;
+use tmux_support::{shell_quote, Tmux};
 
 /// The row of the devices table for `serial`.
 fn device_line<'a>(screen: &'a str, serial: &str) -> Option<&'a str> {
@@ -105,10 +31,6 @@ fn first_serial(screen: &str) -> Option<String> {
         .split_whitespace()
         .next()
         .map(str::to_string)
-}
-
-fn shell_quote(p: &Path) -> String {
-    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
 }
 
 #[test]
@@ -264,7 +186,14 @@ fn bad_situations_are_explained_on_screen() {
     let mut serve = Command::new(env!("CARGO_BIN_EXE_jitpilot"))
         .args(["--data-dir"])
         .arg(owned.path())
-        .args(["--mqtt-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--json", "serve"])
+        .args([
+            "--mqtt-addr",
+            "127.0.0.1:0",
+            "--api-addr",
+            "127.0.0.1:0",
+            "--json",
+            "serve",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -436,9 +436,27 @@ async fn poll_connection(conn: Option<&mut Connection>) -> Input {
     }
 }
 
-/// A connection error in words, naming JITP's refusal for what it usually is.
+/// A connection error in words, naming JITP's refusal for what it usually
+/// is, and telling "no endpoint" (nothing listens: connection refused) from
+/// "endpoint busy" (TCP connected, but the TLS handshake timed out or was
+/// cut) — the first needs someone to start the cloud, the second only time.
 fn describe(e: &ConnectionError) -> String {
+    use std::io::ErrorKind;
     match e {
+        ConnectionError::Io(io) if io.kind() == ErrorKind::ConnectionRefused => {
+            "no endpoint: connection refused (nothing listens at the address; start `jitpilot serve` or the TUI)".into()
+        }
+        ConnectionError::NetworkTimeout => {
+            "endpoint busy: no TLS handshake within the connect timeout (the endpoint is overloaded or its backlog is full)".into()
+        }
+        ConnectionError::Tls(rumqttc::TlsError::Io(io))
+            if matches!(
+                io.kind(),
+                ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+            ) =>
+        {
+            "endpoint busy: TCP connected but the endpoint closed the connection during the TLS handshake".into()
+        }
         ConnectionError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
             "the endpoint closed the connection".into()
         }

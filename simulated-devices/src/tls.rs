@@ -6,6 +6,7 @@ use crate::machine::Identity;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -97,6 +98,7 @@ pub fn client_config(
         .map_err(|e| pem_error(key_file, "private key", e))?;
 
     let provider = provider();
+    let identity = certified_key(chain, key, &provider)?;
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
     let builder = match server_name {
@@ -112,11 +114,33 @@ pub fn client_config(
         }
         None => builder.with_root_certificates(roots),
     };
-    let mut config = builder.with_client_auth_cert(chain, key)?;
+    let mut config = builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(identity)));
     if let Some(alpn) = alpn {
         config.alpn_protocols = vec![alpn.as_bytes().to_vec()];
     }
     Ok(config)
+}
+
+/// The device's certificate chain with its key. rustls checks that the two
+/// match by parsing the certificate with webpki, which refuses X.509 v1 —
+/// what the AWS sample's Lambda issues (pyOpenSSL's default) and AWS IoT
+/// accepts. For a v1 certificate that check is skipped: the firmware already
+/// compared the certificate's key with the stored one before keeping it.
+fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, TlsSetupError> {
+    let pre_v3 = chain.first().is_some_and(|der| {
+        x509_parser::parse_x509_certificate(der)
+            .is_ok_and(|(_, cert)| cert.version() != x509_parser::x509::X509Version::V3)
+    });
+    if pre_v3 {
+        let signing_key = provider.key_provider.load_private_key(key)?;
+        Ok(CertifiedKey::new(chain, signing_key))
+    } else {
+        Ok(CertifiedKey::from_der(chain, key, provider)?)
+    }
 }
 
 fn pem_error(file: &str, what: &'static str, reason: impl std::fmt::Display) -> TlsSetupError {

@@ -46,3 +46,25 @@ pub struct AckCert {
     /// The manufacturer certificate's certificateId.
     pub cert_id: String,
 }
+
+/// What the cloud answers instead when it refuses a 3b or 3c request:
+/// `{"error": {"code", "message", "retryable"}}` on the same response topic.
+/// (jitpilot's rotation function sends it; the sample's Lambda never
+/// answers a refusal.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    pub error: Refusal,
+}
+
+/// Why the cloud refused a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// Stable, snake_case: `csr_reuses_vendor_key`, `not_whitelisted`, ...
+    pub code: String,
+    /// For people: what is wrong and what to do.
+    pub message: String,
+    /// True when the same request may succeed later (`jitp_not_done`,
+    /// `backend_error`); a device stops retrying on any other refusal.
+    #[serde(default)]
+    pub retryable: bool,
+}

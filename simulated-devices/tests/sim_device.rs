@@ -54,8 +54,14 @@ fn serve(data_dir: &Path) -> Serve {
     let mut child = Command::new(jitpilot_bin())
         .arg("--data-dir")
         .arg(data_dir)
-        .args(["serve", "--json", "--mqtt-addr", "127.0.0.1:0"])
-        .args(api_addr_args())
+        .args([
+            "serve",
+            "--json",
+            "--mqtt-addr",
+            "127.0.0.1:0",
+            "--api-addr",
+            "127.0.0.1:0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -69,19 +75,6 @@ fn serve(data_dir: &Path) -> Serve {
     Serve {
         endpoint: doc["endpoint"].as_str().expect("endpoint").to_string(),
         child,
-    }
-}
-
-/// A free port for the AWS API when `serve` has one (so tests run in parallel).
-fn api_addr_args() -> Vec<&'static str> {
-    let help = Command::new(jitpilot_bin())
-        .args(["serve", "--help"])
-        .output()
-        .expect("jitpilot serve --help");
-    if String::from_utf8_lossy(&help.stdout).contains("--api-addr") {
-        vec!["--api-addr", "127.0.0.1:0"]
-    } else {
-        Vec::new()
     }
 }
 

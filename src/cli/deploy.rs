@@ -1,6 +1,8 @@
 //! `jitpilot deploy`: the sample's `deploy_cf.bash`. Creates or updates the
 //! stack from `cfn/cert-rotation.json`, printing stack events to stderr as
 //! they happen, then the result (or `--json`) on stdout.
+//! `--parameter-overrides CsrKeyReuse=warn` sets stack parameters, as
+//! `aws cloudformation deploy` does.
 //!
 //! `--function-code PATH` makes the local stack's rotation function run that
 //! code (a `bootstrap.zip`, a `bootstrap` binary or a package directory)
@@ -9,19 +11,36 @@
 
 use super::{Backend, GlobalArgs};
 use crate::cloud::local::LocalCloud;
-use crate::cloud::{CloudEvent, EventBus, EventKind};
+use crate::cloud::{CloudEvent, EventBus, EventKind, ParameterOverrides};
 use color_eyre::eyre::{bail, eyre};
 use std::path::PathBuf;
 
-/// Options of `jitpilot deploy`.
+/// `jitpilot deploy`'s options.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct DeployArgs {
+    /// Stack parameters to set, as `aws cloudformation deploy` takes them:
+    /// `Key=Value` pairs, e.g. `--parameter-overrides CsrKeyReuse=warn`.
+    /// Parameters not named keep their current value.
+    #[arg(long, num_args = 1.., value_name = "KEY=VALUE", value_parser = parse_override)]
+    pub parameter_overrides: Vec<(String, String)>,
     /// Local cloud only: run the stack's function from this code (a
     /// `bootstrap.zip` as scripts/package-lambda makes it, a `bootstrap`
     /// binary, or a package directory) instead of the built-in function;
     /// `builtin` goes back to the built-in (the fast path).
     #[arg(long, value_name = "PATH|builtin", env = "JITPILOT_FUNCTION_CODE")]
     pub function_code: Option<PathBuf>,
+}
+
+/// One `Key=Value` of `--parameter-overrides`.
+fn parse_override(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!(
+            "`{text}` is not Key=Value; write e.g. --parameter-overrides CsrKeyReuse=warn"
+        )),
+    }
 }
 
 /// Runs `jitpilot deploy`.
@@ -31,10 +50,11 @@ pub async fn run(global: &GlobalArgs, args: &DeployArgs) -> color_eyre::Result<(
             .map_err(|_| eyre!("--function-code is for the local cloud; on AWS the function always runs its package (JITPILOT_LAMBDA_PACKAGE)"))?;
     }
     let _log = crate::logging::init_file_logging(&global.data_dir());
+    let overrides: ParameterOverrides = args.parameter_overrides.iter().cloned().collect();
     let bus = EventBus::default();
     let printer = print_stack_events(&bus);
     let cloud = super::backend::open_cloud(global, bus).await?;
-    let result = cloud.deploy().await;
+    let result = cloud.deploy_with_parameters(&overrides).await;
     // Dropping every sender ends the printer once it has drained the events.
     drop(cloud);
     let _ = printer.await;
@@ -114,5 +134,26 @@ fn stack_event_line(event: &CloudEvent) -> String {
             format!("  {status:<20}  {kind:<28}  {id}{reason}")
         }
         _ => format!("  {}", event.summary),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_are_key_value_pairs() {
+        assert_eq!(
+            parse_override("CsrKeyReuse=warn"),
+            Ok(("CsrKeyReuse".to_string(), "warn".to_string()))
+        );
+        assert_eq!(
+            parse_override("A=b=c"),
+            Ok(("A".to_string(), "b=c".to_string()))
+        );
+        for bad in ["CsrKeyReuse", "=warn", ""] {
+            let err = parse_override(bad).expect_err(bad);
+            assert!(err.contains("Key=Value"), "{err}");
+        }
     }
 }

@@ -20,7 +20,6 @@ use crate::rotation::wire::{Item, ATTR_CR_STATE};
 use color_eyre::eyre::{bail, eyre};
 use simulated_devices::{run_device, DeviceConfig, DeviceOutcome, DeviceReport, Goal, Progress};
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// The walkthrough step to run for one device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -94,7 +93,7 @@ impl Target {
     ) -> color_eyre::Result<Target> {
         let data_dir = global.data_dir();
         let server_name = endpoint_ca::SERVER_NAME.to_string();
-        if let Some(addr) = serving_endpoint(&data_dir).await {
+        if let Some(addr) = serving_endpoint(&data_dir)? {
             let cloud = LocalCloud::open_read_only(&data_dir).map_err(|e| eyre!("{e}"))?;
             return Ok(Target {
                 addr,
@@ -215,14 +214,31 @@ impl Target {
     }
 }
 
-/// The address in `<data-dir>/endpoint.addr`, if something accepts TCP
-/// connections there (a stale file from a killed process does not count).
-async fn serving_endpoint(data_dir: &std::path::Path) -> Option<String> {
-    let addr = crate::cloud::local::datadir::DataDir::new(data_dir).read_endpoint_addr()?;
-    let probe = tokio::net::TcpStream::connect(addr.as_str());
-    match tokio::time::timeout(Duration::from_secs(2), probe).await {
-        Ok(Ok(_)) => Some(addr),
-        _ => None,
+/// The endpoint of the process that owns the data dir, if one does.
+///
+/// Decided by the data dir's lock, not by probing the port: a busy
+/// endpoint (its backlog full of someone's idle sockets) may not answer a
+/// probe in time, and must not be mistaken for none — the device's own
+/// connect retries are the right way to wait for it. A lock held by a
+/// process that runs no endpoint (e.g. `init`) is a clear error; a free
+/// lock means no cloud runs, whatever a stale `endpoint.addr` says.
+fn serving_endpoint(data_dir: &std::path::Path) -> color_eyre::Result<Option<String>> {
+    use crate::cloud::local::datadir::{DataDir, DataDirError};
+    let dir = DataDir::new(data_dir);
+    if !data_dir.exists() {
+        return Ok(None);
+    }
+    match dir.lock("jitpilot device (checking for a running cloud)") {
+        // Nobody owns it: no endpoint runs. Released at once for our own open.
+        Ok(_lock) => Ok(None),
+        Err(DataDirError::Locked { owner, .. }) => match dir.read_endpoint_addr() {
+            Some(addr) => Ok(Some(addr)),
+            None => bail!(
+                "the data dir {} is in use by {owner}, which runs no MQTT endpoint; wait for it to finish, or start `jitpilot serve` when it has",
+                data_dir.display()
+            ),
+        },
+        Err(e) => Err(eyre!("{e}")),
     }
 }
 

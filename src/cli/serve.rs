@@ -26,7 +26,7 @@ struct Serving {
 /// Runs `jitpilot serve`.
 pub async fn run(global: &GlobalArgs) -> color_eyre::Result<()> {
     let data_dir = global.data_dir();
-    let _log = crate::logging::init_file_logging(&data_dir);
+    let _log = crate::logging::init_file_logging_with_stderr_warnings(&data_dir);
     let cloud = LocalCloud::open(&data_dir, EventBus::default())
         .wrap_err_with(|| format!("cannot open the local cloud in {}", data_dir.display()))?;
     let endpoint = EndpointConfig {
@@ -39,7 +39,9 @@ pub async fn run(global: &GlobalArgs) -> color_eyre::Result<()> {
         server_name: endpoint_ca::SERVER_NAME,
         data_dir: data_dir.clone(),
         endpoint_ca: running.endpoint_ca_path().to_path_buf(),
-        api_endpoint: running.api_addr().map(|a| super::env::endpoint_url(&a.to_string())),
+        api_endpoint: running
+            .api_addr()
+            .map(|a| super::env::endpoint_url(&a.to_string())),
         pid: std::process::id(),
     };
     if global.json {

@@ -1,5 +1,9 @@
 //! `jitpilot status`: the stack, CAs, certificates, things, parameters and
 //! devices. Works beside a running TUI or `serve` (reads without the lock).
+//!
+//! A read-only command: it opens the database read-only and never creates
+//! it, the data dir or anything else — a missing database is reported,
+//! never replaced by an empty cloud.
 
 use super::GlobalArgs;
 use crate::cloud::local::LocalCloud;
@@ -10,7 +14,11 @@ use color_eyre::eyre::eyre;
 /// Runs `jitpilot status`.
 pub async fn run(global: &GlobalArgs) -> color_eyre::Result<()> {
     let data_dir = global.data_dir();
-    let _log = crate::logging::init_file_logging(&data_dir);
+    // Logging only into a data dir that exists: status creates nothing.
+    let _log = data_dir
+        .join(crate::store::DB_FILE)
+        .exists()
+        .then(|| crate::logging::init_file_logging(&data_dir));
     if global.backend == super::Backend::Aws {
         let cloud = super::backend::open_aws(global, EventBus::default()).await?;
         let report = cloud
@@ -23,12 +31,8 @@ pub async fn run(global: &GlobalArgs) -> color_eyre::Result<()> {
         print_status(&report);
         return Ok(());
     }
-    let cloud = match LocalCloud::open(&data_dir, EventBus::default()) {
+    let cloud = match LocalCloud::open_read_only(&data_dir) {
         Ok(cloud) => cloud,
-        // Another process owns the data dir: read beside it.
-        Err(CloudError::Other(_)) if data_dir.join(crate::store::DB_FILE).exists() => {
-            LocalCloud::open_read_only(&data_dir).map_err(|e| eyre!("{e}"))?
-        }
         Err(CloudError::Store(StoreError::NotFound { .. })) => {
             return Err(eyre!(
                 "no jitpilot data in {}; run `jitpilot deploy` first",

@@ -36,6 +36,9 @@ pub enum CloudError {
 /// Result alias for cloud operations.
 pub type CloudResult<T> = Result<T, CloudError>;
 
+/// Stack parameter values given on the command line (`Key=Value`), by name.
+pub type ParameterOverrides = std::collections::BTreeMap<String, String>;
+
 /// Where devices connect and what they trust.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -56,8 +59,20 @@ pub struct DeviceEndpoint {
 pub trait Cloud: Send + Sync {
     /// `local` or `aws`.
     fn backend(&self) -> &'static str;
-    /// Step 1: create or update the stack (`aws cloudformation deploy`).
-    async fn deploy(&self) -> CloudResult<DeployReport>;
+    /// Step 1: create or update the stack (`aws cloudformation deploy`),
+    /// every parameter keeping its current value (its default at creation).
+    async fn deploy(&self) -> CloudResult<DeployReport> {
+        self.deploy_with_parameters(&ParameterOverrides::new())
+            .await
+    }
+    /// Step 1 with `--parameter-overrides`: the named stack parameters take
+    /// these values, the others keep their current ones (as
+    /// `aws cloudformation deploy` does). An unknown name or a value outside
+    /// the parameter's `AllowedValues` is refused before anything changes.
+    async fn deploy_with_parameters(
+        &self,
+        overrides: &ParameterOverrides,
+    ) -> CloudResult<DeployReport>;
     /// Step 2: CAs, JITP template, CA key in the parameter store, whitelist,
     /// factory credentials for the sample's serial plus `extra_devices`.
     async fn init(&self, extra_devices: usize) -> CloudResult<InitReport>;

@@ -106,6 +106,45 @@ pub fn verify_signed_by(cert_pem: &str, ca_cert_pem: &str) -> PkiResult<bool> {
     }
 }
 
+/// [`verify_signed_by`] on DER: `Ok(true)` when `cert_der` names `ca_der`'s
+/// subject as issuer and its signature verifies with the CA's key.
+pub fn verify_der_signed_by(cert_der: &[u8], ca_der: &[u8]) -> PkiResult<bool> {
+    let cert = x509_from_der(cert_der)?;
+    let ca = x509_from_der(ca_der)?;
+    let same_name = cert.issuer().as_raw() == ca.subject().as_raw()
+        || cert.issuer().to_string() == ca.subject().to_string();
+    if !same_name {
+        return Ok(false);
+    }
+    match cert.verify_signature(Some(ca.public_key())) {
+        Ok(()) => Ok(true),
+        Err(X509Error::SignatureUnsupportedAlgorithm) => Err(PkiError::Signature(
+            "the certificate's signature algorithm is not supported; use ECDSA P-256 or RSA with SHA-256"
+                .into(),
+        )),
+        Err(_) => Ok(false),
+    }
+}
+
+/// True for an X.509 v1 (or v2) certificate: no extensions, the way
+/// pyOpenSSL makes one by default (the AWS sample's Lambda) and
+/// `openssl x509 -req` without an extensions file. AWS IoT accepts them;
+/// webpki does not. `false` for v3 and for what does not parse.
+pub fn is_pre_v3(der: &[u8]) -> bool {
+    x509_from_der(der)
+        .map(|cert| cert.version() != x509_parser::x509::X509Version::V3)
+        .unwrap_or(false)
+}
+
+/// The public key (the SubjectPublicKeyInfo's BIT STRING) of a v1/v2
+/// certificate, to check a TLS handshake signature made with it; `None` for
+/// a v3 certificate or what does not parse.
+pub fn pre_v3_public_key(der: &[u8]) -> Option<Vec<u8>> {
+    let cert = x509_from_der(der).ok()?;
+    (cert.version() != x509_parser::x509::X509Version::V3)
+        .then(|| cert.public_key().subject_public_key.data.to_vec())
+}
+
 /// DER SubjectPublicKeyInfo of a PKCS#8 private key PEM.
 pub fn public_key_der_of_key(key_pem: &str) -> PkiResult<Vec<u8>> {
     use rcgen::PublicKeyData;

@@ -5,7 +5,8 @@
 //!
 //! Beyond the sample: only a connection authenticated with the manufacturer
 //! certificate, naming its id, is accepted; a repeated ack gets the same
-//! answer again (the sample never answers it).
+//! answer again (the sample never answers it); a refusal is answered on
+//! `.../rspn` with `{"error": {"code", "message", "retryable"}}`.
 
 use super::create_man_cert::retire;
 use super::decision::{Effect, Outcome, Plan, Refusal};
@@ -28,12 +29,17 @@ pub fn response(cert_id: &str) -> Value {
     json!({"cert_id": cert_id})
 }
 
+/// A refusal of an ack-man-cert request, answered on its response topic.
+pub fn refuse(serial: &str, refusal: Refusal) -> Plan {
+    Plan::refuse_answering(serial, response_topic(ACK_MAN_CERT, serial), refusal)
+}
+
 /// Decides what an ack-man-cert request does.
 pub fn decide(facts: AckManCertFacts<'_>) -> Plan {
     let serial = facts.request.serial.as_str();
     match check(facts) {
         Ok(plan) => plan,
-        Err(refusal) => Plan::refuse(serial, refusal),
+        Err(refusal) => refuse(serial, refusal),
     }
 }
 

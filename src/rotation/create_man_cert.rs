@@ -6,7 +6,13 @@
 //! Beyond the sample, a CSR is signed only when the publishing connection's
 //! certificate is the serial's recorded vendor cert, its clientId is the
 //! serial, the CSR's signature verifies, its CN is the serial and its key is
-//! new (not the vendor key).
+//! new (not the vendor key). A refusal is answered on `.../rspn` with
+//! `{"error": {"code", "message", "retryable"}}`.
+//!
+//! The sample's device builds its CSR from the vendor key. The stack's
+//! `CsrKeyReuse` decides: `refuse` (the default) answers
+//! `csr_reuses_vendor_key`; `warn` signs it, as the sample does, and marks
+//! the outcome insecure with the reason.
 
 use super::decision::{Decision, Effect, Outcome, Plan, Refusal, SignRequest};
 use super::event::CreateManCertRequest;
@@ -14,7 +20,7 @@ use super::wire::{
     response_topic, CrState, DeviceRow, ATTR_MANUFACTURER_CERT_ID,
     ATTR_PENDING_MANUFACTURER_CERT_ID, CREATE_MAN_CERT, ROTATION_COMPLETE_POLICY,
 };
-use super::RotationConfig;
+use super::{CsrKeyReuse, RotationConfig};
 use crate::model::{Certificate, CertificateStatus};
 use crate::pki;
 use serde_json::{json, Value};
@@ -41,8 +47,13 @@ pub fn response(pem: &str, cert_id: &str) -> Value {
 pub fn decide(facts: CreateManCertFacts<'_>, config: &RotationConfig) -> Decision {
     match check(facts, config) {
         Ok(decision) => decision,
-        Err(refusal) => Decision::Apply(Plan::refuse(&facts.request.serial, refusal)),
+        Err(refusal) => Decision::Apply(refuse(&facts.request.serial, refusal)),
     }
+}
+
+/// A refusal of a create-man-cert request, answered on its response topic.
+pub fn refuse(serial: &str, refusal: Refusal) -> Plan {
+    Plan::refuse_answering(serial, response_topic(CREATE_MAN_CERT, serial), refusal)
 }
 
 fn check(facts: CreateManCertFacts<'_>, config: &RotationConfig) -> Result<Decision, Refusal> {
@@ -81,9 +92,11 @@ fn check(facts: CreateManCertFacts<'_>, config: &RotationConfig) -> Result<Decis
                 }],
             )))
         }
-        Some(CrState::Whitelisted) => Err(Refusal::new(
+        // Retryable: right after JITP the registered event may still be on
+        // its way to the function (rule_jitp) when the CSR arrives.
+        Some(CrState::Whitelisted) => Err(Refusal::retryable(
             "jitp_not_done",
-            format!("serial {serial} has no vendor certificate recorded yet; connect with the vendor certificate first (JITP)"),
+            format!("serial {serial} has no vendor certificate recorded yet; connect with the vendor certificate first (JITP), then send the CSR again"),
         )),
         Some(CrState::CertRotationCompleted) => Err(Refusal::new(
             "rotation_completed",
@@ -169,13 +182,24 @@ fn sign_request(
             format!("the vendor certificate cannot be parsed: {e}"),
         )
     })?;
-    if vendor_info.public_key_der == csr.public_key_der {
-        return Err(Refusal::new(
-            "csr_reuses_vendor_key",
-            "the CSR's public key is the vendor certificate's key; generate a new key pair for the manufacturer certificate",
-        ));
+    let reuses_vendor_key = vendor_info.public_key_der == csr.public_key_der;
+    let mut insecure = None;
+    if reuses_vendor_key {
+        match config.csr_key_reuse {
+            CsrKeyReuse::Refuse => return Err(Refusal::new(
+                "csr_reuses_vendor_key",
+                "the CSR's public key is the vendor certificate's key; generate a new key pair for the manufacturer certificate and send a CSR made from it (or deploy the stack with CsrKeyReuse=warn to accept it, as the AWS sample does)",
+            )),
+            CsrKeyReuse::Warn => {
+                insecure = Some(Refusal::new(
+                    "csr_reuses_vendor_key",
+                    format!("signed with CsrKeyReuse=warn although the CSR reuses {serial}'s vendor key: whoever copied the factory key also holds the manufacturer identity; make devices generate a new key and redeploy with CsrKeyReuse=refuse"),
+                ));
+            }
+        }
     }
-    if let Some(wanted) = config.key_algorithm {
+    // A reused vendor key has the vendor key's type: `warn` accepts it as is.
+    if let (Some(wanted), false) = (config.key_algorithm, reuses_vendor_key) {
         let actual = pki::key_algorithm_of_spki(&csr.public_key_der);
         if actual != Some(wanted) {
             return Err(Refusal::new(
@@ -206,6 +230,7 @@ fn sign_request(
         validity_days: config.validity_days,
         row: row.clone(),
         cleanup,
+        insecure,
     })
 }
 
@@ -269,5 +294,8 @@ pub fn after_signing(request: &SignRequest, cert_pem: &str, cert_id: &str) -> Pl
             payload: response(cert_pem, cert_id),
         },
     ]);
-    Plan::new(serial, Outcome::ManCertCreated, effects)
+    Plan {
+        insecure: request.insecure.clone(),
+        ..Plan::new(serial, Outcome::ManCertCreated, effects)
+    }
 }

@@ -37,22 +37,47 @@ pub enum Effect {
     Publish { topic: String, payload: Value },
 }
 
-/// Why a request was refused. `code` is stable for scripts and tests; the
-/// reason is for people.
+/// Why a request was refused. `code` is stable for scripts, tests and
+/// devices; the reason is for people and says what to do.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Refusal {
     pub code: &'static str,
     pub reason: String,
+    /// True when the same request may succeed later without anyone changing
+    /// it (the cloud has not caught up yet, a backend call failed). A device
+    /// stops retrying on a refusal that is not retryable.
+    pub retryable: bool,
 }
 
 impl Refusal {
-    /// A refusal with a stable code and a reason that says what to do.
+    /// A permanent refusal: sending the same request again gets the same answer.
     pub fn new(code: &'static str, reason: impl Into<String>) -> Refusal {
         Refusal {
             code,
             reason: reason.into(),
+            retryable: false,
         }
     }
+
+    /// A refusal that the same request, retried later, may get past.
+    pub fn retryable(code: &'static str, reason: impl Into<String>) -> Refusal {
+        Refusal {
+            retryable: true,
+            ..Refusal::new(code, reason)
+        }
+    }
+}
+
+/// The answer a refused device request gets on its response topic:
+/// `{"error": {"code": …, "message": …, "retryable": …}}`. The sample's
+/// device ignores it (it waits for `pem`/`cert_id`); jitpilot's device agent
+/// reports it and stops retrying when it is not retryable.
+pub fn error_response(refusal: &Refusal) -> Value {
+    json!({"error": {
+        "code": refusal.code,
+        "message": refusal.reason,
+        "retryable": refusal.retryable,
+    }})
 }
 
 /// What the invocation amounted to.
@@ -68,8 +93,9 @@ pub enum Outcome {
     Republished,
     /// A repeated event that needs nothing (e.g. a second registered event).
     NoChange(String),
-    /// Refused: nothing is published; effects may still secure the registry
-    /// (a non-whitelisted cert is deactivated).
+    /// Refused: a device's request is answered with [`error_response`] on
+    /// its response topic; effects may also secure the registry (a
+    /// non-whitelisted cert is deactivated).
     Refused(Refusal),
 }
 
@@ -90,7 +116,7 @@ impl Outcome {
     pub fn detail(&self) -> Value {
         match self {
             Outcome::Refused(r) => {
-                json!({"outcome": "refused", "code": r.code, "reason": r.reason})
+                json!({"outcome": "refused", "code": r.code, "reason": r.reason, "retryable": r.retryable})
             }
             Outcome::NoChange(why) => json!({"outcome": "no_change", "reason": why}),
             other => json!({"outcome": other.log_kind().trim_start_matches("rotation.")}),
@@ -106,16 +132,30 @@ pub struct Plan {
     pub subject: String,
     pub outcome: Outcome,
     pub effects: Vec<Effect>,
+    /// Done although it is unsafe, because the stack says so
+    /// (`CsrKeyReuse=warn`): the code and the reason it is unsafe.
+    pub insecure: Option<Refusal>,
 }
 
 impl Plan {
-    /// A refusal that changes nothing.
+    /// A refusal that changes nothing and answers nobody (an event that
+    /// names no device topic, like the registered event).
     pub fn refuse(subject: impl Into<String>, refusal: Refusal) -> Plan {
-        Plan {
-            subject: subject.into(),
-            outcome: Outcome::Refused(refusal),
-            effects: Vec::new(),
-        }
+        Plan::new(subject, Outcome::Refused(refusal), Vec::new())
+    }
+
+    /// A refusal that changes nothing but tells the device why, on
+    /// `response_topic` (`/cert-rotation/<step>/<serial>/rspn`).
+    pub fn refuse_answering(
+        subject: impl Into<String>,
+        response_topic: String,
+        refusal: Refusal,
+    ) -> Plan {
+        let answer = Effect::Publish {
+            topic: response_topic,
+            payload: error_response(&refusal),
+        };
+        Plan::new(subject, Outcome::Refused(refusal), vec![answer])
     }
 
     /// A plan with effects.
@@ -124,6 +164,7 @@ impl Plan {
             subject: subject.into(),
             outcome,
             effects,
+            insecure: None,
         }
     }
 }
@@ -143,6 +184,9 @@ pub struct SignRequest {
     /// Leftovers of an earlier attempt that stopped half-way (a manufacturer
     /// cert registered but never recorded), removed before issuing anew.
     pub cleanup: Vec<Effect>,
+    /// Signed although unsafe (`CsrKeyReuse=warn` and the CSR reuses the
+    /// vendor key): carried into the plan, the event log and the WARN log.
+    pub insecure: Option<Refusal>,
 }
 
 /// A handler's answer.

@@ -3,7 +3,9 @@
 //! principal() as cert_id FROM ...`), parsed into one of three events.
 
 use super::decision::Refusal;
-use super::wire::{ACK_MAN_CERT, CERT_ROTATION_ROOT, CREATE_MAN_CERT, REGISTERED_TOPIC_PREFIX};
+use super::wire::{
+    response_topic, ACK_MAN_CERT, CERT_ROTATION_ROOT, CREATE_MAN_CERT, REGISTERED_TOPIC_PREFIX,
+};
 use serde_json::Value;
 
 /// One invocation of the rotation function.
@@ -76,6 +78,9 @@ pub struct UnreadableEvent {
     pub serial: Option<String>,
     /// The topic, when the event has one.
     pub topic: Option<String>,
+    /// Where the device waits for an answer, when the topic is a request of
+    /// a known step (`/cert-rotation/<step>/<serial>/rspn`).
+    pub answer_to: Option<String>,
     /// Why the event cannot be acted on.
     pub refusal: Refusal,
 }
@@ -86,6 +91,7 @@ pub fn parse_event(input: &Value) -> Result<RotationEvent, UnreadableEvent> {
         |serial: Option<String>, topic: Option<String>, code, reason: String| UnreadableEvent {
             serial,
             topic,
+            answer_to: None,
             refusal: Refusal::new(code, reason),
         };
     let Some(obj) = input.as_object() else {
@@ -155,12 +161,17 @@ pub fn parse_event(input: &Value) -> Result<RotationEvent, UnreadableEvent> {
         }
     };
     if !data.is_object() {
-        return Err(unreadable(
-            Some(serial),
-            Some(topic),
-            "bad_payload",
-            "the payload is not a JSON object; send {\"csr\": PEM} or {\"cert_id\": ID}".into(),
-        ));
+        let known_step = [CREATE_MAN_CERT, ACK_MAN_CERT].contains(&step);
+        let answer_to = known_step.then(|| response_topic(step, &serial));
+        return Err(UnreadableEvent {
+            answer_to,
+            ..unreadable(
+                Some(serial),
+                Some(topic),
+                "bad_payload",
+                "the payload is not a JSON object; send {\"csr\": PEM} or {\"cert_id\": ID}".into(),
+            )
+        });
     }
     let field = |key: &str| {
         data.get(key)

@@ -1,11 +1,17 @@
 //! The thin shell around the pure handlers: reads the facts a handler needs,
 //! asks it for a [`Decision`], signs when told to, performs the effects and
 //! records the outcome with its reason.
+//!
+//! Every refusal is logged at WARN (the function's log: `jitpilot.log`
+//! locally, CloudWatch on AWS) and, for a device's request, answered on its
+//! response topic; so is a backend failure, as a retryable error.
 
-use super::decision::{Decision, Effect, Outcome, Plan, Refusal, SignRequest};
+use super::decision::{error_response, Decision, Effect, Outcome, Plan, Refusal, SignRequest};
 use super::event::{parse_event, RotationEvent};
 use super::traits::{AuditSink, BackendError, DeviceTable, ParameterStore, Registry};
-use super::wire::{ca_key_parameter, CrState, DeviceRow};
+use super::wire::{
+    ca_key_parameter, response_topic, CrState, DeviceRow, ACK_MAN_CERT, CREATE_MAN_CERT,
+};
 use super::{ack_man_cert, create_man_cert, registered, Publisher, RotationConfig};
 use crate::model::Certificate;
 use crate::pki;
@@ -32,7 +38,7 @@ pub struct Backends {
 
 /// A failure of the function itself (not a refusal): the backend could not
 /// be read or written. The invocation fails like a Lambda error; the device
-/// gets no answer and retries.
+/// is told so (`backend_error`, retryable) and retries.
 #[derive(Debug, thiserror::Error)]
 pub enum RotationError {
     #[error("rotation function could not finish: {0}. The device will retry; check the cloud's state (jitpilot status)")]
@@ -83,6 +89,11 @@ impl RotationFunction {
         }
     }
 
+    /// The configuration the function was created with.
+    pub fn config(&self) -> RotationConfig {
+        self.config
+    }
+
     /// Handles one event (the rule's SQL output). Refusals are `Ok`: they are
     /// decisions, logged with their reason; `Err` is a backend failure.
     pub fn handle(
@@ -90,27 +101,62 @@ impl RotationFunction {
         input: &Value,
         publisher: &dyn Publisher,
     ) -> Result<Invocation, RotationError> {
+        self.handle_configured(input, &self.config, publisher)
+    }
+
+    /// [`handle`](Self::handle) with the configuration of this invocation
+    /// (the deployed function's environment, which a stack update changes).
+    pub fn handle_configured(
+        &self,
+        input: &Value,
+        config: &RotationConfig,
+        publisher: &dyn Publisher,
+    ) -> Result<Invocation, RotationError> {
         let client_id = input.get("client_id").and_then(Value::as_str);
         let event = match parse_event(input) {
             Ok(event) => event,
             Err(unreadable) => {
                 let subject = unreadable.serial.unwrap_or_else(|| "rotation".into());
-                let plan = Plan::refuse(subject, unreadable.refusal);
+                let plan = match unreadable.answer_to {
+                    Some(answer_to) => {
+                        Plan::refuse_answering(subject, answer_to, unreadable.refusal)
+                    }
+                    None => Plan::refuse(subject, unreadable.refusal),
+                };
                 return self.apply(plan, unreadable.topic.as_deref(), client_id, publisher);
             }
         };
         let topic = event.topic().to_string();
         let result = match &event {
             RotationEvent::Registered(e) => self.registered(e, publisher, &topic, client_id),
-            RotationEvent::CreateManCert(r) => self.create_man_cert(r, publisher, client_id),
+            RotationEvent::CreateManCert(r) => {
+                self.create_man_cert(r, config, publisher, client_id)
+            }
             RotationEvent::AckManCert(r) => self.ack_man_cert(r, publisher, client_id),
         };
         if let Err(err) = &result {
+            let subject = event_subject(&event);
+            tracing::warn!(subject, topic, error = %err, "rotation function failed");
             self.backends.audit.record(
                 "rotation.failed",
-                event_subject(&event),
+                subject,
                 &json!({"topic": topic, "client_id": client_id, "error": err.to_string()}),
             );
+            // The device is told, so it retries now rather than on its timer.
+            let answer_to = match &event {
+                RotationEvent::Registered(_) => None,
+                RotationEvent::CreateManCert(r) => Some(response_topic(CREATE_MAN_CERT, &r.serial)),
+                RotationEvent::AckManCert(r) => Some(response_topic(ACK_MAN_CERT, &r.serial)),
+            };
+            if let Some(answer_to) = answer_to {
+                let refusal = Refusal::retryable(
+                    "backend_error",
+                    format!("the cloud could not finish the request ({err}); send it again"),
+                );
+                if let Ok(bytes) = serde_json::to_vec(&error_response(&refusal)) {
+                    publisher.publish(&answer_to, bytes);
+                }
+            }
         }
         result
     }
@@ -141,6 +187,7 @@ impl RotationFunction {
     fn create_man_cert(
         &self,
         request: &super::event::CreateManCertRequest,
+        config: &RotationConfig,
         publisher: &dyn Publisher,
         client_id: Option<&str>,
     ) -> Result<Invocation, RotationError> {
@@ -172,11 +219,11 @@ impl RotationFunction {
             manufacturer_cert: manufacturer_cert.as_ref(),
             thing_certs: &thing_certs,
         };
-        let plan = match create_man_cert::decide(facts, &self.config) {
+        let plan = match create_man_cert::decide(facts, config) {
             Decision::Apply(plan) => plan,
             Decision::Sign(sign) => match self.sign(&sign)? {
                 Ok((pem, id)) => create_man_cert::after_signing(&sign, &pem, &id),
-                Err(refusal) => Plan::refuse(&sign.serial, refusal),
+                Err(refusal) => create_man_cert::refuse(&sign.serial, refusal),
             },
         };
         self.apply(plan, Some(&request.topic), client_id, publisher)
@@ -279,6 +326,12 @@ impl RotationFunction {
         if let Some(obj) = detail.as_object_mut() {
             obj.insert("topic".into(), json!(topic));
             obj.insert("client_id".into(), json!(client_id));
+            if let Some(insecure) = &plan.insecure {
+                obj.insert(
+                    "insecure".into(),
+                    json!({"code": insecure.code, "reason": insecure.reason}),
+                );
+            }
             if let Some(row) = plan.effects.iter().rev().find_map(|e| match e {
                 Effect::PutRow(row) => Some(row),
                 _ => None,
@@ -301,6 +354,28 @@ impl RotationFunction {
             if !deactivated.is_empty() {
                 obj.insert("deactivated".into(), json!(deactivated));
             }
+        }
+        if let Outcome::Refused(refusal) = &plan.outcome {
+            tracing::warn!(
+                subject = %plan.subject,
+                code = refusal.code,
+                retryable = refusal.retryable,
+                topic,
+                client_id,
+                "rotation function refused: {}",
+                refusal.reason
+            );
+        }
+        if let Some(insecure) = &plan.insecure {
+            tracing::warn!(
+                subject = %plan.subject,
+                code = insecure.code,
+                topic,
+                client_id,
+                "rotation function {} INSECURE: {}",
+                plan.outcome.log_kind(),
+                insecure.reason
+            );
         }
         self.backends
             .audit

@@ -35,7 +35,7 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use decision::{Decision, Effect, Outcome, Plan, Refusal, SignRequest};
+pub use decision::{error_response, Decision, Effect, Outcome, Plan, Refusal, SignRequest};
 pub use event::{parse_event, RotationEvent};
 pub use executor::{Backends, Invocation, RotationError, RotationFunction};
 pub use traits::{AuditSink, BackendError, BackendResult, DeviceTable, ParameterStore, Registry};
@@ -60,14 +60,73 @@ pub struct RotationConfig {
     /// When set, a CSR whose key is of another type is refused, so the
     /// fleet ends with the key type its definition names.
     pub key_algorithm: Option<KeyAlgorithm>,
+    /// What to do with a CSR that reuses the vendor key: the stack's
+    /// `CsrKeyReuse` parameter, read from the function's environment.
+    #[serde(default)]
+    pub csr_key_reuse: CsrKeyReuse,
 }
 
 impl Default for RotationConfig {
-    /// One year, any supported key type.
+    /// One year, any supported key type, key reuse refused.
     fn default() -> Self {
         RotationConfig {
             validity_days: 365,
             key_algorithm: None,
+            csr_key_reuse: CsrKeyReuse::Refuse,
+        }
+    }
+}
+
+impl RotationConfig {
+    /// This configuration with the settings the function's environment
+    /// names (`CSR_KEY_REUSE`); variables that are absent leave it as is.
+    pub fn with_environment(
+        mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<RotationConfig, String> {
+        if let Some(value) = lookup(CSR_KEY_REUSE_ENV) {
+            self.csr_key_reuse = CsrKeyReuse::parse(&value)?;
+        }
+        Ok(self)
+    }
+}
+
+/// The function's environment variable carrying the stack parameter
+/// `CsrKeyReuse` (`cfn/cert-rotation.json`, `Environment.Variables`).
+pub const CSR_KEY_REUSE_ENV: &str = "CSR_KEY_REUSE";
+
+/// What the function does with a CSR whose public key is the device's
+/// vendor key. The AWS sample's device does exactly that (it builds its CSR
+/// from the factory key), so a manufacturer certificate adds no new secret:
+/// whoever copied the vendor key also holds the rotated identity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CsrKeyReuse {
+    /// Refuse it (`csr_reuses_vendor_key`), telling the device to make a
+    /// new key pair. jitpilot's default.
+    #[default]
+    Refuse,
+    /// Sign it, as the sample does, and mark the event insecure with why.
+    Warn,
+}
+
+impl CsrKeyReuse {
+    /// The parameter's spelling: `refuse` or `warn`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CsrKeyReuse::Refuse => "refuse",
+            CsrKeyReuse::Warn => "warn",
+        }
+    }
+
+    /// Parses `refuse` or `warn` (any case); anything else says what is allowed.
+    pub fn parse(value: &str) -> Result<CsrKeyReuse, String> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "refuse" => Ok(CsrKeyReuse::Refuse),
+            "warn" => Ok(CsrKeyReuse::Warn),
+            other => Err(format!(
+                "{CSR_KEY_REUSE_ENV}={other:?} is not a CsrKeyReuse setting; use `refuse` or `warn` (jitpilot deploy --parameter-overrides CsrKeyReuse=warn)"
+            )),
         }
     }
 }

@@ -2,7 +2,13 @@
 //! event. JITP registered a vendor certificate and ran the template; the
 //! function records it for a whitelisted serial, and — unlike the sample —
 //! deactivates it for any other.
+//!
+//! A vendor certificate registered again after its device completed the
+//! rotation (the sample's device retrying `--jitp` with the certificate 3c
+//! deleted) is deactivated, detached and deleted: each retry would otherwise
+//! leave one more INACTIVE certificate in the registry.
 
+use super::create_man_cert::retire;
 use super::decision::{Effect, Outcome, Plan, Refusal};
 use super::event::RegisteredEvent;
 use super::wire::{CrState, DeviceRow, ATTR_VENDOR_CERT_ID};
@@ -56,10 +62,8 @@ pub fn decide(facts: RegisteredFacts<'_>) -> Plan {
     };
     // A refusal here also switches the certificate off: the sample leaves a
     // JITP-provisioned certificate of an unknown serial ACTIVE.
-    let refuse_and_deactivate = |subject: &str, refusal: Refusal| Plan {
-        subject: subject.to_string(),
-        outcome: Outcome::Refused(refusal),
-        effects: vec![deactivate()],
+    let refuse_and_deactivate = |subject: &str, refusal: Refusal| {
+        Plan::new(subject, Outcome::Refused(refusal), vec![deactivate()])
     };
     let serial = match serial_of(cert) {
         Ok(serial) => serial,
@@ -95,6 +99,18 @@ pub fn decide(facts: RegisteredFacts<'_>) -> Plan {
                 row.raw_state().unwrap_or("?")
             )),
             Vec::new(),
+        ),
+        // The device rotated and its vendor certificate was deleted; JITP
+        // registered that certificate again. Nothing may use it: retire it.
+        Some(CrState::CertRotationCompleted) => Plan::new(
+            &serial,
+            Outcome::Refused(Refusal::new(
+                "vendor_cert_retired",
+                format!(
+                    "serial {serial} completed its rotation, so its vendor certificate {cert_id} (registered again by JITP) was deactivated, detached and deleted; the device must connect with its manufacturer certificate"
+                ),
+            )),
+            retire(&serial, cert_id, true),
         ),
         Some(state) => refuse_and_deactivate(
             &serial,

@@ -1,9 +1,37 @@
 //! The append-only event log: every JITP step, rotation decision (with its
 //! reason) and registry change, for `status`, the TUI's device timeline and
 //! post-mortems.
+//!
+//! Bounded: rows older than [`EventRetention::max_age_days`] and all but the
+//! newest [`EventRetention::max_rows`] are pruned as the log grows (every
+//! [`PRUNE_EVERY`] appends), so a flood of events costs a bounded file.
 
 use super::{json_col, to_json, Cached, Store, StoreResult};
 use crate::model::{now_millis, EventRecord};
+use std::sync::atomic::Ordering;
+
+/// How long and how big the event log may grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRetention {
+    /// Rows older than this are pruned.
+    pub max_age_days: u32,
+    /// At most this many rows are kept (the newest).
+    pub max_rows: u64,
+}
+
+impl Default for EventRetention {
+    /// 30 days, 200,000 rows (tens of MB at the log's typical row size).
+    fn default() -> Self {
+        EventRetention {
+            max_age_days: 30,
+            max_rows: 200_000,
+        }
+    }
+}
+
+/// Appends between two prunes: pruning is one indexed delete, cheap
+/// enough at this rate even during a fleet onboarding.
+pub const PRUNE_EVERY: u64 = 1_000;
 
 fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRecord> {
     Ok(EventRecord {
@@ -29,12 +57,75 @@ impl Store {
         detail: &serde_json::Value,
     ) -> StoreResult<i64> {
         let detail = to_json(detail)?;
-        self.with_conn(|c| {
+        let seq = self.with_conn(|c| {
             c.execute_cached(
                 "INSERT INTO event_log (at, kind, subject, detail) VALUES (?1, ?2, ?3, ?4)",
                 rusqlite::params![now_millis(), kind, subject, detail],
             )?;
             Ok(c.last_insert_rowid())
+        })?;
+        self.appended(1)?;
+        Ok(seq)
+    }
+
+    /// Sets the event log's retention and prunes to it now.
+    pub fn set_event_retention(&self, retention: EventRetention) {
+        *self
+            .events
+            .retention
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = retention;
+        if let Err(e) = self.prune_events() {
+            tracing::warn!(error = %e, "event log not pruned");
+        }
+    }
+
+    /// Counts appends; prunes every [`PRUNE_EVERY`].
+    fn appended(&self, n: u64) -> StoreResult<()> {
+        let before = self.events.appends.fetch_add(n, Ordering::Relaxed);
+        if (before + n) / PRUNE_EVERY != before / PRUNE_EVERY {
+            self.prune_events()?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the rows the retention does not keep; returns how many.
+    /// Does nothing on a read-only store.
+    pub fn prune_events(&self) -> StoreResult<usize> {
+        if self.read_only {
+            return Ok(0);
+        }
+        let retention = *self
+            .events
+            .retention
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let max_age_ms = i64::from(retention.max_age_days) * 24 * 3600 * 1000;
+        let cutoff = now_millis().saturating_sub(max_age_ms);
+        let keep = i64::try_from(retention.max_rows).unwrap_or(i64::MAX);
+        self.with_conn(|c| {
+            // Rows are appended in time order: everything before the first
+            // young enough row is old. Walks the old rows only.
+            let first_young: Option<i64> = c
+                .query_row_cached(
+                    "SELECT seq FROM event_log WHERE at >= ?1 ORDER BY seq LIMIT 1",
+                    [cutoff],
+                    |r| r.get(0),
+                )
+                .map(Some)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    other => Err(other),
+                })?;
+            let by_age = c.execute_cached(
+                "DELETE FROM event_log WHERE seq < ?1",
+                [first_young.unwrap_or(i64::MAX)],
+            )?;
+            let by_size = c.execute_cached(
+                "DELETE FROM event_log WHERE seq <= (SELECT max(seq) FROM event_log) - ?1",
+                [keep],
+            )?;
+            Ok(by_age + by_size)
         })
     }
 
@@ -61,6 +152,10 @@ impl Store {
                     .map_err(|e| self.sql_error(e))?;
                 last = tx.last_insert_rowid();
             }
+            Ok(last)
+        })
+        .and_then(|last| {
+            self.appended(rows.len() as u64)?;
             Ok(last)
         })
     }
@@ -130,5 +225,36 @@ mod tests {
         assert_eq!(store.list_events_for("SER4", 10).unwrap().len(), 1);
         // The most recent one when limited.
         assert_eq!(store.list_events_for("SER1", 1).unwrap()[0].seq, c);
+    }
+
+    #[test]
+    fn the_log_is_pruned_to_its_newest_rows_and_by_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.set_event_retention(EventRetention {
+            max_age_days: 30,
+            max_rows: 100,
+        });
+        for n in 0..(PRUNE_EVERY + 10) {
+            store.append_event("flood", "x", &json!({"n": n})).unwrap();
+        }
+        // Pruned at the PRUNE_EVERY-th append, then 10 more.
+        let rows = store.list_events(0, usize::MAX).unwrap();
+        assert_eq!(rows.len(), 110);
+        assert_eq!(rows.last().unwrap().detail["n"], PRUNE_EVERY + 9);
+        // A row older than the age bound goes at the next prune.
+        store
+            .with_conn(|c| {
+                c.execute(
+                    "UPDATE event_log SET at = 0 WHERE seq = (SELECT min(seq) FROM event_log)",
+                    [],
+                )
+            })
+            .unwrap();
+        store.set_event_retention(EventRetention {
+            max_age_days: 1,
+            max_rows: 1_000_000,
+        });
+        assert_eq!(store.list_events(0, usize::MAX).unwrap().len(), 109);
     }
 }

@@ -11,24 +11,34 @@
 //! - `params.rs`   the parameter store ("SSM"); SecureString values sealed by `keyring.rs`
 //! - `keyring.rs`  the local KMS: an AEAD key in a 0600 master-key file
 //! - `stacks.rs`   stacks, their resources and events ("CloudFormation")
-//! - `events.rs`   the append-only event log
+//! - `change_sets.rs` CloudFormation change sets awaiting execution
+//! - `objects.rs`  the local S3: buckets, objects (bodies as files), multipart uploads
+//! - `events.rs`   the event log, pruned by age and size
+//! - `retained.rs` the MQTT endpoint's retained messages (kept across restarts, as AWS does)
 //!
 //! Every method is synchronous and short; callers on async tasks use
 //! `tokio::task::spawn_blocking` for batches.
 
+mod change_sets;
 mod events;
 mod function_packages;
 mod keyring;
+mod objects;
 mod params;
 mod policies;
 mod registry;
+mod retained;
 mod rules;
 mod stacks;
 mod tables;
 
+pub use change_sets::ChangeSet;
+pub use events::EventRetention;
 pub use function_packages::{FunctionPackage, FunctionSettings};
 pub use keyring::Keyring;
+pub use objects::{Bucket, ObjectMeta, Part, StagedBody, Upload, OBJECTS_DIR};
 pub use params::StoredParameter;
+pub use retained::RetainedRow;
 pub use tables::{ItemTx, TableSchema};
 
 use std::path::{Path, PathBuf};
@@ -88,6 +98,17 @@ pub enum StoreError {
     /// The input is malformed.
     #[error("invalid {what}: {reason}")]
     Invalid { what: String, reason: String },
+    /// The database is missing or empty in a data dir that has state
+    /// (`master.key`, `devices/`): never silently replaced by a new one.
+    #[error("{path} is {what}, but {dir} holds a jitpilot cloud's state ({evidence}); nothing was created or changed. Restore the database from a backup, or to start over move {dir} aside (or pass another --data-dir) and run `jitpilot deploy` and `jitpilot init`")]
+    Missing {
+        path: PathBuf,
+        dir: PathBuf,
+        /// "missing" or "empty (0 bytes)".
+        what: &'static str,
+        /// What shows that state existed: `master.key`, `devices/`.
+        evidence: String,
+    },
 }
 
 /// Result alias for store operations.
@@ -99,6 +120,17 @@ pub struct Store {
     conn: Arc<Mutex<rusqlite::Connection>>,
     keyring: Keyring,
     path: PathBuf,
+    /// The event log's retention and append count (shared by clones).
+    events: Arc<EventLogState>,
+    /// Opened with [`Store::open_read_only`]: never writes.
+    read_only: bool,
+}
+
+/// What the event log keeps, and how many rows were appended since open.
+#[derive(Debug, Default)]
+struct EventLogState {
+    retention: Mutex<EventRetention>,
+    appends: std::sync::atomic::AtomicU64,
 }
 
 /// Ordered schema migrations. Version N is `MIGRATIONS[N-1]`; never edit a
@@ -243,6 +275,66 @@ const MIGRATIONS: &[&str] = &[
         last_modified INTEGER NOT NULL
     );
     "#,
+    // v3 (the AWS API's CloudFormation and S3): change sets; S3 buckets,
+    // objects and multipart uploads (bodies are files, see objects.rs).
+    r#"
+    CREATE TABLE change_sets (
+        id TEXT PRIMARY KEY,                 -- its ARN
+        name TEXT NOT NULL,
+        stack TEXT NOT NULL,
+        kind TEXT NOT NULL,                  -- CREATE | UPDATE
+        status TEXT NOT NULL,
+        status_reason TEXT,
+        execution_status TEXT NOT NULL,
+        template TEXT NOT NULL,
+        parameters TEXT NOT NULL,            -- JSON object
+        changes TEXT NOT NULL,               -- JSON list
+        description TEXT,
+        created_at INTEGER NOT NULL,
+        UNIQUE (stack, name)
+    );
+    CREATE TABLE s3_buckets (
+        name TEXT PRIMARY KEY,
+        region TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE s3_objects (
+        bucket TEXT NOT NULL,
+        key TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        etag TEXT NOT NULL,
+        content_type TEXT,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        last_modified INTEGER NOT NULL,
+        blob TEXT NOT NULL,                  -- file name in <data-dir>/objects
+        PRIMARY KEY (bucket, key)
+    );
+    CREATE TABLE s3_uploads (
+        id TEXT PRIMARY KEY,
+        bucket TEXT NOT NULL,
+        key TEXT NOT NULL,
+        content_type TEXT,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        initiated INTEGER NOT NULL
+    );
+    CREATE TABLE s3_parts (
+        upload TEXT NOT NULL,
+        part_number INTEGER NOT NULL,
+        blob TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        etag TEXT NOT NULL,
+        PRIMARY KEY (upload, part_number)
+    );
+    "#,
+    // v4: retained MQTT messages survive a restart (AWS keeps them).
+    r#"
+    CREATE TABLE retained_messages (
+        topic TEXT PRIMARY KEY,
+        payload BLOB NOT NULL,
+        qos INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// `PRAGMA application_id` of a jitpilot database ("JITP" in ASCII): tells a
@@ -256,14 +348,16 @@ const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 impl Store {
     /// Opens (creating if needed) the store in `data_dir`: `jitpilot.db` and
     /// `master.key`. Runs pending migrations. Refuses a database that is not
-    /// jitpilot's, is corrupt or is newer, and a master key that is unreadable
-    /// or of the wrong size — never silently resets.
+    /// jitpilot's, is corrupt or is newer, a master key that is unreadable
+    /// or of the wrong size, and a missing or empty database in a data dir
+    /// that holds state — never silently resets.
     pub fn open(data_dir: &Path) -> StoreResult<Store> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
             path: data_dir.to_path_buf(),
             source,
         })?;
         let path = data_dir.join(DB_FILE);
+        check_not_lost(data_dir, &path)?;
         let conn = rusqlite::Connection::open(&path).map_err(|source| StoreError::Sqlite {
             path: path.clone(),
             source: Box::new(source),
@@ -286,6 +380,8 @@ impl Store {
             conn: Arc::new(Mutex::new(conn)),
             keyring,
             path,
+            events: Arc::default(),
+            read_only: false,
         })
     }
 
@@ -295,13 +391,13 @@ impl Store {
     /// an older schema is `Conflict` (let the owner migrate it first).
     pub fn open_read_only(data_dir: &Path) -> StoreResult<Store> {
         let path = data_dir.join(DB_FILE);
+        check_not_lost(data_dir, &path)?;
         if !path.exists() {
             return Err(StoreError::NotFound {
                 kind: "database",
                 name: path.display().to_string(),
             });
         }
-        let keyring = Keyring::load(&data_dir.join(MASTER_KEY_FILE))?;
         let conn = rusqlite::Connection::open_with_flags(
             &path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -310,7 +406,9 @@ impl Store {
             path: path.clone(),
             source: Box::new(source),
         })?;
+        // The database first: a file that is not one is the error to report.
         check_is_jitpilot(&conn, &path)?;
+        let keyring = Keyring::load(&data_dir.join(MASTER_KEY_FILE))?;
         configure(&conn, &path, false)?;
         let version = user_version(&conn, &path)?;
         if version != Store::supported_schema_version() {
@@ -318,7 +416,7 @@ impl Store {
                 kind: "database",
                 name: path.display().to_string(),
                 reason: format!(
-                    "schema version {version}, this jitpilot reads {}; run a jitpilot command that owns the data dir (e.g. `jitpilot status` with no other jitpilot running) to migrate it",
+                    "schema version {version}, this jitpilot reads {}; run a jitpilot command that owns the data dir (e.g. `jitpilot serve` or `jitpilot deploy`, with no other jitpilot running) to migrate it",
                     Store::supported_schema_version()
                 ),
             });
@@ -327,6 +425,8 @@ impl Store {
             conn: Arc::new(Mutex::new(conn)),
             keyring,
             path,
+            events: Arc::default(),
+            read_only: true,
         })
     }
 
@@ -391,6 +491,43 @@ impl Store {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// Refuses to create a database where one was lost: `jitpilot.db` missing
+/// or empty (0 bytes) while the data dir holds a cloud's state — a master
+/// key (whose secrets lived in that database) or device credential folders
+/// (whose certificates it registered). A new, empty cloud there would be
+/// served as if nothing happened, and `init` would re-issue credentials
+/// over the devices' old ones.
+fn check_not_lost(data_dir: &Path, path: &Path) -> StoreResult<()> {
+    let what = match std::fs::metadata(path) {
+        Ok(meta) if meta.len() > 0 => return Ok(()),
+        Ok(_) => "empty (0 bytes)",
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "missing",
+        Err(source) => {
+            return Err(StoreError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let mut evidence = Vec::new();
+    if data_dir.join(MASTER_KEY_FILE).exists() {
+        evidence.push(MASTER_KEY_FILE.to_string());
+    }
+    let devices = data_dir.join("devices");
+    if std::fs::read_dir(&devices).is_ok_and(|mut entries| entries.next().is_some()) {
+        evidence.push("devices/".to_string());
+    }
+    if evidence.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::Missing {
+        path: path.to_path_buf(),
+        dir: data_dir.to_path_buf(),
+        what,
+        evidence: evidence.join(", "),
+    })
 }
 
 /// Refuses a file that is not a jitpilot database before anything writes to it.

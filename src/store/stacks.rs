@@ -27,6 +27,27 @@ impl Store {
         })
     }
 
+    /// Every stack, by name (`DescribeStacks`/`ListStacks` without a name).
+    pub fn list_stacks(&self) -> StoreResult<Vec<Stack>> {
+        self.with_conn(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT name, status, template, parameters, created_at, updated_at
+                 FROM stacks ORDER BY name",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(Stack {
+                    name: r.get(0)?,
+                    status: r.get(1)?,
+                    template: r.get(2)?,
+                    parameters: json_col(r, 3)?,
+                    created_at: r.get(4)?,
+                    updated_at: r.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
     /// Creates or replaces the stack row.
     pub fn put_stack(&self, stack: &Stack) -> StoreResult<()> {
         let parameters = to_json(&stack.parameters)?;

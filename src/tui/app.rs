@@ -66,6 +66,10 @@ pub struct Header {
     pub data_dir: Option<String>,
     /// On AWS: the observer whose subscription feeds the traffic pane.
     pub observer: Option<ObserverState>,
+    /// Failed TLS handshakes on the local endpoint (unauthenticated
+    /// peers), as of the last one it logged: they are sampled, not each
+    /// an event (`endpoint/sampler.rs`).
+    pub tls_refused: u64,
 }
 
 /// Everything the TUI shows.
@@ -558,6 +562,9 @@ impl App {
             // what the panes show.
             EventKind::Api { status, .. } if status < 400 => self.refresh_hint = true,
             _ => {}
+        }
+        if let Some(n) = ev.detail.get("handshakesFailed").and_then(|n| n.as_u64()) {
+            self.header.tls_refused = self.header.tls_refused.max(n);
         }
         if let Some(state) = ObserverState::from_event(&ev) {
             // What the observer lacks goes to the status line with what to do.

@@ -40,7 +40,7 @@ impl DemoAction {
 }
 
 /// The walkthrough, in the blog post's order.
-pub const STEPS: [DemoStep; 8] = [
+pub const STEPS: [DemoStep; 9] = [
     DemoStep {
         title: "Welcome",
         narration: "This is the AWS sample 'Secure and Consistent IoT Device On-boarding with JITP and Certificate Rotation', played on jitpilot's embedded local cloud. Each step runs for real: press Space to play it.",
@@ -70,6 +70,12 @@ pub const STEPS: [DemoStep; 8] = [
         narration: "The device makes a NEW key and publishes its CSR to /cert-rotation/create-man-cert/<serial>/rqst. The Lambda signs it with the Manufacturer CA key from the parameter store, registers the cert ACTIVE, attaches the rotation-complete policy and the thing, writes CR_MAN_CERT_CREATED and answers on .../rspn.",
         aws: "mqtt_client.py --create_cert (Lambda: ssm get-parameter --with-decryption, iot register-certificate, attach-policy, attach-thing-principal, dynamodb update-item)",
         action: Some(DemoAction::StepFirstDevice),
+    },
+    DemoStep {
+        title: "3b'. The sample's key reuse",
+        narration: "The sample's own device makes its CSR from the vendor key: whoever copied the factory key would hold the new identity too. The stack parameter CsrKeyReuse decides: refuse (default) answers {\"error\": {\"code\": \"csr_reuses_vendor_key\"}} on .../rspn, shown red; warn signs it, as the sample does, and marks the event INSECURE.",
+        aws: "jitpilot deploy --parameter-overrides CsrKeyReuse=warn (aws cloudformation deploy --parameter-overrides)",
+        action: None,
     },
     DemoStep {
         title: "3c. Acknowledge it",

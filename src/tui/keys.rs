@@ -64,6 +64,15 @@ pub const HELP: &[(&str, &str, &str)] = &[
     ("q  Ctrl-C", "quit", ""),
 ];
 
+/// What the help explains below the keys: refusals and `CsrKeyReuse`.
+pub const HELP_NOTES: &[&str] = &[
+    "Red: a refusal. A refused request is answered on the device's .../rspn topic: {\"error\": {\"code\", \"message\"}};",
+    "jitpilot's devices stop at a permanent refusal (the sample's device ignores the answer and retries).",
+    "CsrKeyReuse (stack parameter): refuse (default) answers csr_reuses_vendor_key to a CSR from the vendor key;",
+    "warn signs it, as the sample's Lambda does, and marks it INSECURE: a copied factory key holds the new identity.",
+    "Set it: jitpilot deploy --parameter-overrides CsrKeyReuse=warn (or =refuse); d redeploys keeping the value.",
+];
+
 /// Maps a key to an action, by context: overlays first, then text entry,
 /// then detail views, then the main screen.
 pub fn handle_key_event(app: &App, key: KeyEvent) -> Option<Action> {

@@ -64,6 +64,7 @@ pub async fn run(global: &GlobalArgs, mouse: bool, demo: bool) -> color_eyre::Re
         api: None,
         data_dir: Some(data_dir.display().to_string()),
         observer: None,
+        tls_refused: 0,
     };
     let mut app = App::new(theme::Theme::from_env(), header, demo);
     app.mouse = mouse;

@@ -66,6 +66,7 @@ async fn open_aws(global: &GlobalArgs) -> Result<Session, String> {
         api: None,
         data_dir: Some(global.data_dir().display().to_string()),
         observer: Some(observer.state().borrow().clone()),
+        tls_refused: 0,
     };
     let shared: Arc<dyn Cloud> = Arc::new(cloud.clone());
     let devices = Arc::new(agent::AgentRunner::with_target(
@@ -122,6 +123,7 @@ async fn open_local(global: &GlobalArgs) -> Result<Session, String> {
             .map(|a| crate::cli::env::endpoint_url(&a.to_string())),
         data_dir: Some(data_dir.display().to_string()),
         observer: None,
+        tls_refused: 0,
     };
     let devices = Arc::new(agent::AgentRunner::new(
         cloud.data_dir().devices_dir(),

@@ -444,3 +444,51 @@ async fn worker_runs_commands_on_a_real_local_cloud() {
         other => panic!("kill: {other:?}"),
     }
 }
+
+#[test]
+fn a_refusal_answered_to_a_device_is_red_in_traffic_and_timeline() {
+    use super::panes::device_detail::{diagram_step, Step};
+    use super::panes::traffic::{error_answer, is_refusal};
+    let answer = CloudEvent::new(
+        EventKind::PacketOut {
+            packet: "PUBLISH",
+            size: 120,
+        },
+        "OUT PUBLISH /cert-rotation/create-man-cert/S1/rspn",
+    )
+    .client("S1")
+    .topic("/cert-rotation/create-man-cert/S1/rspn")
+    .detail(serde_json::json!({"size": 120, "payload": {"error": {
+        "code": "csr_reuses_vendor_key",
+        "message": "generate a new key pair",
+        "retryable": false,
+    }}}));
+    assert!(is_refusal(&answer));
+    assert_eq!(
+        error_answer(&answer),
+        Some(("csr_reuses_vendor_key", "generate a new key pair"))
+    );
+    match diagram_step(&answer) {
+        Some(Step::Arrow { label, failed, .. }) => {
+            assert!(failed);
+            assert!(label.contains("refused: csr_reuses_vendor_key"), "{label}");
+        }
+        other => panic!("an arrow to the device: {other:?}"),
+    }
+    // The certificate itself is not a refusal.
+    let cert = CloudEvent::new(
+        EventKind::PacketOut {
+            packet: "PUBLISH",
+            size: 900,
+        },
+        "OUT PUBLISH /cert-rotation/create-man-cert/S1/rspn",
+    )
+    .detail(serde_json::json!({"payload": {"pem": "-----BEGIN", "cert_id": "abc"}}));
+    assert!(!is_refusal(&cert));
+    // A certificate issued with CsrKeyReuse=warn is marked, and red.
+    let insecure = CloudEvent::new(
+        EventKind::Function,
+        "rotation man_cert_created S1: INSECURE [csr_reuses_vendor_key]: signed with CsrKeyReuse=warn",
+    );
+    assert!(is_refusal(&insecure));
+}

@@ -3,7 +3,7 @@
 
 use super::app::{App, Confirm, Overlay, View};
 use super::demo::STEPS;
-use super::keys::{hints, HELP};
+use super::keys::{hints, HELP, HELP_NOTES};
 use super::panes::{event_detail, PaneId};
 use crate::cloud::aws::observer::ObserverState;
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
@@ -104,6 +104,10 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
         };
         spans.push(Span::styled("· observer ", theme.dim()));
         spans.push(Span::styled(format!("{} ", o.label()), style));
+    }
+    if h.tls_refused > 0 {
+        spans.push(Span::styled("· TLS refused ", theme.dim()));
+        spans.push(Span::styled(format!("{} ", h.tls_refused), theme.bad()));
     }
     if let Some(d) = &h.data_dir {
         spans.push(Span::styled(format!("· {d} "), theme.dim()));
@@ -239,7 +243,8 @@ fn dialog<'a>(title: &'a str, app: &App) -> Block<'a> {
 
 fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
-    let rect = centered(area, area.width.saturating_sub(4), HELP.len() as u16 + 4);
+    let height = (HELP.len() + HELP_NOTES.len()) as u16 + 5;
+    let rect = centered(area, area.width.saturating_sub(4), height);
     let mut lines = vec![Line::from(Span::styled(
         "Each action runs on the cloud shown in the header; in AWS terms it is:",
         theme.dim(),
@@ -253,6 +258,10 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
             spans.push(Span::styled(format!(" = {aws}"), theme.dim()));
         }
         lines.push(Line::from(spans));
+    }
+    lines.push(Line::from(""));
+    for note in HELP_NOTES {
+        lines.push(Line::from(Span::styled(*note, theme.dim())));
     }
     frame.render_widget(Clear, rect);
     frame.render_widget(

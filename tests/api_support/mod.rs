@@ -214,7 +214,15 @@ pub fn signed(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Reply {
-    signed_at(keys, service, method, path, headers, body, SystemTime::now())
+    signed_at(
+        keys,
+        service,
+        method,
+        path,
+        headers,
+        body,
+        SystemTime::now(),
+    )
 }
 
 /// [`signed`] as of `time`.

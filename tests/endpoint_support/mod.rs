@@ -233,7 +233,10 @@ pub fn serve(data_dir: &Path) -> Server {
     Server {
         addr: doc["endpoint"].as_str().expect("endpoint").to_string(),
         root_ca: PathBuf::from(doc["endpointCa"].as_str().expect("endpointCa")),
-        api: doc["apiEndpoint"].as_str().expect("apiEndpoint").to_string(),
+        api: doc["apiEndpoint"]
+            .as_str()
+            .expect("apiEndpoint")
+            .to_string(),
         child,
     }
 }

@@ -13,6 +13,9 @@
 //!   store a new key, publish `{"csr"}` to `.../rqst`, verify and store the cert.
 //! - **3c** reconnect with the manufacturer identity, subscribe to
 //!   `.../ack-man-cert/<serial>/rspn`, publish `{"cert_id"}`, receive it back.
+//!
+//! A refusal answered on the response topic (`{"error": {code, message,
+//! retryable}}`) ends the run unless it is retryable.
 
 use crate::backoff::{loss_draws, Jitter, RetryPolicy};
 use crate::firmware::{self, FirmwareError};
@@ -412,10 +415,42 @@ impl DeviceMachine {
         if self.loss > 0.0 && self.loss_rng.next_f64() < self.loss {
             return self.report(Progress::Info, "dropped the response (simulated loss)", out);
         }
+        if let Ok(topics::ErrorResponse { error }) = serde_json::from_slice(payload) {
+            return self.refused(error, out);
+        }
         match self.step {
             Step::AckCert => self.ack_response(payload, out),
             _ => self.create_cert_response(payload, out),
         }
+    }
+
+    /// The cloud refused the request. A retryable refusal waits for the
+    /// response timer to send the request again; any other ends the run
+    /// with the cloud's code and message.
+    fn refused(&mut self, error: topics::Refusal, out: &mut Vec<Command>) {
+        if error.retryable {
+            return self.report(
+                Progress::Retrying,
+                format!(
+                    "the cloud answered {}: {}; sending the request again in {} ms",
+                    error.code,
+                    error.message,
+                    self.response_timeout.as_millis()
+                ),
+                out,
+            );
+        }
+        out.push(Command::CancelTimer);
+        out.push(Command::Disconnect);
+        let step = self.step;
+        self.fail(
+            DeviceFailure::Refused {
+                step,
+                code: error.code,
+                message: error.message,
+            },
+            out,
+        );
     }
 
     fn create_cert_response(&mut self, payload: &[u8], out: &mut Vec<Command>) {

@@ -7,6 +7,8 @@ use rcgen::{
     KeyPair, PKCS_ECDSA_P256_SHA256,
 };
 
+mod refusals;
+
 const SERIAL: &str = "IUQWXALODJESC1";
 
 /// A Manufacturer CA that signs CSRs, as the rotation function would.

@@ -127,4 +127,12 @@ pub enum DeviceFailure {
     },
     #[error("{0}")]
     NotReady(String),
+    /// The cloud answered the request with a permanent refusal: sending it
+    /// again would get the same answer, so the device stops.
+    #[error("step {step}: the cloud refused the request ({code}): {message}")]
+    Refused {
+        step: Step,
+        code: String,
+        message: String,
+    },
 }

@@ -19,8 +19,8 @@ use crate::rotation::{Backends, Publisher, RotationConfig, RotationError, Rotati
 use serde_json::Value;
 use std::sync::Arc;
 
-/// Why an invocation failed (Lambda reports it as a function error; the
-/// device gets no answer and retries).
+/// Why an invocation failed (Lambda reports it as a function error; for a
+/// backend failure the device is told `backend_error` and retries).
 #[derive(Debug, thiserror::Error)]
 pub enum LambdaError {
     #[error("the event is not the rule's SQL output (a JSON object with data, topic, client_id, cert_id): {0}")]
@@ -86,7 +86,8 @@ impl RotationLambda {
 
     /// Inside Lambda: clients from the execution role, the table from the
     /// stack's `DEVICE_TABLE`, the data endpoint from `IOT_DATA_ENDPOINT` or
-    /// `DescribeEndpoint`, issuing certs per the built-in fleet definition.
+    /// `DescribeEndpoint`, issuing certs per the built-in fleet definition
+    /// and the stack's `CSR_KEY_REUSE`.
     pub async fn from_env() -> AwsResult<Self> {
         let options = AwsOptions {
             endpoint_url: std::env::var("AWS_ENDPOINT_URL").ok(),
@@ -105,9 +106,13 @@ impl RotationLambda {
                 .ok()
                 .and_then(|out| out.endpoint_address),
         };
+        // The stack's settings come in the function's environment
+        // (`CSR_KEY_REUSE` from the `CsrKeyReuse` parameter).
         let config = Fleet::builtin()
             .map(|fleet| rotation_config(&fleet))
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .with_environment(|name| std::env::var(name).ok())
+            .map_err(super::errors::AwsError::Other)?;
         Ok(RotationLambda::over_aws(
             &clients,
             &table,

@@ -175,8 +175,11 @@ impl Cloud for AwsCloud {
         "aws"
     }
 
-    async fn deploy(&self) -> CloudResult<DeployReport> {
-        Ok(stack::deploy(self).await?)
+    async fn deploy_with_parameters(
+        &self,
+        overrides: &crate::cloud::ParameterOverrides,
+    ) -> CloudResult<DeployReport> {
+        Ok(stack::deploy(self, overrides).await?)
     }
 
     async fn init(&self, extra_devices: usize) -> CloudResult<InitReport> {

@@ -96,8 +96,14 @@ pub fn cannot_deploy(status: &str, reasons: &str) -> AwsError {
     ))
 }
 
-/// Create or update the stack and follow it to the end.
-pub async fn deploy(cloud: &AwsCloud) -> AwsResult<DeployReport> {
+/// Create or update the stack and follow it to the end. `overrides` set
+/// parameters (`CsrKeyReuse=warn`); on an update every other parameter the
+/// stack has keeps its value (`UsePreviousValue`), as `aws cloudformation
+/// deploy` does.
+pub async fn deploy(
+    cloud: &AwsCloud,
+    overrides: &crate::cloud::ParameterOverrides,
+) -> AwsResult<DeployReport> {
     let existing = describe(cloud).await?;
     if let Some(stack) = &existing {
         let status = status_of(stack);
@@ -114,7 +120,18 @@ pub async fn deploy(cloud: &AwsCloud) -> AwsResult<DeployReport> {
     } else {
         (template, Vec::new())
     };
-    let parameters = vec![
+    let declared: Vec<String> = body
+        .get("Parameters")
+        .and_then(Value::as_object)
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    if let Some(unknown) = overrides.keys().find(|k| !declared.contains(k)) {
+        return Err(AwsError::Other(format!(
+            "parameter {unknown} does not exist in the template (it has: {}); check --parameter-overrides",
+            declared.join(", ")
+        )));
+    }
+    let mut parameters = vec![
         Parameter::builder()
             .parameter_key("CodeBucket")
             .parameter_value(&package.bucket)
@@ -124,6 +141,23 @@ pub async fn deploy(cloud: &AwsCloud) -> AwsResult<DeployReport> {
             .parameter_value(&package.key)
             .build(),
     ];
+    let previous: Vec<&str> = existing
+        .iter()
+        .flat_map(|stack| stack.parameters())
+        .filter_map(|p| p.parameter_key())
+        .collect();
+    for name in &declared {
+        if name == "CodeBucket" || name == "CodeKey" {
+            continue;
+        }
+        let parameter = Parameter::builder().parameter_key(name);
+        parameters.push(match overrides.get(name) {
+            Some(value) => parameter.parameter_value(value).build(),
+            None if previous.contains(&name.as_str()) => parameter.use_previous_value(true).build(),
+            // Not set yet: the template's default applies.
+            None => continue,
+        });
+    }
     let capabilities = [Capability::CapabilityIam, Capability::CapabilityNamedIam];
     let started = aws_sdk_cloudformation::primitives::DateTime::from_millis(
         crate::model::now_millis() - 1000,

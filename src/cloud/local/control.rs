@@ -7,11 +7,13 @@
 //! `control/status.rs` reading everything back and `certs_etc.py --delete`.
 
 mod init;
+mod stacks;
 
 pub(crate) use init::has_valid_credentials;
 mod status;
 
 pub use init::{MANUFACTURER_CA_LABEL, VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER};
+pub use stacks::StackOutcome;
 
 use super::datadir::{DataDir, DataDirLock};
 use super::endpoint::EndpointControl;
@@ -19,7 +21,8 @@ use super::fleet::Fleet;
 use super::{stack, STACK_NAME};
 use crate::cloud::{
     CleanupReport, Cloud, CloudError, CloudEvent, CloudResult, DeployReport, DeviceEndpoint,
-    EventBus, EventKind, EventReceiver, InitReport, StatusReport, TeardownReport,
+    EventBus, EventKind, EventReceiver, InitReport, ParameterOverrides, StatusReport,
+    TeardownReport,
 };
 use crate::model::CertificateStatus;
 use crate::store::Store;
@@ -172,14 +175,23 @@ impl LocalCloud {
 
     /// Step 1: creates or updates the stack from `cfn/cert-rotation.json`.
     pub fn deploy_sync(&self) -> CloudResult<DeployReport> {
+        self.deploy_sync_with(&ParameterOverrides::new())
+    }
+
+    /// Step 1 with parameter overrides; the other parameters keep their
+    /// current values.
+    pub fn deploy_sync_with(&self, overrides: &ParameterOverrides) -> CloudResult<DeployReport> {
         self.writable()?;
         let _one_at_a_time = self.control_lock();
+        let parameters =
+            stack::parameters_with_overrides(self.store(), STACK_NAME, stack::TEMPLATE, overrides)
+                .map_err(stack_error)?;
         let report = stack::deploy(
             self.store(),
             self.bus(),
             STACK_NAME,
             stack::TEMPLATE,
-            &serde_json::Map::new(),
+            &parameters,
         )
         .map_err(stack_error);
         // Even a failed (rolled back) deploy may have changed the rules.
@@ -310,8 +322,13 @@ impl Cloud for LocalCloud {
         "local"
     }
 
-    async fn deploy(&self) -> CloudResult<DeployReport> {
-        self.blocking("deploy", |c| c.deploy_sync()).await
+    async fn deploy_with_parameters(
+        &self,
+        overrides: &ParameterOverrides,
+    ) -> CloudResult<DeployReport> {
+        let overrides = overrides.clone();
+        self.blocking("deploy", move |c| c.deploy_sync_with(&overrides))
+            .await
     }
 
     async fn init(&self, extra_devices: usize) -> CloudResult<InitReport> {

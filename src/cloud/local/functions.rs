@@ -3,7 +3,9 @@
 //! A stack's `AWS::Lambda::Function` names its built-in handler in its
 //! `Metadata` (`"jitpilot:builtin": "cert-rotation"`); the rules engine
 //! resolves the action's function ARN → function name → handler → this
-//! registry, and invokes it in-process with the rule's SQL output as event.
+//! registry, and invokes it in-process with the rule's SQL output as event
+//! and the deployed function's `Environment.Variables` (as Lambda sets them),
+//! so a stack update (e.g. `CsrKeyReuse`) takes effect on the next invocation.
 
 use super::fleet::Fleet;
 use super::DEVICE_TABLE;
@@ -20,12 +22,14 @@ use std::sync::Arc;
 /// A function compiled into jitpilot.
 #[async_trait::async_trait]
 pub trait BuiltinFunction: Send + Sync {
-    /// Handles one event (the rule's SQL output). `publisher` publishes as
+    /// Handles one event (the rule's SQL output). `environment` is the
+    /// deployed function's `Environment.Variables`; `publisher` publishes as
     /// the cloud on the endpoint that invoked the function. Errors are
     /// reported as the function's failure (logged, like a Lambda error).
     async fn invoke(
         &self,
         event: serde_json::Value,
+        environment: serde_json::Map<String, serde_json::Value>,
         publisher: Arc<dyn Publisher>,
     ) -> Result<serde_json::Value, String>;
 }
@@ -90,6 +94,7 @@ pub fn rotation_config(fleet: &Fleet) -> RotationConfig {
     RotationConfig {
         validity_days: fleet.manufacturer_cert.validity_days,
         key_algorithm: Some(fleet.manufacturer_cert.key_algorithm),
+        ..RotationConfig::default()
     }
 }
 
@@ -128,14 +133,22 @@ impl BuiltinFunction for CertRotation {
     async fn invoke(
         &self,
         event: serde_json::Value,
+        environment: serde_json::Map<String, serde_json::Value>,
         publisher: Arc<dyn Publisher>,
     ) -> Result<serde_json::Value, String> {
         let function = Arc::clone(&self.function);
+        // The stack's settings, as the Lambda reads them from its environment.
+        let config = function.config().with_environment(|name| {
+            environment
+                .get(name)
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        })?;
         // SQLite and signing are blocking work: keep them off the runtime's
         // worker threads so the endpoint keeps moving packets.
         tokio::task::spawn_blocking(move || {
             function
-                .handle(&event, publisher.as_ref())
+                .handle_configured(&event, &config, publisher.as_ref())
                 .map(|invocation| invocation.to_json())
                 .map_err(|e| e.to_string())
         })
@@ -294,10 +307,22 @@ impl AuditSink for LocalRotationBackend {
         }
         self.bus.emit_with(|| {
             let what = kind.trim_start_matches("rotation.");
-            let reason = detail.get("reason").and_then(|r| r.as_str());
-            let summary = match reason {
-                Some(reason) => format!("rotation {what} {subject}: {reason}"),
-                None => format!("rotation {what} {subject}"),
+            let text = |v: &serde_json::Value, key: &str| {
+                v.get(key).and_then(|r| r.as_str()).map(str::to_string)
+            };
+            let code = text(detail, "code")
+                .map(|c| format!(" [{c}]"))
+                .unwrap_or_default();
+            let insecure = detail.get("insecure");
+            let summary = match (text(detail, "reason"), insecure) {
+                // The TUI shows this in red: the certificate was issued, unsafely.
+                (_, Some(insecure)) => format!(
+                    "rotation {what} {subject}: INSECURE [{}]: {}",
+                    text(insecure, "code").unwrap_or_default(),
+                    text(insecure, "reason").unwrap_or_default()
+                ),
+                (Some(reason), None) => format!("rotation {what} {subject}{code}: {reason}"),
+                (None, None) => format!("rotation {what} {subject}"),
             };
             let mut event = CloudEvent::new(EventKind::Function, summary)
                 .client(

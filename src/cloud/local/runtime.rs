@@ -177,16 +177,14 @@ pub async fn start_serving(
     let local_addr = endpoint.local_addr();
     let (api, api_addr_file) = match api {
         None => (None, None),
-        Some(api_config) => {
-            match start_api(cloud, api_config, &endpoint, functions).await {
-                Ok((handle, file)) => (Some(handle), Some(file)),
-                Err(e) => {
-                    cloud.attach_endpoint(None);
-                    endpoint.shutdown().await;
-                    return Err(e);
-                }
+        Some(api_config) => match start_api(cloud, api_config, &endpoint, functions).await {
+            Ok((handle, file)) => (Some(handle), Some(file)),
+            Err(e) => {
+                cloud.attach_endpoint(None);
+                endpoint.shutdown().await;
+                return Err(e);
             }
-        }
+        },
     };
     let addr_file = cloud
         .data_dir()
@@ -222,7 +220,10 @@ async fn start_api(
         functions,
     };
     let api = api_server::start(config, ctx, keys).await?;
-    match cloud.data_dir().write_api_addr(&api.local_addr().to_string()) {
+    match cloud
+        .data_dir()
+        .write_api_addr(&api.local_addr().to_string())
+    {
         Ok(file) => Ok((api, file)),
         Err(e) => {
             api.shutdown().await;

@@ -108,7 +108,8 @@ fn ack_refusals_each_have_their_reason() {
             row,
             vendor_cert_exists: true,
         });
-        assert!(plan.effects.is_empty(), "{plan:?}");
+        // Only the answer to the device: nothing else changes.
+        assert_eq!(plan.effects.len(), 1, "{plan:?}");
         refused_code(&plan)
     };
     assert_eq!(

@@ -83,7 +83,12 @@ async fn deploy_init_then_rotate_the_samples_device() {
     let invoke = |event: Value| {
         let function = Arc::clone(&function);
         let publisher: Arc<dyn Publisher> = recorder.clone();
-        async move { function.invoke(event, publisher).await.expect("invoked") }
+        async move {
+            function
+                .invoke(event, serde_json::Map::new(), publisher)
+                .await
+                .expect("invoked")
+        }
     };
 
     let result = invoke(json!({

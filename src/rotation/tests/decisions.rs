@@ -41,16 +41,17 @@ fn create_request(csr: Option<&str>) -> CreateManCertRequest {
     }
 }
 
+/// The refusal's code; whatever the plan publishes must be that refusal's
+/// answer on a response topic (a device request's refusal is answered).
 pub(super) fn refused_code(plan: &Plan) -> &'static str {
     match &plan.outcome {
         Outcome::Refused(r) => {
-            assert!(
-                !plan
-                    .effects
-                    .iter()
-                    .any(|e| matches!(e, Effect::Publish { .. })),
-                "a refusal publishes nothing: {plan:?}"
-            );
+            for effect in &plan.effects {
+                if let Effect::Publish { topic, payload } = effect {
+                    assert!(topic.ends_with("/rspn"), "{plan:?}");
+                    assert_eq!(payload, &error_response(r), "{plan:?}");
+                }
+            }
             r.code
         }
         other => panic!("expected a refusal, got {other:?}"),
@@ -137,7 +138,7 @@ fn registered_second_cert_for_a_serial_is_deactivated() {
     for row in [
         thing_created(),
         whitelisted()
-            .with_state(CrState::CertRotationCompleted)
+            .with_state(CrState::ManCertCreated)
             .with_attr(ATTR_MANUFACTURER_CERT_ID, Some("m")),
     ] {
         let plan = registered::decide(RegisteredFacts {
@@ -208,6 +209,7 @@ fn create_valid_csr_is_signed_then_registered_attached_recorded_and_answered() {
     let config = RotationConfig {
         validity_days: 42,
         key_algorithm: Some(KeyAlgorithm::EcdsaP256),
+        ..RotationConfig::default()
     };
     let sign = match create_man_cert::decide(
         CreateManCertFacts {
@@ -367,6 +369,7 @@ fn create_enforces_the_fleet_key_type() {
         &RotationConfig {
             validity_days: 1,
             key_algorithm: Some(KeyAlgorithm::Rsa2048),
+            ..RotationConfig::default()
         },
     );
     match decision {

@@ -108,9 +108,14 @@ impl LocalCloud {
         )
     }
 
-    fn invoke(&self, event: Value) -> Outcome {
+    pub(super) fn invoke(&self, event: Value) -> Outcome {
+        self.invoke_configured(event, &self.function.config())
+    }
+
+    /// One invocation with the stack's settings `config` (its environment).
+    pub(super) fn invoke_configured(&self, event: Value, config: &RotationConfig) -> Outcome {
         self.function
-            .handle(&event, self.published.as_ref())
+            .handle_configured(&event, config, self.published.as_ref())
             .expect("the function runs")
             .outcome
     }
@@ -133,7 +138,7 @@ impl LocalCloud {
     }
 
     /// The rule's output for `$aws/events/certificates/registered/<caId>`.
-    fn registered_event(&self, cert_id: &str) -> Outcome {
+    pub(super) fn registered_event(&self, cert_id: &str) -> Outcome {
         self.invoke(json!({
             "data": {
                 "certificateId": cert_id,
@@ -165,7 +170,7 @@ impl LocalCloud {
         }))
     }
 
-    fn refusals(&self, subject: &str) -> Vec<Value> {
+    pub(super) fn refusals(&self, subject: &str) -> Vec<Value> {
         self.store
             .list_events_for(subject, 100)
             .expect("events")
@@ -174,6 +179,11 @@ impl LocalCloud {
             .map(|e| e.detail)
             .collect()
     }
+}
+
+/// The function under `cloud`, to call it directly.
+pub(super) fn function_of(cloud: &LocalCloud) -> Arc<RotationFunction> {
+    Arc::clone(&cloud.function)
 }
 
 fn refused_code(outcome: &Outcome) -> &'static str {
@@ -348,13 +358,15 @@ fn a_serial_that_is_not_whitelisted_ends_with_an_inactive_cert_and_nothing_else(
     }
     assert_eq!(function_events.len(), 1);
     assert!(function_events[0].summary.contains("refused"));
-    // Its later requests get nothing either.
+    // Its later requests get nothing but the refusal.
     let (csr, _) = new_csr("NOTWHITELISTED1");
     assert_eq!(
         refused_code(&cloud.create("NOTWHITELISTED1", &stranger.id, &csr)),
         "not_whitelisted"
     );
-    assert!(cloud.published.take().is_empty());
+    let answers = cloud.published.take();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(answers[0].1["error"]["code"], "not_whitelisted");
 }
 
 #[test]
@@ -393,7 +405,14 @@ fn forged_and_wrong_requests_are_refused_with_a_logged_reason_and_change_nothing
         assert_eq!(refused_code(outcome), *code);
         expected_codes.push(json!(code));
     }
-    assert!(cloud.published.take().is_empty());
+    // Each one answered with its code, nothing else published.
+    let answered: Vec<Value> = cloud
+        .published
+        .take()
+        .into_iter()
+        .map(|(_, payload)| payload["error"]["code"].clone())
+        .collect();
+    assert_eq!(answered, expected_codes);
     assert_eq!(cloud.row(SERIAL), row);
     assert_eq!(cloud.store.list_certificates().expect("list").len(), certs);
     let logged: Vec<Value> = cloud
@@ -425,7 +444,20 @@ fn forged_and_wrong_requests_are_refused_with_a_logged_reason_and_change_nothing
         refused_code(&cloud.ack(SERIAL, &vendor.id, &man_id)),
         "principal_not_manufacturer_cert"
     );
-    assert!(cloud.published.take().is_empty());
+    let answered: Vec<Value> = cloud
+        .published
+        .take()
+        .into_iter()
+        .map(|(topic, payload)| json!([topic, payload["error"]["code"]]))
+        .collect();
+    let ack_rspn = format!("/cert-rotation/ack-man-cert/{SERIAL}/rspn");
+    assert_eq!(
+        answered,
+        vec![
+            json!([ack_rspn, "wrong_cert_id"]),
+            json!([ack_rspn, "principal_not_manufacturer_cert"])
+        ]
+    );
     assert!(cloud
         .store
         .get_certificate(&vendor.id)
@@ -474,6 +506,7 @@ async fn the_rules_engine_invokes_it_by_handler_name() {
                 "client_id": SERIAL,
                 "cert_id": pki().vendor.id,
             }),
+            serde_json::Map::new(),
             publisher,
         )
         .await

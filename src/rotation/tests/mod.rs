@@ -6,6 +6,7 @@ mod after_init;
 mod decisions;
 mod local_store;
 mod parse;
+mod refusals;
 mod retries;
 
 use crate::model::{now_millis, Certificate, CertificateStatus};

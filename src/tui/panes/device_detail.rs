@@ -58,7 +58,10 @@ pub fn diagram_step(ev: &CloudEvent) -> Option<Step> {
         EventKind::PacketOut { packet, .. } => Step::Arrow {
             from: IOT_CORE,
             to: DEVICE,
-            label: format!("{packet}{topic}"),
+            label: match super::traffic::error_answer(ev) {
+                Some((code, _)) => format!("{packet}{topic} refused: {code}"),
+                None => format!("{packet}{topic}"),
+            },
             failed,
         },
         EventKind::Connection if failed => Step::Arrow {

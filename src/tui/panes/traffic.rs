@@ -407,6 +407,29 @@ fn kind_columns(kind: &EventKind, theme: &Theme) -> (&'static str, String, Strin
 fn traffic_row<'a>(ev: &'a CloudEvent, theme: &Theme) -> Row<'a> {
     let (dir, kind, size, style) = kind_columns(&ev.kind, theme);
     let summary_style = if is_refusal(ev) { theme.bad() } else { style };
+    if let EventKind::Api {
+        service,
+        operation,
+        status,
+        millis,
+    } = &ev.kind
+    {
+        // `API  iot:RegisterCACertificate  200  3 ms`: the operation where
+        // a packet's topic goes, the HTTP status where its size goes.
+        return Row::new(vec![
+            Line::from(Span::styled(clock_time(ev.at), theme.dim())),
+            Line::from(dir),
+            Line::from("-"),
+            Line::from(Span::styled(kind, style)),
+            Line::from(format!("{service}:{operation}")),
+            Line::from(Span::styled(status.to_string(), summary_style)),
+            Line::from(Span::styled(format!("{millis} ms"), theme.dim())),
+        ]);
+    }
+    let summary = match error_answer(ev) {
+        Some((code, message)) => format!("{} · refused {code}: {message}", ev.summary),
+        None => ev.summary.clone(),
+    };
     Row::new(vec![
         Line::from(Span::styled(clock_time(ev.at), theme.dim())),
         Line::from(dir),
@@ -414,15 +437,38 @@ fn traffic_row<'a>(ev: &'a CloudEvent, theme: &Theme) -> Row<'a> {
         Line::from(Span::styled(kind, style)),
         Line::from(ev.topic.as_deref().unwrap_or("")),
         Line::from(Span::styled(size, theme.dim())),
-        Line::from(Span::styled(ev.summary.as_str(), summary_style)),
+        Line::from(Span::styled(summary, summary_style)),
     ])
 }
 
-/// True for refusals and failures, which the pane shows in red.
+/// True for refusals and failures, which the pane shows in red: also a
+/// rotation answer carrying `{"error": …}` to a device, and a certificate
+/// issued although insecure (`CsrKeyReuse=warn`).
 pub fn is_refusal(ev: &CloudEvent) -> bool {
     if let EventKind::Api { status, .. } = &ev.kind {
         return *status >= 400;
     }
     let s = ev.summary.to_ascii_lowercase();
-    s.contains("refused") || s.contains("denied") || s.contains("failed") || s.contains("error")
+    s.contains("refused")
+        || s.contains("denied")
+        || s.contains("failed")
+        || s.contains("error")
+        || s.contains("insecure")
+        || error_answer(ev).is_some()
+}
+
+/// The `code` and `message` of a refusal the cloud sent a device
+/// (`{"error": {"code", "message"}}` on a response topic), from the
+/// packet's payload preview.
+pub fn error_answer(ev: &CloudEvent) -> Option<(&str, &str)> {
+    if !matches!(
+        ev.kind,
+        EventKind::PacketOut { .. } | EventKind::PacketIn { .. }
+    ) {
+        return None;
+    }
+    let error = ev.detail.get("payload")?.get("error")?;
+    let code = error.get("code")?.as_str()?;
+    let message = error.get("message").and_then(|m| m.as_str()).unwrap_or("");
+    Some((code, message))
 }

@@ -53,8 +53,7 @@ impl ApiCredentials {
     /// A fresh random key.
     pub fn generate() -> ApiCredentials {
         const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-        const SECRET: &[u8] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        const SECRET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let mut rng = rand::thread_rng();
         let mut pick = |alphabet: &[u8], n: usize| -> String {
             (0..n)

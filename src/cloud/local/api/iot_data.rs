@@ -47,7 +47,12 @@ impl Service for IotData {
         ))
     }
 
-    async fn call(&self, ctx: &ApiContext, operation: &'static str, request: ApiRequest) -> ApiResult {
+    async fn call(
+        &self,
+        ctx: &ApiContext,
+        operation: &'static str,
+        request: ApiRequest,
+    ) -> ApiResult {
         match operation {
             "Publish" => publish(ctx, &request),
             other => Err(ApiError::unknown_operation("iot-data", other)),
@@ -108,7 +113,10 @@ mod tests {
     fn the_topic_is_the_decoded_rest_of_the_path() {
         let r = post("/topics/%2Fcert-rotation%2Fack-man-cert%2FS1%2Frqst", &[]);
         assert_eq!(IotData.operation(&r), Ok("Publish"));
-        assert_eq!(topic_of(&r).as_deref(), Some("/cert-rotation/ack-man-cert/S1/rqst"));
+        assert_eq!(
+            topic_of(&r).as_deref(),
+            Some("/cert-rotation/ack-man-cert/S1/rqst")
+        );
         assert_eq!(topic_of(&post("/topics/a/b", &[])).as_deref(), Some("a/b"));
         assert!(IotData.operation(&post("/topics/", &[])).is_err());
         assert!(IotData.operation(&post("/things", &[])).is_err());

@@ -40,6 +40,7 @@ pub mod sigv4;
 pub mod ssm;
 pub mod sts;
 pub mod traffic;
+pub mod xml;
 
 use super::LocalCloud;
 use bytes::Bytes;

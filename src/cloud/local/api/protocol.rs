@@ -168,9 +168,10 @@ mod tests {
     fn each_protocol_shapes_the_error_as_its_sdks_parse_it() {
         let r = error_response(Protocol::RestJson, "iot", &err(), "rid");
         assert_eq!(r.status, 404);
-        assert!(r
-            .headers
-            .contains(&("x-amzn-ErrorType".into(), "ResourceNotFoundException".into())));
+        assert!(r.headers.contains(&(
+            "x-amzn-ErrorType".into(),
+            "ResourceNotFoundException".into()
+        )));
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["message"], "no <such> thing & more");
 
@@ -187,18 +188,17 @@ mod tests {
 
         let r = error_response(Protocol::RestXml, "s3", &err(), "rid");
         let text = String::from_utf8(r.body.to_vec()).unwrap();
-        assert!(text.contains("<Error><Code>ResourceNotFoundException</Code>"), "{text}");
+        assert!(
+            text.contains("<Error><Code>ResourceNotFoundException</Code>"),
+            "{text}"
+        );
     }
 
     #[test]
     fn refused_signatures_get_each_protocols_code() {
         let codes = |e: AuthError| {
-            [
-                Protocol::RestJson,
-                Protocol::AwsQuery,
-                Protocol::RestXml,
-            ]
-            .map(|p| auth_error(p, &e).code)
+            [Protocol::RestJson, Protocol::AwsQuery, Protocol::RestXml]
+                .map(|p| auth_error(p, &e).code)
         };
         assert_eq!(
             codes(AuthError::Missing),
@@ -232,6 +232,9 @@ mod tests {
                 "RequestTimeTooSkewed"
             ]
         );
-        assert_eq!(auth_error(Protocol::AwsJson10, &AuthError::Missing).status, 403);
+        assert_eq!(
+            auth_error(Protocol::AwsJson10, &AuthError::Missing).status,
+            403
+        );
     }
 }

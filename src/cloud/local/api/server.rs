@@ -22,7 +22,9 @@
 
 use super::credentials::ApiCredentials;
 use super::traffic::{self, ApiCall};
-use super::{protocol, services, sigv4, ApiContext, ApiError, ApiRequest, ApiResponse, Protocol, Service};
+use super::{
+    protocol, services, sigv4, ApiContext, ApiError, ApiRequest, ApiResponse, Protocol, Service,
+};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -197,7 +199,11 @@ async fn accept_loop(
     }
 }
 
-async fn serve_connection(shared: Arc<Shared>, tcp: tokio::net::TcpStream, shutdown: CancellationToken) {
+async fn serve_connection(
+    shared: Arc<Shared>,
+    tcp: tokio::net::TcpStream,
+    shutdown: CancellationToken,
+) {
     let header_read_timeout = shared.config.header_read_timeout;
     let service = hyper::service::service_fn(move |req| {
         let shared = shared.clone();
@@ -354,13 +360,15 @@ async fn answer(
         .filter(|v| v.starts_with("STREAMING-"))
         .map(str::to_string)
     {
-        Some(payload) => match sigv4::decode_aws_chunked(&body, &payload, &auth, &shared.credentials) {
-            Ok(decoded) => {
-                strip_aws_chunked(&mut headers, decoded.len());
-                Bytes::from(decoded)
+        Some(payload) => {
+            match sigv4::decode_aws_chunked(&body, &payload, &auth, &shared.credentials) {
+                Ok(decoded) => {
+                    strip_aws_chunked(&mut headers, decoded.len());
+                    Bytes::from(decoded)
+                }
+                Err(e) => return Outcome::refused(name, protocol, protocol::chunked_error(&e)),
             }
-            Err(e) => return Outcome::refused(name, protocol, protocol::chunked_error(&e)),
-        },
+        }
         None => body,
     };
     if let Ok(id) = http::HeaderValue::from_str(request_id) {
@@ -443,7 +451,10 @@ fn strip_aws_chunked(headers: &mut http::HeaderMap, decoded_len: usize) {
             headers.insert(http::header::CONTENT_ENCODING, v);
         }
     }
-    headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(decoded_len));
+    headers.insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from(decoded_len),
+    );
 }
 
 /// Runs the operation on the blocking pool: operations call SQLite
@@ -473,7 +484,10 @@ async fn run_operation(
 /// The HTTP answer, with the request id headers SDKs read.
 fn to_http(response: ApiResponse, request_id: &str, s3: bool) -> http::Response<Full<Bytes>> {
     let mut builder = http::Response::builder()
-        .status(http::StatusCode::from_u16(response.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR))
+        .status(
+            http::StatusCode::from_u16(response.status)
+                .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR),
+        )
         .header("x-amzn-RequestId", request_id);
     if s3 {
         builder = builder
@@ -486,7 +500,9 @@ fn to_http(response: ApiResponse, request_id: &str, s3: bool) -> http::Response<
             http::HeaderValue::from_str(value),
         ) {
             (Ok(n), Ok(v)) => builder = builder.header(n, v),
-            _ => tracing::warn!(header = %name, "AWS API: an operation's response header is not valid HTTP; dropped"),
+            _ => {
+                tracing::warn!(header = %name, "AWS API: an operation's response header is not valid HTTP; dropped")
+            }
         }
     }
     builder.body(Full::new(response.body)).unwrap_or_else(|_| {
@@ -500,5 +516,12 @@ fn to_http(response: ApiResponse, request_id: &str, s3: bool) -> http::Response<
 fn new_request_id() -> String {
     let b: [u8; 16] = rand::random();
     let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }

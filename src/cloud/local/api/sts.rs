@@ -7,7 +7,9 @@
 //! client that asks in awsJson (`X-Amz-Target: AWSSecurityTokenServiceV20110615.GetCallerIdentity`)
 //! is answered in JSON.
 
-use super::{xml_escape, ApiContext, ApiError, ApiRequest, ApiResponse, ApiResult, Protocol, Service};
+use super::{
+    xml_escape, ApiContext, ApiError, ApiRequest, ApiResponse, ApiResult, Protocol, Service,
+};
 use crate::cloud::local::LOCAL_ACCOUNT_ID;
 
 /// The user the data dir's key belongs to.
@@ -119,9 +121,15 @@ mod tests {
         assert_eq!(Sts.operation(&r), Ok("GetCallerIdentity"));
         let text = String::from_utf8(get_caller_identity(&r).body.to_vec()).unwrap();
         assert!(text.contains("<Account>123456789012</Account>"), "{text}");
-        assert!(text.contains("<Arn>arn:aws:iam::123456789012:user/jitpilot</Arn>"), "{text}");
+        assert!(
+            text.contains("<Arn>arn:aws:iam::123456789012:user/jitpilot</Arn>"),
+            "{text}"
+        );
 
-        let r = request("{}", Some("AWSSecurityTokenServiceV20110615.GetCallerIdentity"));
+        let r = request(
+            "{}",
+            Some("AWSSecurityTokenServiceV20110615.GetCallerIdentity"),
+        );
         assert_eq!(Sts.operation(&r), Ok("GetCallerIdentity"));
         let v: serde_json::Value = serde_json::from_slice(&get_caller_identity(&r).body).unwrap();
         assert_eq!(v["Account"], "123456789012");
@@ -129,7 +137,9 @@ mod tests {
 
     #[test]
     fn other_actions_are_unknown_operations() {
-        let e = Sts.operation(&request("Action=AssumeRole", None)).unwrap_err();
+        let e = Sts
+            .operation(&request("Action=AssumeRole", None))
+            .unwrap_err();
         assert_eq!(e.code, "UnknownOperationException");
         let e = Sts.operation(&request("", None)).unwrap_err();
         assert_eq!(e.code, "MissingAction");

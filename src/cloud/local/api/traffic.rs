@@ -185,7 +185,12 @@ fn redact_text(text: &str) -> String {
 mod tests {
     use super::*;
 
-    fn call<'a>(op: &'a str, headers: &'a http::HeaderMap, req: &'a [u8], resp: &'a [u8]) -> ApiCall<'a> {
+    fn call<'a>(
+        op: &'a str,
+        headers: &'a http::HeaderMap,
+        req: &'a [u8],
+        resp: &'a [u8],
+    ) -> ApiCall<'a> {
         ApiCall {
             service: "ssm",
             operation: op,
@@ -218,7 +223,10 @@ mod tests {
             ),
         );
         let key = "-----BEGIN PRIVATE KEY-----\nSECRETKEYBYTES\n-----END PRIVATE KEY-----\n";
-        let put = serde_json::to_vec(&json!({"Name": "cr-ca-key-1", "Type": "SecureString", "Value": key})).unwrap();
+        let put = serde_json::to_vec(
+            &json!({"Name": "cr-ca-key-1", "Type": "SecureString", "Value": key}),
+        )
+        .unwrap();
         let ev = event(&call("PutParameter", &h, &put, b"{\"Version\":1}"));
         let text = ev.detail.to_string();
         assert!(!text.contains("deadbeef"), "{text}");
@@ -226,13 +234,21 @@ mod tests {
         assert!(text.contains("cr-ca-key-1"), "{text}");
 
         let get = br#"{"Name":"p","WithDecryption":true}"#;
-        let resp = br#"{"Parameter":{"Name":"p","Type":"SecureString","Value":"plaintext-secret"}}"#;
-        let text = event(&call("GetParameter", &h, get, resp)).detail.to_string();
+        let resp =
+            br#"{"Parameter":{"Name":"p","Type":"SecureString","Value":"plaintext-secret"}}"#;
+        let text = event(&call("GetParameter", &h, get, resp))
+            .detail
+            .to_string();
         assert!(!text.contains("plaintext-secret"), "{text}");
 
         let keys = br#"{"certificatePem":"-----BEGIN CERTIFICATE-----\nC\n-----END CERTIFICATE-----","keyPair":{"PrivateKey":"-----BEGIN EC PRIVATE KEY-----\nK\n-----END EC PRIVATE KEY-----","PublicKey":"pub"},"SecretAccessKey":"s3cr3t"}"#;
-        let text = event(&call("CreateKeysAndCertificate", &h, b"", keys)).detail.to_string();
-        assert!(!text.contains("\\nK\\n") && !text.contains("s3cr3t"), "{text}");
+        let text = event(&call("CreateKeysAndCertificate", &h, b"", keys))
+            .detail
+            .to_string();
+        assert!(
+            !text.contains("\\nK\\n") && !text.contains("s3cr3t"),
+            "{text}"
+        );
         assert!(text.contains("BEGIN CERTIFICATE"), "{text}");
 
         let xml = b"<Result><SecretAccessKey>abc</SecretAccessKey>-----BEGIN RSA PRIVATE KEY-----\nXYZ\n-----END RSA PRIVATE KEY-----</Result>";

@@ -10,6 +10,7 @@ use super::lifecycle::{self, Presence};
 use super::limits::{DELIVERY_CHANNEL, PAYLOAD_PREVIEW_BYTES};
 use super::router::{Link, Origin};
 use super::session::{CloseReason, ConnectRequest, Effect, Message, PacketSummary, Session};
+use super::throttle::{Throttle, Throttled};
 use super::Shared;
 use crate::cloud::events::{CloudEvent, EventKind};
 use bytes::{Bytes, BytesMut};
@@ -59,7 +60,14 @@ pub async fn serve(
     }
 
     let session_identifier = hex::encode(rand::random::<[u8; 16]>());
-    let mut session = Session::new();
+    let mut session = Session::with_limits(&shared.limits);
+    let mut throttle = Throttle::new(
+        shared.limits.publishes_per_second,
+        shared.limits.bytes_per_second,
+        Instant::now(),
+    );
+    // Set while the client is over its rate: its socket is not read until then.
+    let mut throttled_until: Option<Instant> = None;
     let mut online: Option<Online> = None;
     // Deliveries from the router and the eviction signal, once connected.
     let mut deliveries: Option<mpsc::Receiver<Message>> = None;
@@ -95,10 +103,11 @@ pub async fn serve(
             // MQTT 3.1.1 §3.1.2.10: one and a half keepalive periods.
             (Some(_), ka) => last_heard + Duration::from_millis(u64::from(ka) * 1500),
         };
+        let resume_reading = throttled_until.unwrap_or_else(Instant::now);
         tokio::select! {
-            read = stream.read_buf(&mut read_buf) => match read {
+            read = stream.read_buf(&mut read_buf), if throttled_until.is_none() => match read {
                 Ok(0) | Err(_) => close_reason = Some(CloseReason::ConnectionLost),
-                Ok(_) => {
+                Ok(n) => {
                     last_heard = Instant::now();
                     session.set_observe(shared.bus.enabled());
                     match &online {
@@ -106,8 +115,25 @@ pub async fn serve(
                         None => session.handle_bytes(&read_buf, &nothing_yet, &mut effects),
                     }
                     read_buf.clear();
+                    let publishes = effects.iter().filter(|e| matches!(e, Effect::Publish(_))).count();
+                    match throttle.spend(publishes, n, last_heard) {
+                        Throttled::No => {}
+                        Throttled::Until(at) => throttled_until = Some(at),
+                        Throttled::Disconnect(why) => {
+                            shared.counters.throttled_disconnects.fetch_add(1, Ordering::Relaxed);
+                            // What was read is still handled (acknowledged
+                            // and routed) before the close.
+                            effects.push(Effect::Close(CloseReason::ClientError(why)));
+                        }
+                    }
                 }
             },
+            _ = tokio::time::sleep_until(resume_reading), if throttled_until.is_some() => {
+                // The allowance has refilled; the keepalive clock restarts
+                // (the client may have been waiting on us).
+                throttled_until = None;
+                last_heard = Instant::now();
+            }
             Some(message) = recv(&mut deliveries) => session.deliver(message, &mut effects),
             _ = evicted(&evict) => session.close(
                 if shutdown.is_cancelled() { CloseReason::ServerInitiated } else { CloseReason::DuplicateClientId },
@@ -118,7 +144,8 @@ pub async fn serve(
                 &mut effects,
             ),
             _ = shutdown.cancelled() => session.close(CloseReason::ServerInitiated, &mut effects),
-            _ = tokio::time::sleep_until(deadline) => session.close(
+            // Not while throttled: the client is waiting on us then.
+            _ = tokio::time::sleep_until(deadline), if throttled_until.is_none() => session.close(
                 if online.is_some() {
                     CloseReason::KeepAliveTimeout
                 } else {
@@ -130,6 +157,11 @@ pub async fn serve(
         // Carry out effects; some (CONNECT, subscriptions) produce more.
         while !effects.is_empty() {
             for effect in std::mem::take(&mut effects) {
+                if close_reason.is_some() && !matches!(effect, Effect::Received(_)) {
+                    // Closed: nothing after it is sent or routed (e.g. the
+                    // PUBACK of a publish the router refused).
+                    continue;
+                }
                 match effect {
                     Effect::Send(packet) => {
                         if shared.bus.enabled() {
@@ -203,7 +235,11 @@ pub async fn serve(
                             principal: Some(cert_id.clone()),
                             ..Origin::default()
                         };
-                        shared.router.route(message, origin);
+                        if let Err(why) = shared.router.route_checked(message, origin) {
+                            let reason = CloseReason::ClientError(why);
+                            session.close(reason.clone(), &mut effects);
+                            close_reason = Some(reason);
+                        }
                     }
                     Effect::Subscribe(filters) => {
                         let client_id = session.client_id().to_string();
@@ -319,7 +355,7 @@ fn finish(
         *reason == CloseReason::ClientInitiated,
     );
     shared.publish_event(topic, body);
-    tracing::info!(client_id, reason = %reason.describe(), "disconnected");
+    tracing::info!(client_id = ?client_id, reason = ?reason.describe(), "disconnected");
     shared.bus.emit_with(|| {
         CloudEvent::new(EventKind::Connection, format!("{client_id} disconnected: {}", reason.describe()))
             .client(client_id.clone())

@@ -4,7 +4,11 @@
 //!
 //! ## Layout
 //!
-//! - `server.rs`       the listener: accepts TCP, bounds concurrent TLS handshakes, graceful shutdown
+//! - `server.rs`       the listener: accepts TCP, tracks TLS handshakes, graceful shutdown
+//! - `handshakes.rs`   the unauthenticated connections: per-address and total bounds, shrinking deadline
+//! - `sampler.rs`      failures anyone can cause are counted, and only sampled into the event log
+//! - `throttle.rs`     AWS's per-connection publish rate and throughput, throttled then disconnected
+//! - `retained.rs`     the retained messages: capped in count and bytes, persisted in the store
 //! - `tls.rs`          rustls setup and the verifier trusting *registered* ACTIVE CAs, looked up live
 //! - `admission.rs`    after the handshake: certificate status, JITP, the connection's policies
 //! - `connection.rs`   the async shell of one connection: socket ↔ session ↔ router
@@ -24,12 +28,16 @@ mod close_reason;
 mod connection;
 pub use connection::payload_preview;
 mod delivery;
+mod handshakes;
 mod lifecycle;
 pub mod limits;
+mod retained;
 mod router;
 mod rules_engine;
+mod sampler;
 mod server;
 pub mod session;
+mod throttle;
 mod tls;
 mod topics;
 
@@ -54,22 +62,24 @@ use tokio_util::sync::CancellationToken;
 pub struct EndpointConfig {
     /// `host:port` to listen on; port 0 picks a free port (see [`EndpointHandle::local_addr`]).
     pub addr: String,
-    /// A TLS handshake taking longer is abandoned (slowloris, half-open sockets).
+    /// A TLS handshake taking longer is abandoned (slowloris, half-open
+    /// sockets) when the endpoint is quiet; the deadline shrinks as
+    /// unauthenticated connections fill their slots (`handshakes.rs`).
     pub handshake_timeout: Duration,
-    /// Handshakes in progress at once; further connections wait in the
-    /// kernel's accept queue. Bounds the CPU a connection storm can take.
-    pub max_concurrent_handshakes: usize,
     /// Time from the end of the handshake to CONNECT.
     pub connect_timeout: Duration,
+    /// AWS's quotas and jitpilot's bounds; `JITPILOT_LIMITS` is applied
+    /// over them when the endpoint starts.
+    pub limits: limits::Limits,
 }
 
 impl Default for EndpointConfig {
     fn default() -> Self {
         EndpointConfig {
             addr: "127.0.0.1:8883".into(),
-            handshake_timeout: Duration::from_secs(10),
-            max_concurrent_handshakes: 256,
+            handshake_timeout: limits::HANDSHAKE_TIMEOUT,
             connect_timeout: Duration::from_secs(10),
+            limits: limits::Limits::default(),
         }
     }
 }
@@ -88,6 +98,8 @@ pub enum EndpointError {
         source: std::io::Error,
     },
     #[error(transparent)]
+    Limits(#[from] limits::LimitsError),
+    #[error(transparent)]
     Tls(#[from] tls::TlsSetupError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
@@ -97,6 +109,8 @@ pub enum EndpointError {
 #[derive(Debug, Default)]
 struct EndpointCounters {
     handshakes_failed: AtomicU64,
+    events_skipped: AtomicU64,
+    throttled_disconnects: AtomicU64,
     refused: AtomicU64,
     connected: AtomicU64,
     jitp_provisioned: AtomicU64,
@@ -112,6 +126,20 @@ pub struct EndpointStats {
     pub connected: u64,
     /// TLS handshakes that failed (unregistered CA, expired cert, timeout, ...).
     pub handshakes_failed: u64,
+    /// Connections closed before finishing their handshake to make room
+    /// (idle sockets over the per-address or total bound).
+    pub handshakes_evicted: u64,
+    /// Connections mid-handshake right now.
+    pub handshakes_pending: usize,
+    /// Failures counted but not written to the event log (sampling).
+    pub events_skipped: u64,
+    /// Connections disconnected for publishing over AWS's rate limits.
+    pub throttled_disconnects: u64,
+    /// Retained messages held (and persisted) now, and their bytes.
+    pub retained_messages: usize,
+    pub retained_bytes: usize,
+    /// Retained publishes refused because the store was full.
+    pub retained_refused: u64,
     /// Connections closed before CONNACK (status, JITP, policy, protocol).
     pub refused: u64,
     pub jitp_provisioned: u64,
@@ -124,6 +152,10 @@ pub struct EndpointStats {
 /// What every connection task shares.
 struct Shared {
     config: EndpointConfig,
+    /// `config.limits` with `JITPILOT_LIMITS` applied.
+    limits: limits::Limits,
+    handshakes: std::sync::Mutex<server::HandshakeGate>,
+    sampler: std::sync::Mutex<sampler::Sampler>,
     store: Store,
     bus: EventBus,
     router: Arc<Router>,
@@ -132,7 +164,24 @@ struct Shared {
 }
 
 impl Shared {
-    /// Logs and reports a refused connection (no CONNACK).
+    /// Whether to record one more failure of `kind` (see `sampler.rs`);
+    /// counts the skipped ones.
+    fn sample(&self, kind: &'static str) -> sampler::Sample {
+        let sample = self
+            .sampler
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .sample(kind, tokio::time::Instant::now());
+        if sample == sampler::Sample::Skip {
+            self.counters.events_skipped.fetch_add(1, Ordering::Relaxed);
+        }
+        sample
+    }
+
+    /// Logs and reports a refused connection (no CONNACK). Not sampled:
+    /// the peer passed the TLS handshake with a certificate of a registered
+    /// CA (a JITP refusal is every device's first connect, and belongs on
+    /// its timeline); the event log's retention bounds the rows.
     fn refused(
         &self,
         peer: SocketAddr,
@@ -142,7 +191,7 @@ impl Shared {
     ) {
         self.counters.refused.fetch_add(1, Ordering::Relaxed);
         let why = reason.describe();
-        tracing::info!(%peer, client_id, cert_id, reason = %why, "connection refused");
+        tracing::info!(peer = ?peer, client_id = ?client_id, cert_id, reason = ?why, "connection refused");
         let detail = json!({
             "clientId": client_id,
             "certificateId": cert_id,
@@ -282,6 +331,8 @@ pub struct EndpointHandle {
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     listener: tokio::task::JoinHandle<()>,
+    /// Writes retained messages to the store as they change.
+    persister: tokio::task::JoinHandle<()>,
     /// Every connection task holds a clone of the sender; when all are
     /// dropped, `recv` returns `None`: all connections are closed.
     connections_done: mpsc::Receiver<()>,
@@ -326,10 +377,26 @@ impl EndpointHandle {
     pub fn stats(&self) -> EndpointStats {
         let c = &self.shared.counters;
         let r = &self.shared.router.counters;
+        let (handshakes_evicted, handshakes_pending) = {
+            let gate = self
+                .shared
+                .handshakes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (gate.evicted(), gate.pending())
+        };
+        let (retained_messages, retained_bytes) = self.shared.router.retained_size();
         EndpointStats {
             online: self.shared.router.online(),
             connected: c.connected.load(Ordering::Relaxed),
             handshakes_failed: c.handshakes_failed.load(Ordering::Relaxed),
+            handshakes_evicted,
+            handshakes_pending,
+            events_skipped: c.events_skipped.load(Ordering::Relaxed),
+            throttled_disconnects: c.throttled_disconnects.load(Ordering::Relaxed),
+            retained_messages,
+            retained_bytes,
+            retained_refused: r.retained_refused.load(Ordering::Relaxed),
             refused: c.refused.load(Ordering::Relaxed),
             jitp_provisioned: c.jitp_provisioned.load(Ordering::Relaxed),
             messages_routed: r.messages_routed.load(Ordering::Relaxed),
@@ -341,8 +408,9 @@ impl EndpointHandle {
 
     /// Stops accepting, closes every session (disconnected events are
     /// published, persistent sessions keep their queues until exit) and
-    /// waits for the connection tasks, at most 10 s. Every store write is
-    /// committed as it happens, so nothing else needs flushing.
+    /// waits for the connection tasks, at most 10 s, then writes the last
+    /// retained-message changes. Every other store write is committed as
+    /// it happens.
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();
         let _ = (&mut self.listener).await;
@@ -354,6 +422,9 @@ impl EndpointHandle {
         {
             tracing::warn!("some connections did not close within 10 s of shutdown");
         }
+        // The last retained changes (wills of the sessions just closed too).
+        let _ = (&mut self.persister).await;
+        save_retained_changes(&self.shared);
     }
 }
 
@@ -382,20 +453,9 @@ pub async fn start(
     )?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
 
-    let listener = tokio::net::TcpListener::bind(&config.addr)
-        .await
-        .map_err(|source| {
-            if source.kind() == std::io::ErrorKind::AddrInUse {
-                EndpointError::AddrInUse {
-                    addr: config.addr.clone(),
-                }
-            } else {
-                EndpointError::Bind {
-                    addr: config.addr.clone(),
-                    source,
-                }
-            }
-        })?;
+    let limits = config.limits.clone().with_env()?;
+    store.set_event_retention(limits.event_retention());
+    let listener = server::bind(&config.addr, limits.listen_backlog).await?;
     let local_addr = listener
         .local_addr()
         .map_err(|source| EndpointError::Bind {
@@ -405,18 +465,45 @@ pub async fn start(
 
     let rules = RulesEngine::new(store.clone(), bus.clone(), functions);
     let active = rules.reload()?;
-    tracing::info!(%local_addr, rules = active, "MQTT endpoint listening");
+    let router = Arc::new(Router::new(bus.clone(), rules, &limits));
+    // AWS keeps retained messages across restarts; so does the local cloud.
+    let persisted = store.load_retained()?;
+    let restored = persisted.len();
+    let dropped = router.restore_retained(persisted.into_iter().map(|row| session::Message {
+        topic: row.topic,
+        payload: bytes::Bytes::from(row.payload),
+        qos: if row.qos == 0 {
+            rumqttc::mqttbytes::QoS::AtMostOnce
+        } else {
+            rumqttc::mqttbytes::QoS::AtLeastOnce
+        },
+        retain: true,
+    }));
+    if dropped > 0 {
+        tracing::warn!(
+            dropped,
+            "retained messages over the current limits were not restored"
+        );
+    }
+    tracing::info!(%local_addr, rules = active, retained = restored - dropped, "MQTT endpoint listening");
 
     let shared = Arc::new(Shared {
+        handshakes: std::sync::Mutex::new(server::HandshakeGate::new(
+            &limits,
+            config.handshake_timeout,
+        )),
+        sampler: std::sync::Mutex::new(sampler::Sampler::default()),
+        limits,
         config,
         store,
         bus: bus.clone(),
-        router: Arc::new(Router::new(bus, rules)),
+        router,
         verifier,
         counters: EndpointCounters::default(),
     });
     let shutdown = CancellationToken::new();
     let (done_tx, connections_done) = mpsc::channel(1);
+    let persister = tokio::spawn(persist_retained(shared.clone(), shutdown.clone()));
     let listener = tokio::spawn(server::accept_loop(
         listener,
         acceptor,
@@ -429,6 +516,47 @@ pub async fn start(
         shared,
         shutdown,
         listener,
+        persister,
         connections_done,
     })
+}
+
+/// Writes changed retained messages to the store as they change: woken by
+/// the router, it takes every topic changed since its last write (a flood
+/// of publishes to one topic is one row write) and writes them in one
+/// transaction, off the async threads.
+async fn persist_retained(shared: Arc<Shared>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shared.router.retained_changed.notified() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let shared = shared.clone();
+        let written = tokio::task::spawn_blocking(move || save_retained_changes(&shared)).await;
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "retained messages not persisted");
+        }
+    }
+}
+
+/// Writes the retained topics changed since the last write.
+fn save_retained_changes(shared: &Shared) {
+    let changes = shared.router.take_retained_changes();
+    if changes.is_empty() {
+        return;
+    }
+    let rows: Vec<(String, Option<crate::store::RetainedRow>)> = changes
+        .into_iter()
+        .map(|(topic, message)| {
+            let row = message.map(|m| crate::store::RetainedRow {
+                topic: m.topic,
+                payload: m.payload.to_vec(),
+                qos: m.qos as u8,
+            });
+            (topic, row)
+        })
+        .collect();
+    if let Err(e) = shared.store.save_retained(&rows) {
+        tracing::warn!(error = %e, "retained messages not persisted");
+    }
 }

@@ -9,7 +9,8 @@
 //! persistent session.
 
 use super::authz::ConnectionPolicy;
-use super::limits::{MAX_QUEUED_MESSAGES, MAX_SUBSCRIPTIONS_PER_SESSION};
+use super::limits::{Limits, MAX_QUEUED_MESSAGES};
+use super::retained::Retained;
 use super::rules_engine::RulesEngine;
 use super::session::Message;
 use super::topics;
@@ -85,14 +86,13 @@ pub struct Attached {
     pub version: u64,
 }
 
-#[derive(Default)]
 struct RouterState {
     sessions: HashMap<String, SessionEntry>,
     /// Filters without wildcards: looked up by topic directly.
     exact: HashMap<String, HashSet<String>>,
     /// Filters with wildcards: matched one by one.
     wildcard: HashMap<String, HashSet<String>>,
-    retained: HashMap<String, Message>,
+    retained: Retained,
 }
 
 /// Counters shown by `EndpointHandle::stats`.
@@ -105,6 +105,8 @@ pub struct RouterCounters {
     pub deliveries_dropped: AtomicU64,
     /// Deliveries skipped because `iot:Receive` was denied.
     pub receive_denied: AtomicU64,
+    /// Retained publishes refused because the retained store was full.
+    pub retained_refused: AtomicU64,
 }
 
 /// The broker's shared state.
@@ -113,19 +115,52 @@ pub struct Router {
     bus: EventBus,
     rules: RulesEngine,
     next_conn_id: AtomicU64,
+    /// Subscriptions one session may hold.
+    max_subscriptions: usize,
+    /// Woken when a retained message changed: the persister writes it.
+    pub retained_changed: tokio::sync::Notify,
     pub counters: RouterCounters,
 }
 
 impl Router {
-    /// A router with no sessions; `rules` runs the topic rules.
-    pub fn new(bus: EventBus, rules: RulesEngine) -> Router {
+    /// A router with no sessions, bounded by `limits`; `rules` runs the topic rules.
+    pub fn new(bus: EventBus, rules: RulesEngine, limits: &Limits) -> Router {
         Router {
-            state: Mutex::new(RouterState::default()),
+            state: Mutex::new(RouterState {
+                sessions: HashMap::new(),
+                exact: HashMap::new(),
+                wildcard: HashMap::new(),
+                retained: Retained::new(limits.retained_messages, limits.retained_bytes),
+            }),
             bus,
             rules,
             next_conn_id: AtomicU64::new(1),
+            max_subscriptions: limits.subscriptions_per_connection,
+            retained_changed: tokio::sync::Notify::new(),
             counters: RouterCounters::default(),
         }
+    }
+
+    /// Retained messages held now, and their bytes.
+    pub fn retained_size(&self) -> (usize, usize) {
+        let state = self.lock();
+        (state.retained.count(), state.retained.bytes())
+    }
+
+    /// Puts back the retained messages persisted by the last run; returns
+    /// how many did not fit the current bounds (dropped).
+    pub fn restore_retained(&self, messages: impl IntoIterator<Item = Message>) -> usize {
+        let mut state = self.lock();
+        messages
+            .into_iter()
+            .filter(|m| !state.retained.restore(m.clone()))
+            .count()
+    }
+
+    /// The retained topics changed since the last call, with their
+    /// messages now (`None`: cleared), for the persister.
+    pub fn take_retained_changes(&self) -> Vec<(String, Option<Message>)> {
+        self.lock().retained.take_changes()
     }
 
     /// The rules engine (for `reload_rules`).
@@ -248,9 +283,10 @@ impl Router {
             .iter()
             .filter(|(f, _)| !entry.subscriptions.contains_key(f))
             .count();
-        if entry.subscriptions.len() + new > MAX_SUBSCRIPTIONS_PER_SESSION {
+        if entry.subscriptions.len() + new > self.max_subscriptions {
             return Err(format!(
-                "more than {MAX_SUBSCRIPTIONS_PER_SESSION} subscriptions on one connection (AWS's limit)"
+                "more than {} subscriptions on one connection (AWS's limit)",
+                self.max_subscriptions
             ));
         }
         for (filter, qos) in filters {
@@ -270,11 +306,10 @@ impl Router {
         }
         let mut retained = Vec::new();
         for (filter, qos) in filters {
-            for message in state.retained.values() {
-                if topics::matches(filter, &message.topic)
-                    && policy
-                        .as_ref()
-                        .is_none_or(|p| p.may_receive(&message.topic))
+            for message in state.retained.matching(filter) {
+                if policy
+                    .as_ref()
+                    .is_none_or(|p| p.may_receive(&message.topic))
                 {
                     let mut m = message.clone();
                     m.qos = min_qos(m.qos, *qos);
@@ -300,23 +335,35 @@ impl Router {
         remove_subscriptions(&mut state, client_id, removed.iter());
     }
 
+    /// Routes a message published by the cloud (lifecycle events,
+    /// functions, republish rules). A retained one refused by a full
+    /// retained store is logged and not routed.
+    pub fn route(self: &Arc<Self>, message: Message, origin: Origin) {
+        let topic = message.topic.clone();
+        if let Err(why) = self.route_checked(message, origin) {
+            tracing::warn!(topic = ?topic, reason = ?why, "retained publish refused");
+        }
+    }
+
     /// Routes a message: retained store, every matching subscriber (once,
     /// at the highest granted QoS, if `iot:Receive` allows), then the rules.
-    pub fn route(self: &Arc<Self>, message: Message, origin: Origin) {
-        self.counters
-            .messages_routed
-            .fetch_add(1, Ordering::Relaxed);
+    /// A retained message the retained store refuses (full) is not routed
+    /// at all, and the reason comes back: the publisher is disconnected.
+    pub fn route_checked(self: &Arc<Self>, message: Message, origin: Origin) -> Result<(), String> {
         {
             let mut state = self.lock();
             if message.retain {
-                if message.payload.is_empty() {
-                    state.retained.remove(&message.topic);
-                } else {
-                    let mut kept = message.clone();
-                    kept.qos = min_qos(kept.qos, QoS::AtLeastOnce);
-                    state.retained.insert(message.topic.clone(), kept);
+                if let Err(why) = state.retained.put(&message) {
+                    self.counters
+                        .retained_refused
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Err(why);
                 }
+                self.retained_changed.notify_one();
             }
+            self.counters
+                .messages_routed
+                .fetch_add(1, Ordering::Relaxed);
             let mut targets: HashMap<&str, QoS> = HashMap::new();
             if let Some(clients) = state.exact.get(&message.topic) {
                 for client in clients {
@@ -346,6 +393,7 @@ impl Router {
             }
         }
         self.rules.on_message(self, &message, &origin);
+        Ok(())
     }
 
     fn deliver_to(&self, client: &str, entry: &mut SessionEntry, message: Message) {

@@ -10,7 +10,10 @@ fn router() -> (Arc<Router>, tempfile::TempDir) {
     let store = crate::store::Store::open(dir.path()).expect("store");
     let bus = EventBus::new(16);
     let rules = RulesEngine::new(store, bus.clone(), FunctionRegistry::new());
-    (Arc::new(Router::new(bus, rules)), dir)
+    (
+        Arc::new(Router::new(bus, rules, &super::Limits::default())),
+        dir,
+    )
 }
 
 fn policy(client_id: &str, receive: &str) -> Arc<ConnectionPolicy> {

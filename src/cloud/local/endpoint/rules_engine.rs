@@ -5,7 +5,7 @@
 //!
 //! - Lambda: the action's function ARN → function name → `store.get_function`
 //!   → [`FunctionRegistry::resolve`] (its own code, or the built-in its
-//!   handler names) → `invoke(event, publisher)`.
+//!   handler names) → `invoke(event, environment, publisher)`.
 //! - Republish: the SQL output is published through the router.
 
 use super::limits::{MAX_CONCURRENT_ACTIONS, MAX_REPUBLISH_DEPTH};
@@ -202,11 +202,12 @@ impl RulesEngine {
                 let rule = rule.to_string();
                 let device = device.map(str::to_string);
                 let ticket = origin.delivery.as_ref().map(|d| d.ticket());
+                let environment = function.environment;
                 tokio::spawn(async move {
                     let Ok(_permit) = permits.acquire_owned().await else {
                         return;
                     };
-                    let result = builtin.invoke(output, publisher).await;
+                    let result = builtin.invoke(output, environment, publisher).await;
                     match &result {
                         Ok(_) => tracing::debug!(rule, function = %name, "function returned"),
                         Err(e) => {

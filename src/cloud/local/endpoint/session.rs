@@ -11,8 +11,7 @@
 //! unauthorized PUBLISH or SUBSCRIBE disconnects, and AWS's size limits.
 
 use super::limits::{
-    MAX_CLIENT_ID_BYTES, MAX_FILTERS_PER_SUBSCRIBE, MAX_INFLIGHT, MAX_PACKET_BYTES,
-    MAX_PAYLOAD_BYTES, MAX_QUEUED_MESSAGES, MAX_TOPIC_BYTES,
+    Limits, MAX_CLIENT_ID_BYTES, MAX_PACKET_BYTES, MAX_QUEUED_MESSAGES, MAX_TOPIC_BYTES,
 };
 use super::topics;
 use bytes::{Bytes, BytesMut};
@@ -144,6 +143,12 @@ pub struct Session {
     dropped: u64,
     /// Emit [`Effect::Received`] for every decoded packet (someone watches).
     observe: bool,
+    /// Largest PUBLISH payload accepted (AWS: 128 KiB).
+    max_payload: usize,
+    /// Most filters in one SUBSCRIBE (AWS: 8).
+    max_filters: usize,
+    /// QoS 1 deliveries in flight before the rest wait (AWS: 100).
+    max_inflight: usize,
 }
 
 impl Default for Session {
@@ -153,9 +158,17 @@ impl Default for Session {
 }
 
 impl Session {
-    /// A fresh session waiting for CONNECT.
+    /// A fresh session waiting for CONNECT, with AWS's limits.
     pub fn new() -> Session {
+        Session::with_limits(&Limits::default())
+    }
+
+    /// A fresh session waiting for CONNECT, bounded by `limits`.
+    pub fn with_limits(limits: &Limits) -> Session {
         Session {
+            max_payload: limits.payload_bytes,
+            max_filters: limits.filters_per_subscribe,
+            max_inflight: limits.inflight.max(1),
             phase: Phase::AwaitingConnect,
             buf: BytesMut::new(),
             client_id: String::new(),
@@ -207,6 +220,9 @@ impl Session {
         }
         self.buf.extend_from_slice(data);
         while matches!(self.phase, Phase::AwaitingConnect | Phase::Connected) {
+            if let Err(why) = check_fixed_header_flags(&self.buf) {
+                return self.close(CloseReason::ClientError(why), out);
+            }
             match Packet::read(&mut self.buf, MAX_PACKET_BYTES) {
                 Ok(packet) => {
                     if self.observe {
@@ -215,6 +231,19 @@ impl Session {
                     self.handle_packet(packet, authz, out)
                 }
                 Err(CodecError::InsufficientBytes(_)) => break,
+                // MQTT 3.1 (`MQIsdp`, level 3) or another level: §3.1.2.2
+                // says answer CONNACK 0x01, then close.
+                Err(CodecError::InvalidProtocol | CodecError::InvalidProtocolLevel(_))
+                    if self.phase == Phase::AwaitingConnect =>
+                {
+                    self.refuse(
+                        Some(ConnectReturnCode::RefusedProtocolVersion),
+                        CloseReason::ClientError(
+                            "only MQTT 3.1.1 (protocol name MQTT, level 4) is supported".into(),
+                        ),
+                        out,
+                    );
+                }
                 Err(e) => {
                     let why = match e {
                         CodecError::PayloadSizeLimitExceeded(n) => format!(
@@ -282,7 +311,7 @@ impl Session {
             out.push(Effect::Send(Packet::Publish(publish)));
             return;
         }
-        if self.inflight.len() >= MAX_INFLIGHT {
+        if self.inflight.len() >= self.max_inflight {
             if self.pending.len() >= MAX_QUEUED_MESSAGES {
                 self.pending.pop_front();
                 self.dropped += 1;
@@ -359,11 +388,12 @@ impl Session {
                 }
             }
             Packet::Subscribe(subscribe) => {
-                if subscribe.filters.len() > MAX_FILTERS_PER_SUBSCRIBE {
+                if subscribe.filters.len() > self.max_filters {
                     return self.close(
                         CloseReason::ClientError(format!(
-                            "SUBSCRIBE with {} filters (AWS allows {MAX_FILTERS_PER_SUBSCRIBE})",
-                            subscribe.filters.len()
+                            "SUBSCRIBE with {} filters (AWS allows {})",
+                            subscribe.filters.len(),
+                            self.max_filters
                         )),
                         out,
                     );
@@ -480,11 +510,12 @@ impl Session {
         if let Err(why) = check_topic_name(&publish.topic) {
             return self.close(CloseReason::ClientError(why), out);
         }
-        if publish.payload.len() > MAX_PAYLOAD_BYTES {
+        if publish.payload.len() > self.max_payload {
             return self.close(
                 CloseReason::ClientError(format!(
-                    "payload of {} bytes exceeds AWS's 128 KiB",
-                    publish.payload.len()
+                    "payload of {} bytes exceeds the limit of {} bytes (AWS: 128 KiB)",
+                    publish.payload.len(),
+                    self.max_payload
                 )),
                 out,
             );
@@ -498,16 +529,49 @@ impl Session {
                 out,
             );
         }
-        if publish.qos == QoS::AtLeastOnce {
-            out.push(Effect::Send(Packet::PubAck(PubAck::new(publish.pkid))));
-        }
+        let pkid = publish.pkid;
+        let qos = publish.qos;
+        // Routed first, then acknowledged: a publish the router refuses
+        // (a full retained store) closes the connection before its PUBACK.
         out.push(Effect::Publish(Message {
             topic: publish.topic,
             payload: publish.payload,
             qos: publish.qos,
             retain: publish.retain,
         }));
+        if qos == QoS::AtLeastOnce {
+            out.push(Effect::Send(Packet::PubAck(PubAck::new(pkid))));
+        }
     }
+}
+
+/// MQTT 3.1.1 §2.2.2: the fixed header's low four bits are reserved and
+/// fixed for every packet but PUBLISH — `0010` for PUBREL, SUBSCRIBE and
+/// UNSUBSCRIBE, `0000` for the rest; anything else is malformed and the
+/// connection must be closed (§3.8.1 for SUBSCRIBE). The codec does not
+/// check this, so the session does, on the first byte of the next packet.
+fn check_fixed_header_flags(buf: &[u8]) -> Result<(), String> {
+    let Some(&first) = buf.first() else {
+        return Ok(());
+    };
+    let (kind, flags) = (first >> 4, first & 0x0F);
+    let expected = match kind {
+        3 => return Ok(()), // PUBLISH: DUP, QoS, RETAIN
+        6 | 8 | 10 => 0b0010,
+        _ => 0,
+    };
+    if flags == expected {
+        return Ok(());
+    }
+    let name = match kind {
+        6 => "PUBREL",
+        8 => "SUBSCRIBE",
+        10 => "UNSUBSCRIBE",
+        _ => "packet",
+    };
+    Err(format!(
+        "{name} (type {kind}) with reserved header flags {flags:#06b}, must be {expected:#06b} (MQTT 3.1.1 §2.2.2)"
+    ))
 }
 
 /// The PUBLISH packet for a delivery.

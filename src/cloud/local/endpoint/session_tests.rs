@@ -2,6 +2,7 @@
 //! of bad input, and random/mutated bytes (proptest).
 
 use super::*;
+use crate::cloud::local::endpoint::limits::MAX_INFLIGHT;
 use proptest::prelude::*;
 use rumqttc::mqttbytes::v4::{Connect, Subscribe, Unsubscribe};
 
@@ -129,10 +130,72 @@ fn publish_qos1_is_acked_and_routed() {
         p
     };
     let out = feed(&mut session, &bytes_of(Packet::Publish(publish)));
-    assert_eq!(out[0], Effect::Send(Packet::PubAck(PubAck::new(7))));
+    // Routed first, then acknowledged.
     assert!(
-        matches!(&out[1], Effect::Publish(m) if m.topic == "dev/a" && m.qos == QoS::AtLeastOnce)
+        matches!(&out[0], Effect::Publish(m) if m.topic == "dev/a" && m.qos == QoS::AtLeastOnce)
     );
+    assert_eq!(out[1], Effect::Send(Packet::PubAck(PubAck::new(7))));
+}
+
+#[test]
+fn reserved_header_flags_close_the_connection() {
+    // SUBSCRIBE must carry flags 0b0010 (§3.8.1); 0x80 has 0b0000.
+    let mut session = connected("c");
+    let mut bytes = bytes_of(Packet::Subscribe(rumqttc::mqttbytes::v4::Subscribe::new(
+        "dev/a",
+        QoS::AtMostOnce,
+    )));
+    assert_eq!(bytes[0], 0x82);
+    bytes[0] = 0x80;
+    let out = feed(&mut session, &bytes);
+    assert!(
+        !out.iter().any(|e| matches!(e, Effect::Subscribe(_))),
+        "{out:?}"
+    );
+    let why = closed_with(&out).expect("closed");
+    assert!(
+        format!("{why:?}").contains("reserved header flags"),
+        "{why:?}"
+    );
+    // PINGREQ with a flag set too.
+    let mut session = connected("c");
+    let out = feed(&mut session, &[0xC1, 0x00]);
+    assert!(closed_with(&out).is_some(), "{out:?}");
+    assert!(!out
+        .iter()
+        .any(|e| matches!(e, Effect::Send(Packet::PingResp))));
+}
+
+#[test]
+fn an_mqtt_3_1_connect_gets_connack_1_then_close() {
+    // MQTT 3.1: protocol name "MQIsdp", level 3.
+    let mut connect = vec![0x10, 0];
+    connect.extend_from_slice(&[0, 6]);
+    connect.extend_from_slice(b"MQIsdp");
+    connect.extend_from_slice(&[3, 0x02, 0, 60, 0, 2]);
+    connect.extend_from_slice(b"c1");
+    connect[1] = (connect.len() - 2) as u8;
+    for bytes in [connect.clone(), {
+        // "MQTT" at level 3.
+        let mut b = vec![0x10, 0, 0, 4];
+        b.extend_from_slice(b"MQTT");
+        b.extend_from_slice(&[3, 0x02, 0, 60, 0, 2]);
+        b.extend_from_slice(b"c1");
+        b[1] = (b.len() - 2) as u8;
+        b
+    }] {
+        let mut session = Session::new();
+        let out = feed(&mut session, &bytes);
+        assert_eq!(
+            out.first(),
+            Some(&Effect::Send(Packet::ConnAck(ConnAck::new(
+                ConnectReturnCode::RefusedProtocolVersion,
+                false
+            )))),
+            "{out:?}"
+        );
+        assert!(closed_with(&out).is_some());
+    }
 }
 
 #[test]

@@ -12,6 +12,12 @@
 //! registered CAs' subjects, whether or not the device sends the CA in its
 //! chain. Registry status of the device certificate itself is enforced
 //! after the handshake (`connection.rs`), because JITP must see unknown ones.
+//!
+//! webpki refuses X.509 v1 certificates, which AWS IoT accepts and the
+//! sample's Lambda issues (pyOpenSSL's default). A v1 device certificate is
+//! checked here instead: the registered CA as issuer by name and by
+//! signature (x509-parser), and the validity window; its handshake signature
+//! with its public key and the provider's algorithms.
 
 use crate::model::CertificateStatus;
 use crate::store::Store;
@@ -42,6 +48,8 @@ pub enum TlsSetupError {
 /// webpki verifier with it as the only trust anchor.
 struct TrustedCa {
     subject_der: Vec<u8>,
+    /// The CA certificate, to check v1 device certificates against.
+    ca_der: Vec<u8>,
     verifier: Arc<dyn ClientCertVerifier>,
 }
 
@@ -99,6 +107,7 @@ impl RegisteredCaVerifier {
         let (_, cert) = x509_parser::parse_x509_certificate(end_entity)
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
         let issuer = cert.issuer().as_raw().to_vec();
+        let pre_v3 = crate::pki::is_pre_v3(end_entity);
         let cas = self
             .store
             .list_cas()
@@ -116,11 +125,16 @@ impl RegisteredCaVerifier {
                 inactive = Some((ca.id, ca.status));
                 continue;
             }
-            match trusted
-                .verifier
-                .verify_client_cert(end_entity, intermediates, now)
-            {
-                Ok(_) => return Ok(ca.id),
+            let verified = if pre_v3 {
+                pre_v3_issued_by(&cert, end_entity, &trusted.ca_der, now)
+            } else {
+                trusted
+                    .verifier
+                    .verify_client_cert(end_entity, intermediates, now)
+                    .map(|_| ())
+            };
+            match verified {
+                Ok(()) => return Ok(ca.id),
                 Err(e) => last_error = Some(e),
             }
         }
@@ -147,6 +161,7 @@ impl RegisteredCaVerifier {
             let (_, parsed) = x509_parser::parse_x509_certificate(&der).ok()?;
             parsed.subject().as_raw().to_vec()
         };
+        let ca_der = der.to_vec();
         let mut roots = RootCertStore::empty();
         if let Err(e) = roots.add(der) {
             tracing::warn!(ca = id, error = %e, "registered CA is not usable as a trust anchor");
@@ -159,10 +174,61 @@ impl RegisteredCaVerifier {
                 .ok()?;
         let trusted = Arc::new(TrustedCa {
             subject_der,
+            ca_der,
             verifier,
         });
         cache.insert(id.to_string(), trusted.clone());
         Some(trusted)
+    }
+}
+
+/// A v1/v2 device certificate checked as webpki checks a v3 one it accepts:
+/// signed by the CA (name and signature) and valid at `now`.
+fn pre_v3_issued_by(
+    cert: &x509_parser::certificate::X509Certificate<'_>,
+    der: &[u8],
+    ca_der: &[u8],
+    now: UnixTime,
+) -> Result<(), rustls::Error> {
+    match crate::pki::verify_der_signed_by(der, ca_der) {
+        Ok(true) => {}
+        Ok(false) => return Err(CertificateError::BadSignature.into()),
+        Err(e) => return Err(refusal(e.to_string())),
+    }
+    let now_secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    let validity = cert.validity();
+    if now_secs < validity.not_before.timestamp() {
+        return Err(CertificateError::NotValidYet.into());
+    }
+    if now_secs > validity.not_after.timestamp() {
+        return Err(CertificateError::Expired.into());
+    }
+    Ok(())
+}
+
+/// A handshake signature made with a v1 certificate's key (which webpki will
+/// not parse), checked with the provider's algorithms for its scheme.
+fn verify_with_public_key(
+    message: &[u8],
+    public_key: &[u8],
+    dss: &DigitallySignedStruct,
+    algorithms: &WebPkiSupportedAlgorithms,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
+    let candidates = algorithms
+        .mapping
+        .iter()
+        .find(|(scheme, _)| *scheme == dss.scheme)
+        .map(|(_, algs)| *algs)
+        .ok_or(rustls::Error::PeerMisbehaved(
+            rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme,
+        ))?;
+    if candidates.iter().any(|alg| {
+        alg.verify_signature(public_key, message, dss.signature())
+            .is_ok()
+    }) {
+        Ok(HandshakeSignatureValid::assertion())
+    } else {
+        Err(CertificateError::BadSignature.into())
     }
 }
 
@@ -189,7 +255,10 @@ impl ClientCertVerifier for RegisteredCaVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+        match crate::pki::pre_v3_public_key(cert) {
+            Some(key) => verify_with_public_key(message, &key, dss, &self.algorithms),
+            None => rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms),
+        }
     }
 
     fn verify_tls13_signature(
@@ -198,7 +267,10 @@ impl ClientCertVerifier for RegisteredCaVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        match crate::pki::pre_v3_public_key(cert) {
+            Some(key) => verify_with_public_key(message, &key, dss, &self.algorithms),
+            None => rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms),
+        }
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

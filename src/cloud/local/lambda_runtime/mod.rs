@@ -425,15 +425,19 @@ struct CodeFunction {
 
 #[async_trait::async_trait]
 impl BuiltinFunction for CodeFunction {
-    async fn invoke(&self, event: Value, publisher: Arc<dyn Publisher>) -> Result<Value, String> {
+    async fn invoke(
+        &self,
+        event: Value,
+        environment: serde_json::Map<String, Value>,
+        publisher: Arc<dyn Publisher>,
+    ) -> Result<Value, String> {
+        // The deployed function's variables, as the rule hands them over.
+        let mut function = self.function.clone();
+        function.environment = environment.clone();
         // The code answers devices itself, through the AWS API's iot-data
         // Publish; `publisher` is for built-ins.
         let payload = Bytes::from(event.to_string());
-        match self
-            .lambda
-            .invoke(&self.function, &self.stored, payload)
-            .await
-        {
+        match self.lambda.invoke(&function, &self.stored, payload).await {
             Ok(body) => Ok(serde_json::from_slice(&body)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))),
             Err(InvokeError::CannotRun(why)) => match &self.stand_in {
@@ -444,7 +448,7 @@ impl BuiltinFunction for CodeFunction {
                         reason: why.reason,
                         builtin: builtin.clone(),
                     }
-                    .invoke(event, publisher)
+                    .invoke(event, environment, publisher)
                     .await
                 }
                 None => Err(format!("code cannot run here: {why}")),
@@ -465,7 +469,12 @@ struct StandIn {
 
 #[async_trait::async_trait]
 impl BuiltinFunction for StandIn {
-    async fn invoke(&self, event: Value, publisher: Arc<dyn Publisher>) -> Result<Value, String> {
+    async fn invoke(
+        &self,
+        event: Value,
+        environment: serde_json::Map<String, Value>,
+        publisher: Arc<dyn Publisher>,
+    ) -> Result<Value, String> {
         let summary = format!(
             "{}: the built-in rotation function stands in ({})",
             self.function, self.reason
@@ -476,7 +485,7 @@ impl BuiltinFunction for StandIn {
                 json!({"function": self.function, "standIn": "cert-rotation (built-in)", "reason": self.reason}),
             )
         });
-        let mut result = self.builtin.invoke(event, publisher).await?;
+        let mut result = self.builtin.invoke(event, environment, publisher).await?;
         if let Value::Object(map) = &mut result {
             map.insert("standIn".into(), json!("cert-rotation (built-in)"));
         }

@@ -208,7 +208,12 @@ impl Publisher for NoPublisher {
 struct Named(&'static str);
 #[async_trait::async_trait]
 impl BuiltinFunction for Named {
-    async fn invoke(&self, _event: Value, _p: Arc<dyn Publisher>) -> Result<Value, String> {
+    async fn invoke(
+        &self,
+        _event: Value,
+        _environment: serde_json::Map<String, Value>,
+        _p: Arc<dyn Publisher>,
+    ) -> Result<Value, String> {
         Ok(json!({"ran": self.0}))
     }
 }
@@ -223,7 +228,11 @@ async fn run(registry: &FunctionRegistry, f: &Function) -> Result<Value, String>
     let function = registry.resolve(f).expect("resolved");
     tokio::time::timeout(
         WAIT,
-        function.invoke(json!({"n": 1}), Arc::new(NoPublisher)),
+        function.invoke(
+            json!({"n": 1}),
+            f.environment.clone(),
+            Arc::new(NoPublisher),
+        ),
     )
     .await
     .expect("the invocation ends")

@@ -14,17 +14,24 @@
 //! rule SQL parsed, key schemas read). Only a plan without errors is applied,
 //! so a bad template never leaves a half-created stack behind.
 
+mod changes;
 mod graph;
 mod intrinsics;
 mod provision;
+mod refusal;
+mod summary;
 mod template;
 
+pub use changes::{preview, ChangeAction, ResourceChange};
 pub use provision::BUILTIN_METADATA;
+pub use refusal::{record_refused_delete, record_refused_deploy};
+pub use summary::{summarize, ParameterSummary, TemplateSummary};
 
 use crate::cloud::events::{CloudEvent, EventKind};
 use crate::cloud::{DeployReport, EventBus, TeardownReport};
 use crate::model::{now_millis, Stack, StackEvent, StackResource};
 use crate::store::Store;
+use changes::Change;
 use provision::Desired;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,6 +42,10 @@ pub const TEMPLATE: &str = include_str!("../../../../cfn/cert-rotation.json");
 
 /// The type name CloudFormation gives the stack itself in its events.
 const STACK_TYPE: &str = "AWS::CloudFormation::Stack";
+
+/// The status of a stack whose creation failed and was undone: nothing of
+/// it exists; it can only be deleted (the API) or deployed anew (`jitpilot deploy`).
+pub const ROLLBACK_COMPLETE: &str = "ROLLBACK_COMPLETE";
 
 /// What can go wrong in the stack engine. Messages name the resource and field.
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +200,15 @@ fn resolve_outputs(
     Ok(out)
 }
 
+/// The stack's id, as `Ref: AWS::StackId` gives it inside its template:
+/// `arn:aws:cloudformation:<region>:<account>:stack/<name>/<suffix>`.
+pub fn stack_id(stack_name: &str) -> String {
+    match intrinsics::pseudo("AWS::StackId", stack_name) {
+        Some(Value::String(id)) => id,
+        _ => format!("arn:aws:cloudformation:::stack/{stack_name}"),
+    }
+}
+
 /// The deployed stack's Outputs (e.g. `JitpProvisioningRoleArn` for the
 /// Vendor CA's registration config), recomputed from the recorded template
 /// and resources. `None` when there is no stack.
@@ -261,13 +281,30 @@ impl Recorder<'_> {
     }
 }
 
-/// What a deployment does to one resource.
-enum Change {
-    Create,
-    Update,
-    /// A new name (or type): create the new one, delete the old one at cleanup.
-    Replace(StackResource),
-    Unchanged,
+/// The parameters of a deployment with `--parameter-overrides`, as
+/// `aws cloudformation deploy` builds them: the overrides, and for every other
+/// parameter the template still declares, the deployed stack's value (none
+/// at creation: the default applies). Unknown names and values are refused
+/// by [`deploy`] with the template's own words.
+pub fn parameters_with_overrides(
+    store: &Store,
+    stack_name: &str,
+    template: &str,
+    overrides: &crate::cloud::ParameterOverrides,
+) -> Result<Map<String, Value>, StackError> {
+    let declared = template::parse(template)?.parameters;
+    let mut parameters: Map<String, Value> = match store.get_stack(stack_name)? {
+        Some(stack) => stack
+            .parameters
+            .into_iter()
+            .filter(|(name, _)| declared.contains_key(name))
+            .collect(),
+        None => Map::new(),
+    };
+    for (name, value) in overrides {
+        parameters.insert(name.clone(), Value::String(value.clone()));
+    }
+    Ok(parameters)
 }
 
 /// Creates the stack, or updates what changed (a no-op when nothing did).
@@ -280,45 +317,15 @@ pub fn deploy(
     parameters: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<DeployReport, StackError> {
     let plan = plan(stack_name, template, parameters)?;
-    let existing = store.get_stack(stack_name)?;
-    let mut old: BTreeMap<String, StackResource> = store
-        .list_stack_resources(stack_name)?
-        .into_iter()
-        .map(|r| (r.logical_id.clone(), r))
-        .collect();
-
-    let mut changes = Vec::new();
-    for id in &plan.order {
-        let p = &plan.resources[id];
-        let change = match old.remove(id) {
-            None => Change::Create,
-            Some(o) if o.resource_type != p.kind.type_name() || o.physical_id != p.physical_id => {
-                Change::Replace(o)
-            }
-            Some(o) => {
-                let settled = o.status.ends_with("_COMPLETE") && !o.status.starts_with("DELETE");
-                let handler_same = match &p.desired {
-                    Desired::Function(f) => {
-                        provision::deployed_handler(store, &p.desired)?.as_deref()
-                            == Some(f.handler.as_str())
-                    }
-                    _ => true,
-                };
-                if settled && handler_same && o.properties == p.properties {
-                    Change::Unchanged
-                } else {
-                    Change::Update
-                }
-            }
-        };
-        changes.push((id, change));
-    }
-    // Whatever is left in `old` was removed from the template.
-    let removed = removal_order(existing.as_ref(), old.into_values().collect());
+    let changes::Diff {
+        existing,
+        changes,
+        removed,
+    } = changes::diff(store, stack_name, &plan)?;
 
     // Checks that need the store, still before anything is touched.
     for (id, change) in &changes {
-        let p = &plan.resources[*id];
+        let p = &plan.resources[id];
         match change {
             Change::Create | Change::Replace(_)
                 if provision::exists(store, p.kind, &p.physical_id)? =>
@@ -374,7 +381,11 @@ pub fn deploy(
         });
     }
 
-    let creating = existing.is_none();
+    // A stack whose creation was rolled back holds nothing: deploying it
+    // again creates it again.
+    let creating = existing
+        .as_ref()
+        .is_none_or(|s| s.status == ROLLBACK_COMPLETE);
     let phase = if creating { "CREATE" } else { "UPDATE" };
     let now = now_millis();
     let mut stack = Stack {
@@ -394,7 +405,7 @@ pub fn deploy(
     rec.stack_status(&mut stack, &format!("{phase}_IN_PROGRESS"))?;
 
     for (id, change) in &changes {
-        let p = &plan.resources[*id];
+        let p = &plan.resources[id];
         let step = match change {
             Change::Unchanged => continue,
             Change::Create | Change::Replace(_) => "CREATE",

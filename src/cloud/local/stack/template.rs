@@ -38,6 +38,11 @@ impl ResourceKind {
         }
     }
 
+    /// Every type name the engine provisions.
+    pub(super) fn supported() -> Vec<&'static str> {
+        Self::ALL.iter().map(|k| k.type_name()).collect()
+    }
+
     pub(super) fn parse(type_name: &str) -> Option<ResourceKind> {
         Self::ALL.into_iter().find(|k| k.type_name() == type_name)
     }

@@ -242,7 +242,7 @@ pub(super) fn batch_write_item(ctx: &ApiContext, body: &Value) -> Result<Value, 
                 ),
                 _ => {
                     return Err(ApiError::validation(
-                        "Supplied AttributeValue has more than one datatypes set: each write request holds exactly one of PutRequest or DeleteRequest",
+                        "Each write request in RequestItems holds exactly one of PutRequest or DeleteRequest",
                     ))
                 }
             });

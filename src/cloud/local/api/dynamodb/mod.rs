@@ -9,6 +9,7 @@
 //! - `reads.rs`      Scan and Query, paged by `Limit`, 1 MB and `ExclusiveStartKey`
 //! - `attribute.rs`  attribute values (`S`, `N`, …) and exact decimal numbers
 //! - `expression.rs` the condition, update and projection expression languages
+//!   (`tokens.rs` their tokens, `placeholders.rs` their `#name`/`:value` placeholders)
 //! - `evaluate.rs`   expressions at work on an item, pure
 //!
 //! A row the rotation function or `jitpilot init` wrote is read here with
@@ -26,7 +27,9 @@ mod attribute;
 mod evaluate;
 mod expression;
 mod items;
+mod placeholders;
 mod reads;
+mod tokens;
 
 use super::{ApiContext, ApiError, ApiRequest, ApiResponse, ApiResult, Protocol, Service};
 use crate::cloud::local::{LOCAL_ACCOUNT_ID, LOCAL_REGION};

@@ -33,12 +33,6 @@ const SQL_VERSION: &str = "2016-03-23";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RuleBody {
-    topic_rule_payload: Option<Payload>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct Payload {
     sql: Option<String>,
     #[serde(default)]
@@ -84,12 +78,10 @@ fn recase(value: &Value, case: fn(char) -> char) -> Value {
 }
 
 /// The rule a request describes, checked as the rules engine will run it.
+/// The body is the `topicRulePayload` itself (the member is the payload).
 fn rule_of(call: &Call<'_>, name: &str) -> Result<TopicRule, ApiError> {
     check_name(name)?;
-    let body: RuleBody = call.request.json()?;
-    let payload = body
-        .topic_rule_payload
-        .ok_or_else(|| missing("topicRulePayload"))?;
+    let payload: Payload = call.request.json()?;
     let sql = payload
         .sql
         .filter(|s| !s.trim().is_empty())

@@ -104,8 +104,13 @@ fn sign_as_client(
         .unwrap()
         .into();
     let uri = format!("http://127.0.0.1:4566{path}");
-    let request =
-        SignableRequest::new(method, uri, pairs.iter().copied(), SignableBody::Bytes(body)).unwrap();
+    let request = SignableRequest::new(
+        method,
+        uri,
+        pairs.iter().copied(),
+        SignableBody::Bytes(body),
+    )
+    .unwrap();
     let (instructions, _) = sign(request, &params).unwrap().into_parts();
     let mut req = http::Request::builder().uri(format!("http://127.0.0.1:4566{path}"));
     for (k, v) in &pairs {
@@ -225,7 +230,12 @@ fn missing_and_malformed_authorization_are_told_apart() {
         "AWS4-HMAC-SHA256 Credential=AKID/20150830/us-east-1/s/aws4_request, SignedHeaders=host, Signature=00",
     )]);
     assert!(matches!(parse(&h, ""), Err(AuthError::Malformed(_))));
-    for bad_date in ["2015-08-30T12:36:00Z", "20151330T123600Z", "20150830T256000Z", "x"] {
+    for bad_date in [
+        "2015-08-30T12:36:00Z",
+        "20151330T123600Z",
+        "20150830T256000Z",
+        "x",
+    ] {
         assert!(parse_amz_date(bad_date).is_err(), "{bad_date}");
     }
 }
@@ -271,7 +281,11 @@ fn aws_chunked_bodies_decode_and_signed_chunks_are_checked() {
         decode_aws_chunked(unsigned, "STREAMING-UNSIGNED-PAYLOAD-TRAILER", &auth, &c).unwrap(),
         b"hello world"
     );
-    for bad in [&b"zz\r\nhello\r\n0\r\n\r\n"[..], b"9\r\nhello\r\n0\r\n\r\n", b"5\r\nhello"] {
+    for bad in [
+        &b"zz\r\nhello\r\n0\r\n\r\n"[..],
+        b"9\r\nhello\r\n0\r\n\r\n",
+        b"5\r\nhello",
+    ] {
         assert!(
             decode_aws_chunked(bad, "STREAMING-UNSIGNED-PAYLOAD-TRAILER", &auth, &c).is_err(),
             "{:?}",
@@ -305,13 +319,23 @@ fn aws_chunked_bodies_decode_and_signed_chunks_are_checked() {
         .1;
     let body = format!("5;chunk-signature={s1}\r\nhello\r\n0;chunk-signature={s2}\r\n\r\n");
     assert_eq!(
-        decode_aws_chunked(body.as_bytes(), "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", &auth, &c)
-            .unwrap(),
+        decode_aws_chunked(
+            body.as_bytes(),
+            "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+            &auth,
+            &c
+        )
+        .unwrap(),
         b"hello"
     );
     let forged = body.replace("hello", "HELLO");
     assert_eq!(
-        decode_aws_chunked(forged.as_bytes(), "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", &auth, &c),
+        decode_aws_chunked(
+            forged.as_bytes(),
+            "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+            &auth,
+            &c
+        ),
         Err(ChunkedError::BadChunkSignature)
     );
 }

@@ -424,8 +424,7 @@ async fn things_are_idempotent_and_their_principals_travel_in_a_header() {
 #[tokio::test]
 async fn topic_rules_speak_the_apis_spelling_and_are_checked_when_created() {
     let api = api();
-    let payload =
-        |sql: &str, actions: Value| json!({"topicRulePayload": {"sql": sql, "actions": actions}});
+    let payload = |sql: &str, actions: Value| json!({"sql": sql, "actions": actions});
     let republish = json!([{"republish": {"topic": "out/${topic(2)}", "roleArn": "arn:aws:iam::123456789012:role/r", "qos": 1}}]);
     api.ok(
         "POST",
@@ -483,7 +482,7 @@ async fn topic_rules_speak_the_apis_spelling_and_are_checked_when_created() {
     let lambda =
         json!([{"lambda": {"functionArn": "arn:aws:lambda:us-east-1:123456789012:function:f"}}]);
     let mut replaced = payload("SELECT * FROM 'in/#'", lambda.clone());
-    replaced["topicRulePayload"]["ruleDisabled"] = json!(true);
+    replaced["ruleDisabled"] = json!(true);
     api.ok("PATCH", "/rules/echo", replaced).await;
     let listed = api.ok("GET", "/rules", Value::Null).await;
     assert_eq!(listed["rules"][0]["topicPattern"], "in/#");

@@ -28,7 +28,12 @@ struct Echo;
 
 #[async_trait::async_trait]
 impl BuiltinFunction for Echo {
-    async fn invoke(&self, event: Value, publisher: Arc<dyn Publisher>) -> Result<Value, String> {
+    async fn invoke(
+        &self,
+        event: Value,
+        _environment: serde_json::Map<String, Value>,
+        publisher: Arc<dyn Publisher>,
+    ) -> Result<Value, String> {
         if let Some(why) = event.get("fail").and_then(Value::as_str) {
             return Err(why.to_string());
         }
