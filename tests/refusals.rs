@@ -45,6 +45,7 @@ fn serve_with_stderr(data_dir: &Path, stderr: &Path) -> Server {
     Server {
         addr: doc["endpoint"].as_str().expect("endpoint").to_string(),
         root_ca: PathBuf::from(doc["endpointCa"].as_str().expect("endpointCa")),
+        api: doc["apiEndpoint"].as_str().unwrap_or_default().to_string(),
         child,
     }
 }
