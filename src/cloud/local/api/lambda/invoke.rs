@@ -93,7 +93,12 @@ pub(super) async fn invoke(ctx: &ApiContext, request: &ApiRequest) -> ApiResult 
         .detail(json!({"function": name, "invocationType": kind, "event": event}))
     });
     let run = async move {
-        let result = match tokio::time::timeout(timeout, builtin.invoke(event, environment, publisher)).await {
+        let result = match tokio::time::timeout(
+            timeout,
+            builtin.invoke(event, environment, publisher),
+        )
+        .await
+        {
             Ok(result) => result,
             Err(_) => Err(format!(
                 "Task timed out after {}.00 seconds",
