@@ -3,11 +3,17 @@
 //! they happen, then the result (or `--json`) on stdout.
 //! `--parameter-overrides CsrKeyReuse=warn` sets stack parameters, as
 //! `aws cloudformation deploy` does.
+//!
+//! `--function-code PATH` makes the local stack's rotation function run that
+//! code (a `bootstrap.zip`, a `bootstrap` binary or a package directory)
+//! through the Lambda Runtime API instead of the built-in function;
+//! `--function-code builtin` goes back to the built-in.
 
 use super::{Backend, GlobalArgs};
 use crate::cloud::local::LocalCloud;
 use crate::cloud::{CloudEvent, EventBus, EventKind, ParameterOverrides};
 use color_eyre::eyre::{bail, eyre};
+use std::path::PathBuf;
 
 /// `jitpilot deploy`'s options.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -17,6 +23,12 @@ pub struct DeployArgs {
     /// Parameters not named keep their current value.
     #[arg(long, num_args = 1.., value_name = "KEY=VALUE", value_parser = parse_override)]
     pub parameter_overrides: Vec<(String, String)>,
+    /// Local cloud only: run the stack's function from this code (a
+    /// `bootstrap.zip` as scripts/package-lambda makes it, a `bootstrap`
+    /// binary, or a package directory) instead of the built-in function;
+    /// `builtin` goes back to the built-in (the fast path).
+    #[arg(long, value_name = "PATH|builtin", env = "JITPILOT_FUNCTION_CODE")]
+    pub function_code: Option<PathBuf>,
 }
 
 /// One `Key=Value` of `--parameter-overrides`.
@@ -33,6 +45,10 @@ fn parse_override(text: &str) -> Result<(String, String), String> {
 
 /// Runs `jitpilot deploy`.
 pub async fn run(global: &GlobalArgs, args: &DeployArgs) -> color_eyre::Result<()> {
+    if args.function_code.is_some() {
+        require_local(global)
+            .map_err(|_| eyre!("--function-code is for the local cloud; on AWS the function always runs its package (JITPILOT_LAMBDA_PACKAGE)"))?;
+    }
     let _log = crate::logging::init_file_logging(&global.data_dir());
     let overrides: ParameterOverrides = args.parameter_overrides.iter().cloned().collect();
     let bus = EventBus::default();
@@ -43,6 +59,17 @@ pub async fn run(global: &GlobalArgs, args: &DeployArgs) -> color_eyre::Result<(
     drop(cloud);
     let _ = printer.await;
     let report = result.map_err(|e| eyre!("deploy failed: {e}"))?;
+    if let Some(code) = &args.function_code {
+        for line in crate::cloud::local::lambda_runtime::deploy::set_function_code(
+            &global.data_dir(),
+            &report.resources,
+            code,
+        )
+        .map_err(|e| eyre!("{e}"))?
+        {
+            eprintln!("{line}");
+        }
+    }
     if global.json {
         return super::print_json(&report);
     }

@@ -47,6 +47,8 @@ impl DeviceStep {
 }
 
 /// The cloud a device command reads state from.
+// One per command: the running cloud's size (endpoint, AWS API, functions) does not matter.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum TargetCloud {
     /// The local cloud: writable when it runs in this process, read-only
     /// beside `serve`; `running` is the in-process endpoint, if started.

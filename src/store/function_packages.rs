@@ -75,6 +75,20 @@ impl Store {
         })
     }
 
+    /// When `name`'s package or settings last changed through the API (its
+    /// `last_modified`), without reading the package's bytes: what the
+    /// local Lambda runtime checks before each invocation.
+    pub fn function_package_stamp(&self, name: &str) -> StoreResult<Option<i64>> {
+        self.with_conn(|c| {
+            c.query_row_cached(
+                "SELECT last_modified FROM function_packages WHERE name = ?1 AND zip IS NOT NULL",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
     /// `UpdateFunctionCode`: stores `zip` as the function's package.
     /// False (nothing written) if no function `name` is deployed.
     pub fn put_function_code(

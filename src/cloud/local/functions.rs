@@ -38,6 +38,9 @@ pub trait BuiltinFunction: Send + Sync {
 #[derive(Clone, Default)]
 pub struct FunctionRegistry {
     handlers: HashMap<String, Arc<dyn BuiltinFunction>>,
+    /// Functions that run their own code (`lambda_runtime`), consulted
+    /// before the built-ins by [`FunctionRegistry::resolve`].
+    code: Option<super::lambda_runtime::LocalLambda>,
 }
 
 impl FunctionRegistry {
@@ -54,6 +57,27 @@ impl FunctionRegistry {
     /// The function registered under `handler`.
     pub fn get(&self, handler: &str) -> Option<Arc<dyn BuiltinFunction>> {
         self.handlers.get(handler).cloned()
+    }
+
+    /// Lets deployed functions run their own code from the data dir.
+    pub fn with_code(mut self, lambda: super::lambda_runtime::LocalLambda) -> FunctionRegistry {
+        self.code = Some(lambda);
+        self
+    }
+
+    /// The code side of the local Lambda service, when attached.
+    pub fn code(&self) -> Option<&super::lambda_runtime::LocalLambda> {
+        self.code.as_ref()
+    }
+
+    /// What runs for the deployed `function` (a rule's action, Lambda's
+    /// `Invoke`): its own code when the data dir has some, else the
+    /// built-in its handler names.
+    pub fn resolve(&self, function: &crate::model::Function) -> Option<Arc<dyn BuiltinFunction>> {
+        match &self.code {
+            Some(code) => code.resolve(function, self),
+            None => self.get(&function.handler),
+        }
     }
 }
 

@@ -14,6 +14,7 @@
 //! - `topic.rs`       MQTT topic names and filters: validation and matching
 //! - `runtime.rs`     starting the whole local cloud in-process (endpoint + functions)
 //! - `functions.rs`   built-in functions ("Lambdas") the rules invoke, the rotation function's bindings
+//! - `lambda_runtime/` a stack's function running its own code through the Lambda Runtime API
 
 pub mod api;
 pub mod control;
@@ -23,6 +24,7 @@ pub mod endpoint_ca;
 pub mod fleet;
 pub mod functions;
 pub mod jitp;
+pub mod lambda_runtime;
 pub mod policy;
 pub mod rules;
 pub mod runtime;

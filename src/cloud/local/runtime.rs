@@ -4,7 +4,8 @@
 //! 1. the endpoint CA (created on first run) and a fresh server certificate,
 //!    its CA written to `<data-dir>/endpoint-ca.pem` for devices to trust;
 //! 2. the built-in functions (the rotation function, configured from the
-//!    fleet definition);
+//!    fleet definition), and functions running their own code from the
+//!    data dir (`lambda_runtime`);
 //! 3. the MQTT endpoint, with the stack's topic rules loaded, attached to
 //!    the control plane (rules reload on deploy/teardown, disconnect on
 //!    deactivation);
@@ -19,6 +20,7 @@ use super::api::server::{self as api_server, ApiConfig, ApiHandle, ApiServerErro
 use super::api::{credentials, ApiContext};
 use super::datadir::EndpointAddrFile;
 use super::endpoint::{self, EndpointConfig, EndpointError, EndpointHandle};
+use super::lambda_runtime::LocalLambda;
 use super::{endpoint_ca, functions, LocalCloud};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,6 +50,8 @@ const REDELIVERY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// stops accepting only when the runtime ends; prefer `shutdown`.
 pub struct RunningCloud {
     endpoint: EndpointHandle,
+    /// Functions running their own code: their warm processes stop with the cloud.
+    lambda: LocalLambda,
     cloud: LocalCloud,
     endpoint_ca_path: PathBuf,
     /// The AWS API, when started.
@@ -89,6 +93,7 @@ impl RunningCloud {
         self.cloud.set_local_endpoint(None);
         self.cloud.attach_endpoint(None);
         self.endpoint.shutdown().await;
+        self.lambda.shutdown().await;
     }
 }
 
@@ -133,7 +138,15 @@ pub async fn start_serving(
         .map_err(|e| RuntimeError::EndpointCa(e.to_string()))?;
 
     let rotation = functions::rotation_config(cloud.fleet());
-    let functions = functions::builtin_functions(store.clone(), cloud.bus().clone(), rotation);
+    // A deployed function with code in the data dir runs it (lambda_runtime);
+    // the others run the built-in their handler names.
+    let lambda = LocalLambda::new(
+        cloud.data_dir().root(),
+        cloud.bus().clone(),
+        Some(store.clone()),
+    );
+    let functions = functions::builtin_functions(store.clone(), cloud.bus().clone(), rotation)
+        .with_code(lambda.clone());
     let endpoint = endpoint::start(
         config,
         store,
@@ -151,6 +164,7 @@ pub async fn start_serving(
         Err(e) => {
             cloud.attach_endpoint(None);
             endpoint.shutdown().await;
+            lambda.shutdown().await;
             return Err(e.into());
         }
     };
@@ -179,6 +193,7 @@ pub async fn start_serving(
     cloud.set_local_endpoint(Some(local_addr));
     Ok(RunningCloud {
         endpoint,
+        lambda,
         cloud: cloud.clone(),
         endpoint_ca_path,
         api,

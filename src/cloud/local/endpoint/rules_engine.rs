@@ -4,7 +4,8 @@
 //! actions run on spawned tasks so the router never waits for a function.
 //!
 //! - Lambda: the action's function ARN → function name → `store.get_function`
-//!   → its handler → [`FunctionRegistry`] → `invoke(event, environment, publisher)`.
+//!   → [`FunctionRegistry::resolve`] (its own code, or the built-in its
+//!   handler names) → `invoke(event, environment, publisher)`.
 //! - Republish: the SQL output is published through the router.
 
 use super::limits::{MAX_CONCURRENT_ACTIONS, MAX_REPUBLISH_DEPTH};
@@ -181,7 +182,7 @@ impl RulesEngine {
                     }
                     Err(e) => return not_run(&e.to_string()),
                 };
-                let Some(builtin) = self.functions.get(&function.handler) else {
+                let Some(builtin) = self.functions.resolve(&function) else {
                     return not_run(&format!(
                         "function {name} names handler {} that this jitpilot does not have",
                         function.handler

@@ -60,7 +60,8 @@ pub(super) async fn invoke(ctx: &ApiContext, request: &ApiRequest) -> ApiResult 
         .map_err(|e| ApiError::internal(format!("the Lambda operation's task failed: {e}")))??
     };
     let cannot_run = |why: String| ApiError::new(502, "InvalidRuntimeException", why);
-    let Some(builtin) = ctx.functions.get(&function.handler) else {
+    // Its own code when the function has some (lambda_runtime), else its built-in.
+    let Some(builtin) = ctx.functions.resolve(&function) else {
         return Err(cannot_run(format!(
             "function {} names handler {:?}, which this jitpilot cannot run here{}",
             function.name,
@@ -82,7 +83,6 @@ pub(super) async fn invoke(ctx: &ApiContext, request: &ApiRequest) -> ApiResult 
         timeout_seconds(package.as_ref(), template.as_ref()).clamp(1, 900) as u64,
     );
     let name = function.name.clone();
-    // The stack's environment, as the rules engine passes it (CsrKeyReuse …).
     let environment = function.environment.clone();
     let bus = ctx.cloud.bus().clone();
     bus.emit_with(|| {
@@ -93,7 +93,12 @@ pub(super) async fn invoke(ctx: &ApiContext, request: &ApiRequest) -> ApiResult 
         .detail(json!({"function": name, "invocationType": kind, "event": event}))
     });
     let run = async move {
-        let result = match tokio::time::timeout(timeout, builtin.invoke(event, environment, publisher)).await {
+        let result = match tokio::time::timeout(
+            timeout,
+            builtin.invoke(event, environment, publisher),
+        )
+        .await
+        {
             Ok(result) => result,
             Err(_) => Err(format!(
                 "Task timed out after {}.00 seconds",
