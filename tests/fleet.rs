@@ -494,7 +494,9 @@ async fn answered_with(client: &mut RawClient, code: &str) {
     let answer: Value = serde_json::from_slice(&payload).expect("a JSON answer");
     assert_eq!(answer["error"]["code"], code, "{answer}");
     assert!(
-        answer["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
         "{answer}"
     );
 }

@@ -587,6 +587,8 @@ fn api_calls_show_in_the_traffic_pane_with_secrets_redacted() {
         http::HeaderValue::from_static("AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE/20261128/us-east-1/ssm/aws4_request, SignedHeaders=host;x-amz-date, Signature=0123456789abcdef"),
     );
     let put = br#"{"Name":"cr-ca-key-9e8d","Type":"SecureString","Value":"-----BEGIN PRIVATE KEY-----\nTOPSECRET\n-----END PRIVATE KEY-----\n"}"#;
+    // (service, operation, status, ms, request, response)
+    #[allow(clippy::type_complexity)]
     let calls: [(&str, &str, u16, u64, &[u8], &[u8]); 3] = [
         (
             "iot",

@@ -40,10 +40,14 @@ fn assert_refusals(published: &[(String, Value)], codes: &[&str]) {
         .map(|(topic, payload)| {
             assert!(topic.ends_with(&format!("/{SERIAL}/rspn")), "{topic}");
             assert!(
-                payload["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+                payload["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty()),
                 "{payload}"
             );
-            payload["error"]["code"].as_str().unwrap_or("(no error code)")
+            payload["error"]["code"]
+                .as_str()
+                .unwrap_or("(no error code)")
         })
         .collect();
     assert_eq!(got, codes, "{published:?}");
@@ -344,6 +348,7 @@ pub async fn run_walkthrough_through_the_lambda(
         .await
         .expect("refusal");
     assert_eq!(answer["code"], "wrong_cert_id", "{answer}");
+    assert_refusals(&answers.take(), &["wrong_cert_id"]);
     let answer = lambda
         .handle(rule_output(
             "ack-man-cert",

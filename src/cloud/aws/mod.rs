@@ -218,7 +218,9 @@ impl Cloud for AwsCloud {
     fn device_endpoint(&self) -> Option<DeviceEndpoint> {
         let (host, port) = match &self.inner.options.iot_endpoint {
             Some(endpoint) => split_host_port(endpoint),
-            None => (self.inner.data_ats_host.lock().ok()?.clone()?, MQTT_PORT),
+            // AWS answers a host (port 8883); jitpilot's local cloud answers
+            // `localhost:PORT` when its MQTT endpoint is on another port.
+            None => split_host_port(&self.inner.data_ats_host.lock().ok()?.clone()?),
         };
         let addr = if host.contains(':') {
             format!("[{host}]:{port}")

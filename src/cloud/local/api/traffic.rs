@@ -133,11 +133,7 @@ fn redact_json(value: &mut Value, secure: bool) {
             }
         }
         Value::Array(items) => items.iter_mut().for_each(|v| redact_json(v, secure)),
-        Value::String(s) => {
-            if s.contains("PRIVATE KEY-----") {
-                *s = redact_text(s);
-            }
-        }
+        Value::String(s) if s.contains("PRIVATE KEY-----") => *s = redact_text(s),
         _ => {}
     }
 }
