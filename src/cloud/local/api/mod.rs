@@ -348,6 +348,25 @@ pub fn operations_table() -> Vec<(&'static str, &'static str)> {
         .collect()
 }
 
+/// awsJson's operation: `X-Amz-Target` is `<prefix><Operation>` with the
+/// operation one of `operations`; anything else is `UnknownOperationException`.
+pub fn aws_json_operation(
+    request: &ApiRequest,
+    service: &str,
+    prefix: &str,
+    operations: &'static [&'static str],
+) -> Result<&'static str, ApiError> {
+    let target = request.header("x-amz-target").unwrap_or_default();
+    let name = target
+        .strip_prefix(prefix)
+        .ok_or_else(|| ApiError::unknown_operation(service, &format!("X-Amz-Target {target:?}")))?;
+    operations
+        .iter()
+        .find(|op| **op == name)
+        .copied()
+        .ok_or_else(|| ApiError::unknown_operation(service, name))
+}
+
 /// Escapes text for an XML element or attribute (awsQuery and restXml bodies).
 pub fn xml_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -56,15 +56,7 @@ impl Service for Ssm {
     }
 
     fn operation(&self, request: &ApiRequest) -> Result<&'static str, ApiError> {
-        let target = request.header("x-amz-target").unwrap_or_default();
-        let name = target.strip_prefix("AmazonSSM.").ok_or_else(|| {
-            ApiError::unknown_operation("ssm", &format!("X-Amz-Target {target:?}"))
-        })?;
-        OPERATIONS
-            .iter()
-            .find(|op| **op == name)
-            .copied()
-            .ok_or_else(|| ApiError::unknown_operation("ssm", name))
+        super::aws_json_operation(request, "ssm", "AmazonSSM.", OPERATIONS)
     }
 
     async fn call(

@@ -74,15 +74,7 @@ impl Service for DynamoDb {
     }
 
     fn operation(&self, request: &ApiRequest) -> Result<&'static str, ApiError> {
-        let target = request.header("x-amz-target").unwrap_or_default();
-        let name = target.strip_prefix("DynamoDB_20120810.").ok_or_else(|| {
-            ApiError::unknown_operation("dynamodb", &format!("X-Amz-Target {target:?}"))
-        })?;
-        OPERATIONS
-            .iter()
-            .find(|op| **op == name)
-            .copied()
-            .ok_or_else(|| ApiError::unknown_operation("dynamodb", name))
+        super::aws_json_operation(request, "dynamodb", "DynamoDB_20120810.", OPERATIONS)
     }
 
     async fn call(
