@@ -6,50 +6,13 @@
 //!
 //! Needs python3 with boto3 and the aws CLI (`python3 -m pip install boto3 awscli`).
 
+mod endpoint_support;
+
 use jitpilot::cloud::local::fleet::SAMPLE_SERIAL;
 use jitpilot::cloud::local::{LocalCloud, DEVICE_TABLE};
 use jitpilot::cloud::EventBus;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-
-/// `jitpilot serve --json` with the API on port 0; killed on drop.
-struct Server {
-    child: Child,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data_dir: &Path) -> (Server, serde_json::Value) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_jitpilot"))
-        .args([
-            "serve",
-            "--json",
-            "--mqtt-addr",
-            "127.0.0.1:0",
-            "--api-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn jitpilot serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("serve prints its endpoints");
-    let doc: serde_json::Value = serde_json::from_str(&line)
-        .unwrap_or_else(|e| panic!("serve --json printed {line:?}: {e}"));
-    (Server { child }, doc)
-}
+use std::process::Command;
 
 /// The variables `jitpilot env` exports for the running cloud.
 fn aws_env(data_dir: &Path) -> Vec<(String, String)> {
@@ -115,7 +78,7 @@ fn boto3_and_the_aws_cli_drive_tables_parameters_and_the_rotation_function() {
         cloud.deploy_sync().expect("deploy");
         cloud.init_sync(0).expect("init").ca_key_parameter
     };
-    let (_server, _doc) = serve(&data_dir);
+    let _server = endpoint_support::serve(&data_dir);
     let env = aws_env(&data_dir);
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/api_data.py");

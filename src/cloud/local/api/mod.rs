@@ -300,6 +300,21 @@ pub struct ApiContext {
     pub functions: super::functions::FunctionRegistry,
 }
 
+#[cfg(test)]
+impl ApiContext {
+    /// The context of an API without a running endpoint (operations' unit
+    /// tests): nothing to publish through, no built-in functions.
+    pub(crate) fn without_endpoint(cloud: LocalCloud) -> ApiContext {
+        ApiContext {
+            cloud,
+            publisher: None,
+            mqtt_addr: None,
+            api_addr: SocketAddr::from(([127, 0, 0, 1], 4566)),
+            functions: Default::default(),
+        }
+    }
+}
+
 /// One AWS service: its signing name, protocol and operations.
 #[async_trait::async_trait]
 pub trait Service: Send + Sync {

@@ -14,13 +14,7 @@ struct Fixture {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let cloud = LocalCloud::open(dir.path(), EventBus::default()).expect("cloud opens");
-    let ctx = ApiContext {
-        cloud,
-        publisher: None,
-        mqtt_addr: None,
-        api_addr: "127.0.0.1:4566".parse().expect("addr"),
-        functions: crate::cloud::local::functions::FunctionRegistry::new(),
-    };
+    let ctx = ApiContext::without_endpoint(cloud);
     Fixture { _dir: dir, ctx }
 }
 

@@ -15,13 +15,7 @@ struct Fixture {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let cloud = LocalCloud::open(dir.path(), EventBus::default()).unwrap();
-    let ctx = ApiContext {
-        cloud,
-        publisher: None,
-        mqtt_addr: None,
-        api_addr: "127.0.0.1:4566".parse().unwrap(),
-        functions: crate::cloud::local::functions::FunctionRegistry::new(),
-    };
+    let ctx = ApiContext::without_endpoint(cloud);
     Fixture { _dir: dir, ctx }
 }
 

@@ -21,13 +21,7 @@ pub(super) fn api() -> Api {
     let dir = tempfile::tempdir().unwrap();
     let cloud = LocalCloud::open(dir.path(), EventBus::default()).unwrap();
     Api {
-        ctx: ApiContext {
-            cloud,
-            publisher: None,
-            mqtt_addr: None,
-            api_addr: "127.0.0.1:4566".parse().unwrap(),
-            functions: Default::default(),
-        },
+        ctx: ApiContext::without_endpoint(cloud),
         _dir: dir,
     }
 }
