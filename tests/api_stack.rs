@@ -201,6 +201,39 @@ fn aws_cloudformation_deploy_with_overrides_no_changes_events_and_delete() {
         String::from_utf8_lossy(&again.stderr)
     );
     assert!(text.contains("No changes to deploy"), "{text}");
+    // The CLI names change sets by the second, and the empty one stays (as
+    // on AWS): delete it, or a deploy within the same second collides.
+    let sets = json(&ok(
+        aws(
+            &keys,
+            home,
+            &[
+                "cloudformation",
+                "list-change-sets",
+                "--stack-name",
+                "CertRotation",
+            ],
+        ),
+        "list-change-sets",
+    ));
+    for set in sets["Summaries"].as_array().into_iter().flatten() {
+        let name = set["ChangeSetName"].as_str().expect("ChangeSetName");
+        ok(
+            aws(
+                &keys,
+                home,
+                &[
+                    "cloudformation",
+                    "delete-change-set",
+                    "--stack-name",
+                    "CertRotation",
+                    "--change-set-name",
+                    name,
+                ],
+            ),
+            "delete-change-set",
+        );
+    }
     ok(
         deploy(&["--no-fail-on-empty-changeset"]),
         "deploy without changes",
