@@ -2,7 +2,7 @@
 //! `--json` documents and the TUI draws on the terminal).
 //!
 //! The filter follows `RUST_LOG` (e.g. `RUST_LOG=jitpilot=debug`), default `info`.
-//! `serve` also copies WARN and above to stderr.
+//! `serve` also copies jitpilot's own WARN and above to stderr.
 //!
 //! One event is one line. Values in the log often come from the network (a
 //! topic, a clientId, a TLS error quoting a peer's bytes), so every line
@@ -47,6 +47,16 @@ pub fn init_file_logging_with_stderr_warnings(data_dir: &Path) -> LogGuard {
     init(data_dir, true)
 }
 
+/// What `serve` copies to stderr: jitpilot's own WARN and above. A library's
+/// warnings (rustls's "Illegal SNI extension: ignoring IP address" for every
+/// client that dials 127.0.0.1, say) stay in the log file.
+fn own_warnings() -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::LevelFilter;
+    tracing_subscriber::filter::Targets::new()
+        .with_target("jitpilot", LevelFilter::WARN)
+        .with_target("simulated_devices", LevelFilter::WARN)
+}
+
 fn init(data_dir: &Path, warnings_to_stderr: bool) -> LogGuard {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -81,7 +91,7 @@ fn init(data_dir: &Path, warnings_to_stderr: bool) -> LogGuard {
             .with_writer(EscapeControls(std::io::stderr))
             .with_ansi(false)
             .without_time()
-            .with_filter(tracing_subscriber::filter::LevelFilter::WARN)
+            .with_filter(own_warnings())
     });
     let installed = tracing_subscriber::registry()
         .with(file)
@@ -159,6 +169,17 @@ mod tests {
             escape_controls("plain Ünicode line\n"),
             "plain Ünicode line\n"
         );
+    }
+
+    #[test]
+    fn serve_copies_only_its_own_warnings_to_stderr() {
+        use tracing::Level;
+        let filter = own_warnings();
+        assert!(filter.would_enable("jitpilot::cloud::local::functions", &Level::WARN));
+        assert!(filter.would_enable("jitpilot", &Level::ERROR));
+        assert!(filter.would_enable("simulated_devices::agent", &Level::WARN));
+        assert!(!filter.would_enable("jitpilot::cloud", &Level::INFO));
+        assert!(!filter.would_enable("rustls::server::hs", &Level::WARN));
     }
 
     /// Only one subscriber can be installed per process, so that lines

@@ -45,9 +45,8 @@ fn parse_override(text: &str) -> Result<(String, String), String> {
 
 /// Runs `jitpilot deploy`.
 pub async fn run(global: &GlobalArgs, args: &DeployArgs) -> color_eyre::Result<()> {
-    if args.function_code.is_some() {
-        require_local(global)
-            .map_err(|_| eyre!("--function-code is for the local cloud; on AWS the function always runs its package (JITPILOT_LAMBDA_PACKAGE)"))?;
+    if args.function_code.is_some() && global.backend == Backend::Aws {
+        bail!("--function-code is for the local cloud; on AWS the function always runs its package (JITPILOT_LAMBDA_PACKAGE)");
     }
     let _log = crate::logging::init_file_logging(&global.data_dir());
     let overrides: ParameterOverrides = args.parameter_overrides.iter().cloned().collect();
@@ -99,17 +98,7 @@ pub(crate) fn open_local_cloud(
     global: &GlobalArgs,
     bus: EventBus,
 ) -> color_eyre::Result<LocalCloud> {
-    require_local(global)?;
     LocalCloud::open(&global.data_dir(), bus).map_err(|e| eyre!("{e}"))
-}
-
-/// The AWS backend is not part of this build yet: say so instead of
-/// silently using the local cloud.
-pub(crate) fn require_local(global: &GlobalArgs) -> color_eyre::Result<()> {
-    if global.backend == Backend::Aws {
-        bail!("the AWS backend is not available in this build yet; run without `--backend aws` to use the local cloud");
-    }
-    Ok(())
 }
 
 /// Prints each stack event to stderr, CloudFormation style, as it arrives.

@@ -166,9 +166,14 @@ pub async fn run(global: &GlobalArgs, args: &FleetArgs) -> color_eyre::Result<()
     }
     if summary.failed > 0 {
         bail!(
-            "{} of {} devices did not complete; see the failures above (the reasons the cloud refused are in its event log, `rotation.refused`); rerunning resumes every device where it stopped",
+            "{} of {} devices did not complete; each one's reason is {} (the reasons the cloud refused are also in its event log, `rotation.refused`); rerunning resumes every device where it stopped",
             summary.failed,
-            summary.devices
+            summary.devices,
+            if global.json {
+                "in the JSON's `failures` above"
+            } else {
+                "on its `FAILED` line above"
+            }
         );
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! What the walkthrough asks of a cloud, whichever it is.
 //!
-//! [`Cloud`] is implemented by the embedded local cloud ([`local`]) and, later,
-//! by the AWS backend. The TUI and the headless commands use only this trait
+//! [`Cloud`] is implemented by the embedded local cloud ([`local`]) and by
+//! the AWS backend ([`aws`], through aws-sdk-rust). The TUI and the headless commands use only this trait
 //! and its event stream, so the same screens and commands work on both.
 
 pub mod aws;

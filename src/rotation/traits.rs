@@ -1,7 +1,7 @@
 //! The function's view of the cloud: four small synchronous traits. The
 //! local cloud implements them over its SQLite store
-//! (`cloud::local::functions`); an AWS Lambda would implement them over the
-//! IoT, DynamoDB and SSM APIs.
+//! (`cloud::local::functions`); the AWS Lambda (`lambda/`, through
+//! `cloud::aws::function`) implements them over the IoT, DynamoDB and SSM APIs.
 
 use super::wire::DeviceRow;
 use crate::model::{Certificate, CertificateStatus};
