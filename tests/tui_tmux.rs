@@ -179,6 +179,11 @@ fn bad_situations_are_explained_on_screen() {
         s.contains("could not start") && s.contains("--mqtt-addr")
     });
     assert!(screen.contains(&addr), "names the address:\n{screen}");
+    assert_eq!(
+        screen.matches("--mqtt-addr").count(),
+        1,
+        "the advice is given once:\n{screen}"
+    );
     quit_and_check_shell(&tmux);
     drop(taken);
 

@@ -111,7 +111,8 @@ async fn open_local(global: &GlobalArgs) -> Result<Session, String> {
                 global.api_addr
             ),
             e => format!(
-                "The MQTT endpoint could not start on {}:\n\n{e}\n\nIf the port is taken, pass another with --mqtt-addr (e.g. --mqtt-addr 127.0.0.1:0 picks a free port).",
+                // The error itself names the flag to change.
+                "The MQTT endpoint could not start on {}:\n\n{e}",
                 global.mqtt_addr
             ),
         })?;
