@@ -149,6 +149,46 @@ impl AwsCloud {
     pub fn root_ca_path(&self) -> PathBuf {
         self.local_dir().join("AmazonRootCA.pem")
     }
+
+    /// What devices and the observer trust for the MQTT endpoint: Amazon's
+    /// roots, followed by the CA of `--iot-root-ca` (`JITPILOT_IOT_ROOT_CA`)
+    /// when one is named — the local cloud's endpoint CA that `jitpilot env`
+    /// exports, or a custom domain's CA.
+    pub fn trusted_roots(&self) -> AwsResult<String> {
+        match &self.inner.options.iot_root_ca {
+            None => Ok(AMAZON_ROOT_CAS.to_string()),
+            Some(path) => Ok(with_extra_root(&read_extra_root(path)?)),
+        }
+    }
+}
+
+/// Amazon's roots followed by `extra_pem`.
+fn with_extra_root(extra_pem: &str) -> String {
+    format!("{}\n{}\n", AMAZON_ROOT_CAS.trim_end(), extra_pem.trim())
+}
+
+/// The CA certificate(s) of `--iot-root-ca`, checked to be certificates.
+fn read_extra_root(path: &std::path::Path) -> AwsResult<String> {
+    let what = "--iot-root-ca (JITPILOT_IOT_ROOT_CA)";
+    let pem = std::fs::read_to_string(path).map_err(|e| {
+        AwsError::Other(format!(
+            "{what} names {}, which cannot be read ({e}); point it at a PEM CA certificate (`jitpilot env` exports the local cloud's endpoint-ca.pem), or unset it",
+            path.display()
+        ))
+    })?;
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(AwsError::Other(format!(
+            "{what} names {}, which holds no PEM certificate; point it at a CA certificate (`jitpilot env` exports the local cloud's endpoint-ca.pem), or unset it",
+            path.display()
+        )));
+    }
+    crate::pki::parse_cert(&pem).map_err(|e| {
+        AwsError::Other(format!(
+            "{what} names {}, whose certificate does not parse ({e}); point it at a PEM CA certificate, or unset it",
+            path.display()
+        ))
+    })?;
+    Ok(pem)
 }
 
 /// `HOST[:PORT]` (port 8883 when absent; `[v6]:port` accepted) as host and
