@@ -282,7 +282,31 @@ impl Cloud for AwsCloud {
 
 #[cfg(test)]
 mod tests {
-    use super::split_host_port;
+    use super::{read_extra_root, split_host_port, with_extra_root, AMAZON_ROOT_CAS};
+
+    #[test]
+    fn an_extra_root_follows_amazons_and_a_bad_one_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let subject = crate::pki::Subject {
+            common_name: Some("endpoint CA".into()),
+            ..Default::default()
+        };
+        let ca = crate::pki::create_ca(&subject, crate::pki::KeyAlgorithm::EcdsaP256, 1)
+            .expect("CA");
+        let good = dir.path().join("ca.pem");
+        std::fs::write(&good, &ca.cert_pem).expect("write");
+        let roots = with_extra_root(&read_extra_root(&good).expect("a CA certificate"));
+        assert!(roots.starts_with(AMAZON_ROOT_CAS.trim_end()));
+        assert!(roots.trim_end().ends_with(ca.cert_pem.trim()));
+
+        let missing = dir.path().join("missing.pem");
+        let err = read_extra_root(&missing).expect_err("missing").to_string();
+        assert!(err.contains("--iot-root-ca") && err.contains("missing.pem"), "{err}");
+        let key = dir.path().join("key.pem");
+        std::fs::write(&key, &ca.key_pem).expect("write");
+        let err = read_extra_root(&key).expect_err("a key").to_string();
+        assert!(err.contains("no PEM certificate") && err.contains("key.pem"), "{err}");
+    }
 
     #[test]
     fn iot_endpoint_overrides_take_host_and_optional_port() {
