@@ -22,7 +22,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -46,7 +46,7 @@ fn args() -> Result<Args, String> {
     let (mut sized, mut warmed) = (false, false);
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
             "--bench" => args.bench = true,
             "--bin" => args.bin = PathBuf::from(value("--bin")?),
@@ -62,8 +62,7 @@ fn args() -> Result<Args, String> {
                     .map_err(|e| format!("--warmup: {e}"))?;
                 warmed = true;
             }
-            // What the test harness would pass; this bench has no filters.
-            other if other.starts_with("--") => {}
+            // What the test harness would pass (filters, --nocapture): no use here.
             _ => {}
         }
     }
@@ -94,11 +93,18 @@ impl Drop for Serve {
     }
 }
 
-fn serve(bin: &PathBuf) -> Result<Serve, String> {
+fn serve(bin: &Path) -> Result<Serve, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let data = dir.path().join("data");
     let mut child = Command::new(bin)
-        .args(["serve", "--json", "--mqtt-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--json",
+            "--mqtt-addr",
+            "127.0.0.1:0",
+            "--api-addr",
+            "127.0.0.1:0",
+        ])
         .arg("--data-dir")
         .arg(&data)
         .env_remove("JITPILOT_DATA_DIR")
@@ -126,7 +132,7 @@ fn serve(bin: &PathBuf) -> Result<Serve, String> {
 }
 
 /// The data dir's access key, as `jitpilot env --json` prints it.
-fn credentials(bin: &PathBuf, serve: &Serve) -> Result<aws_credential_types::Credentials, String> {
+fn credentials(bin: &Path, serve: &Serve) -> Result<aws_credential_types::Credentials, String> {
     let out = Command::new(bin)
         .args(["env", "--json", "--data-dir"])
         .arg(&serve.data)
@@ -143,7 +149,7 @@ fn credentials(bin: &PathBuf, serve: &Serve) -> Result<aws_credential_types::Cre
         keys[k]
             .as_str()
             .map(str::to_string)
-            .ok_or(format!("env --json has no {k}"))
+            .ok_or_else(|| format!("env --json has no {k}"))
     };
     Ok(aws_credential_types::Credentials::new(
         field("accessKeyId")?,

@@ -291,8 +291,8 @@ mod tests {
             common_name: Some("endpoint CA".into()),
             ..Default::default()
         };
-        let ca = crate::pki::create_ca(&subject, crate::pki::KeyAlgorithm::EcdsaP256, 1)
-            .expect("CA");
+        let ca =
+            crate::pki::create_ca(&subject, crate::pki::KeyAlgorithm::EcdsaP256, 1).expect("CA");
         let good = dir.path().join("ca.pem");
         std::fs::write(&good, &ca.cert_pem).expect("write");
         let roots = with_extra_root(&read_extra_root(&good).expect("a CA certificate"));
@@ -301,11 +301,17 @@ mod tests {
 
         let missing = dir.path().join("missing.pem");
         let err = read_extra_root(&missing).expect_err("missing").to_string();
-        assert!(err.contains("--iot-root-ca") && err.contains("missing.pem"), "{err}");
+        assert!(
+            err.contains("--iot-root-ca") && err.contains("missing.pem"),
+            "{err}"
+        );
         let key = dir.path().join("key.pem");
         std::fs::write(&key, &ca.key_pem).expect("write");
         let err = read_extra_root(&key).expect_err("a key").to_string();
-        assert!(err.contains("no PEM certificate") && err.contains("key.pem"), "{err}");
+        assert!(
+            err.contains("no PEM certificate") && err.contains("key.pem"),
+            "{err}"
+        );
     }
 
     #[test]
