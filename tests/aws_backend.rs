@@ -1,17 +1,22 @@
-//! The AWS backend against moto's server (a local AWS API emulator from
-//! PyPI, `moto[server]`), started by each test on a free loopback port and
-//! killed when the test ends.
+//! The AWS backend against two targets, each started by the test on free
+//! loopback ports and stopped when it ends: moto's server (a local AWS API
+//! emulator from PyPI, `moto[server]`), and jitpilot's own local cloud
+//! (`jitpilot serve`, its AWS API and MQTT endpoint).
 //!
 //! The `jitpilot` binary runs deploy, init, status, cleanup and teardown
 //! with `--backend aws --endpoint-url`, and every result is checked through
-//! the SDK. moto has no MQTT data plane and no Lambda execution, so the
-//! rotation function's Lambda handler is driven here directly with the
+//! the SDK. moto has no MQTT data plane and no Lambda execution, so there
+//! the rotation function's Lambda handler is driven directly with the
 //! rules' SQL output, over the real SDK bindings, as AWS IoT would call it.
+//! On jitpilot nothing is played: the device runs 3a–3c against the
+//! endpoint `DescribeEndpoint` names, with real JITP, rules and function.
 
 mod aws_support;
 
-use aws_support::walkthrough::run_walkthrough_through_the_lambda;
-use aws_support::{clients, fake_bootstrap, isolate_env, jitpilot, json_of, stderr_of, Moto};
+use aws_support::walkthrough::{
+    run_walkthrough_on_the_endpoint, run_walkthrough_through_the_lambda,
+};
+use aws_support::{clients, fake_bootstrap, isolate_env, jitpilot, json_of, stderr_of, Target};
 use jitpilot::pki;
 use serde_json::{json, Value};
 
@@ -21,14 +26,22 @@ const SERIAL: &str = "IUQWXALODJESC1";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_init_status_cleanup_teardown_on_moto() {
-    let moto = Moto::start();
+    deploy_init_status_cleanup_teardown(Target::moto()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_init_status_cleanup_teardown_on_jitpilot() {
+    deploy_init_status_cleanup_teardown(Target::jitpilot()).await;
+}
+
+async fn deploy_init_status_cleanup_teardown(target: Target) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
     let package = fake_bootstrap(tmp.path());
-    let sdk = clients(&moto, &data).await;
+    let sdk = clients(&target, &data).await;
 
     // init before deploy says what to do.
-    let early = jitpilot(&moto, &data, None, &["init"]);
+    let early = jitpilot(&target, &data, None, &["init"]);
     assert!(
         stderr_of(&early).contains("jitpilot deploy"),
         "{}",
@@ -36,12 +49,12 @@ async fn deploy_init_status_cleanup_teardown_on_moto() {
     );
 
     // deploy without a package says how to build one.
-    let no_package = jitpilot(&moto, &data, None, &["deploy"]);
+    let no_package = jitpilot(&target, &data, None, &["deploy"]);
     assert!(stderr_of(&no_package).contains("scripts/package-lambda"));
 
     // deploy: bucket, upload, stack, rules.
     let deployed = json_of(&jitpilot(
-        &moto,
+        &target,
         &data,
         Some(&package),
         &["--json", "deploy"],
@@ -144,7 +157,7 @@ async fn deploy_init_status_cleanup_teardown_on_moto() {
     }
     // Deploying again is safe.
     let again = json_of(&jitpilot(
-        &moto,
+        &target,
         &data,
         Some(&package),
         &["--json", "deploy"],
@@ -159,7 +172,7 @@ async fn deploy_init_status_cleanup_teardown_on_moto() {
 
     // init: CAs, JITP, key in SSM, whitelist, factory, observer.
     let init = json_of(&jitpilot(
-        &moto,
+        &target,
         &data,
         None,
         &["--json", "init", "--devices", "2"],
@@ -195,7 +208,10 @@ async fn deploy_init_status_cleanup_teardown_on_moto() {
     match desc.auto_registration_status().map(|s| s.as_str()) {
         Some(status) => assert_eq!(status, "ENABLE"),
         None => {
-            let requests = moto.requests();
+            let requests = target
+                .moto_server()
+                .expect("only moto drops autoRegistrationStatus")
+                .requests();
             assert!(
                 requests.iter().any(|r| {
                     let url = r["url"].as_str().unwrap_or_default();
@@ -288,6 +304,16 @@ async fn deploy_init_status_cleanup_teardown_on_moto() {
                 .as_deref(),
             Some("Amazon Root CA 1")
         );
+        match target.local_cloud() {
+            // Amazon's roots only.
+            None => assert_eq!(root, jitpilot::cloud::aws::AMAZON_ROOT_CAS),
+            // …followed by the endpoint CA that `jitpilot env` exports.
+            Some(local) => assert!(
+                root.starts_with(jitpilot::cloud::aws::AMAZON_ROOT_CAS.trim_end())
+                    && root.trim_end().ends_with(local.endpoint_ca_pem().trim()),
+                "{root}"
+            ),
+        }
     }
     let observer_id =
         std::fs::read_to_string(data.join("aws/observer/cert-id")).expect("observer id");
@@ -318,7 +344,7 @@ async fn deploy_init_status_cleanup_teardown_on_moto() {
         "{document}"
     );
     let again = json_of(&jitpilot(
-        &moto,
+        &target,
         &data,
         None,
         &["--json", "init", "--devices", "2"],
@@ -331,24 +357,35 @@ async fn deploy_init_status_cleanup_teardown_on_moto() {
         "the same Vendor CA"
     );
 
-    // The rotation function, as the three rules would invoke it.
-    let rotated = run_walkthrough_through_the_lambda(&sdk, &data, &vendor_id, &man_id).await;
+    // The walkthrough: on moto the rotation function as the three rules
+    // would invoke it; on jitpilot a device, for real.
+    let rotated = match &target {
+        Target::Moto(_) => {
+            run_walkthrough_through_the_lambda(&sdk, &data, &vendor_id, &man_id).await
+        }
+        Target::Jitpilot(_) => {
+            run_walkthrough_on_the_endpoint(&target, &sdk, &data, &vendor_id, &man_id).await
+        }
+    };
 
     // status reads it all back.
-    let status = json_of(&jitpilot(&moto, &data, None, &["--json", "status"]));
+    let status = json_of(&jitpilot(&target, &data, None, &["--json", "status"]));
     assert_eq!(status["backend"], "aws");
     // CREATE_COMPLETE, or UPDATE_COMPLETE after the second deploy.
     let stack_status = status["stack"]["status"].as_str().unwrap_or_default();
     assert!(stack_status.ends_with("_COMPLETE"), "{stack_status}");
     assert_eq!(status["cas"].as_array().map(Vec::len), Some(2));
-    assert!(
-        status["endpoint"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("-ats.iot."),
-        "{}",
-        status["endpoint"]
-    );
+    match target.local_cloud() {
+        None => assert!(
+            status["endpoint"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("-ats.iot."),
+            "{}",
+            status["endpoint"]
+        ),
+        Some(local) => assert_eq!(status["endpoint"], local.iot_endpoint()),
+    }
     assert!(status["parameters"].get(&param_name).is_some());
     let states: Vec<(&str, &str)> = status["devices"]
         .as_array()
@@ -380,7 +417,7 @@ async fn deploy_init_status_cleanup_teardown_on_moto() {
     assert_eq!(man_certs[0]["things"], json!([SERIAL]));
 
     // cleanup: everything init and the walkthrough made is gone.
-    let cleaned = json_of(&jitpilot(&moto, &data, None, &["--json", "cleanup"]));
+    let cleaned = json_of(&jitpilot(&target, &data, None, &["--json", "cleanup"]));
     assert_eq!(cleaned["cas"], 2);
     assert_eq!(cleaned["parameters"], 2);
     assert_eq!(cleaned["tableRows"], 3);
@@ -430,11 +467,11 @@ async fn deploy_init_status_cleanup_teardown_on_moto() {
             .is_err(),
         "the thing is deleted"
     );
-    let nothing = json_of(&jitpilot(&moto, &data, None, &["--json", "cleanup"]));
+    let nothing = json_of(&jitpilot(&target, &data, None, &["--json", "cleanup"]));
     assert_eq!(nothing["cas"], 0);
 
     // teardown: stack, rules and bucket gone.
-    let down = json_of(&jitpilot(&moto, &data, None, &["--json", "teardown"]));
+    let down = json_of(&jitpilot(&target, &data, None, &["--json", "teardown"]));
     assert_eq!(down["existed"], true);
     assert!(sdk
         .cloudformation
@@ -458,7 +495,7 @@ async fn deploy_init_status_cleanup_teardown_on_moto() {
         .send()
         .await
         .is_err());
-    let again = json_of(&jitpilot(&moto, &data, None, &["--json", "teardown"]));
+    let again = json_of(&jitpilot(&target, &data, None, &["--json", "teardown"]));
     assert_eq!(again["existed"], false);
 }
 

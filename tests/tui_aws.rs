@@ -8,6 +8,11 @@
 //! IoT uses must come out of the observer as the events the local endpoint
 //! emits, and show in the traffic pane of the real binary in tmux.
 //!
+//! The TUI test runs against both targets of the AWS suite: on jitpilot's
+//! local cloud (`jitpilot serve`) nothing stands in — the observer dials
+//! what DescribeEndpoint answers with the identity init made, and a real
+//! device's onboarding shows in the traffic pane.
+//!
 //! The broker is in `broker_support/`. Needs `mosquitto`, `mosquitto_pub`
 //! and `tmux` (scripts/test installs them) and moto's server
 //! (`moto[server]`). Every wait polls a condition under a deadline.
@@ -15,7 +20,7 @@
 mod aws_support;
 mod broker_support;
 
-use aws_support::{fake_bootstrap, Moto};
+use aws_support::{fake_bootstrap, jitpilot_command, json_of, Target};
 use broker_support::{client_cert, test_ca, Broker};
 use jitpilot::cloud::aws::observer::{Observer, ObserverState, CERT_FILE, KEY_FILE, ROOT_CA_FILE};
 use jitpilot::cloud::aws::{AwsCloud, AwsOptions, AMAZON_ROOT_CAS};
@@ -304,16 +309,29 @@ fn quote(s: &str) -> String {
 }
 
 #[test]
-fn the_tui_on_aws_deploys_inits_and_shows_observed_traffic() {
-    let moto = Moto::start();
-    // moto's observer certificate is not signed by the broker's CA: the
-    // broker does not ask for one here (AWS would check it; moto can't).
-    let broker = Broker::start(false);
+fn the_tui_on_aws_deploys_inits_and_shows_observed_traffic_on_moto() {
+    the_tui_on_aws_deploys_inits_and_shows_observed_traffic(Target::moto());
+}
+
+#[test]
+fn the_tui_on_aws_deploys_inits_and_shows_observed_traffic_on_jitpilot() {
+    the_tui_on_aws_deploys_inits_and_shows_observed_traffic(Target::jitpilot());
+}
+
+fn the_tui_on_aws_deploys_inits_and_shows_observed_traffic(target: Target) {
+    // On moto: moto's observer certificate is not signed by the broker's
+    // CA, so the broker does not ask for one here (AWS would check it; moto
+    // can't). On jitpilot the local endpoint checks it, as AWS does.
+    let broker = target.moto_server().map(|_| Broker::start(false));
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
     let package = fake_bootstrap(tmp.path());
 
-    let tmux = Tmux::start(&format!("jitpilot-tui-aws-{}", std::process::id()), 160, 50);
+    let tmux = Tmux::start(
+        &format!("jitpilot-tui-aws-{}-{}", target.name(), std::process::id()),
+        160,
+        50,
+    );
     tmux.wait_for("a shell prompt", |s| s.contains("ready$"));
     // Dummy credentials, no profile files: the same isolation as the
     // headless AWS tests.
@@ -329,21 +347,33 @@ fn the_tui_on_aws_deploys_inits_and_shows_observed_traffic() {
     .iter()
     .map(|v| format!("-u {v} "))
     .collect();
+    // The target's key (and on jitpilot the endpoint CA `jitpilot env`
+    // exports); on moto the broker is the data endpoint.
+    let target_env: String = target
+        .env()
+        .iter()
+        .map(|(k, v)| format!("{k}={} ", quote(v)))
+        .collect();
+    let iot_endpoint = broker
+        .as_ref()
+        .map(|b| format!("--iot-endpoint {} ", b.endpoint()))
+        .unwrap_or_default();
     let command = format!(
-        "env {unset}AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+        "env {unset}-u JITPILOT_IOT_ENDPOINT -u JITPILOT_IOT_ROOT_CA {target_env}\
          AWS_CONFIG_FILE=/nonexistent/c AWS_SHARED_CREDENTIALS_FILE=/nonexistent/s \
          AWS_EC2_METADATA_DISABLED=true JITPILOT_LAMBDA_PACKAGE={} \
-         {} --backend aws --endpoint-url {} --region us-east-1 --iot-endpoint {} --data-dir {}",
+         {} --backend aws --endpoint-url {} --region us-east-1 {iot_endpoint}--api-addr off --data-dir {}",
         quote(&package.display().to_string()),
         quote(env!("CARGO_BIN_EXE_jitpilot")),
-        moto.url,
-        broker.endpoint(),
+        target.url(),
         quote(&data.display().to_string()),
     );
     tmux.keys(&[&command, "Enter"]);
     tmux.wait_for("the TUI on AWS, waiting for an observer identity", |s| {
         s.contains("aws us-east-1 cloud")
-            && s.contains(&format!("endpoint {}", broker.endpoint()))
+            && broker
+                .as_ref()
+                .is_none_or(|b| s.contains(&format!("endpoint {}", b.endpoint())))
             && s.contains("observer waiting")
             && s.contains("not deployed")
     });
@@ -354,9 +384,38 @@ fn the_tui_on_aws_deploys_inits_and_shows_observed_traffic() {
     });
 
     tmux.keys(&["i"]);
-    tmux.wait_for("moto's CAs in the CAs pane", |s| {
+    tmux.wait_for("the CAs in the CAs pane", |s| {
         s.contains("Vendor CA ACTIVE") && s.contains("Manufacturer CA ACTIVE")
     });
+    let Some(broker) = broker else {
+        // jitpilot: the identity init made trusts the endpoint CA and is
+        // accepted by the endpoint, its policy allows the subscription.
+        tmux.wait_for("the observer subscribed", |s| {
+            s.contains("observer subscribed")
+        });
+        // A device onboards for real; its traffic reaches the pane.
+        let onboarded = json_of(
+            &jitpilot_command(
+                &target,
+                &data,
+                None,
+                &["--json", "device", SERIAL, "onboard"],
+            )
+            .output()
+            .expect("device runs"),
+        );
+        assert_eq!(
+            onboarded["crState"], "CR_CERT_ROTATION_COMPLETED",
+            "{onboarded}"
+        );
+        tmux.wait_for("the observed walkthrough in the traffic pane", |s| {
+            s.contains(&format!("{SERIAL} connected"))
+                && s.contains("create-man-cert")
+                && s.contains("ack-man-cert")
+        });
+        quit_and_check_the_terminal(&tmux);
+        return;
+    };
     // Init's last step is the observer identity, with Amazon's roots in its
     // root-ca.pem: the observer picks it up at once and cannot trust this
     // broker. Once it says so, init has written every file.
@@ -385,8 +444,11 @@ fn the_tui_on_aws_deploys_inits_and_shows_observed_traffic() {
     tmux.wait_for("the observed traffic in the traffic pane", |s| {
         s.contains(&format!("{SERIAL} connected")) && s.contains("create-man-cert")
     });
+    quit_and_check_the_terminal(&tmux);
+}
 
-    // Quit: the shell comes back in a sane terminal mode.
+/// Quits the TUI: the shell comes back in a sane terminal mode.
+fn quit_and_check_the_terminal(tmux: &Tmux) {
     tmux.keys(&["q"]);
     // Type only once the TUI has left the terminal: keys sent while it is
     // still shutting down would be read by it, not by the shell.

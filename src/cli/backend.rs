@@ -25,6 +25,7 @@ pub async fn open_aws(global: &GlobalArgs, bus: EventBus) -> color_eyre::Result<
         global.endpoint_url.clone(),
     );
     options.iot_endpoint = global.iot_endpoint.clone();
+    options.iot_root_ca = global.iot_root_ca.clone();
     AwsCloud::connect(options, bus)
         .await
         .map_err(|e| eyre!("{e}"))

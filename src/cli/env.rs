@@ -6,12 +6,21 @@
 //! `api.addr` (written while `serve` or the TUI runs) and the access key
 //! file. botocore reads only `AWS_DEFAULT_REGION`, the others
 //! `AWS_REGION`: both are set.
+//!
+//! `JITPILOT_IOT_ROOT_CA` names the local MQTT endpoint's CA
+//! (`<data-dir>/endpoint-ca.pem`), the way `AWS_CA_BUNDLE` names a CA for
+//! HTTPS: jitpilot's own `--backend aws` then trusts it beside Amazon's roots
+//! in the device folders and the observer identity `init` writes, so devices
+//! dial what `DescribeEndpoint` answers and verify it.
 
 use super::GlobalArgs;
 use crate::cloud::local::api::credentials;
 use crate::cloud::local::datadir::DataDir;
 use crate::cloud::local::LOCAL_REGION;
 use color_eyre::eyre::eyre;
+
+/// The variable `--iot-root-ca` reads: the local MQTT endpoint's CA.
+pub const IOT_ROOT_CA_VAR: &str = "JITPILOT_IOT_ROOT_CA";
 
 /// What `env --json` prints.
 #[derive(Debug, serde::Serialize)]
@@ -21,6 +30,9 @@ struct Exports {
     access_key_id: String,
     secret_access_key: String,
     region: &'static str,
+    /// The local MQTT endpoint's CA (absolute path), for `--iot-root-ca`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iot_root_ca: Option<String>,
 }
 
 /// `http://host:port` for an API bound to `addr` (an unspecified address
@@ -51,17 +63,26 @@ pub fn run(global: &GlobalArgs) -> color_eyre::Result<()> {
             credentials::CREDENTIALS_FILE
         )
     })?;
+    let endpoint_ca = std::path::absolute(data_dir.endpoint_ca_path())?;
     let exports = Exports {
         endpoint_url: endpoint_url(&addr),
         access_key_id: keys.access_key_id,
         secret_access_key: keys.secret_access_key,
         region: LOCAL_REGION,
+        iot_root_ca: endpoint_ca
+            .is_file()
+            .then(|| endpoint_ca.display().to_string()),
     };
     if global.json {
         return super::print_json(&exports);
     }
+    let iot_root_ca = exports
+        .iot_root_ca
+        .as_deref()
+        .map(|path| format!(" {IOT_ROOT_CA_VAR}={}", shell_quote(path)))
+        .unwrap_or_default();
     println!(
-        "export AWS_ENDPOINT_URL={} AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} AWS_REGION={} AWS_DEFAULT_REGION={}",
+        "export AWS_ENDPOINT_URL={} AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} AWS_REGION={} AWS_DEFAULT_REGION={}{iot_root_ca}",
         shell_quote(&exports.endpoint_url),
         shell_quote(&exports.access_key_id),
         shell_quote(&exports.secret_access_key),

@@ -47,6 +47,11 @@ pub struct GlobalArgs {
     /// account's `iot:Data-ATS` (a custom domain, or a broker for testing).
     #[arg(long, global = true, env = "JITPILOT_IOT_ENDPOINT")]
     pub iot_endpoint: Option<String>,
+    /// A CA certificate (PEM) the MQTT data endpoint chains to, trusted
+    /// beside Amazon's roots with `--backend aws` (`jitpilot env` exports the
+    /// local cloud's endpoint CA here).
+    #[arg(long, global = true, env = "JITPILOT_IOT_ROOT_CA")]
+    pub iot_root_ca: Option<PathBuf>,
     /// Print one machine-readable JSON document on stdout.
     #[arg(long, global = true)]
     pub json: bool,

@@ -1,10 +1,15 @@
-//! Shared by the AWS backend tests: moto's server on a free loopback port,
-//! and the `jitpilot` binary run with `--backend aws` against it.
+//! Shared by the AWS backend tests: the two targets the suite runs against
+//! ([`Target`]: moto's server, or jitpilot's own local cloud answering the
+//! AWS APIs), and the `jitpilot` binary run with `--backend aws` against
+//! either.
 #![allow(dead_code)]
 
+pub mod local_cloud;
 pub mod mosquitto;
 pub mod rules_engine;
 pub mod walkthrough;
+
+pub use local_cloud::LocalCloudApi;
 
 use jitpilot::cloud::aws::{AwsOptions, Clients};
 use serde_json::Value;
@@ -114,17 +119,111 @@ impl Drop for Moto {
     }
 }
 
-/// The jitpilot binary with `--backend aws` against moto, dummy credentials,
-/// no profile files.
-pub fn jitpilot(moto: &Moto, data_dir: &Path, package: Option<&Path>, args: &[&str]) -> Output {
-    jitpilot_command(moto, data_dir, package, args)
+/// What the AWS backend suite runs against. Each test body takes one and is
+/// instantiated once per target (`…_on_moto`, `…_on_jitpilot`).
+pub enum Target {
+    /// moto's server: the AWS APIs without a data plane. mosquitto stands in
+    /// for IoT's MQTT endpoint and the test plays JITP and the rules engine.
+    Moto(Moto),
+    /// `jitpilot serve`: the same APIs over the local cloud, with its MQTT
+    /// endpoint, real JITP, the rules and the rotation function. Nothing is
+    /// played by hand.
+    Jitpilot(LocalCloudApi),
+}
+
+impl Target {
+    pub fn moto() -> Target {
+        Target::Moto(Moto::start())
+    }
+
+    /// moto with AWS's certificateIds (see [`Moto::start_with_aws_certificate_ids`]).
+    pub fn moto_with_aws_certificate_ids() -> Target {
+        Target::Moto(Moto::start_with_aws_certificate_ids())
+    }
+
+    pub fn jitpilot() -> Target {
+        Target::Jitpilot(LocalCloudApi::start())
+    }
+
+    /// `--endpoint-url`.
+    pub fn url(&self) -> &str {
+        match self {
+            Target::Moto(m) => &m.url,
+            Target::Jitpilot(j) => &j.keys.endpoint_url,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Target::Moto(_) => "moto",
+            Target::Jitpilot(_) => "jitpilot",
+        }
+    }
+
+    pub fn moto_server(&self) -> Option<&Moto> {
+        match self {
+            Target::Moto(m) => Some(m),
+            Target::Jitpilot(_) => None,
+        }
+    }
+
+    pub fn local_cloud(&self) -> Option<&LocalCloudApi> {
+        match self {
+            Target::Moto(_) => None,
+            Target::Jitpilot(j) => Some(j),
+        }
+    }
+
+    /// The credentials the target accepts: moto any, jitpilot only its
+    /// data dir's own key.
+    pub fn credentials(&self) -> aws_credential_types::Credentials {
+        match self {
+            Target::Moto(_) => test_credentials(),
+            Target::Jitpilot(j) => aws_credential_types::Credentials::new(
+                j.keys.access_key_id.clone(),
+                j.keys.secret_access_key.clone(),
+                None,
+                None,
+                "jitpilot-env",
+            ),
+        }
+    }
+
+    /// The environment a user sets for this target: the key, and for
+    /// jitpilot the endpoint CA `jitpilot env` exports.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let creds = self.credentials();
+        let mut vars = vec![
+            ("AWS_ACCESS_KEY_ID", creds.access_key_id().to_string()),
+            (
+                "AWS_SECRET_ACCESS_KEY",
+                creds.secret_access_key().to_string(),
+            ),
+        ];
+        if let Target::Jitpilot(j) = self {
+            vars.push((
+                "JITPILOT_IOT_ROOT_CA",
+                j.keys
+                    .iot_root_ca
+                    .clone()
+                    .expect("env exports the endpoint CA"),
+            ));
+        }
+        vars
+    }
+}
+
+/// The jitpilot binary with `--backend aws` against `target`, its
+/// credentials, no profile files.
+pub fn jitpilot(target: &Target, data_dir: &Path, package: Option<&Path>, args: &[&str]) -> Output {
+    jitpilot_command(target, data_dir, package, args)
         .output()
         .expect("jitpilot runs")
 }
 
 /// The command [`jitpilot`] runs, to run it another way (e.g. spawned).
 pub fn jitpilot_command(
-    moto: &Moto,
+    target: &Target,
     data_dir: &Path,
     package: Option<&Path>,
     args: &[&str],
@@ -134,7 +233,7 @@ pub fn jitpilot_command(
         "--backend",
         "aws",
         "--endpoint-url",
-        &moto.url,
+        target.url(),
         "--region",
         "us-east-1",
     ])
@@ -142,6 +241,7 @@ pub fn jitpilot_command(
     .arg(data_dir)
     .args(args);
     isolate_env(&mut cmd);
+    cmd.envs(target.env());
     match package {
         Some(p) => cmd.env("JITPILOT_LAMBDA_PACKAGE", p),
         None => cmd.env("JITPILOT_LAMBDA_PACKAGE", data_dir.join("no-such-package")),
@@ -159,6 +259,7 @@ pub fn isolate_env(cmd: &mut Command) {
         "JITPILOT_CODE_BUCKET",
         "JITPILOT_DATA_DIR",
         "JITPILOT_IOT_ENDPOINT",
+        "JITPILOT_IOT_ROOT_CA",
         "AWS_WEB_IDENTITY_TOKEN_FILE",
         "AWS_ROLE_ARN",
         "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
@@ -191,14 +292,14 @@ pub fn stderr_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-pub async fn clients(moto: &Moto, data_dir: &Path) -> Clients {
+pub async fn clients(target: &Target, data_dir: &Path) -> Clients {
     // Static test credentials: the process's environment is never changed
     // (tests run in parallel) and a real profile cannot leak in.
     let options = AwsOptions {
         region: Some("us-east-1".into()),
-        endpoint_url: Some(moto.url.clone()),
+        endpoint_url: Some(target.url().to_string()),
         data_dir: data_dir.to_path_buf(),
-        credentials: Some(test_credentials()),
+        credentials: Some(target.credentials()),
         ..AwsOptions::default()
     };
     Clients::load(&options).await.expect("clients")
@@ -209,7 +310,8 @@ pub fn test_credentials() -> aws_credential_types::Credentials {
     aws_credential_types::Credentials::new("testing", "testing", None, None, "jitpilot-tests")
 }
 
-/// A stand-in `bootstrap` (moto stores the code but never runs it).
+/// A stand-in `bootstrap` (moto stores the code but never runs it; the
+/// local cloud runs its built-in rotation function for jitpilot's stack).
 pub fn fake_bootstrap(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("bootstrap");
     std::fs::write(&path, b"\x7fELF jitpilot rotation function stand-in").expect("write");

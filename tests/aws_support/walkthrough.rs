@@ -414,3 +414,143 @@ pub async fn run_walkthrough_through_the_lambda(
         manufacturer_cert_id: man_id,
     }
 }
+
+/// Steps 3a–3c on jitpilot's local cloud, for real: `jitpilot --backend
+/// aws device SERIAL jitp`, then `… onboard`, the device dialling what
+/// `DescribeEndpoint` answered. JITP registers the vendor certificate and
+/// runs the template, `rule_jitp` and the two rotation rules invoke the
+/// rotation function, which answers on the endpoint. Each step's result is
+/// checked through the SDK.
+pub async fn run_walkthrough_on_the_endpoint(
+    target: &super::Target,
+    sdk: &Clients,
+    data: &Path,
+    vendor_ca_id: &str,
+    manufacturer_ca_id: &str,
+) -> Rotated {
+    let device = |step: &str| {
+        super::json_of(&super::jitpilot(
+            target,
+            data,
+            None,
+            &["--json", "device", SERIAL, step],
+        ))
+    };
+    // 3a: the first connect is refused, JITP provisions, the retry connects.
+    let jitp = device("jitp");
+    assert_eq!(jitp["crState"], "CR_THING_CREATED", "{jitp}");
+    let local = target.local_cloud().expect("jitpilot target");
+    assert_eq!(
+        jitp["endpoint"],
+        local.iot_endpoint(),
+        "DescribeEndpoint's answer"
+    );
+    let r = row(sdk, SERIAL).await;
+    let vendor_id = r["VendorCertId"].clone();
+    assert_eq!(
+        vendor_id,
+        pki::certificate_id_from_pem(&vendor_device_pem(data, SERIAL)).expect("id"),
+        "JITP registered the device's factory certificate"
+    );
+    let vendor = sdk
+        .iot
+        .describe_certificate()
+        .certificate_id(&vendor_id)
+        .send()
+        .await
+        .expect("JITP registered the vendor certificate");
+    let vendor = vendor.certificate_description().expect("description");
+    assert_eq!(vendor.status().map(|s| s.as_str()), Some("ACTIVE"));
+    assert_eq!(vendor.ca_certificate_id(), Some(vendor_ca_id));
+    let vendor_arn = vendor.certificate_arn().expect("arn").to_string();
+    let policies = sdk
+        .iot
+        .list_attached_policies()
+        .target(&vendor_arn)
+        .send()
+        .await
+        .expect("policies");
+    let policies: Vec<&str> = policies
+        .policies()
+        .iter()
+        .filter_map(|p| p.policy_name())
+        .collect();
+    assert_eq!(
+        policies,
+        vec![IN_PROGRESS_POLICY],
+        "the JITP template's policy"
+    );
+    assert_eq!(thing_cert_ids(sdk, SERIAL).await, vec![vendor_id.clone()]);
+
+    // 3b and 3c: the rotation function, invoked by the rules.
+    let onboarded = device("onboard");
+    assert_eq!(
+        onboarded["crState"], "CR_CERT_ROTATION_COMPLETED",
+        "{onboarded}"
+    );
+    let man_id = onboarded["outcome"]["manufacturer_cert_id"]
+        .as_str()
+        .expect("manufacturer cert id")
+        .to_string();
+    let man_pem = std::fs::read_to_string(
+        data.join("devices")
+            .join(SERIAL)
+            .join("manufacturer.cert.pem"),
+    )
+    .expect("the device stored its manufacturer cert");
+    let man_ca = sdk
+        .iot
+        .describe_ca_certificate()
+        .certificate_id(manufacturer_ca_id)
+        .send()
+        .await
+        .expect("Manufacturer CA");
+    let man_ca_pem = man_ca
+        .certificate_description()
+        .and_then(|d| d.certificate_pem())
+        .expect("pem");
+    assert!(
+        pki::verify_signed_by(&man_pem, man_ca_pem).expect("verify"),
+        "signed with the Manufacturer CA key read from the parameter store"
+    );
+    let described = sdk
+        .iot
+        .describe_certificate()
+        .certificate_id(&man_id)
+        .send()
+        .await
+        .expect("the manufacturer cert is registered");
+    let described = described.certificate_description().expect("description");
+    assert_eq!(described.status().map(|s| s.as_str()), Some("ACTIVE"));
+    let policies = sdk
+        .iot
+        .list_attached_policies()
+        .target(described.certificate_arn().expect("arn"))
+        .send()
+        .await
+        .expect("policies");
+    let policies: Vec<&str> = policies
+        .policies()
+        .iter()
+        .filter_map(|p| p.policy_name())
+        .collect();
+    assert_eq!(policies, vec![ROTATION_COMPLETE_POLICY]);
+    // 3c: the vendor cert detached, deactivated and deleted.
+    assert!(
+        sdk.iot
+            .describe_certificate()
+            .certificate_id(&vendor_id)
+            .send()
+            .await
+            .is_err(),
+        "the vendor certificate is deleted"
+    );
+    assert_eq!(thing_cert_ids(sdk, SERIAL).await, vec![man_id.clone()]);
+    let r = row(sdk, SERIAL).await;
+    assert_eq!(r["CrState"], "CR_CERT_ROTATION_COMPLETED");
+    assert_eq!(r["ManufacturerCertId"], man_id);
+    assert!(!r.contains_key("VendorCertId"), "{r:?}");
+    Rotated {
+        manufacturer_cert_id: man_id,
+    }
+}

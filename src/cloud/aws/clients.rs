@@ -33,6 +33,11 @@ pub struct AwsOptions {
     /// observer dial instead of DescribeEndpoint's `iot:Data-ATS` (a custom
     /// domain, or a local broker standing in for an emulator without one).
     pub iot_endpoint: Option<String>,
+    /// `--iot-root-ca PATH` (`JITPILOT_IOT_ROOT_CA`): a CA certificate the
+    /// MQTT endpoint's server certificate chains to, trusted beside Amazon's
+    /// roots by devices and the observer — jitpilot's own local cloud
+    /// (`jitpilot env` exports its `endpoint-ca.pem`), or a custom domain's CA.
+    pub iot_root_ca: Option<PathBuf>,
     /// Static credentials instead of the standard chain's (tests, which
     /// must not change their process's environment while others run).
     pub credentials: Option<aws_credential_types::Credentials>,
@@ -50,6 +55,7 @@ impl AwsOptions {
                 .ok()
                 .filter(|b| !b.is_empty()),
             iot_endpoint: None,
+            iot_root_ca: None,
             credentials: None,
         }
     }

@@ -9,7 +9,8 @@
 //!    SecureString `cr-ca-key-<caCertificateId>` for the rotation function;
 //! 3. whitelist rows in `CertRotationDevices` (`CR_WHITELISTED`);
 //! 4. factory credentials in `<data-dir>/devices/<serial>/`, trusting
-//!    Amazon's root CAs for the `iot:Data-ATS` endpoint;
+//!    Amazon's root CAs for the `iot:Data-ATS` endpoint (plus the CA of
+//!    `--iot-root-ca` when given: jitpilot's local cloud, a custom domain);
 //! 5. the observer identity: a certificate and a least-privilege policy
 //!    (subscribe/receive `$aws/events/*` and `/cert-rotation/*` only) with
 //!    which the TUI's traffic pane subscribes.
@@ -62,6 +63,9 @@ pub async fn run(cloud: &AwsCloud, extra_devices: usize) -> CloudResult<InitRepo
             stack::PROVISIONING_ROLE_OUTPUT
         ))
     })?;
+    // What devices and the observer trust; a bad --iot-root-ca fails here,
+    // before anything is created.
+    let roots = cloud.trusted_roots()?;
     let mut created = false;
     let cas = registry::fleet_cas(cloud).await?;
     let vendor = vendor_ca(cloud, &cas, &role_arn, &mut created).await?;
@@ -73,7 +77,7 @@ pub async fn run(cloud: &AwsCloud, extra_devices: usize) -> CloudResult<InitRepo
     // Devices trust Amazon's roots for the account's ATS endpoint.
     let local = cloud.local_dir();
     create_private_dir(&local).map_err(other)?;
-    write_if_changed(&cloud.root_ca_path(), AMAZON_ROOT_CAS)?;
+    write_if_changed(&cloud.root_ca_path(), &roots)?;
     if let Err(e) = cloud.data_ats_host().await {
         tracing::warn!("iot:Data-ATS endpoint unknown for now: {e}");
     }
@@ -87,6 +91,7 @@ pub async fn run(cloud: &AwsCloud, extra_devices: usize) -> CloudResult<InitRepo
             serial,
             &vendor,
             &manufacturer,
+            &roots,
         )? {
             issued += 1;
         }
@@ -98,7 +103,7 @@ pub async fn run(cloud: &AwsCloud, extra_devices: usize) -> CloudResult<InitRepo
             format!("factory: issued vendor certs for {issued} device(s)"),
         ));
     }
-    created |= observer(cloud).await?;
+    created |= observer(cloud, &roots).await?;
 
     let mut summaries = Vec::new();
     for ca in registry::fleet_cas(cloud).await? {
@@ -365,13 +370,15 @@ async fn whitelist(
 }
 
 /// The device's factory key and Vendor-CA-signed cert, unless it has valid
-/// ones; always refreshes what it trusts. True when a cert was issued.
+/// ones; always refreshes what it trusts (`roots`). True when a cert was
+/// issued.
 fn factory_credentials(
     cloud: &AwsCloud,
     dir: &Path,
     serial: &str,
     vendor: &SigningCa,
     manufacturer: &SigningCa,
+    roots: &str,
 ) -> AwsResult<bool> {
     create_private_dir(dir).map_err(other)?;
     let key_path = dir.join(VENDOR_KEY_FILE);
@@ -393,13 +400,7 @@ fn factory_credentials(
         write_atomically(&cert_path, chain.as_bytes(), false).map_err(other)?;
         issued = true;
     }
-    // Amazon's roots, unless the folder already trusts something: a custom
-    // domain (`--iot-endpoint`) may chain to another CA, and init must not
-    // undo what its user put there.
-    let root_ca = dir.join(ROOT_CA_FILE);
-    if !root_ca.exists() {
-        write_if_changed(&root_ca, AMAZON_ROOT_CAS)?;
-    }
+    write_roots(&dir.join(ROOT_CA_FILE), roots)?;
     write_if_changed(&dir.join(MANUFACTURER_CA_FILE), &manufacturer.cert_pem)?;
     Ok(issued)
 }
@@ -425,9 +426,9 @@ pub fn observer_policy_document(region: &str, account: &str) -> serde_json::Valu
     })
 }
 
-/// Creates the observer identity unless a working one is on disk. True when
-/// it created one.
-async fn observer(cloud: &AwsCloud) -> AwsResult<bool> {
+/// Creates the observer identity unless a working one is on disk (whose
+/// `root-ca.pem` is refreshed to `roots`). True when it created one.
+async fn observer(cloud: &AwsCloud, roots: &str) -> AwsResult<bool> {
     let dir = observer_dir(cloud);
     let iot = &cloud.clients().iot;
     if let Ok(id) = std::fs::read_to_string(dir.join("cert-id")) {
@@ -442,6 +443,7 @@ async fn observer(cloud: &AwsCloud) -> AwsResult<bool> {
                 .is_some_and(|s| s.as_str() == "ACTIVE")
         });
         if active && dir.join("key.pem").is_file() && dir.join("cert.pem").is_file() {
+            write_roots(&dir.join(ROOT_CA_FILE), roots)?;
             return Ok(false);
         }
     }
@@ -492,7 +494,7 @@ async fn observer(cloud: &AwsCloud) -> AwsResult<bool> {
     write_atomically(&dir.join("key.pem"), key.as_bytes(), true).map_err(other)?;
     write_atomically(&dir.join("cert.pem"), pem.as_bytes(), false).map_err(other)?;
     write_atomically(&dir.join("cert-id"), id.as_bytes(), false).map_err(other)?;
-    write_atomically(&dir.join("root-ca.pem"), AMAZON_ROOT_CAS.as_bytes(), false).map_err(other)?;
+    write_atomically(&dir.join(ROOT_CA_FILE), roots.as_bytes(), false).map_err(other)?;
     cloud.emit(CloudEvent::new(
         EventKind::Registry,
         format!(
@@ -539,6 +541,23 @@ pub async fn delete_observer(cloud: &AwsCloud) -> AwsResult<()> {
         })?;
     }
     Ok(())
+}
+
+/// Writes `roots` (what init trusts) to a `root-ca.pem`, unless the file
+/// holds something init did not write: a custom domain (`--iot-endpoint`)
+/// may chain to another CA, and init must not undo what its user put there.
+/// Init's own files start with Amazon's roots; those are brought up to date
+/// (e.g. once `--iot-root-ca` names the local cloud's endpoint CA).
+fn write_roots(path: &Path, roots: &str) -> AwsResult<()> {
+    let written_by_init = match std::fs::read_to_string(path) {
+        Err(_) => true,
+        Ok(current) => current.trim_start().starts_with(AMAZON_ROOT_CAS.trim()),
+    };
+    if written_by_init {
+        write_if_changed(path, roots)
+    } else {
+        Ok(())
+    }
 }
 
 fn write_if_changed(path: &Path, text: &str) -> AwsResult<()> {

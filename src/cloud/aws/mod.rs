@@ -149,6 +149,46 @@ impl AwsCloud {
     pub fn root_ca_path(&self) -> PathBuf {
         self.local_dir().join("AmazonRootCA.pem")
     }
+
+    /// What devices and the observer trust for the MQTT endpoint: Amazon's
+    /// roots, followed by the CA of `--iot-root-ca` (`JITPILOT_IOT_ROOT_CA`)
+    /// when one is named — the local cloud's endpoint CA that `jitpilot env`
+    /// exports, or a custom domain's CA.
+    pub fn trusted_roots(&self) -> AwsResult<String> {
+        match &self.inner.options.iot_root_ca {
+            None => Ok(AMAZON_ROOT_CAS.to_string()),
+            Some(path) => Ok(with_extra_root(&read_extra_root(path)?)),
+        }
+    }
+}
+
+/// Amazon's roots followed by `extra_pem`.
+fn with_extra_root(extra_pem: &str) -> String {
+    format!("{}\n{}\n", AMAZON_ROOT_CAS.trim_end(), extra_pem.trim())
+}
+
+/// The CA certificate(s) of `--iot-root-ca`, checked to be certificates.
+fn read_extra_root(path: &std::path::Path) -> AwsResult<String> {
+    let what = "--iot-root-ca (JITPILOT_IOT_ROOT_CA)";
+    let pem = std::fs::read_to_string(path).map_err(|e| {
+        AwsError::Other(format!(
+            "{what} names {}, which cannot be read ({e}); point it at a PEM CA certificate (`jitpilot env` exports the local cloud's endpoint-ca.pem), or unset it",
+            path.display()
+        ))
+    })?;
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(AwsError::Other(format!(
+            "{what} names {}, which holds no PEM certificate; point it at a CA certificate (`jitpilot env` exports the local cloud's endpoint-ca.pem), or unset it",
+            path.display()
+        )));
+    }
+    crate::pki::parse_cert(&pem).map_err(|e| {
+        AwsError::Other(format!(
+            "{what} names {}, whose certificate does not parse ({e}); point it at a PEM CA certificate, or unset it",
+            path.display()
+        ))
+    })?;
+    Ok(pem)
 }
 
 /// `HOST[:PORT]` (port 8883 when absent; `[v6]:port` accepted) as host and
@@ -242,7 +282,37 @@ impl Cloud for AwsCloud {
 
 #[cfg(test)]
 mod tests {
-    use super::split_host_port;
+    use super::{read_extra_root, split_host_port, with_extra_root, AMAZON_ROOT_CAS};
+
+    #[test]
+    fn an_extra_root_follows_amazons_and_a_bad_one_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let subject = crate::pki::Subject {
+            common_name: Some("endpoint CA".into()),
+            ..Default::default()
+        };
+        let ca =
+            crate::pki::create_ca(&subject, crate::pki::KeyAlgorithm::EcdsaP256, 1).expect("CA");
+        let good = dir.path().join("ca.pem");
+        std::fs::write(&good, &ca.cert_pem).expect("write");
+        let roots = with_extra_root(&read_extra_root(&good).expect("a CA certificate"));
+        assert!(roots.starts_with(AMAZON_ROOT_CAS.trim_end()));
+        assert!(roots.trim_end().ends_with(ca.cert_pem.trim()));
+
+        let missing = dir.path().join("missing.pem");
+        let err = read_extra_root(&missing).expect_err("missing").to_string();
+        assert!(
+            err.contains("--iot-root-ca") && err.contains("missing.pem"),
+            "{err}"
+        );
+        let key = dir.path().join("key.pem");
+        std::fs::write(&key, &ca.key_pem).expect("write");
+        let err = read_extra_root(&key).expect_err("a key").to_string();
+        assert!(
+            err.contains("no PEM certificate") && err.contains("key.pem"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn iot_endpoint_overrides_take_host_and_optional_port() {
