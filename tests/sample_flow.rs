@@ -161,7 +161,14 @@ fn item_eventually(keys: &Keys, home: &Path, serial: &str) -> Value {
             aws(
                 keys,
                 home,
-                &["dynamodb", "get-item", "--table-name", "SampleFlowDevices", "--key", &key],
+                &[
+                    "dynamodb",
+                    "get-item",
+                    "--table-name",
+                    "SampleFlowDevices",
+                    "--key",
+                    &key,
+                ],
             ),
             "dynamodb get-item",
         );
@@ -209,22 +216,64 @@ fn a_stack_deployed_like_deploy_cf_bash_runs_its_python_function_from_s3() {
         text(&head)
     );
     let bucket = format!("s3://{BUCKET}");
-    ok(aws(&keys, home, &["s3", "mb", &bucket, "--region", "us-east-1"]), "s3 mb");
+    ok(
+        aws(&keys, home, &["s3", "mb", &bucket, "--region", "us-east-1"]),
+        "s3 mb",
+    );
     // Run again (the script run twice): us-east-1 answers 200, not 409.
-    ok(aws(&keys, home, &["s3", "mb", &bucket, "--region", "us-east-1"]), "s3 mb again");
+    ok(
+        aws(&keys, home, &["s3", "mb", &bucket, "--region", "us-east-1"]),
+        "s3 mb again",
+    );
 
     // The code is not uploaded yet: the deploy is refused, naming the object.
     let early = deploy(&keys, home);
     assert!(!early.status.success(), "{}", text(&early));
-    assert!(
-        text(&early).contains("NoSuchKey") && text(&early).contains("fn.zip"),
-        "{}",
-        text(&early)
+    let events = ok(
+        aws(
+            &keys,
+            home,
+            &[
+                "cloudformation",
+                "describe-stack-events",
+                "--stack-name",
+                STACK,
+            ],
+        ),
+        "describe-stack-events",
     );
-    let listed = ok(aws(&keys, home, &["lambda", "list-functions"]), "list-functions");
+    assert!(
+        events.contains("NoSuchKey") && events.contains("s3://sample-flow-234112/fn.zip"),
+        "{events}"
+    );
+    let listed = ok(
+        aws(&keys, home, &["lambda", "list-functions"]),
+        "list-functions",
+    );
     assert!(!listed.contains(FUNCTION), "nothing created: {listed}");
-    // A failed change set leaves the stack REVIEW_IN_PROGRESS on AWS; delete it like a user would.
-    let _ = aws(&keys, home, &["cloudformation", "delete-stack", "--stack-name", STACK]);
+    // As on AWS after a failed creation: delete the stack, then deploy again.
+    ok(
+        aws(
+            &keys,
+            home,
+            &["cloudformation", "delete-stack", "--stack-name", STACK],
+        ),
+        "delete-stack (failed creation)",
+    );
+    ok(
+        aws(
+            &keys,
+            home,
+            &[
+                "cloudformation",
+                "wait",
+                "stack-delete-complete",
+                "--stack-name",
+                STACK,
+            ],
+        ),
+        "wait stack-delete-complete",
+    );
 
     ok(aws(&keys, home, &["s3", "cp", "fn.zip", &bucket]), "s3 cp");
     ok(deploy(&keys, home), "cloudformation deploy");
@@ -233,18 +282,26 @@ fn a_stack_deployed_like_deploy_cf_bash_runs_its_python_function_from_s3() {
     let status = json(&String::from_utf8_lossy(
         &jitpilot(&data_dir, &["status", "--json"]).stdout,
     ));
-    let others = status["otherStacks"].as_array().cloned().unwrap_or_default();
+    let others = status["otherStacks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let stack = others
         .iter()
         .find(|s| s["name"] == STACK)
         .unwrap_or_else(|| panic!("{STACK} not in status: {status}"));
     assert_eq!(stack["status"], "CREATE_COMPLETE");
     assert!(
-        stack["resources"].as_array().unwrap().iter().any(|r| r["physicalId"] == FUNCTION),
+        stack["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["physicalId"] == FUNCTION),
         "{stack}"
     );
 
-    // `lambda invoke` runs the code itself (its answer names the function).
+    // `lambda invoke` runs the code itself (its answer names the function);
+    // the aws CLI v1 sends `--payload` as it is.
     ok(
         aws(
             &keys,
@@ -254,8 +311,6 @@ fn a_stack_deployed_like_deploy_cf_bash_runs_its_python_function_from_s3() {
                 "invoke",
                 "--function-name",
                 FUNCTION,
-                "--cli-binary-format",
-                "raw-in-base64-out",
                 "--payload",
                 r#"{"serial": "A1", "data": {"via": "invoke"}}"#,
                 "answer.json",
@@ -267,7 +322,10 @@ fn a_stack_deployed_like_deploy_cf_bash_runs_its_python_function_from_s3() {
     assert_eq!(answer["recorded"], "A1", "{answer}");
     assert_eq!(answer["function"], FUNCTION, "{answer}");
     assert!(answer.get("standIn").is_none(), "{answer}");
-    assert_eq!(item_eventually(&keys, home, "A1")["Function"]["S"], FUNCTION);
+    assert_eq!(
+        item_eventually(&keys, home, "A1")["Function"]["S"],
+        FUNCTION
+    );
 
     // A publish on the rule's topic invokes it through the rule.
     ok(
@@ -279,8 +337,6 @@ fn a_stack_deployed_like_deploy_cf_bash_runs_its_python_function_from_s3() {
                 "publish",
                 "--topic",
                 "/sample-flow/B2/rqst",
-                "--cli-binary-format",
-                "raw-in-base64-out",
                 "--payload",
                 r#"{"csr": "x"}"#,
             ],
@@ -293,18 +349,34 @@ fn a_stack_deployed_like_deploy_cf_bash_runs_its_python_function_from_s3() {
 
     // delete_cf.bash: delete-stack, then rb --force.
     ok(
-        aws(&keys, home, &["cloudformation", "delete-stack", "--stack-name", STACK]),
+        aws(
+            &keys,
+            home,
+            &["cloudformation", "delete-stack", "--stack-name", STACK],
+        ),
         "delete-stack",
     );
     ok(
         aws(
             &keys,
             home,
-            &["cloudformation", "wait", "stack-delete-complete", "--stack-name", STACK],
+            &[
+                "cloudformation",
+                "wait",
+                "stack-delete-complete",
+                "--stack-name",
+                STACK,
+            ],
         ),
         "wait stack-delete-complete",
     );
-    ok(aws(&keys, home, &["s3", "rb", &bucket, "--force"]), "s3 rb --force");
-    let listed = ok(aws(&keys, home, &["lambda", "list-functions"]), "list-functions");
+    ok(
+        aws(&keys, home, &["s3", "rb", &bucket, "--force"]),
+        "s3 rb --force",
+    );
+    let listed = ok(
+        aws(&keys, home, &["lambda", "list-functions"]),
+        "list-functions",
+    );
     assert!(!listed.contains(FUNCTION), "deleted: {listed}");
 }

@@ -97,7 +97,9 @@ impl StackPane {
                         Line::from(""),
                     ])
                 });
-                heading.into_iter().chain(s.resources.iter().map(|r| resource_row(r, theme)))
+                heading
+                    .into_iter()
+                    .chain(s.resources.iter().map(|r| resource_row(r, theme)))
             })
             .collect();
         let start = self.scroll.min(listed.len().saturating_sub(height.max(1)));

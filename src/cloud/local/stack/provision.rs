@@ -215,21 +215,22 @@ pub(super) fn desired(
             let role_arn = string_prop(def, props, "Role")?.to_string();
             // jitpilot's own template binds the function to a built-in; any
             // other (the sample's) names its Lambda handler and runs its code.
-            let (handler, code) = match def.metadata.get(BUILTIN_METADATA) {
-                Some(Value::String(h)) if !h.is_empty() => (h.clone(), None),
-                Some(other) => {
-                    return Err(resource_error(
+            let (handler, code) =
+                match def.metadata.get(BUILTIN_METADATA) {
+                    Some(Value::String(h)) if !h.is_empty() => (h.clone(), None),
+                    Some(other) => return Err(resource_error(
                         def,
                         &format!("Metadata.{BUILTIN_METADATA}"),
-                        format!("must name a built-in function (e.g. \"cert-rotation\"), found {other}"),
-                    ))
-                }
-                None => {
-                    let handler = string_prop(def, props, "Handler")?.to_string();
-                    string_prop(def, props, "Runtime")?;
-                    (handler, Some(code_source(def, props)?))
-                }
-            };
+                        format!(
+                            "must name a built-in function (e.g. \"cert-rotation\"), found {other}"
+                        ),
+                    )),
+                    None => {
+                        let handler = string_prop(def, props, "Handler")?.to_string();
+                        string_prop(def, props, "Runtime")?;
+                        (handler, Some(code_source(def, props)?))
+                    }
+                };
             let mut environment = Map::new();
             if let Some(vars) = props.get("Environment").and_then(|e| e.get("Variables")) {
                 let vars = vars.as_object().ok_or_else(|| {
@@ -368,7 +369,9 @@ fn load_code(store: &Store, function: &Function, code: &CodeSource) -> StoreResu
         kind: "S3 object",
         name: format!("s3://{}/{}", code.bucket, code.key),
     };
-    let object = store.get_object(&code.bucket, &code.key)?.ok_or_else(missing)?;
+    let object = store
+        .get_object(&code.bucket, &code.key)?
+        .ok_or_else(missing)?;
     let (_, zip) = store
         .read_object(&object, 0, object.size)?
         .ok_or_else(missing)?;
