@@ -215,22 +215,23 @@ pub(super) fn desired(
             let role_arn = string_prop(def, props, "Role")?.to_string();
             // jitpilot's own template binds the function to a built-in; any
             // other (the sample's) names its Lambda handler and runs its code.
-            let (handler, code) =
-                match def.metadata.get(BUILTIN_METADATA) {
-                    Some(Value::String(h)) if !h.is_empty() => (h.clone(), None),
-                    Some(other) => return Err(resource_error(
+            let (handler, code) = match def.metadata.get(BUILTIN_METADATA) {
+                Some(Value::String(h)) if !h.is_empty() => (h.clone(), None),
+                Some(other) => {
+                    return Err(resource_error(
                         def,
                         &format!("Metadata.{BUILTIN_METADATA}"),
                         format!(
                             "must name a built-in function (e.g. \"cert-rotation\"), found {other}"
                         ),
-                    )),
-                    None => {
-                        let handler = string_prop(def, props, "Handler")?.to_string();
-                        string_prop(def, props, "Runtime")?;
-                        (handler, Some(code_source(def, props)?))
-                    }
-                };
+                    ))
+                }
+                None => {
+                    let handler = string_prop(def, props, "Handler")?.to_string();
+                    string_prop(def, props, "Runtime")?;
+                    (handler, Some(code_source(def, props)?))
+                }
+            };
             let mut environment = Map::new();
             if let Some(vars) = props.get("Environment").and_then(|e| e.get("Variables")) {
                 let vars = vars.as_object().ok_or_else(|| {
