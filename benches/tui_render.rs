@@ -40,6 +40,7 @@ fn fleet_app() -> App {
         data_dir: None,
         endpoint: None,
         stack: None,
+        other_stacks: vec![],
         cas: vec![],
         certificates: vec![],
         things: BTreeMap::new(),

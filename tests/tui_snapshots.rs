@@ -211,6 +211,7 @@ fn status(states: &[&str]) -> StatusReport {
         data_dir: None,
         endpoint: Some("127.0.0.1:8883".into()),
         stack: Some(stack()),
+        other_stacks: vec![],
         cas: cas(&[("ACTIVE", active_v)], &[("ACTIVE", active_m)]),
         certificates,
         things: BTreeMap::new(),

@@ -64,22 +64,23 @@ fn print_status(report: &StatusReport) {
             .unwrap_or("(not running; start `jitpilot serve` or the TUI)")
     );
     println!();
-    match &report.stack {
-        None => println!("Stack      (none; run `jitpilot deploy`)"),
-        Some(stack) => {
-            println!("Stack      {}  {}", stack.name, stack.status);
-            let width = stack
-                .resources
-                .iter()
-                .map(|r| r.logical_id.len())
-                .max()
-                .unwrap_or(0);
-            for r in &stack.resources {
-                println!(
-                    "  {:<width$}  {:<28}  {}",
-                    r.logical_id, r.resource_type, r.status
-                );
-            }
+    if report.stack.is_none() {
+        println!("Stack      (none; run `jitpilot deploy`)");
+    }
+    // jitpilot's own stack, then any other (e.g. the sample's CertRotationStack).
+    for stack in report.stack.iter().chain(&report.other_stacks) {
+        println!("Stack      {}  {}", stack.name, stack.status);
+        let width = stack
+            .resources
+            .iter()
+            .map(|r| r.logical_id.len())
+            .max()
+            .unwrap_or(0);
+        for r in &stack.resources {
+            println!(
+                "  {:<width$}  {:<28}  {}",
+                r.logical_id, r.resource_type, r.status
+            );
         }
     }
     println!();

@@ -88,6 +88,10 @@ pub struct StatusReport {
     /// The running endpoint's address, if a cloud process is serving.
     pub endpoint: Option<String>,
     pub stack: Option<StackSummary>,
+    /// Every other stack the cloud holds (e.g. the sample's own
+    /// `CertRotationStack`, deployed through the AWS API), by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_stacks: Vec<StackSummary>,
     pub cas: Vec<CaSummary>,
     pub certificates: Vec<CertSummary>,
     /// Thing name → attached certificateIds.

@@ -516,7 +516,7 @@ impl App {
     /// Applies a fresh read-back of the cloud.
     pub fn apply_status(&mut self, report: StatusReport) {
         self.devices.apply_table(&report.devices);
-        if report.stack.is_some() {
+        if report.stack.is_some() || !report.other_stacks.is_empty() {
             self.stack.clear_live();
         }
         if let Some(e) = &report.endpoint {

@@ -44,6 +44,7 @@ fn status(rows: Vec<serde_json::Map<String, serde_json::Value>>) -> StatusReport
         data_dir: None,
         endpoint: None,
         stack: None,
+        other_stacks: vec![],
         cas: vec![],
         certificates: vec![],
         things: BTreeMap::new(),

@@ -128,6 +128,7 @@ fn draw_main(frame: &mut Frame, area: Rect, app: &App) {
                 frame,
                 rect,
                 status.and_then(|s| s.stack.as_ref()),
+                status.map_or(&[][..], |s| &s.other_stacks[..]),
                 focused,
                 theme,
             ),

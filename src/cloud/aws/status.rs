@@ -119,6 +119,7 @@ pub async fn status(cloud: &AwsCloud) -> CloudResult<StatusReport> {
         data_dir: Some(cloud.options().data_dir.clone()),
         endpoint: crate::cloud::Cloud::device_endpoint(cloud).map(|e| e.addr),
         stack,
+        other_stacks: Vec::new(),
         cas,
         certificates,
         things,

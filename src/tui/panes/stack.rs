@@ -1,10 +1,13 @@
 //! The stack pane: the CloudFormation stack the walkthrough deploys first —
 //! its status, each resource (type, physical id, status) and recent events,
 //! as `aws cloudformation describe-stack-resources` / `describe-stack-events`
-//! would show them.
+//! would show them. Every other stack the cloud holds (the sample's own
+//! `CertRotationStack`, deployed with `deploy_cf.bash`) is listed too, each
+//! under a row with its name and status.
 
 use super::{clip, clock_time, pane_block, title_line};
 use crate::cloud::{CloudEvent, StackSummary};
+use crate::model::StackResource;
 use crate::tui::theme::Theme;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -40,23 +43,28 @@ impl StackPane {
         self.live.clear();
     }
 
-    /// Draws the pane from the last read-back.
+    /// Draws the pane from the last read-back: jitpilot's own stack
+    /// (`stack`) first, then `others`.
     pub fn draw(
         &self,
         frame: &mut Frame,
         area: Rect,
         stack: Option<&StackSummary>,
+        others: &[StackSummary],
         focused: bool,
         theme: &Theme,
     ) {
-        let suffix = match stack {
-            Some(s) => format!("{} · {}", s.name, s.status),
-            None => "not deployed".into(),
+        let stacks: Vec<&StackSummary> = stack.into_iter().chain(others).collect();
+        let several = stacks.len() > 1;
+        let suffix = match stacks.as_slice() {
+            [] => "not deployed".into(),
+            [s] => format!("{} · {}", s.name, s.status),
+            [s, rest @ ..] => format!("{} · {} (+{} more)", s.name, s.status, rest.len()),
         };
         let block = pane_block(title_line("Stack", suffix, theme), focused, theme);
         let inner = block.inner(area);
         frame.render_widget(block, area);
-        let Some(stack) = stack else {
+        if stacks.is_empty() {
             let mut lines = vec![Line::from(Span::styled(
                 "No stack yet. Press d to deploy = aws cloudformation deploy --template-file cfn/cert-rotation.json",
                 theme.dim(),
@@ -72,25 +80,30 @@ impl StackPane {
                 inner,
             );
             return;
-        };
+        }
         let events_height = (inner.height / 3).clamp(1, 6);
         let [res_area, ev_area] =
             Layout::vertical([Constraint::Fill(1), Constraint::Length(events_height)]).areas(inner);
         let height = res_area.height.saturating_sub(1) as usize;
-        let start = self
-            .scroll
-            .min(stack.resources.len().saturating_sub(height.max(1)));
-        let rows = stack.resources.iter().skip(start).take(height).map(|r| {
-            Row::new(vec![
-                Line::from(clip(&r.logical_id, 24)),
-                Line::from(Span::styled(
-                    r.resource_type.trim_start_matches("AWS::").to_string(),
-                    theme.dim(),
-                )),
-                Line::from(Span::styled(r.status.clone(), theme.status(&r.status))),
-                Line::from(Span::styled(r.physical_id.clone(), theme.dim())),
-            ])
-        });
+        // One row per resource; with several stacks, each under its own name.
+        let listed: Vec<Row> = stacks
+            .iter()
+            .flat_map(|s| {
+                let heading = several.then(|| {
+                    Row::new(vec![
+                        Line::from(Span::styled(clip(&s.name, 24), theme.title())),
+                        Line::from(Span::styled("stack", theme.dim())),
+                        Line::from(Span::styled(s.status.clone(), theme.status(&s.status))),
+                        Line::from(""),
+                    ])
+                });
+                heading
+                    .into_iter()
+                    .chain(s.resources.iter().map(|r| resource_row(r, theme)))
+            })
+            .collect();
+        let start = self.scroll.min(listed.len().saturating_sub(height.max(1)));
+        let rows = listed.into_iter().skip(start).take(height);
         frame.render_widget(
             Table::new(
                 rows,
@@ -106,10 +119,9 @@ impl StackPane {
             res_area,
         );
         // Most recent events: the read-back's, then live ones that are newer.
-        let last_read = stack.events.last().map(|e| e.timestamp).unwrap_or(0);
-        let mut lines: Vec<Line> = stack
-            .events
+        let mut read: Vec<(i64, String)> = stacks
             .iter()
+            .flat_map(|s| s.events.iter())
             .map(|e| {
                 let status = match &e.reason {
                     Some(r) => format!("{} {} ({r})", e.logical_id, e.status),
@@ -117,6 +129,11 @@ impl StackPane {
                 };
                 (e.timestamp, status)
             })
+            .collect();
+        read.sort_by_key(|(at, _)| *at);
+        let last_read = read.last().map(|(at, _)| *at).unwrap_or(0);
+        let mut lines: Vec<Line> = read
+            .into_iter()
             .chain(
                 self.live
                     .iter()
@@ -135,4 +152,17 @@ impl StackPane {
         let lines = lines.split_off(lines.len().saturating_sub(keep));
         frame.render_widget(Paragraph::new(lines), ev_area);
     }
+}
+
+/// One resource of a stack: logical id, type, status, physical id.
+fn resource_row(r: &StackResource, theme: &Theme) -> Row<'static> {
+    Row::new(vec![
+        Line::from(clip(&r.logical_id, 24)),
+        Line::from(Span::styled(
+            r.resource_type.trim_start_matches("AWS::").to_string(),
+            theme.dim(),
+        )),
+        Line::from(Span::styled(r.status.clone(), theme.status(&r.status))),
+        Line::from(Span::styled(r.physical_id.clone(), theme.dim())),
+    ])
 }

@@ -357,11 +357,17 @@ fn create_bucket(ctx: &ApiContext, request: &ApiRequest, bucket: &str) -> ApiRes
             .unwrap_or(LOCAL_REGION)
             .to_string()
     };
-    if !ctx
-        .cloud
-        .store()
-        .create_bucket(bucket, &region, now_millis())?
-    {
+    let store = ctx.cloud.store();
+    if !store.create_bucket(bucket, &region, now_millis())? {
+        // us-east-1 answers 200 to re-creating a bucket you own there
+        // (`aws s3 mb` of the sample's `deploy_cf.bash`, run twice); every
+        // other region answers 409 BucketAlreadyOwnedByYou.
+        let owned_here = store
+            .get_bucket(bucket)?
+            .is_some_and(|b| b.region == LOCAL_REGION && region == LOCAL_REGION);
+        if owned_here {
+            return Ok(ApiResponse::empty(200).with_header("location", format!("/{bucket}")));
+        }
         return Err(ApiError::new(
             409,
             "BucketAlreadyOwnedByYou",

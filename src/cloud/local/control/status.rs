@@ -106,6 +106,17 @@ pub(super) fn status(cloud: &LocalCloud) -> CloudResult<StatusReport> {
         }),
         None => None,
     };
+    let mut other_stacks = Vec::new();
+    for other in store.list_stacks()? {
+        if other.name != STACK_NAME {
+            other_stacks.push(StackSummary {
+                resources: store.list_stack_resources(&other.name)?,
+                events: store.list_stack_events(&other.name, STATUS_STACK_EVENTS)?,
+                name: other.name,
+                status: other.status,
+            });
+        }
+    }
     let cas = store
         .list_cas()?
         .iter()
@@ -153,6 +164,7 @@ pub(super) fn status(cloud: &LocalCloud) -> CloudResult<StatusReport> {
         data_dir: Some(cloud.data_dir().root().to_path_buf()),
         endpoint: crate::cloud::Cloud::device_endpoint(cloud).map(|e| e.addr),
         stack,
+        other_stacks,
         cas,
         certificates,
         things,

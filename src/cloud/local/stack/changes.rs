@@ -47,7 +47,7 @@ pub(super) fn diff(store: &Store, stack_name: &str, plan: &Plan) -> Result<Diff,
             Some(o) => {
                 let settled = o.status.ends_with("_COMPLETE") && !o.status.starts_with("DELETE");
                 let handler_same = match &p.desired {
-                    Desired::Function(f) => {
+                    Desired::Function(f, _) => {
                         provision::deployed_handler(store, &p.desired)?.as_deref()
                             == Some(f.handler.as_str())
                     }

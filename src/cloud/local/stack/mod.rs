@@ -326,6 +326,9 @@ pub fn deploy(
     // Checks that need the store, still before anything is touched.
     for (id, change) in &changes {
         let p = &plan.resources[id];
+        if !matches!(change, Change::Unchanged) {
+            provision::check_code(store, id, &p.desired)?;
+        }
         match change {
             Change::Create | Change::Replace(_)
                 if provision::exists(store, p.kind, &p.physical_id)? =>

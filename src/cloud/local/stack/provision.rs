@@ -80,6 +80,14 @@ pub(super) fn physical_id(
     Ok(format!("{prefix}{separator}{suffix}"))
 }
 
+/// Where a function's own code is: an object of the local S3, uploaded
+/// before the deploy (the sample's `deploy_cf.bash` runs `aws s3 cp`).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct CodeSource {
+    pub bucket: String,
+    pub key: String,
+}
+
 /// What a resource's resolved properties ask of the store.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Desired {
@@ -88,7 +96,9 @@ pub(super) enum Desired {
         document: String,
     },
     Rule(TopicRule),
-    Function(Function),
+    /// A function, and where its own code comes from when it runs code
+    /// instead of a built-in (`Code.S3Bucket`/`S3Key`, as the sample's stack).
+    Function(Function, Option<CodeSource>),
     Table {
         name: String,
         hash_key: String,
@@ -203,14 +213,23 @@ pub(super) fn desired(
         ResourceKind::Function => {
             require(def, props, "Code")?;
             let role_arn = string_prop(def, props, "Role")?.to_string();
-            let handler = match def.metadata.get(BUILTIN_METADATA) {
-                Some(Value::String(h)) if !h.is_empty() => h.clone(),
-                _ => {
+            // jitpilot's own template binds the function to a built-in; any
+            // other (the sample's) names its Lambda handler and runs its code.
+            let (handler, code) = match def.metadata.get(BUILTIN_METADATA) {
+                Some(Value::String(h)) if !h.is_empty() => (h.clone(), None),
+                Some(other) => {
                     return Err(resource_error(
                         def,
                         &format!("Metadata.{BUILTIN_METADATA}"),
-                        "is required locally: it names the built-in function to run (e.g. \"cert-rotation\")",
+                        format!(
+                            "must name a built-in function (e.g. \"cert-rotation\"), found {other}"
+                        ),
                     ))
+                }
+                None => {
+                    let handler = string_prop(def, props, "Handler")?.to_string();
+                    string_prop(def, props, "Runtime")?;
+                    (handler, Some(code_source(def, props)?))
                 }
             };
             let mut environment = Map::new();
@@ -229,13 +248,16 @@ pub(super) fn desired(
                     environment.insert(k.clone(), Value::String(text));
                 }
             }
-            Ok(Desired::Function(Function {
-                name: physical_id.to_string(),
-                arn: attribute(ResourceKind::Function, physical_id, "Arn").unwrap_or_default(),
-                handler,
-                role_arn,
-                environment,
-            }))
+            Ok(Desired::Function(
+                Function {
+                    name: physical_id.to_string(),
+                    arn: attribute(ResourceKind::Function, physical_id, "Arn").unwrap_or_default(),
+                    handler,
+                    role_arn,
+                    environment,
+                },
+                code,
+            ))
         }
         ResourceKind::Table => {
             let keys = props
@@ -304,6 +326,68 @@ pub(super) fn desired(
     }
 }
 
+/// `Code` of a function that runs its own code: `S3Bucket` and `S3Key`
+/// (inline `ZipFile` source and container images are not run locally).
+fn code_source(def: &ResourceDef, props: &Value) -> Result<CodeSource, StackError> {
+    let code = &props["Code"];
+    if code.get("ZipFile").is_some() || code.get("ImageUri").is_some() {
+        return Err(resource_error(
+            def,
+            "Properties.Code",
+            "only S3Bucket and S3Key are run locally (inline ZipFile code and ImageUri are not): upload the zip with `aws s3 cp` and name it there",
+        ));
+    }
+    Ok(CodeSource {
+        bucket: string_prop(def, props, "Code.S3Bucket")?.to_string(),
+        key: string_prop(def, props, "Code.S3Key")?.to_string(),
+    })
+}
+
+/// Checks, before anything is touched, that a function's code is where
+/// its template says (CloudFormation fails the resource with S3's
+/// `NoSuchKey`; here nothing is created).
+pub(super) fn check_code(
+    store: &Store,
+    logical_id: &str,
+    desired: &Desired,
+) -> Result<(), StackError> {
+    if let Desired::Function(_, Some(code)) = desired {
+        if store.get_object(&code.bucket, &code.key)?.is_none() {
+            return Err(StackError::Template(format!(
+                "resource {logical_id} (AWS::Lambda::Function), Properties.Code: s3://{}/{} does not exist (S3 Error Code: NoSuchKey); upload the function's zip there first (`aws s3 cp FUNCTION.zip s3://{}/{}`). Nothing was changed",
+                code.bucket, code.key, code.bucket, code.key
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Copies a function's zip from the local S3 into its package (what
+/// `UpdateFunctionCode` stores), unless the package already holds it: the
+/// local Lambda runtime then runs it.
+fn load_code(store: &Store, function: &Function, code: &CodeSource) -> StoreResult<()> {
+    let missing = || crate::store::StoreError::NotFound {
+        kind: "S3 object",
+        name: format!("s3://{}/{}", code.bucket, code.key),
+    };
+    let object = store
+        .get_object(&code.bucket, &code.key)?
+        .ok_or_else(missing)?;
+    let (_, zip) = store
+        .read_object(&object, 0, object.size)?
+        .ok_or_else(missing)?;
+    let sha = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&zip))
+    };
+    let current = store.function_package(&function.name)?;
+    if current.and_then(|p| p.code_sha256).as_deref() == Some(sha.as_str()) {
+        return Ok(());
+    }
+    store.put_function_code(&function.name, &zip, &sha)?;
+    Ok(())
+}
+
 /// True when something named `physical_id` of this type is already in the store.
 pub(super) fn exists(store: &Store, kind: ResourceKind, physical_id: &str) -> StoreResult<bool> {
     Ok(match kind {
@@ -334,7 +418,7 @@ pub(super) fn attachments(
 /// The handler a function is deployed with, to notice a changed `Metadata`.
 pub(super) fn deployed_handler(store: &Store, desired: &Desired) -> StoreResult<Option<String>> {
     match desired {
-        Desired::Function(f) => Ok(store.get_function(&f.name)?.map(|f| f.handler)),
+        Desired::Function(f, _) => Ok(store.get_function(&f.name)?.map(|f| f.handler)),
         _ => Ok(None),
     }
 }
@@ -349,7 +433,13 @@ pub(super) fn apply(store: &Store, desired: &Desired) -> StoreResult<()> {
             None => store.create_policy(name, document).map(|_| ()),
         },
         Desired::Rule(rule) => store.put_topic_rule(rule),
-        Desired::Function(function) => store.put_function(function),
+        Desired::Function(function, code) => {
+            store.put_function(function)?;
+            match code {
+                Some(code) => load_code(store, function, code),
+                None => Ok(()),
+            }
+        }
         Desired::Table { name, hash_key } => store.create_table(name, hash_key),
         Desired::Record => Ok(()),
     }

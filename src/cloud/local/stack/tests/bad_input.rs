@@ -105,7 +105,21 @@ fn bad_templates_are_refused_naming_resource_and_field() {
                 .unwrap()
                 .remove("Metadata");
         },
-        &["CertRotationFunction", "Metadata.jitpilot:builtin"],
+        // Without a built-in it runs its own code: the zip must be in S3.
+        &[
+            "CertRotationFunction",
+            "Properties.Code",
+            "NoSuchKey",
+            "aws s3 cp",
+        ],
+    );
+    refused(
+        |t| t["Resources"]["CertRotationFunction"]["Metadata"]["jitpilot:builtin"] = json!(7),
+        &[
+            "CertRotationFunction",
+            "Metadata.jitpilot:builtin",
+            "found 7",
+        ],
     );
     refused(
         |t| {
