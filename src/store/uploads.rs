@@ -149,7 +149,7 @@ impl Store {
     /// Deletes an upload's rows; returns its parts' blobs.
     fn take_upload(
         &self,
-        tx: &rusqlite::Transaction<'_>,
+        tx: &rusqlite::Connection,
         upload: &str,
     ) -> StoreResult<Vec<String>> {
         let sql = |e| self.sql_error(e);

@@ -274,6 +274,13 @@ pub(super) fn cleanup(cloud: &LocalCloud) -> CloudResult<CleanupReport> {
                 report.device_folders += 1;
             }
         }
+        // The files init hard-links into every device folder.
+        for shared in [
+            super::init::SHARED_ROOT_CA,
+            super::init::SHARED_MANUFACTURER_CA,
+        ] {
+            let _ = std::fs::remove_file(devices_dir.join(shared));
+        }
         let _ = std::fs::remove_dir(&devices_dir);
     }
     if report.device_folders > 0 {
