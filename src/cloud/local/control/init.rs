@@ -450,8 +450,8 @@ fn factory_credentials(
 }
 
 /// The files every device's folder holds alike (`root-ca.pem`,
-/// `manufacturer-ca.pem`), written once into the devices folder (hidden
-/// names) and hard-linked into each device's folder: a fleet of 10,000
+/// `manufacturer-ca.pem`), written once into `<data-dir>/factory/` and
+/// hard-linked into each device's folder: a fleet of 10,000
 /// costs 20,000 fewer inodes, and allocating inodes is what `init` spends
 /// its time on in the kernel (ext4's allocator slows down after many
 /// recent deletes). The shared files are only ever replaced by a rename,
@@ -468,10 +468,9 @@ struct SharedFile<'a> {
     text: &'a str,
 }
 
-/// Hidden names in the devices folder (not device folders: those are
-/// directories), removed by `cleanup` with the folder.
-pub(crate) const SHARED_ROOT_CA: &str = ".root-ca.pem";
-pub(crate) const SHARED_MANUFACTURER_CA: &str = ".manufacturer-ca.pem";
+/// Where the shared files live: beside `devices/`, not in it (what lists
+/// `devices/` finds device folders only). Removed by `cleanup`.
+pub(crate) const SHARED_DIR: &str = "factory";
 
 impl<'a> SharedFiles<'a> {
     fn write(
@@ -479,14 +478,15 @@ impl<'a> SharedFiles<'a> {
         endpoint_ca_pem: &'a str,
         manufacturer_ca_pem: &'a str,
     ) -> CloudResult<SharedFiles<'a>> {
-        let dir = cloud.data_dir().devices_dir();
+        let dir = cloud.data_dir().root().join(SHARED_DIR);
+        create_private_dir(&dir).map_err(other)?;
         let files = SharedFiles {
             root_ca: SharedFile {
-                path: dir.join(SHARED_ROOT_CA),
+                path: dir.join(ROOT_CA_FILE),
                 text: endpoint_ca_pem,
             },
             manufacturer_ca: SharedFile {
-                path: dir.join(SHARED_MANUFACTURER_CA),
+                path: dir.join(MANUFACTURER_CA_FILE),
                 text: manufacturer_ca_pem,
             },
         };

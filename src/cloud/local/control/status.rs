@@ -274,14 +274,9 @@ pub(super) fn cleanup(cloud: &LocalCloud) -> CloudResult<CleanupReport> {
                 report.device_folders += 1;
             }
         }
-        // The files init hard-links into every device folder.
-        for shared in [
-            super::init::SHARED_ROOT_CA,
-            super::init::SHARED_MANUFACTURER_CA,
-        ] {
-            let _ = std::fs::remove_file(devices_dir.join(shared));
-        }
         let _ = std::fs::remove_dir(&devices_dir);
+        // The files init hard-links into every device folder.
+        let _ = std::fs::remove_dir_all(cloud.data_dir().root().join(super::init::SHARED_DIR));
     }
     if report.device_folders > 0 {
         cloud.record(

@@ -187,11 +187,9 @@ fn init_shares_the_ca_files_by_hard_link_and_cleanup_removes_them() {
     assert_eq!(report.whitelisted.len(), 4);
     let devices = cloud.data_dir().devices_dir();
     let endpoint_ca = std::fs::read_to_string(cloud.data_dir().endpoint_ca_path()).unwrap();
-    for (file, shared) in [
-        (init::ROOT_CA_FILE, init::SHARED_ROOT_CA),
-        (init::MANUFACTURER_CA_FILE, init::SHARED_MANUFACTURER_CA),
-    ] {
-        let shared = std::fs::metadata(devices.join(shared)).unwrap();
+    let shared_dir = tmp.path().join(init::SHARED_DIR);
+    for file in [init::ROOT_CA_FILE, init::MANUFACTURER_CA_FILE] {
+        let shared = std::fs::metadata(shared_dir.join(file)).unwrap();
         for serial in &report.whitelisted {
             let path = cloud.data_dir().device_dir(serial).join(file);
             // One inode for the whole fleet: a link, not a copy.
@@ -205,5 +203,6 @@ fn init_shares_the_ca_files_by_hard_link_and_cleanup_removes_them() {
     cloud.init_sync(3).unwrap();
     assert_eq!(std::fs::read_to_string(&root_ca).unwrap(), endpoint_ca);
     cloud.cleanup_sync().unwrap();
-    assert!(!devices.exists(), "the devices folder is left with {:?}", std::fs::read_dir(&devices).map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>()));
+    assert!(!devices.exists());
+    assert!(!shared_dir.exists());
 }
