@@ -203,7 +203,10 @@ impl DevicesPane {
     /// The in-place case of [`apply_table`](Self::apply_table); false (and
     /// nothing changed) when the rows are not the devices held, in order.
     fn update_in_place(&mut self, rows: &[serde_json::Map<String, serde_json::Value>]) -> bool {
-        fn text<'a>(row: &'a serde_json::Map<String, serde_json::Value>, k: &str) -> Option<&'a str> {
+        fn text<'a>(
+            row: &'a serde_json::Map<String, serde_json::Value>,
+            k: &str,
+        ) -> Option<&'a str> {
             row.get(k).and_then(|v| v.as_str())
         }
         if rows.len() != self.devices.len()

@@ -445,7 +445,9 @@ fn factory_credentials(
         issued = true;
     }
     shared.root_ca.place(&dir.join(ROOT_CA_FILE))?;
-    shared.manufacturer_ca.place(&dir.join(MANUFACTURER_CA_FILE))?;
+    shared
+        .manufacturer_ca
+        .place(&dir.join(MANUFACTURER_CA_FILE))?;
     Ok(issued)
 }
 

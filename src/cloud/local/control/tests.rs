@@ -193,10 +193,17 @@ fn init_shares_the_ca_files_by_hard_link_and_cleanup_removes_them() {
         for serial in &report.whitelisted {
             let path = cloud.data_dir().device_dir(serial).join(file);
             // One inode for the whole fleet: a link, not a copy.
-            assert_eq!(std::fs::metadata(&path).unwrap().ino(), shared.ino(), "{path:?}");
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().ino(),
+                shared.ino(),
+                "{path:?}"
+            );
         }
     }
-    let root_ca = cloud.data_dir().device_dir(SAMPLE_SERIAL).join(init::ROOT_CA_FILE);
+    let root_ca = cloud
+        .data_dir()
+        .device_dir(SAMPLE_SERIAL)
+        .join(init::ROOT_CA_FILE);
     assert_eq!(std::fs::read_to_string(&root_ca).unwrap(), endpoint_ca);
     // A device's copy that was changed is put back (and linked again).
     std::fs::write(&root_ca, "tampered").unwrap();
