@@ -2,9 +2,13 @@
 //! buffer, into ratatui's `TestBackend` (DESIGN §4: ≤ 5 ms per frame).
 //!
 //! `cargo bench --bench tui_render`
+//!
+//! And what the UI thread does between frames during a 10,000-device run
+//! (issue 16): applying the once-a-second read-back of the cloud, and
+//! applying a slice of traffic events.
 
-use criterion::{criterion_group, criterion_main, Criterion};
-use jitpilot::cloud::{CloudEvent, EventKind, StatusReport};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use jitpilot::cloud::{CertSummary, CloudEvent, EventKind, StatusReport};
 use jitpilot::tui::action::Action;
 use jitpilot::tui::app::{App, Header};
 use jitpilot::tui::panes::traffic::DEFAULT_CAPACITY;
@@ -95,5 +99,83 @@ fn render(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, render);
+/// A read-back of a 10,000-device fleet mid-run, as `status()` returns it:
+/// the table rows, a certificate and a thing per device.
+fn fleet_report(round: usize) -> StatusReport {
+    let devices = (0..DEVICES)
+        .map(|i| {
+            let mut m = serde_json::Map::new();
+            m.insert("SerialNumber".into(), format!("DEV{i:011}").into());
+            // Each read-back finds some devices a step further.
+            m.insert("CrState".into(), STATES[(i + round * (i % 7)) % 4].into());
+            m.insert("VendorCertId".into(), format!("{i:064x}").into());
+            m
+        })
+        .collect();
+    let certificates = (0..DEVICES)
+        .map(|i| CertSummary {
+            id: format!("{i:064x}"),
+            ca_id: Some(format!("{:064x}", 1)),
+            status: "ACTIVE".into(),
+            common_name: Some(format!("DEV{i:011}")),
+            things: vec![format!("DEV{i:011}")],
+            policies: vec!["CertRotationInProgress".into()],
+        })
+        .collect();
+    let things = (0..DEVICES)
+        .map(|i| (format!("DEV{i:011}"), vec![format!("{i:064x}")]))
+        .collect();
+    StatusReport {
+        backend: "local".into(),
+        data_dir: None,
+        endpoint: None,
+        stack: None,
+        cas: vec![],
+        certificates,
+        things,
+        policies: BTreeMap::new(),
+        parameters: BTreeMap::new(),
+        devices,
+    }
+}
+
+fn ingest(c: &mut Criterion) {
+    let mut app = fleet_app();
+    let mut round = 0;
+    c.bench_function("apply a 10k-device read-back (the refresh)", |b| {
+        b.iter_batched(
+            || {
+                round += 1;
+                fleet_report(round)
+            },
+            |report| app.apply_status(report),
+            BatchSize::LargeInput,
+        )
+    });
+    let events: Vec<_> = (0..1000)
+        .map(|i| {
+            let serial = format!("DEV{:011}", i * 7 % DEVICES);
+            Arc::new(
+                CloudEvent::new(
+                    EventKind::PacketIn {
+                        packet: "PUBLISH",
+                        size: 600,
+                    },
+                    "{\"csr\": \"…\"}",
+                )
+                .client(serial.clone())
+                .topic(format!("/cert-rotation/create-man-cert/{serial}/rqst")),
+            )
+        })
+        .collect();
+    c.bench_function("apply 1,000 traffic events", |b| {
+        b.iter(|| {
+            for e in &events {
+                app.push_event(e.clone());
+            }
+        })
+    });
+}
+
+criterion_group!(benches, render, ingest);
 criterion_main!(benches);

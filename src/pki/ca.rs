@@ -69,13 +69,37 @@ pub fn issue_device_cert(
     algorithm: KeyAlgorithm,
     validity_days: u32,
 ) -> PkiResult<Issued> {
-    let issuer = load_issuer(ca_cert_pem, ca_key_pem)?;
-    let key = generate_key(algorithm)?;
-    let params = device_params(subject, validity_days)?;
-    let cert = params
-        .signed_by(&key, &issuer)
-        .map_err(|e| PkiError::Generate(format!("device certificate: {e}")))?;
-    Ok(issued(cert, &key))
+    CaSigner::load(ca_cert_pem, ca_key_pem)?.issue_device_cert(subject, algorithm, validity_days)
+}
+
+/// A CA with its key, loaded and checked once to sign many certificates:
+/// `init` issues a whole fleet's factory certificates with one.
+pub struct CaSigner {
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl CaSigner {
+    /// Loads the CA: its certificate must be a CA's and the key its own.
+    pub fn load(ca_cert_pem: &str, ca_key_pem: &str) -> PkiResult<CaSigner> {
+        Ok(CaSigner {
+            issuer: load_issuer(ca_cert_pem, ca_key_pem)?,
+        })
+    }
+
+    /// A device ("factory") certificate and a new key, signed by this CA.
+    pub fn issue_device_cert(
+        &self,
+        subject: &Subject,
+        algorithm: KeyAlgorithm,
+        validity_days: u32,
+    ) -> PkiResult<Issued> {
+        let key = generate_key(algorithm)?;
+        let params = device_params(subject, validity_days)?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(|e| PkiError::Generate(format!("device certificate: {e}")))?;
+        Ok(issued(cert, &key))
+    }
 }
 
 /// Signs a CSR with the CA: subject and public key from the CSR (whose

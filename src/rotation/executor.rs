@@ -280,7 +280,11 @@ impl RotationFunction {
         }))
     }
 
-    /// Performs the plan's effects in order, then records the outcome.
+    /// Performs the plan's effects in order and records the outcome, as one
+    /// batch of backend writes ([`Registry::atomically`]: one store
+    /// transaction locally); then publishes the plan's messages. A device
+    /// never gets an answer whose state was not written: the publishes come
+    /// after the writes landed.
     fn apply(
         &self,
         plan: Plan,
@@ -288,18 +292,61 @@ impl RotationFunction {
         client_id: Option<&str>,
         publisher: &dyn Publisher,
     ) -> Result<Invocation, RotationError> {
+        let mut performed: Vec<Effect> = Vec::with_capacity(plan.effects.len());
+        let mut publishes: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut failure: Option<RotationError> = None;
+        let written = self.backends.registry.atomically(&mut || {
+            performed.clear();
+            publishes.clear();
+            let result = self
+                .perform_all(&plan.effects, &mut performed, &mut publishes)
+                .map(|()| self.record(&plan, &performed, topic, client_id));
+            match result {
+                Ok(()) => Ok(()),
+                Err(RotationError::Backend(e)) => Err(e),
+                Err(other) => {
+                    let e = BackendError(other.to_string());
+                    failure = Some(other);
+                    Err(e)
+                }
+            }
+        });
+        if let Err(e) = written {
+            return Err(failure.take().unwrap_or(RotationError::Backend(e)));
+        }
+        for (topic, bytes) in publishes {
+            publisher.publish(&topic, bytes);
+        }
+        Ok(Invocation {
+            subject: plan.subject,
+            topic: topic.map(str::to_string),
+            outcome: plan.outcome,
+        })
+    }
+
+    /// Performs `effects` in order into `performed`; messages to publish are
+    /// encoded into `publishes` for after the writes.
+    fn perform_all(
+        &self,
+        effects: &[Effect],
+        performed: &mut Vec<Effect>,
+        publishes: &mut Vec<(String, Vec<u8>)>,
+    ) -> Result<(), RotationError> {
         // A certificate the function registers is named by the id it
         // computed (SHA-256 of the DER, as AWS IoT assigns it); the registry's
         // answer is what counts (an emulator may assign another), so the
         // effects after the registration use the assigned id.
         let mut renamed: Option<(String, String)> = None;
-        let mut performed: Vec<Effect> = Vec::with_capacity(plan.effects.len());
-        for effect in &plan.effects {
+        for effect in effects {
             let effect = match &renamed {
                 Some((from, to)) => renamed_effect(effect, from, to),
                 None => effect.clone(),
             };
-            if let Some(assigned) = self.perform(&effect, publisher)? {
+            if let Effect::Publish { topic, payload } = &effect {
+                let bytes = serde_json::to_vec(payload)
+                    .map_err(|e| RotationError::Encode(e.to_string()))?;
+                publishes.push((topic.clone(), bytes));
+            } else if let Some(assigned) = self.perform(&effect)? {
                 if let Effect::RegisterCertificate { cert_id, .. } = &effect {
                     if *cert_id != assigned {
                         // The pending row names the computed id: name the
@@ -318,10 +365,17 @@ impl RotationFunction {
             }
             performed.push(effect);
         }
-        let plan = Plan {
-            effects: performed,
-            ..plan
-        };
+        Ok(())
+    }
+
+    /// Records the outcome with its reason (the audit sink, the log).
+    fn record(
+        &self,
+        plan: &Plan,
+        performed: &[Effect],
+        topic: Option<&str>,
+        client_id: Option<&str>,
+    ) {
         let mut detail = plan.outcome.detail();
         if let Some(obj) = detail.as_object_mut() {
             obj.insert("topic".into(), json!(topic));
@@ -332,7 +386,7 @@ impl RotationFunction {
                     json!({"code": insecure.code, "reason": insecure.reason}),
                 );
             }
-            if let Some(row) = plan.effects.iter().rev().find_map(|e| match e {
+            if let Some(row) = performed.iter().rev().find_map(|e| match e {
                 Effect::PutRow(row) => Some(row),
                 _ => None,
             }) {
@@ -343,8 +397,7 @@ impl RotationFunction {
                     json!(row.manufacturer_cert_id()),
                 );
             }
-            let deactivated: Vec<&str> = plan
-                .effects
+            let deactivated: Vec<&str> = performed
                 .iter()
                 .filter_map(|e| match e {
                     Effect::SetCertificateStatus { cert_id, .. } => Some(cert_id.as_str()),
@@ -380,19 +433,10 @@ impl RotationFunction {
         self.backends
             .audit
             .record(plan.outcome.log_kind(), &plan.subject, &detail);
-        Ok(Invocation {
-            subject: plan.subject,
-            topic: topic.map(str::to_string),
-            outcome: plan.outcome,
-        })
     }
 
     /// Performs one effect; a registration returns the id the registry assigned.
-    fn perform(
-        &self,
-        effect: &Effect,
-        publisher: &dyn Publisher,
-    ) -> Result<Option<String>, RotationError> {
+    fn perform(&self, effect: &Effect) -> Result<Option<String>, RotationError> {
         let r = &self.backends.registry;
         match effect {
             Effect::SetCertificateStatus { cert_id, status } => {
@@ -415,11 +459,8 @@ impl RotationFunction {
                 r.delete_certificate(cert_id)?;
             }
             Effect::PutRow(row) => self.backends.table.put(row)?,
-            Effect::Publish { topic, payload } => {
-                let bytes = serde_json::to_vec(payload)
-                    .map_err(|e| RotationError::Encode(e.to_string()))?;
-                publisher.publish(topic, bytes);
-            }
+            // Published by `apply` once the writes landed.
+            Effect::Publish { .. } => {}
         }
         Ok(None)
     }

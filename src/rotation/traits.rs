@@ -53,6 +53,15 @@ pub trait Registry: Send + Sync {
     fn thing_principals(&self, thing: &str) -> BackendResult<Vec<String>>;
     /// `AttachPolicy` (idempotent).
     fn attach_policy(&self, policy: &str, cert_id: &str) -> BackendResult<()>;
+    /// Runs `writes` (one invocation's effects and its audit record) so
+    /// that they land together where the backend can: the local store makes
+    /// them one transaction with one commit. AWS has no transaction across
+    /// IoT, DynamoDB and the logs, so the default runs them as they come;
+    /// the plans order their effects so that a failure part-way is finished
+    /// by the device's retry either way.
+    fn atomically(&self, writes: &mut dyn FnMut() -> BackendResult<()>) -> BackendResult<()> {
+        writes()
+    }
 }
 
 /// The `CertRotationDevices` table.

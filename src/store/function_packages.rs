@@ -178,7 +178,7 @@ impl Store {
     }
 }
 
-fn function_exists(tx: &rusqlite::Transaction<'_>, name: &str) -> rusqlite::Result<bool> {
+fn function_exists(tx: &rusqlite::Connection, name: &str) -> rusqlite::Result<bool> {
     tx.query_row_cached(
         "SELECT 1 FROM functions WHERE name = ?1",
         [name],

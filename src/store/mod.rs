@@ -43,6 +43,8 @@ pub use params::StoredParameter;
 pub use retained::RetainedRow;
 pub use tables::{ItemTx, TableSchema};
 
+use parking_lot::ReentrantMutex;
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -119,7 +121,10 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// Handle to the store. Cheap to clone; all clones share one connection.
 #[derive(Clone)]
 pub struct Store {
-    conn: Arc<Mutex<rusqlite::Connection>>,
+    /// The one connection. The lock is re-entrant so that a [`Store::batch`]
+    /// can hold it across many of the store's own calls on its thread
+    /// (each of which locks it again); other threads wait for the batch.
+    conn: Arc<ReentrantMutex<RefCell<rusqlite::Connection>>>,
     keyring: Keyring,
     path: PathBuf,
     /// The event log's retention and append count (shared by clones).
@@ -379,7 +384,7 @@ impl Store {
         configure(&conn, &path, true)?;
         migrate(&conn, &path)?;
         Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
+            conn: Arc::new(ReentrantMutex::new(RefCell::new(conn))),
             keyring,
             path,
             events: Arc::default(),
@@ -424,7 +429,7 @@ impl Store {
             });
         }
         Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
+            conn: Arc::new(ReentrantMutex::new(RefCell::new(conn))),
             keyring,
             path,
             events: Arc::default(),
@@ -457,24 +462,100 @@ impl Store {
         &self,
         f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
     ) -> StoreResult<T> {
-        let conn = self.lock();
-        f(&conn).map_err(|source| self.sql_error(source))
+        self.with_raw(|conn| f(conn).map_err(|source| self.sql_error(source)))
     }
 
     /// Runs `f` inside one transaction: all of its writes land, or none do.
-    /// `f` gets the raw connection (the store's own methods would deadlock
-    /// here: they take the same lock).
+    /// `f` gets the raw connection (the store's own methods would find the
+    /// connection busy here). Inside a [`Store::batch`] this is a savepoint
+    /// of the batch's transaction: its writes are undone if `f` fails, and
+    /// land with the batch.
     pub(crate) fn with_tx<T>(
         &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T>,
+        f: impl FnOnce(&rusqlite::Connection) -> StoreResult<T>,
     ) -> StoreResult<T> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|source| self.sql_error(source))?;
-        let value = f(&tx)?;
-        tx.commit().map_err(|source| self.sql_error(source))?;
+        self.with_raw(|conn| {
+            let sql = |source| self.sql_error(source);
+            if conn.is_autocommit() {
+                let tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(sql)?;
+                let value = f(&tx)?;
+                tx.commit().map_err(sql)?;
+                Ok(value)
+            } else {
+                let sp = conn.savepoint().map_err(sql)?;
+                let value = f(&sp)?;
+                sp.commit().map_err(sql)?;
+                Ok(value)
+            }
+        })
+    }
+
+    /// Runs `f` with every write the store makes on this thread inside one
+    /// transaction: they all land with one commit when `f` returns `Ok`,
+    /// none when it returns `Err` (or panics). Other threads' calls wait
+    /// until the batch ends, so keep `f` to store work (no signing, no
+    /// network). A batch inside a batch is part of the outer one.
+    ///
+    /// Why: each commit costs a WAL append and the locking around it; JITP
+    /// and a rotation-function invocation each made five or six of them
+    /// for what is one step of the walkthrough, and one transaction is also
+    /// the simpler crash story (all of the step, or none of it).
+    pub fn batch<T, E: From<StoreError>>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        let lock = self.conn.lock();
+        let outer = lock
+            .try_borrow()
+            .map(|conn| conn.is_autocommit())
+            .map_err(|_| self.busy())?;
+        if !outer {
+            return f();
+        }
+        let run = |sql: &str| -> StoreResult<()> {
+            let conn = lock.try_borrow().map_err(|_| self.busy())?;
+            conn.execute_batch(sql)
+                .map_err(|source| self.sql_error(source))
+        };
+        run("BEGIN IMMEDIATE")?;
+        // Rolls the batch back unless it committed, also when `f` panics.
+        struct Open<'a>(&'a RefCell<rusqlite::Connection>, bool);
+        impl Drop for Open<'_> {
+            fn drop(&mut self) {
+                if !self.1 {
+                    if let Ok(conn) = self.0.try_borrow() {
+                        let _ = conn.execute_batch("ROLLBACK");
+                    }
+                }
+            }
+        }
+        let mut open = Open(&lock, false);
+        let value = f()?;
+        run("COMMIT")?;
+        open.1 = true;
         Ok(value)
+    }
+
+    /// Runs `f` on the connection, holding the lock (re-entrant: a batch on
+    /// this thread already holds it).
+    pub(super) fn with_raw<T>(
+        &self,
+        f: impl FnOnce(&mut rusqlite::Connection) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let lock = self.conn.lock();
+        // Borrowed only for one call of the store, never across a call
+        // back into it, so this cannot fail; if it ever did, it is an
+        // error to report, not a panic.
+        let mut conn = lock.try_borrow_mut().map_err(|_| self.busy())?;
+        f(&mut conn)
+    }
+
+    /// The connection was found in use by an enclosing call of this thread.
+    fn busy(&self) -> StoreError {
+        StoreError::Conflict {
+            kind: "database",
+            name: self.path.display().to_string(),
+            reason: "the store was called back while one of its calls was running (a bug in jitpilot; please report it)".into(),
+        }
     }
 
     /// Maps a SQLite error on this store's file.
@@ -483,15 +564,6 @@ impl Store {
             path: self.path.clone(),
             source: Box::new(source),
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
-        // A panic while holding the lock cannot leave SQLite inconsistent
-        // (an open transaction is rolled back when dropped), so a poisoned
-        // lock is still safe to use.
-        self.conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -335,7 +335,7 @@ impl Store {
     /// Inserts or replaces an object's row; returns the replaced body's blob.
     pub(super) fn replace_object_row(
         &self,
-        tx: &rusqlite::Transaction<'_>,
+        tx: &rusqlite::Connection,
         object: &ObjectMeta,
     ) -> StoreResult<Vec<String>> {
         let sql = |e| self.sql_error(e);

@@ -285,16 +285,34 @@ impl Store {
         &self,
         f: impl FnOnce(&ItemTx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| self.sql_error(e))?;
-        let value = f(&ItemTx {
-            tx: &tx,
-            store: self,
-        })?;
-        tx.commit().map_err(|e| self.sql_error(e))?;
-        Ok(value)
+        let outcome = self.with_raw(|conn| {
+            let sql = |e| self.sql_error(e);
+            // Inside a batch this is a savepoint of the batch's transaction.
+            if conn.is_autocommit() {
+                let tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(sql)?;
+                let value = f(&ItemTx {
+                    tx: &tx,
+                    store: self,
+                });
+                if value.is_ok() {
+                    tx.commit().map_err(sql)?;
+                }
+                Ok(value)
+            } else {
+                let sp = conn.savepoint().map_err(sql)?;
+                let value = f(&ItemTx {
+                    tx: &sp,
+                    store: self,
+                });
+                if value.is_ok() {
+                    sp.commit().map_err(sql)?;
+                }
+                Ok(value)
+            }
+        });
+        outcome?
     }
 
     fn typed_from_row(&self, table: &str, plain: &str, typed: Option<&str>) -> StoreResult<Item> {
@@ -323,7 +341,7 @@ impl Store {
 
 /// Items of the tables inside one transaction ([`Store::with_items`]).
 pub struct ItemTx<'a> {
-    tx: &'a rusqlite::Transaction<'a>,
+    tx: &'a rusqlite::Connection,
     store: &'a Store,
 }
 

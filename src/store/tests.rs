@@ -267,3 +267,52 @@ fn rules_and_functions_are_replaced_by_name() {
     assert!(store.delete_function("cert-rotation").unwrap());
     assert!(store.get_function("cert-rotation").unwrap().is_none());
 }
+
+#[test]
+fn a_batch_lands_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.register_ca(&ca("ca1")).unwrap();
+    // A second connection, as `jitpilot status` reads beside a running cloud.
+    let reader = Store::open_read_only(dir.path()).unwrap();
+    store
+        .batch(|| -> StoreResult<()> {
+            store.register_certificate(&cert("c1", "ca1", CertificateStatus::Active))?;
+            // A write that fails inside the batch is undone alone (a savepoint).
+            let again = store.register_certificate(&cert("c1", "ca1", CertificateStatus::Active));
+            assert!(matches!(again, Err(StoreError::AlreadyExists { .. })));
+            store.create_thing("t1", &Map::new())?;
+            store.attach_thing_principal("t1", "c1")?;
+            // One transaction: nothing is visible outside before it ends.
+            assert!(reader.get_certificate("c1")?.is_none());
+            Ok(())
+        })
+        .unwrap();
+    assert!(reader.get_certificate("c1").unwrap().is_some());
+    assert_eq!(reader.list_thing_principals("t1").unwrap(), vec!["c1"]);
+
+    // A batch that fails leaves nothing behind.
+    let failed: StoreResult<()> = store.batch(|| {
+        store.register_certificate(&cert("c2", "ca1", CertificateStatus::Active))?;
+        Err(StoreError::Invalid {
+            what: "test".into(),
+            reason: "stop here".into(),
+        })
+    });
+    assert!(failed.is_err());
+    assert!(store.get_certificate("c2").unwrap().is_none());
+
+    // Nor does one that panics; the store goes on working (autocommit).
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        store.batch(|| -> StoreResult<()> {
+            store.register_certificate(&cert("c3", "ca1", CertificateStatus::Active))?;
+            panic!("a bug in the middle of a batch");
+        })
+    }));
+    assert!(panicked.is_err());
+    assert!(store.get_certificate("c3").unwrap().is_none());
+    store
+        .register_certificate(&cert("c4", "ca1", CertificateStatus::Active))
+        .unwrap();
+    assert!(reader.get_certificate("c4").unwrap().is_some());
+}

@@ -147,11 +147,7 @@ impl Store {
     }
 
     /// Deletes an upload's rows; returns its parts' blobs.
-    fn take_upload(
-        &self,
-        tx: &rusqlite::Transaction<'_>,
-        upload: &str,
-    ) -> StoreResult<Vec<String>> {
+    fn take_upload(&self, tx: &rusqlite::Connection, upload: &str) -> StoreResult<Vec<String>> {
         let sql = |e| self.sql_error(e);
         let mut stmt = tx
             .prepare("SELECT blob FROM s3_parts WHERE upload = ?1")

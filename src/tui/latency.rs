@@ -1,7 +1,10 @@
 //! Input-to-frame latency, for the benchmark (`scripts/bench-tui-latency`):
 //! when `JITPILOT_LATENCY_LOG` names a file, every frame drawn after a key
 //! appends one line, the microseconds from the key reaching the TUI to the
-//! frame written to the terminal. Off (and free) otherwise.
+//! frame written to the terminal, then the wall-clock time of the frame
+//! (Unix microseconds); every key read appends `k <Unix microseconds>`, so
+//! the benchmark can also time a key from the moment it was sent (which
+//! includes the wait before the TUI reads it). Off (and free) otherwise.
 
 use std::io::Write;
 use std::time::Instant;
@@ -42,7 +45,10 @@ impl LatencyProbe {
     /// A key arrived. Keys arriving before the next frame are answered by
     /// it, so the oldest one is timed.
     pub fn input(&mut self) {
-        if self.log.is_some() && self.pending.is_none() {
+        let Some(log) = &mut self.log else { return };
+        // A failed write only loses a sample of a benchmark.
+        let _ = writeln!(log, "k {}", unix_micros());
+        if self.pending.is_none() {
             self.pending = Some(Instant::now());
         }
     }
@@ -50,10 +56,16 @@ impl LatencyProbe {
     /// A frame was written to the terminal.
     pub fn frame_drawn(&mut self) {
         if let (Some(log), Some(since)) = (&mut self.log, self.pending.take()) {
-            // A failed write only loses a sample of a benchmark.
-            let _ = writeln!(log, "{}", since.elapsed().as_micros());
+            let _ = writeln!(log, "{} {}", since.elapsed().as_micros(), unix_micros());
         }
     }
+}
+
+fn unix_micros() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -74,8 +86,15 @@ mod tests {
         probe.frame_drawn();
         probe.frame_drawn();
         let text = std::fs::read_to_string(&path).unwrap();
-        let samples: Vec<u64> = text.lines().map(|l| l.parse().unwrap()).collect();
+        let keys = text.lines().filter(|l| l.starts_with("k ")).count();
+        let samples: Vec<Vec<u128>> = text
+            .lines()
+            .filter(|l| !l.starts_with("k "))
+            .map(|l| l.split(' ').map(|n| n.parse().unwrap()).collect())
+            .collect();
+        assert_eq!(keys, 2, "{text:?}");
         assert_eq!(samples.len(), 1, "{text:?}");
+        assert_eq!(samples[0].len(), 2, "{text:?}");
     }
 
     #[test]

@@ -45,9 +45,31 @@ use tokio::time::Instant;
 /// Frames per second, at most.
 pub const FPS: f64 = 30.0;
 
-/// How many queued events or messages are applied before a redraw is due,
-/// so a flood of traffic never starves the keyboard.
-const DRAIN_BATCH: usize = 4096;
+/// At most how many queued events or messages one turn of the loop applies,
+/// and for at most how long: the loop looks at the keyboard between turns,
+/// so a key waits behind one bounded slice of a traffic flood, never behind
+/// the whole queue.
+const INGEST_BATCH: usize = 1024;
+const INGEST_BUDGET: Duration = Duration::from_millis(2);
+
+/// Applies what `next` yields, up to [`INGEST_BATCH`] items or
+/// [`INGEST_BUDGET`] of time, whichever comes first. Returns how many.
+fn ingest<T>(mut next: impl FnMut() -> Option<T>, mut apply: impl FnMut(T)) -> usize {
+    let started = std::time::Instant::now();
+    let mut n = 0;
+    while n < INGEST_BATCH {
+        // Reading the clock costs more than applying an event: every 32.
+        if n % 32 == 31 && started.elapsed() >= INGEST_BUDGET {
+            break;
+        }
+        match next() {
+            Some(item) => apply(item),
+            None => break,
+        }
+        n += 1;
+    }
+    n
+}
 
 /// Runs the TUI (`demo` = guided workshop mode).
 pub async fn run(global: &GlobalArgs, mouse: bool, demo: bool) -> color_eyre::Result<()> {
@@ -116,6 +138,8 @@ async fn event_loop(
     let mut refresh = tokio::time::interval(Duration::from_secs(1));
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut dirty = true;
+    // Input (keys, the mouse wheel) handled and not yet on screen.
+    let mut unanswered = false;
     let mut next_frame = Instant::now();
     let mut mouse = app.mouse;
     let mut latency = latency::LatencyProbe::from_env();
@@ -129,9 +153,7 @@ async fn event_loop(
                         app.update(action);
                     }
                     dirty = true;
-                    // The FPS cap paces redraws for traffic, not for keys:
-                    // a key is answered by the next turn of the loop.
-                    next_frame = Instant::now();
+                    unanswered = true;
                 }
                 Some(Ok(Event::Mouse(m))) => {
                     match m.kind {
@@ -140,6 +162,7 @@ async fn event_loop(
                         _ => {}
                     }
                     dirty = true;
+                    unanswered = true;
                 }
                 Some(Ok(Event::Resize(..))) => dirty = true,
                 Some(Ok(_)) => {}
@@ -149,6 +172,17 @@ async fn event_loop(
                 }
                 None => break,
             },
+            // Input is answered at once: after the keys already typed (the
+            // branch above takes them first, so a burst shares one frame),
+            // before any traffic, and without a timer (under load a timer
+            // fires only when a runtime worker next turns the timer wheel).
+            _ = std::future::ready(()), if unanswered => {
+                terminal.draw(|frame| ui::draw(frame, app))?;
+                latency.frame_drawn();
+                dirty = false;
+                unanswered = false;
+                next_frame = Instant::now() + frame_interval;
+            }
             // Frames and the refresh tick come before the queues: under a
             // flood of traffic the queues are always ready, and a due frame
             // or refresh must still happen.
@@ -164,25 +198,17 @@ async fn event_loop(
                     app.update(Action::Refresh);
                 }
             }
+            // The queues are applied a bounded slice per turn (`ingest`):
+            // the keyboard is looked at again between slices.
             Some(msg) = rx.recv() => {
                 app.apply(msg);
-                for _ in 0..DRAIN_BATCH {
-                    match rx.try_recv() {
-                        Ok(msg) => app.apply(msg),
-                        Err(_) => break,
-                    }
-                }
+                ingest(|| rx.try_recv().ok(), |msg| app.apply(msg));
                 dirty = true;
             }
             Some(ev) = next_event(&mut events) => {
                 app.push_event(ev);
                 if let Some(rx) = &mut events {
-                    for _ in 0..DRAIN_BATCH {
-                        match rx.try_recv() {
-                            Some(ev) => app.push_event(ev),
-                            None => break,
-                        }
-                    }
+                    ingest(|| rx.try_recv(), |ev| app.push_event(ev));
                     app.traffic.set_lagged(rx.dropped());
                 }
                 dirty = true;

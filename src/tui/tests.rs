@@ -493,3 +493,47 @@ fn a_refusal_answered_to_a_device_is_red_in_traffic_and_timeline() {
     );
     assert!(is_refusal(&insecure));
 }
+
+#[test]
+fn one_turn_of_the_loop_ingests_a_bounded_slice_of_a_flood() {
+    let mut queue: std::collections::VecDeque<u32> = (0..100_000).collect();
+    let mut applied = 0usize;
+    let n = super::ingest(|| queue.pop_front(), |_| applied += 1);
+    assert_eq!(n, applied);
+    assert!(n > 0 && n <= super::INGEST_BATCH, "{n}");
+    assert_eq!(queue.len(), 100_000 - n);
+    // An empty queue ends the turn at once.
+    let mut empty: std::collections::VecDeque<u32> = Default::default();
+    assert_eq!(super::ingest(|| empty.pop_front(), |_| {}), 0);
+}
+
+#[test]
+fn a_read_back_of_the_same_fleet_updates_rows_and_cert_owners_in_place() {
+    let mut app = app();
+    app.apply_status(status(vec![
+        row("D1", "CR_WHITELISTED", None),
+        row("D2", "CR_WHITELISTED", None),
+    ]));
+    let mut d1 = row("D1", "CR_MAN_CERT_CREATED", Some("v1"));
+    d1.insert("ManufacturerCertId".into(), "m1".into());
+    app.apply_status(status(vec![d1, row("D2", "CR_THING_CREATED", Some("v2"))]));
+    let dev = app.devices.get("D1").unwrap();
+    assert_eq!(dev.cr_state.as_deref(), Some("CR_MAN_CERT_CREATED"));
+    assert_eq!(app.devices.owner_of("m1"), Some("D1"));
+    assert_eq!(app.devices.owner_of("v2"), Some("D2"));
+    assert_eq!(app.devices.summary().per_state, [0, 1, 1, 0]);
+    // 3c: the vendor cert is gone from the row, and from the owners.
+    let mut d1 = row("D1", "CR_CERT_ROTATION_COMPLETED", None);
+    d1.insert("ManufacturerCertId".into(), "m1".into());
+    app.apply_status(status(vec![d1, row("D2", "CR_THING_CREATED", Some("v2"))]));
+    assert_eq!(app.devices.owner_of("v1"), None);
+    assert_eq!(app.devices.owner_of("m1"), Some("D1"));
+    assert_eq!(app.devices.get("D1").unwrap().vendor_cert, None);
+    assert_eq!(app.devices.summary().rotated, 1);
+    assert_eq!(app.devices.rate_buckets().iter().sum::<u64>(), 1);
+    // Another fleet (cleanup, new init): rebuilt, the old devices gone.
+    app.apply_status(status(vec![row("D3", "CR_WHITELISTED", None)]));
+    assert!(app.devices.get("D1").is_none());
+    assert_eq!(app.devices.owner_of("m1"), None);
+    assert_eq!(app.devices.devices().len(), 1);
+}

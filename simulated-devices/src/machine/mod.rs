@@ -287,16 +287,22 @@ impl DeviceMachine {
                 out,
             );
         }
+        if self.step == Step::Jitp && failures == 1 {
+            // JITP refuses the first connect by design, having provisioned
+            // the cert before it closes the connection: one retry at once,
+            // then backoff (what AWS's guidance for JITP devices allows).
+            self.report(
+                Progress::Retrying,
+                format!("connection refused or lost: {reason} (expected: JITP provisions the cert on the first connect); retrying at once"),
+                out,
+            );
+            return self.connect(out);
+        }
         let delay = self.policy.delay(failures, &mut self.rng);
-        let why = if self.step == Step::Jitp && failures == 1 {
-            " (expected: JITP provisions the cert on the first connect)"
-        } else {
-            ""
-        };
         self.report(
             Progress::Retrying,
             format!(
-                "connection refused or lost: {reason}{why}; retrying in {} ms",
+                "connection refused or lost: {reason}; retrying in {} ms",
                 delay.as_millis()
             ),
             out,

@@ -232,10 +232,17 @@ fn happy_path_onboards_in_three_steps() {
 }
 
 #[test]
-fn refused_first_connect_is_retried_after_a_jittered_backoff() {
+fn refused_first_connect_is_retried_at_once_then_after_a_jittered_backoff() {
     let ca = TestCa::new("Manufacturer CA");
     let mut m = machine(Goal::Onboard, 0.0);
     m.handle(Input::Start(stored(&ca)));
+    // JITP's refusal: the cert is provisioned by now, so retry at once.
+    let out = m.handle(Input::ConnectFailed {
+        reason: "connection closed before CONNACK".into(),
+    });
+    assert_eq!(actions(&out), vec![Command::Connect(Identity::Vendor)]);
+    assert_eq!(reports(&out), vec![(Step::Jitp, Progress::Retrying)]);
+    // Refused again: now back off.
     let out = m.handle(Input::ConnectFailed {
         reason: "connection closed before CONNACK".into(),
     });
@@ -243,7 +250,7 @@ fn refused_first_connect_is_retried_after_a_jittered_backoff() {
     let [Command::StartTimer(delay)] = acts.as_slice() else {
         panic!("expected a backoff timer, got {acts:?}");
     };
-    assert!(*delay <= RetryPolicy::default().base);
+    assert!(*delay <= RetryPolicy::default().base * 2);
     assert_eq!(reports(&out), vec![(Step::Jitp, Progress::Retrying)]);
     // A message or stray Connected during backoff changes nothing.
     assert!(m.handle(Input::Connected).is_empty());
@@ -255,7 +262,7 @@ fn refused_first_connect_is_retried_after_a_jittered_backoff() {
     assert!(out.contains(&Command::Report {
         step: Step::Jitp,
         state: Progress::Completed,
-        attempt: 2,
+        attempt: 3,
         message: "connected: the vendor cert is provisioned".into()
     }));
 }

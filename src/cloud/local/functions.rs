@@ -263,6 +263,29 @@ impl Registry for LocalRotationBackend {
             .attach_policy(policy, cert_id)
             .map_err(io("attaching a policy (is the stack deployed?)"))
     }
+
+    /// One store transaction: an invocation's writes and its event-log
+    /// entry land with one commit, or none of them do.
+    fn atomically(&self, writes: &mut dyn FnMut() -> BackendResult<()>) -> BackendResult<()> {
+        self.store
+            .batch(|| writes().map_err(Batched::Backend))
+            .map_err(|e| match e {
+                Batched::Backend(e) => e,
+                Batched::Store(e) => BackendError::during("committing the invocation's writes", e),
+            })
+    }
+}
+
+/// Why a batch of the rotation function's writes did not land.
+enum Batched {
+    Backend(BackendError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for Batched {
+    fn from(e: StoreError) -> Batched {
+        Batched::Store(e)
+    }
 }
 
 impl LocalRotationBackend {

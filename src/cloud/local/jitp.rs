@@ -24,11 +24,15 @@
 //! step, [`provision`] records the event in an outbox (a small internal table,
 //! [`REGISTERED_OUTBOX_TABLE`]); the endpoint removes the entry once the
 //! rules engine's function invocations for the event have finished, and the
-//! runtime redelivers what is left when the cloud starts. The order of the
-//! two writes is what makes this safe without one transaction: a crash
-//! before the status step leaves the certificate `PENDING_ACTIVATION` (JITP
-//! runs again on the next connect), a crash after it leaves the outbox
-//! entry. The rotation function is idempotent, so a redelivery is harmless.
+//! runtime redelivers what is left when the cloud starts. The whole of
+//! [`provision`] is one store transaction ([`Store::batch`]): the
+//! certificate, thing, policy, outbox entry and status land together with
+//! one commit, or not at all (the certificate unknown: JITP runs again on
+//! the next connect). Within it the writes keep their order (outbox entry
+//! before the status), so the reasoning does not depend on the batch: a
+//! crash before the status leaves the certificate `PENDING_ACTIVATION`, a
+//! crash after it leaves the outbox entry. The rotation function is
+//! idempotent, so a redelivery is harmless.
 
 use crate::model::{now_millis, CaCertificate, CertificateStatus, EpochMillis};
 use crate::store::{Store, StoreError};
@@ -165,8 +169,19 @@ pub fn certificate_parameters(
     Ok(params)
 }
 
-/// Registers the certificate (PENDING_ACTIVATION) and applies `ca`'s template.
+/// Registers the certificate (PENDING_ACTIVATION) and applies `ca`'s
+/// template, in one store transaction.
 pub fn provision(
+    store: &Store,
+    cert_der: &[u8],
+    cert_pem: &str,
+    cert_id: &str,
+    ca: &CaCertificate,
+) -> Result<Provisioned, JitpError> {
+    store.batch(|| apply_template(store, cert_der, cert_pem, cert_id, ca))
+}
+
+fn apply_template(
     store: &Store,
     cert_der: &[u8],
     cert_pem: &str,

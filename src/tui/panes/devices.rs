@@ -189,7 +189,76 @@ impl DevicesPane {
 
     /// Applies the device table's rows (`status().devices`). Devices no
     /// longer in the table and not running are removed (after cleanup).
+    ///
+    /// Runs on the UI thread once a second during a fleet run, so the usual
+    /// case — the same devices in the same order, a few of them changed —
+    /// updates the rows in place without allocating; anything else
+    /// (devices added or removed) rebuilds the list.
     pub fn apply_table(&mut self, rows: &[serde_json::Map<String, serde_json::Value>]) {
+        if !self.update_in_place(rows) {
+            self.rebuild_from_table(rows);
+        }
+    }
+
+    /// The in-place case of [`apply_table`](Self::apply_table); false (and
+    /// nothing changed) when the rows are not the devices held, in order.
+    fn update_in_place(&mut self, rows: &[serde_json::Map<String, serde_json::Value>]) -> bool {
+        fn text<'a>(
+            row: &'a serde_json::Map<String, serde_json::Value>,
+            k: &str,
+        ) -> Option<&'a str> {
+            row.get(k).and_then(|v| v.as_str())
+        }
+        if rows.len() != self.devices.len()
+            || rows
+                .iter()
+                .zip(&self.devices)
+                .any(|(row, d)| text(row, "SerialNumber") != Some(d.serial.as_str()))
+        {
+            return false;
+        }
+        let mut completed = 0usize;
+        let mut changed = false;
+        for (row, dev) in rows.iter().zip(self.devices.iter_mut()) {
+            let was_done = dev.completed();
+            if dev.cr_state.as_deref() != text(row, "CrState") {
+                dev.cr_state = text(row, "CrState").map(str::to_string);
+                changed = true;
+            }
+            for (field, key) in [
+                (&mut dev.vendor_cert, "VendorCertId"),
+                (&mut dev.manufacturer_cert, "ManufacturerCertId"),
+            ] {
+                let new = text(row, key);
+                if field.as_deref() == new {
+                    continue;
+                }
+                changed = true;
+                if let Some(old) = field.take() {
+                    if self.cert_owner.get(&old) == Some(&dev.serial) {
+                        self.cert_owner.remove(&old);
+                    }
+                }
+                if let Some(new) = new {
+                    self.cert_owner.insert(new.to_string(), dev.serial.clone());
+                    *field = Some(new.to_string());
+                }
+            }
+            if !was_done && dev.completed() {
+                completed += 1;
+            }
+        }
+        if changed {
+            self.summary.set(None);
+        }
+        let now = self.clock;
+        for _ in 0..completed {
+            self.completed_at(now);
+        }
+        true
+    }
+
+    fn rebuild_from_table(&mut self, rows: &[serde_json::Map<String, serde_json::Value>]) {
         let text = |row: &serde_json::Map<String, serde_json::Value>, k: &str| {
             row.get(k).and_then(|v| v.as_str()).map(str::to_string)
         };

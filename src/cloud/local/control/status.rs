@@ -287,6 +287,8 @@ pub(super) fn cleanup(cloud: &LocalCloud) -> CloudResult<CleanupReport> {
             }
         }
         let _ = std::fs::remove_dir(&devices_dir);
+        // The files init hard-links into every device folder.
+        let _ = std::fs::remove_dir_all(cloud.data_dir().root().join(super::init::SHARED_DIR));
     }
     if report.device_folders > 0 {
         cloud.record(

@@ -176,3 +176,40 @@ fn cleanup_undoes_what_jitp_and_rotation_left_and_teardown_follows() {
     assert_eq!(again.things + again.certificates + again.cas, 0);
     assert!(!cloud.teardown_sync().unwrap().existed);
 }
+
+#[cfg(unix)]
+#[test]
+fn init_shares_the_ca_files_by_hard_link_and_cleanup_removes_them() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let cloud = deployed(tmp.path(), EventBus::default());
+    let report = cloud.init_sync(3).unwrap();
+    assert_eq!(report.whitelisted.len(), 4);
+    let devices = cloud.data_dir().devices_dir();
+    let endpoint_ca = std::fs::read_to_string(cloud.data_dir().endpoint_ca_path()).unwrap();
+    let shared_dir = tmp.path().join(init::SHARED_DIR);
+    for file in [init::ROOT_CA_FILE, init::MANUFACTURER_CA_FILE] {
+        let shared = std::fs::metadata(shared_dir.join(file)).unwrap();
+        for serial in &report.whitelisted {
+            let path = cloud.data_dir().device_dir(serial).join(file);
+            // One inode for the whole fleet: a link, not a copy.
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().ino(),
+                shared.ino(),
+                "{path:?}"
+            );
+        }
+    }
+    let root_ca = cloud
+        .data_dir()
+        .device_dir(SAMPLE_SERIAL)
+        .join(init::ROOT_CA_FILE);
+    assert_eq!(std::fs::read_to_string(&root_ca).unwrap(), endpoint_ca);
+    // A device's copy that was changed is put back (and linked again).
+    std::fs::write(&root_ca, "tampered").unwrap();
+    cloud.init_sync(3).unwrap();
+    assert_eq!(std::fs::read_to_string(&root_ca).unwrap(), endpoint_ca);
+    cloud.cleanup_sync().unwrap();
+    assert!(!devices.exists());
+    assert!(!shared_dir.exists());
+}
