@@ -495,23 +495,67 @@ impl Session {
             );
             return true;
         }
-        if let Some((header, remaining)) = fixed_header(&self.buf) {
-            if remaining > MAX_PACKET_BYTES {
+        // Framed here, not by the codec: its "insufficient bytes" also
+        // comes from inside a complete packet (a property list cut short),
+        // after the packet was taken off the buffer — that is malformed.
+        let Some((header, remaining)) = fixed_header(&self.buf) else {
+            if self.buf.len() >= 5 {
                 self.close_with(
-                    Some(PACKET_TOO_LARGE),
-                    CloseReason::ClientError(format!(
-                        "packet of {remaining} bytes exceeds the limit of {MAX_PACKET_BYTES} (AWS: payload ≤ 128 KiB)"
-                    )),
+                    Some(MALFORMED_PACKET),
+                    CloseReason::ClientError("remaining length longer than 4 bytes".into()),
                     out,
                 );
                 return true;
             }
-            if self.buf.len() >= header + remaining {
-                if let Err(why) = duplicate_property(&self.buf) {
-                    self.close(CloseReason::ClientError(why), out);
-                    return true;
+            return false;
+        };
+        if remaining > MAX_PACKET_BYTES {
+            self.close_with(
+                Some(PACKET_TOO_LARGE),
+                CloseReason::ClientError(format!(
+                    "packet of {remaining} bytes exceeds the limit of {MAX_PACKET_BYTES} (AWS: payload ≤ 128 KiB)"
+                )),
+                out,
+            );
+            return true;
+        }
+        if self.buf.len() < header + remaining {
+            return false;
+        }
+        if let Err(why) = duplicate_property(&self.buf) {
+            self.close(CloseReason::ClientError(why), out);
+            return true;
+        }
+        // DISCONNECT with a reason code and no property length (remaining
+        // length 1, which MQTT 5 allows): the codec wants the property length.
+        if self.buf[0] == 0xE0 && remaining == 1 {
+            let packet = self.buf.split_to(3);
+            match DisconnectReasonCode::try_from(packet[2]) {
+                Ok(code) => {
+                    let disconnect = Disconnect::new(code);
+                    if self.observe {
+                        let packet = mqtt5::Packet::Disconnect(disconnect.clone());
+                        out.push(Effect::Received(PacketSummary::of5(&packet)));
+                    }
+                    if self.phase == Phase::AwaitingConnect {
+                        self.close(
+                            CloseReason::ClientError("DISCONNECT before CONNECT".into()),
+                            out,
+                        );
+                    } else {
+                        self.handle_disconnect_v5(disconnect, out);
+                    }
                 }
+                Err(_) => self.close_with(
+                    Some(MALFORMED_PACKET),
+                    CloseReason::ClientError(format!(
+                        "DISCONNECT with reason code {:#04x}, which MQTT 5 does not define",
+                        packet[2]
+                    )),
+                    out,
+                ),
             }
+            return true;
         }
         match mqtt5::Packet::read(&mut self.buf, Some(MAX_PACKET_BYTES as u32)) {
             Ok(packet) => {
@@ -520,7 +564,6 @@ impl Session {
                 }
                 self.handle_packet_v5(packet, authz, out);
             }
-            Err(rumqttc::v5::mqttbytes::Error::InsufficientBytes(_)) => return false,
             Err(e) => {
                 let why = match e {
                     rumqttc::v5::mqttbytes::Error::MalformedRemainingLength => {
