@@ -377,3 +377,35 @@ async fn the_aws_iot_device_sdks_mqtt5_client_runs_3a_to_3c_and_sees_reason_code
     // 3b and 3c.
     assert_eq!(facts["acked"], true, "{facts}");
 }
+
+/// The device agent over MQTT 5 hears why it is refused: its failure names
+/// the CONNACK reason code (over 3.1.1 it would only see a closed socket).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_mqtt5_device_reports_the_connack_reason_code() {
+    use simulated_devices::{creds, run_device, DeviceConfig, Goal, MqttVersion, RetryPolicy};
+    let fx = fixture();
+    let server = serve(&fx.data_dir);
+    // A credential folder holding the INACTIVE certificate as its vendor cert.
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join(creds::VENDOR_CERT), &fx.inactive.chain_pem).unwrap();
+    std::fs::write(folder.path().join(creds::VENDOR_KEY), &fx.inactive.key_pem).unwrap();
+    std::fs::copy(&server.root_ca, folder.path().join(creds::ROOT_CA)).unwrap();
+    let mut config = DeviceConfig::new("INACTIVE1", folder.path(), server.addr.clone());
+    config.server_name = Some("localhost".into());
+    config.seed = Some(15);
+    config.mqtt = MqttVersion::V5;
+    config.retry = RetryPolicy {
+        base: Duration::from_millis(10),
+        cap: Duration::from_millis(50),
+        max_connect_attempts: 2,
+        max_request_attempts: 1,
+    };
+    let failed = tokio::time::timeout(WAIT, run_device(config, Goal::Jitp, None))
+        .await
+        .expect("the device gives up within the timeout")
+        .expect_err("an INACTIVE certificate is refused");
+    assert!(
+        failed.to_string().contains("BadUserNamePassword"),
+        "{failed}"
+    );
+}
