@@ -409,3 +409,58 @@ async fn a_refused_mqtt5_device_reports_the_connack_reason_code() {
         "{failed}"
     );
 }
+
+/// `jitpilot serve` with `JITPILOT_LIMITS` set.
+fn serve_with_limits(data_dir: &Path, limits: &str) -> Server {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jitpilot"))
+        .args(["serve", "--json", "--mqtt-addr", "127.0.0.1:0", "--api-addr", "off"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("JITPILOT_LIMITS", limits)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn jitpilot serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("serve prints its endpoint");
+    let doc: serde_json::Value = serde_json::from_str(&line).expect("one JSON line");
+    Server {
+        addr: doc["endpoint"].as_str().expect("endpoint").to_string(),
+        root_ca: doc["endpointCa"].as_str().expect("endpointCa").into(),
+        api: String::new(),
+        child,
+    }
+}
+
+/// Over its publish rate for too long, an MQTT 5 client is told so:
+/// DISCONNECT 0x96 Message rate too high, with the limit in the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_far_over_its_publish_rate_gets_disconnect_0x96() {
+    let fx = fixture();
+    let server = serve_with_limits(&fx.data_dir, "publishes_per_second=5");
+    let (client, mut rx) = connect5(&server, &fx.observer, "flood5").await.expect("connects");
+    // 100 at once: 19 s of debt at 5/s, far past the 2 s grace.
+    for n in 0..100 {
+        client
+            .publish(format!("flood/{n}"), QoS5::AtMostOnce, false, b"{}".to_vec())
+            .await
+            .unwrap();
+    }
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            match rx.recv().await {
+                Some(Err(e)) => return e,
+                Some(Ok(_)) => continue,
+                None => return "event loop ended".to_string(),
+            }
+        }
+    })
+    .await
+    .expect("the endpoint disconnects the client");
+    assert!(closed.contains("MessageRateTooHigh"), "{closed}");
+    assert!(closed.contains("PUBLISH requests per second"), "{closed}");
+}
