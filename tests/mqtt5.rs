@@ -110,7 +110,9 @@ async fn mqtt5_and_3_1_1_clients_talk_to_each_other_properties_only_toward_5() {
     let (sub5, mut rx5) = connect5(&server, &fx.observer, "sub5")
         .await
         .expect("v5 subscriber");
-    sub5.subscribe("interop/#", QoS5::AtLeastOnce).await.unwrap();
+    sub5.subscribe("interop/#", QoS5::AtLeastOnce)
+        .await
+        .unwrap();
     next5(&mut rx5, suback5).await;
     let (sub3, mut rx3) = connect_as(&server, &fx, "sub3", true).await;
     sub3.subscribe("interop/#", QoS::AtLeastOnce).await.unwrap();
@@ -129,9 +131,15 @@ async fn mqtt5_and_3_1_1_clients_talk_to_each_other_properties_only_toward_5() {
         message_expiry_interval: Some(300),
         ..PublishProperties::default()
     };
-    pub5.publish_with_properties("interop/a", QoS5::AtLeastOnce, false, b"{\"v\":5}".to_vec(), props)
-        .await
-        .unwrap();
+    pub5.publish_with_properties(
+        "interop/a",
+        QoS5::AtLeastOnce,
+        false,
+        b"{\"v\":5}".to_vec(),
+        props,
+    )
+    .await
+    .unwrap();
     let got = next5(&mut rx5, |p| match p {
         Packet5::Publish(p) if &p.topic[..] == b"interop/a" => Some(p),
         _ => None,
@@ -140,7 +148,10 @@ async fn mqtt5_and_3_1_1_clients_talk_to_each_other_properties_only_toward_5() {
     let props = got.properties.expect("properties forwarded to MQTT 5");
     assert_eq!(props.response_topic.as_deref(), Some("interop/reply"));
     assert_eq!(props.correlation_data.as_deref(), Some(&b"req-7"[..]));
-    assert_eq!(props.user_properties, vec![("device".into(), "pub5".into())]);
+    assert_eq!(
+        props.user_properties,
+        vec![("device".into(), "pub5".into())]
+    );
     assert_eq!(props.content_type.as_deref(), Some("application/json"));
     assert!(props.message_expiry_interval.is_some_and(|s| s <= 300));
     assert_eq!(next_publish(&mut rx3, |t| t == "interop/a").await["v"], 5);
@@ -177,7 +188,13 @@ fn limited_identity(data_dir: &Path, cn: &str, policy: Option<&str>) -> Identity
         .value;
     let identity = issue(&vendor.pem, &key, cn);
     let id = pki::certificate_id_from_pem(&identity.chain_pem).unwrap();
-    register(store, &id, &vendor.id, &identity.chain_pem, CertificateStatus::Active);
+    register(
+        store,
+        &id,
+        &vendor.id,
+        &identity.chain_pem,
+        CertificateStatus::Active,
+    );
     if let Some(document) = policy {
         let name = format!("{cn}Policy");
         store.create_policy(&name, document).unwrap();
@@ -205,18 +222,24 @@ async fn refusals_reach_an_mqtt5_client_as_awss_reason_codes() {
     // A certificate that is not ACTIVE: CONNACK 0x86 Bad User Name or Password.
     let refused = connect5(&server, &fx.inactive, "INACTIVE1").await.err();
     assert!(
-        refused.as_deref().is_some_and(|e| e.contains("BadUserNamePassword")),
+        refused
+            .as_deref()
+            .is_some_and(|e| e.contains("BadUserNamePassword")),
         "{refused:?}"
     );
     // iot:Connect not allowed: CONNACK 0x87 Not authorized.
     let refused = connect5(&server, &unpolicied, "NOPOLICY1").await.err();
     assert!(
-        refused.as_deref().is_some_and(|e| e.contains("NotAuthorized")),
+        refused
+            .as_deref()
+            .is_some_and(|e| e.contains("NotAuthorized")),
         "{refused:?}"
     );
 
     // PUBLISH and SUBSCRIBE refused with 0x87; the connection stays up.
-    let (client, mut rx) = connect5(&server, &limited, "LIMITED1").await.expect("limited connects");
+    let (client, mut rx) = connect5(&server, &limited, "LIMITED1")
+        .await
+        .expect("limited connects");
     client
         .publish("forbidden/x", QoS5::AtLeastOnce, false, b"{}".to_vec())
         .await
@@ -228,18 +251,29 @@ async fn refusals_reach_an_mqtt5_client_as_awss_reason_codes() {
     .await;
     assert_eq!(reason, PubAckReason::NotAuthorized);
     assert!(why.is_some_and(|w| w.contains("iot:Publish on topic/forbidden/x")));
-    client.subscribe("forbidden/#", QoS5::AtLeastOnce).await.unwrap();
+    client
+        .subscribe("forbidden/#", QoS5::AtLeastOnce)
+        .await
+        .unwrap();
     assert_eq!(
         next5(&mut rx, suback5).await,
         vec![SubscribeReasonCode::NotAuthorized]
     );
-    client.subscribe("allowed/#", QoS5::AtLeastOnce).await.unwrap();
+    client
+        .subscribe("allowed/#", QoS5::AtLeastOnce)
+        .await
+        .unwrap();
     assert_eq!(
         next5(&mut rx, suback5).await,
         vec![SubscribeReasonCode::Success(QoS5::AtLeastOnce)]
     );
     client
-        .publish("allowed/x", QoS5::AtLeastOnce, false, b"{\"ok\":1}".to_vec())
+        .publish(
+            "allowed/x",
+            QoS5::AtLeastOnce,
+            false,
+            b"{\"ok\":1}".to_vec(),
+        )
         .await
         .unwrap();
     let got = next5(&mut rx, |p| match p {
@@ -307,7 +341,9 @@ async fn a_malformed_mqtt5_packet_over_tls_gets_disconnect_with_a_reason_code() 
     .unwrap();
     bytes.extend_from_slice(&connect);
     // PUBLISH "t/x" QoS 0 with Content Type twice: a protocol error.
-    bytes.extend_from_slice(&[0x30, 14, 0, 3, b't', b'/', b'x', 8, 3, 0, 1, b'a', 3, 0, 1, b'b']);
+    bytes.extend_from_slice(&[
+        0x30, 14, 0, 3, b't', b'/', b'x', 8, 3, 0, 1, b'a', 3, 0, 1, b'b',
+    ]);
     let received = raw_session(&server, &fx, &bytes).await;
     // CONNACK 0x00, then DISCONNECT 0x82 Protocol Error with a reason string.
     assert_eq!(received.first(), Some(&0x20), "{received:?}");
@@ -372,7 +408,10 @@ async fn the_aws_iot_device_sdks_mqtt5_client_runs_3a_to_3c_and_sees_reason_code
     assert!(facts["refused_publish"]["reason_string"]
         .as_str()
         .is_some_and(|r| r.contains("iot:Publish")));
-    assert_eq!(facts["refused_subscribe"]["reason_codes"], serde_json::json!([0x87]));
+    assert_eq!(
+        facts["refused_subscribe"]["reason_codes"],
+        serde_json::json!([0x87])
+    );
     assert_eq!(facts["suback"], serde_json::json!([1]));
     // 3b and 3c.
     assert_eq!(facts["acked"], true, "{facts}");
@@ -387,7 +426,11 @@ async fn a_refused_mqtt5_device_reports_the_connack_reason_code() {
     let server = serve(&fx.data_dir);
     // A credential folder holding the INACTIVE certificate as its vendor cert.
     let folder = tempfile::tempdir().unwrap();
-    std::fs::write(folder.path().join(creds::VENDOR_CERT), &fx.inactive.chain_pem).unwrap();
+    std::fs::write(
+        folder.path().join(creds::VENDOR_CERT),
+        &fx.inactive.chain_pem,
+    )
+    .unwrap();
     std::fs::write(folder.path().join(creds::VENDOR_KEY), &fx.inactive.key_pem).unwrap();
     std::fs::copy(&server.root_ca, folder.path().join(creds::ROOT_CA)).unwrap();
     let mut config = DeviceConfig::new("INACTIVE1", folder.path(), server.addr.clone());
@@ -415,7 +458,14 @@ fn serve_with_limits(data_dir: &Path, limits: &str) -> Server {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let mut child = Command::new(env!("CARGO_BIN_EXE_jitpilot"))
-        .args(["serve", "--json", "--mqtt-addr", "127.0.0.1:0", "--api-addr", "off"])
+        .args([
+            "serve",
+            "--json",
+            "--mqtt-addr",
+            "127.0.0.1:0",
+            "--api-addr",
+            "off",
+        ])
         .arg("--data-dir")
         .arg(data_dir)
         .env("JITPILOT_LIMITS", limits)
@@ -442,11 +492,18 @@ fn serve_with_limits(data_dir: &Path, limits: &str) -> Server {
 async fn a_client_far_over_its_publish_rate_gets_disconnect_0x96() {
     let fx = fixture();
     let server = serve_with_limits(&fx.data_dir, "publishes_per_second=5");
-    let (client, mut rx) = connect5(&server, &fx.observer, "flood5").await.expect("connects");
+    let (client, mut rx) = connect5(&server, &fx.observer, "flood5")
+        .await
+        .expect("connects");
     // 100 at once: 19 s of debt at 5/s, far past the 2 s grace.
     for n in 0..100 {
         client
-            .publish(format!("flood/{n}"), QoS5::AtMostOnce, false, b"{}".to_vec())
+            .publish(
+                format!("flood/{n}"),
+                QoS5::AtMostOnce,
+                false,
+                b"{}".to_vec(),
+            )
             .await
             .unwrap();
     }

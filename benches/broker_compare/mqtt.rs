@@ -83,7 +83,11 @@ pub struct Client {
 impl Client {
     /// TCP connect, mutual-TLS handshake, CONNECT (clean session), CONNACK,
     /// at MQTT protocol `level` (4: 3.1.1, 5: MQTT 5).
-    pub async fn connect(addr: &str, identity: &Identity, level: u8) -> Result<Client, ClientError> {
+    pub async fn connect(
+        addr: &str,
+        identity: &Identity,
+        level: u8,
+    ) -> Result<Client, ClientError> {
         let tcp = TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
         let name = ServerName::try_from("localhost")

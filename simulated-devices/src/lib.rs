@@ -34,6 +34,6 @@ pub mod topics;
 pub use backoff::RetryPolicy;
 pub use creds::{CredentialFolder, Durability};
 pub use machine::{DeviceFailure, Goal};
-pub use report::{DeviceOutcome, DeviceReport, Progress, Step, StepOutcome};
 pub use mqtt_version::{FleetMqtt, MqttVersion};
+pub use report::{DeviceOutcome, DeviceReport, Progress, Step, StepOutcome};
 pub use shell::{run_device, DeviceConfig, DeviceError};

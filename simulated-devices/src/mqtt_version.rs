@@ -47,7 +47,9 @@ impl FromStr for MqttVersion {
         match s {
             "3" | "3.1.1" | "311" | "4" => Ok(MqttVersion::V311),
             "5" | "5.0" => Ok(MqttVersion::V5),
-            other => Err(format!("unknown MQTT version {other:?}: use 3 (3.1.1) or 5")),
+            other => Err(format!(
+                "unknown MQTT version {other:?}: use 3 (3.1.1) or 5"
+            )),
         }
     }
 }
@@ -95,9 +97,9 @@ impl FromStr for FleetMqtt {
             return Ok(FleetMqtt::Mixed { v5_fraction: 0.5 });
         }
         if let Some(f) = s.strip_prefix("mixed:") {
-            let v5_fraction: f64 = f
-                .parse()
-                .map_err(|_| format!("mixed:{f}: expected a fraction of MQTT 5 devices, e.g. mixed:0.25"))?;
+            let v5_fraction: f64 = f.parse().map_err(|_| {
+                format!("mixed:{f}: expected a fraction of MQTT 5 devices, e.g. mixed:0.25")
+            })?;
             if !(0.0..=1.0).contains(&v5_fraction) {
                 return Err(format!("mixed:{f}: the fraction must be between 0 and 1"));
             }
@@ -222,14 +224,24 @@ mod tests {
         assert_eq!("3".parse::<MqttVersion>(), Ok(MqttVersion::V311));
         assert_eq!("5".parse::<MqttVersion>(), Ok(MqttVersion::V5));
         assert!("6".parse::<MqttVersion>().is_err());
-        assert_eq!("5".parse::<FleetMqtt>(), Ok(FleetMqtt::All(MqttVersion::V5)));
+        assert_eq!(
+            "5".parse::<FleetMqtt>(),
+            Ok(FleetMqtt::All(MqttVersion::V5))
+        );
         let mix: FleetMqtt = "mixed:0.25".parse().unwrap();
-        let v5 = (0..100).filter(|&i| mix.for_device(i) == MqttVersion::V5).count();
+        let v5 = (0..100)
+            .filter(|&i| mix.for_device(i) == MqttVersion::V5)
+            .count();
         assert_eq!(v5, 25);
         let half: FleetMqtt = "mixed".parse().unwrap();
         assert_eq!(
             (0..4).map(|i| half.for_device(i)).collect::<Vec<_>>(),
-            [MqttVersion::V311, MqttVersion::V5, MqttVersion::V311, MqttVersion::V5]
+            [
+                MqttVersion::V311,
+                MqttVersion::V5,
+                MqttVersion::V311,
+                MqttVersion::V5
+            ]
         );
         assert!("mixed:2".parse::<FleetMqtt>().is_err());
     }

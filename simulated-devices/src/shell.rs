@@ -255,7 +255,12 @@ impl Client {
                 .try_publish(topic, QoS::AtLeastOnce, false, payload)
                 .map_err(|e| e.to_string()),
             Client::V5(c, _) => c
-                .try_publish(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce, false, payload)
+                .try_publish(
+                    topic,
+                    rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                    false,
+                    payload,
+                )
                 .map_err(|e| e.to_string()),
         }
     }
@@ -463,13 +468,15 @@ async fn poll_connection(conn: Option<&mut Connection>) -> Input {
             return loop {
                 match eventloop.poll().await {
                     Ok(event) => {
-                        if let Some(input) = mqtt_version::input_of_event(event, &mut conn.connected) {
+                        if let Some(input) =
+                            mqtt_version::input_of_event(event, &mut conn.connected)
+                        {
                             break input;
                         }
                     }
                     Err(e) => {
-                        let reason = mqtt_version::describe_v5(&e)
-                            .unwrap_or_else(|| describe_transport(&e));
+                        let reason =
+                            mqtt_version::describe_v5(&e).unwrap_or_else(|| describe_transport(&e));
                         break if conn.connected {
                             Input::Closed { reason }
                         } else {

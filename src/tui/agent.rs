@@ -64,9 +64,9 @@ impl AgentRunner {
     fn config(&self, serial: &str) -> Result<DeviceConfig, String> {
         let mut config = self.target_config(serial)?;
         // A stable spread of a mix over the serials: their trailing number.
-        let index = serial
-            .bytes()
-            .fold(0usize, |n, b| n.wrapping_mul(31).wrapping_add(usize::from(b)));
+        let index = serial.bytes().fold(0usize, |n, b| {
+            n.wrapping_mul(31).wrapping_add(usize::from(b))
+        });
         config.mqtt = self.mqtt.for_device(index % 1000);
         Ok(config)
     }

@@ -169,172 +169,184 @@ pub async fn serve(
         }
         // Carry out effects; some (CONNECT, subscriptions) produce more.
         loop {
-        while !effects.is_empty() {
-            for effect in std::mem::take(&mut effects) {
-                if close_reason.is_some() && !matches!(effect, Effect::Received(_)) {
-                    // Closed: nothing after it is sent or routed (e.g. the
-                    // PUBACK of a publish the router refused).
-                    continue;
-                }
-                match effect {
-                    Effect::Send(packet) => {
-                        if shared.bus.enabled() {
-                            let summary = PacketSummary::of(&packet);
-                            shared.packet_event(false, session.client_id(), &summary);
-                        }
-                        if let Err(e) = packet.write(&mut write_buf, usize::MAX) {
-                            tracing::warn!(error = %e, "could not encode a packet");
-                        }
+            while !effects.is_empty() {
+                for effect in std::mem::take(&mut effects) {
+                    if close_reason.is_some() && !matches!(effect, Effect::Received(_)) {
+                        // Closed: nothing after it is sent or routed (e.g. the
+                        // PUBACK of a publish the router refused).
+                        continue;
                     }
-                    Effect::Send5(packet) => {
-                        if shared.bus.enabled() {
-                            let summary = PacketSummary::of5(&packet);
-                            shared.packet_event(false, session.client_id(), &summary);
+                    match effect {
+                        Effect::Send(packet) => {
+                            if shared.bus.enabled() {
+                                let summary = PacketSummary::of(&packet);
+                                shared.packet_event(false, session.client_id(), &summary);
+                            }
+                            if let Err(e) = packet.write(&mut write_buf, usize::MAX) {
+                                tracing::warn!(error = %e, "could not encode a packet");
+                            }
                         }
-                        if let Err(e) = packet.write(&mut write_buf, None) {
-                            tracing::warn!(error = %e, "could not encode a packet");
+                        Effect::Send5(packet) => {
+                            if shared.bus.enabled() {
+                                let summary = PacketSummary::of5(&packet);
+                                shared.packet_event(false, session.client_id(), &summary);
+                            }
+                            if let Err(e) = packet.write(&mut write_buf, None) {
+                                tracing::warn!(error = %e, "could not encode a packet");
+                            }
                         }
-                    }
-                    Effect::Received(summary) => {
-                        shared.packet_event(true, session.client_id(), &summary)
-                    }
-                    Effect::Connect(request) => {
-                        match on_connect(&shared, &admission, &request, peer, &session_identifier)
+                        Effect::Received(summary) => {
+                            shared.packet_event(true, session.client_id(), &summary)
+                        }
+                        Effect::Connect(request) => {
+                            match on_connect(
+                                &shared,
+                                &admission,
+                                &request,
+                                peer,
+                                &session_identifier,
+                            )
                             .await
-                        {
-                            Ok((policy, link_rx, token, conn_id)) => {
-                                let deactivation = CancellationToken::new();
-                                let attached = shared.router.attach_session(
-                                    &request.client_id,
-                                    super::router::SessionStart::of(&request),
-                                    Link {
+                            {
+                                Ok((policy, link_rx, token, conn_id)) => {
+                                    let deactivation = CancellationToken::new();
+                                    let attached = shared.router.attach_session(
+                                        &request.client_id,
+                                        super::router::SessionStart::of(&request),
+                                        Link {
+                                            conn_id,
+                                            tx: link_rx.0,
+                                            evict: token.clone(),
+                                            policy: policy.clone(),
+                                            principal: cert_id.clone(),
+                                            deactivated: deactivation.clone(),
+                                        },
+                                    );
+                                    session.accept(
+                                        attached.session_present,
+                                        attached.resumed,
+                                        policy.as_ref(),
+                                        &mut effects,
+                                    );
+                                    online = Some(Online {
                                         conn_id,
-                                        tx: link_rx.0,
-                                        evict: token.clone(),
-                                        policy: policy.clone(),
-                                        principal: cert_id.clone(),
-                                        deactivated: deactivation.clone(),
-                                    },
-                                );
-                                session.accept(
-                                    attached.session_present,
-                                    attached.resumed,
-                                    policy.as_ref(),
-                                    &mut effects,
-                                );
-                                online = Some(Online {
-                                    conn_id,
-                                    policy,
-                                    version: attached.version,
-                                });
-                                deliveries = Some(link_rx.1);
-                                evict = Some(token);
-                                deactivated = Some(deactivation);
-                                shared.counters.connected.fetch_add(1, Ordering::Relaxed);
-                                let presence = presence(
-                                    &request.client_id,
-                                    &session_identifier,
-                                    &cert_id,
-                                    peer,
-                                    attached.version,
-                                );
-                                let (topic, body) = lifecycle::connected(&presence);
-                                shared.publish_event(topic, body);
-                                shared.bus.emit_with(|| {
+                                        policy,
+                                        version: attached.version,
+                                    });
+                                    deliveries = Some(link_rx.1);
+                                    evict = Some(token);
+                                    deactivated = Some(deactivation);
+                                    shared.counters.connected.fetch_add(1, Ordering::Relaxed);
+                                    let presence = presence(
+                                        &request.client_id,
+                                        &session_identifier,
+                                        &cert_id,
+                                        peer,
+                                        attached.version,
+                                    );
+                                    let (topic, body) = lifecycle::connected(&presence);
+                                    shared.publish_event(topic, body);
+                                    shared.bus.emit_with(|| {
                                     CloudEvent::new(EventKind::Connection, format!("{} connected", request.client_id))
                                         .client(request.client_id.clone())
                                         .detail(json!({"certificateId": cert_id, "ipAddress": peer.ip().to_string(), "cleanSession": request.clean_session}))
                                 });
-                            }
-                            Err(reason) => {
-                                shared.refused(peer, Some(&request.client_id), &cert_id, &reason);
-                                // AWS drops a JITP connection without a word.
-                                let answer = !matches!(admission, Admission::Jitp { .. });
-                                session.refuse_connect(reason, answer, &mut effects);
-                            }
-                        }
-                    }
-                    Effect::Publish(message) => {
-                        let origin = Origin {
-                            client_id: Some(session.client_id().to_string()),
-                            principal: Some(cert_id.clone()),
-                            ..Origin::default()
-                        };
-                        if let Err(why) = shared.router.route_checked(message, origin) {
-                            let reason = CloseReason::ClientError(why);
-                            session.close(reason.clone(), &mut effects);
-                            close_reason = Some(reason);
-                        }
-                    }
-                    Effect::Publish5 { message, pkid } => {
-                        let origin = Origin {
-                            client_id: Some(session.client_id().to_string()),
-                            principal: Some(cert_id.clone()),
-                            ..Origin::default()
-                        };
-                        // MQTT 5 can say a publish was refused and stay up.
-                        let routed = shared
-                            .router
-                            .route_checked(message, origin)
-                            .map_err(|why| (super::session::reason::QUOTA_EXCEEDED, why));
-                        session.publish_routed(pkid, routed, &mut effects);
-                    }
-                    Effect::Subscribe(filters) => {
-                        let client_id = session.client_id().to_string();
-                        match shared.router.subscribe(&client_id, &filters) {
-                            Ok(retained) => {
-                                for message in retained {
-                                    session.deliver(message, &mut effects);
                                 }
-                                if let Some(o) = &online {
-                                    let topics: Vec<String> =
-                                        filters.into_iter().map(|(f, _)| f).collect();
-                                    let p = presence(
-                                        &client_id,
-                                        &session_identifier,
-                                        &cert_id,
+                                Err(reason) => {
+                                    shared.refused(
                                         peer,
-                                        o.version,
+                                        Some(&request.client_id),
+                                        &cert_id,
+                                        &reason,
                                     );
-                                    let (topic, body) = lifecycle::subscriptions(&p, true, &topics);
-                                    shared.publish_event(topic, body);
+                                    // AWS drops a JITP connection without a word.
+                                    let answer = !matches!(admission, Admission::Jitp { .. });
+                                    session.refuse_connect(reason, answer, &mut effects);
                                 }
                             }
-                            Err(why) => session.close_with(
-                                Some(super::session::reason::QUOTA_EXCEEDED),
-                                CloseReason::ClientError(why),
-                                &mut effects,
-                            ),
                         }
-                    }
-                    Effect::Unsubscribe(filters) => {
-                        let client_id = session.client_id().to_string();
-                        shared.router.unsubscribe(&client_id, &filters);
-                        if let Some(o) = &online {
-                            let p = presence(
-                                &client_id,
-                                &session_identifier,
-                                &cert_id,
-                                peer,
-                                o.version,
-                            );
-                            let (topic, body) = lifecycle::subscriptions(&p, false, &filters);
-                            shared.publish_event(topic, body);
+                        Effect::Publish(message) => {
+                            let origin = Origin {
+                                client_id: Some(session.client_id().to_string()),
+                                principal: Some(cert_id.clone()),
+                                ..Origin::default()
+                            };
+                            if let Err(why) = shared.router.route_checked(message, origin) {
+                                let reason = CloseReason::ClientError(why);
+                                session.close(reason.clone(), &mut effects);
+                                close_reason = Some(reason);
+                            }
                         }
+                        Effect::Publish5 { message, pkid } => {
+                            let origin = Origin {
+                                client_id: Some(session.client_id().to_string()),
+                                principal: Some(cert_id.clone()),
+                                ..Origin::default()
+                            };
+                            // MQTT 5 can say a publish was refused and stay up.
+                            let routed = shared
+                                .router
+                                .route_checked(message, origin)
+                                .map_err(|why| (super::session::reason::QUOTA_EXCEEDED, why));
+                            session.publish_routed(pkid, routed, &mut effects);
+                        }
+                        Effect::Subscribe(filters) => {
+                            let client_id = session.client_id().to_string();
+                            match shared.router.subscribe(&client_id, &filters) {
+                                Ok(retained) => {
+                                    for message in retained {
+                                        session.deliver(message, &mut effects);
+                                    }
+                                    if let Some(o) = &online {
+                                        let topics: Vec<String> =
+                                            filters.into_iter().map(|(f, _)| f).collect();
+                                        let p = presence(
+                                            &client_id,
+                                            &session_identifier,
+                                            &cert_id,
+                                            peer,
+                                            o.version,
+                                        );
+                                        let (topic, body) =
+                                            lifecycle::subscriptions(&p, true, &topics);
+                                        shared.publish_event(topic, body);
+                                    }
+                                }
+                                Err(why) => session.close_with(
+                                    Some(super::session::reason::QUOTA_EXCEEDED),
+                                    CloseReason::ClientError(why),
+                                    &mut effects,
+                                ),
+                            }
+                        }
+                        Effect::Unsubscribe(filters) => {
+                            let client_id = session.client_id().to_string();
+                            shared.router.unsubscribe(&client_id, &filters);
+                            if let Some(o) = &online {
+                                let p = presence(
+                                    &client_id,
+                                    &session_identifier,
+                                    &cert_id,
+                                    peer,
+                                    o.version,
+                                );
+                                let (topic, body) = lifecycle::subscriptions(&p, false, &filters);
+                                shared.publish_event(topic, body);
+                            }
+                        }
+                        Effect::Close(reason) => close_reason = Some(reason),
                     }
-                    Effect::Close(reason) => close_reason = Some(reason),
                 }
             }
-        }
-        match over_rate.take() {
-            // AWS: 0x96 Message rate too high.
-            Some(why) => session.close_with(
-                Some(super::session::reason::MESSAGE_RATE_TOO_HIGH),
-                CloseReason::ClientError(why),
-                &mut effects,
-            ),
-            None => break,
-        }
+            match over_rate.take() {
+                // AWS: 0x96 Message rate too high.
+                Some(why) => session.close_with(
+                    Some(super::session::reason::MESSAGE_RATE_TOO_HIGH),
+                    CloseReason::ClientError(why),
+                    &mut effects,
+                ),
+                None => break,
+            }
         }
     }
 

@@ -244,7 +244,10 @@ impl Shared {
             // MQTT 5: the reason code (and string) of an ack or DISCONNECT.
             if let Some((code, why)) = &summary.reason {
                 if *code >= 0x80 {
-                    line.push_str(&format!(" {code:#04x} {}", session::reason::reason_name(*code)));
+                    line.push_str(&format!(
+                        " {code:#04x} {}",
+                        session::reason::reason_name(*code)
+                    ));
                     if let Some(why) = why {
                         line.push_str(": ");
                         line.push_str(why);

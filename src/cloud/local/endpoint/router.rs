@@ -487,7 +487,9 @@ impl Router {
                 .into_iter()
                 .map(|(c, q)| (c.to_string(), q))
                 .collect();
-            let targets = targets.into_iter().chain(shared_targets(&mut state, &message.topic));
+            let targets = targets
+                .into_iter()
+                .chain(shared_targets(&mut state, &message.topic));
             for (client, granted) in targets {
                 let Some(entry) = state.sessions.get_mut(&client) else {
                     continue;

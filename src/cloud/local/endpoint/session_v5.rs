@@ -163,7 +163,10 @@ pub fn duplicate_property(buf: &[u8]) -> Result<(), String> {
     };
     let kind = buf[0] >> 4;
     let u16_at = |at: usize| -> Option<usize> {
-        Some(usize::from(u16::from_be_bytes([*body.get(at)?, *body.get(at + 1)?])))
+        Some(usize::from(u16::from_be_bytes([
+            *body.get(at)?,
+            *body.get(at + 1)?,
+        ])))
     };
     // Where the properties start in the variable header.
     let start = match kind {
@@ -387,7 +390,12 @@ impl PacketSummary {
         use mqtt5::Packet as P;
         let text = |s: &bytes::Bytes| String::from_utf8_lossy(s).into_owned();
         let (name, topic, payload, reason) = match packet {
-            P::Connect(c, _, _) => ("CONNECT", Some(format!("clientId={}", c.client_id)), None, None),
+            P::Connect(c, _, _) => (
+                "CONNECT",
+                Some(format!("clientId={}", c.client_id)),
+                None,
+                None,
+            ),
             P::ConnAck(a) => (
                 "CONNACK",
                 None,
@@ -397,7 +405,12 @@ impl PacketSummary {
                     a.properties.as_ref().and_then(|p| p.reason_string.clone()),
                 )),
             ),
-            P::Publish(p) => ("PUBLISH", Some(text(&p.topic)), Some(p.payload.clone()), None),
+            P::Publish(p) => (
+                "PUBLISH",
+                Some(text(&p.topic)),
+                Some(p.payload.clone()),
+                None,
+            ),
             P::PubAck(a) => (
                 "PUBACK",
                 None,
@@ -409,7 +422,13 @@ impl PacketSummary {
             ),
             P::Subscribe(s) => (
                 "SUBSCRIBE",
-                Some(s.filters.iter().map(|f| f.path.as_str()).collect::<Vec<_>>().join(", ")),
+                Some(
+                    s.filters
+                        .iter()
+                        .map(|f| f.path.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
                 None,
                 None,
             ),
@@ -580,11 +599,18 @@ impl Session {
         true
     }
 
-    fn handle_packet_v5(&mut self, packet: mqtt5::Packet, authz: &dyn Authorize, out: &mut Vec<Effect>) {
+    fn handle_packet_v5(
+        &mut self,
+        packet: mqtt5::Packet,
+        authz: &dyn Authorize,
+        out: &mut Vec<Effect>,
+    ) {
         use mqtt5::Packet as P;
         if self.phase == Phase::AwaitingConnect {
             match packet {
-                P::Connect(connect, will, login) => self.handle_connect_v5(connect, will, login, out),
+                P::Connect(connect, will, login) => {
+                    self.handle_connect_v5(connect, will, login, out)
+                }
                 other => self.close(
                     CloseReason::ClientError(format!(
                         "{} before CONNECT; the first packet must be CONNECT",
@@ -634,14 +660,13 @@ impl Session {
                 ),
                 out,
             ),
-            other @ (P::ConnAck(_) | P::SubAck(_) | P::UnsubAck(_) | P::PingResp(_)) => self
-                .close(
-                    CloseReason::ClientError(format!(
-                        "{} is sent by brokers, not clients",
-                        PacketSummary::of5(&other).packet
-                    )),
-                    out,
-                ),
+            other @ (P::ConnAck(_) | P::SubAck(_) | P::UnsubAck(_) | P::PingResp(_)) => self.close(
+                CloseReason::ClientError(format!(
+                    "{} is sent by brokers, not clients",
+                    PacketSummary::of5(&other).packet
+                )),
+                out,
+            ),
         }
     }
 
@@ -667,7 +692,8 @@ impl Session {
             return self.close_with(
                 Some(PROTOCOL_ERROR),
                 CloseReason::ClientError(
-                    "Receive Maximum and Maximum Packet Size must not be 0 (MQTT 5 §3.1.2.11)".into(),
+                    "Receive Maximum and Maximum Packet Size must not be 0 (MQTT 5 §3.1.2.11)"
+                        .into(),
                 ),
                 out,
             );
@@ -754,17 +780,15 @@ impl Session {
     pub(super) fn tell_v5_client(&mut self, code: u8, reason: &CloseReason, out: &mut Vec<Effect>) {
         let why = Some(reason.describe());
         match self.phase {
-            Phase::Connected => {
-                out.push(Effect::Send5(mqtt5::Packet::Disconnect(Disconnect {
-                    reason_code: disconnect_code(code),
-                    properties: Some(DisconnectProperties {
-                        session_expiry_interval: None,
-                        reason_string: why,
-                        user_properties: Vec::new(),
-                        server_reference: None,
-                    }),
-                })))
-            }
+            Phase::Connected => out.push(Effect::Send5(mqtt5::Packet::Disconnect(Disconnect {
+                reason_code: disconnect_code(code),
+                properties: Some(DisconnectProperties {
+                    session_expiry_interval: None,
+                    reason_string: why,
+                    user_properties: Vec::new(),
+                    server_reference: None,
+                }),
+            }))),
             Phase::AwaitingConnect | Phase::Authorizing => {
                 out.push(Effect::Send5(mqtt5::Packet::ConnAck(ConnAck5 {
                     session_present: false,
@@ -782,7 +806,13 @@ impl Session {
     /// A refused PUBLISH: PUBACK with `code` for QoS 1 (the connection
     /// stays up, as on AWS); a QoS 0 one cannot be answered, so the
     /// connection is closed with DISCONNECT `code`.
-    fn refuse_publish(&mut self, pkid: Option<u16>, code: u8, reason: CloseReason, out: &mut Vec<Effect>) {
+    fn refuse_publish(
+        &mut self,
+        pkid: Option<u16>,
+        code: u8,
+        reason: CloseReason,
+        out: &mut Vec<Effect>,
+    ) {
         match pkid {
             Some(pkid) => {
                 let why = self.ack_reason(&reason.describe());
@@ -799,7 +829,12 @@ impl Session {
         }
     }
 
-    fn handle_publish_v5(&mut self, publish: Publish5, authz: &dyn Authorize, out: &mut Vec<Effect>) {
+    fn handle_publish_v5(
+        &mut self,
+        publish: Publish5,
+        authz: &dyn Authorize,
+        out: &mut Vec<Effect>,
+    ) {
         if publish.qos == QoS5::ExactlyOnce {
             return self.close_with(
                 Some(QOS_NOT_SUPPORTED),
@@ -860,7 +895,8 @@ impl Session {
         if !properties.subscription_identifiers.is_empty() {
             return self.close(
                 CloseReason::ClientError(
-                    "a client PUBLISH must not carry a Subscription Identifier (MQTT 5 §3.3.4)".into(),
+                    "a client PUBLISH must not carry a Subscription Identifier (MQTT 5 §3.3.4)"
+                        .into(),
                 ),
                 out,
             );
@@ -908,7 +944,12 @@ impl Session {
     /// After the shell routed an [`Effect::Publish5`]: PUBACK 0x00, or the
     /// reason it was refused (`Err((code, why))`, e.g. a full retained
     /// store: 0x97 Quota exceeded).
-    pub fn publish_routed(&mut self, pkid: Option<u16>, routed: Result<(), (u8, String)>, out: &mut Vec<Effect>) {
+    pub fn publish_routed(
+        &mut self,
+        pkid: Option<u16>,
+        routed: Result<(), (u8, String)>,
+        out: &mut Vec<Effect>,
+    ) {
         if self.phase != Phase::Connected {
             return;
         }
@@ -923,8 +964,17 @@ impl Session {
         }
     }
 
-    fn handle_subscribe_v5(&mut self, subscribe: mqtt5::Subscribe, authz: &dyn Authorize, out: &mut Vec<Effect>) {
-        if subscribe.properties.as_ref().is_some_and(|p| p.id.is_some()) {
+    fn handle_subscribe_v5(
+        &mut self,
+        subscribe: mqtt5::Subscribe,
+        authz: &dyn Authorize,
+        out: &mut Vec<Effect>,
+    ) {
+        if subscribe
+            .properties
+            .as_ref()
+            .is_some_and(|p| p.id.is_some())
+        {
             return self.close_with(
                 Some(SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED),
                 CloseReason::ClientError(
@@ -1020,7 +1070,12 @@ impl Session {
     /// The PUBLISH of a delivery to an MQTT 5 client: the publisher's
     /// properties and the expiry time left; `None` when it exceeds the
     /// client's Maximum Packet Size.
-    pub(super) fn publish_v5(&self, message: &Message, pkid: u16, now: Instant) -> Option<Publish5> {
+    pub(super) fn publish_v5(
+        &self,
+        message: &Message,
+        pkid: u16,
+        now: Instant,
+    ) -> Option<Publish5> {
         let properties = message.properties.as_ref().map(|p| PublishProperties {
             payload_format_indicator: p.payload_format_indicator,
             // AWS: the time left, 0 once under a second remains.
@@ -1075,8 +1130,12 @@ fn will_message(will: mqtt5::LastWill, now: Instant) -> Result<Message, (u8, Str
             "last will with QoS 2: AWS IoT supports QoS 0 and 1".into(),
         ));
     }
-    let topic = String::from_utf8(will.topic.to_vec())
-        .map_err(|_| (MALFORMED_PACKET, "last will topic is not valid UTF-8".to_string()))?;
+    let topic = String::from_utf8(will.topic.to_vec()).map_err(|_| {
+        (
+            MALFORMED_PACKET,
+            "last will topic is not valid UTF-8".to_string(),
+        )
+    })?;
     check_topic_name(&topic).map_err(|why| (TOPIC_NAME_INVALID, format!("last will: {why}")))?;
     let properties = will.properties.and_then(|p| {
         message_properties(

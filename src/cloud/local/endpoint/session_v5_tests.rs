@@ -100,14 +100,18 @@ fn session_expiry_is_capped_at_awss_maximum_and_connack_says_so() {
         ..ConnectProperties::default()
     };
     let out = feed(&mut session, &connect5("s", Some(props)));
-    assert!(matches!(out.as_slice(), [Effect::Connect(r)] if r.session_expiry == Some(MAX_SESSION_EXPIRY_SECONDS)));
+    assert!(
+        matches!(out.as_slice(), [Effect::Connect(r)] if r.session_expiry == Some(MAX_SESSION_EXPIRY_SECONDS))
+    );
     let mut out = Vec::new();
     session.accept(false, Vec::new(), &DevOnly, &mut out);
     let [Effect::Send5(mqtt5::Packet::ConnAck(ack))] = out.as_slice() else {
         panic!("{out:?}");
     };
     assert_eq!(
-        ack.properties.as_ref().and_then(|p| p.session_expiry_interval),
+        ack.properties
+            .as_ref()
+            .and_then(|p| p.session_expiry_interval),
         Some(MAX_SESSION_EXPIRY_SECONDS)
     );
 }
@@ -115,7 +119,10 @@ fn session_expiry_is_capped_at_awss_maximum_and_connack_says_so() {
 #[test]
 fn an_unauthorized_qos1_publish_gets_puback_0x87_and_the_connection_stays() {
     let (mut session, _) = connected5();
-    let out = feed(&mut session, &publish5("other/t", QoS5::AtLeastOnce, 7, None));
+    let out = feed(
+        &mut session,
+        &publish5("other/t", QoS5::AtLeastOnce, 7, None),
+    );
     let acks = sent5(&out);
     let [mqtt5::Packet::PubAck(ack)] = acks.as_slice() else {
         panic!("{out:?}");
@@ -129,8 +136,14 @@ fn an_unauthorized_qos1_publish_gets_puback_0x87_and_the_connection_stays() {
     assert_eq!(session.phase(), Phase::Connected);
     assert!(!out.iter().any(|e| matches!(e, Effect::Publish5 { .. })));
     // QoS 0 cannot be answered: DISCONNECT 0x87.
-    let out = feed(&mut session, &publish5("other/t", QoS5::AtMostOnce, 0, None));
-    assert_eq!(disconnect_code_of(&out), Some(DisconnectReasonCode::NotAuthorized));
+    let out = feed(
+        &mut session,
+        &publish5("other/t", QoS5::AtMostOnce, 0, None),
+    );
+    assert_eq!(
+        disconnect_code_of(&out),
+        Some(DisconnectReasonCode::NotAuthorized)
+    );
     assert_eq!(session.phase(), Phase::Closed);
 }
 
@@ -138,13 +151,19 @@ fn an_unauthorized_qos1_publish_gets_puback_0x87_and_the_connection_stays() {
 fn an_authorized_publish_is_routed_then_acked_and_a_full_store_is_0x97() {
     let (mut session, _) = connected5();
     let out = feed(&mut session, &publish5("dev/a", QoS5::AtLeastOnce, 3, None));
-    assert!(matches!(out.as_slice(), [Effect::Publish5 { pkid: Some(3), message }] if message.topic == "dev/a"));
+    assert!(
+        matches!(out.as_slice(), [Effect::Publish5 { pkid: Some(3), message }] if message.topic == "dev/a")
+    );
     let mut out = Vec::new();
     session.publish_routed(Some(3), Ok(()), &mut out);
-    assert!(matches!(sent5(&out).as_slice(), [mqtt5::Packet::PubAck(a)] if a.reason == PubAckReason::Success));
+    assert!(
+        matches!(sent5(&out).as_slice(), [mqtt5::Packet::PubAck(a)] if a.reason == PubAckReason::Success)
+    );
     let mut out = Vec::new();
     session.publish_routed(Some(4), Err((QUOTA_EXCEEDED, "full".into())), &mut out);
-    assert!(matches!(sent5(&out).as_slice(), [mqtt5::Packet::PubAck(a)] if a.reason == PubAckReason::QuotaExceeded));
+    assert!(
+        matches!(sent5(&out).as_slice(), [mqtt5::Packet::PubAck(a)] if a.reason == PubAckReason::QuotaExceeded)
+    );
 }
 
 #[test]
@@ -187,12 +206,28 @@ fn topic_aliases_resolve_and_one_over_awss_maximum_disconnects_0x94() {
         topic_alias: Some(n),
         ..PublishProperties::default()
     };
-    let out = feed(&mut session, &publish5("dev/long/topic", QoS5::AtMostOnce, 0, Some(alias(1))));
-    assert!(matches!(out.as_slice(), [Effect::Publish5 { message, .. }] if message.topic == "dev/long/topic"));
-    let out = feed(&mut session, &publish5("", QoS5::AtMostOnce, 0, Some(alias(1))));
-    assert!(matches!(out.as_slice(), [Effect::Publish5 { message, .. }] if message.topic == "dev/long/topic"));
-    let out = feed(&mut session, &publish5("dev/x", QoS5::AtMostOnce, 0, Some(alias(9))));
-    assert_eq!(disconnect_code_of(&out), Some(DisconnectReasonCode::TopicAliasInvalid));
+    let out = feed(
+        &mut session,
+        &publish5("dev/long/topic", QoS5::AtMostOnce, 0, Some(alias(1))),
+    );
+    assert!(
+        matches!(out.as_slice(), [Effect::Publish5 { message, .. }] if message.topic == "dev/long/topic")
+    );
+    let out = feed(
+        &mut session,
+        &publish5("", QoS5::AtMostOnce, 0, Some(alias(1))),
+    );
+    assert!(
+        matches!(out.as_slice(), [Effect::Publish5 { message, .. }] if message.topic == "dev/long/topic")
+    );
+    let out = feed(
+        &mut session,
+        &publish5("dev/x", QoS5::AtMostOnce, 0, Some(alias(9))),
+    );
+    assert_eq!(
+        disconnect_code_of(&out),
+        Some(DisconnectReasonCode::TopicAliasInvalid)
+    );
 }
 
 #[test]
@@ -207,7 +242,10 @@ fn properties_reach_mqtt5_subscribers_and_are_dropped_toward_3_1_1() {
         message_expiry_interval: Some(60),
         ..PublishProperties::default()
     };
-    let out = feed(&mut session, &publish5("dev/req", QoS5::AtMostOnce, 0, Some(props)));
+    let out = feed(
+        &mut session,
+        &publish5("dev/req", QoS5::AtMostOnce, 0, Some(props)),
+    );
     let [Effect::Publish5 { message, .. }] = out.as_slice() else {
         panic!("{out:?}");
     };
@@ -219,7 +257,10 @@ fn properties_reach_mqtt5_subscribers_and_are_dropped_toward_3_1_1() {
     let got = p.properties.clone().expect("properties forwarded");
     assert_eq!(got.response_topic.as_deref(), Some("dev/reply"));
     assert_eq!(got.correlation_data.as_deref(), Some(&b"req-1"[..]));
-    assert_eq!(got.user_properties, vec![("k".to_string(), "v".to_string())]);
+    assert_eq!(
+        got.user_properties,
+        vec![("k".to_string(), "v".to_string())]
+    );
     assert_eq!(got.content_type.as_deref(), Some("application/json"));
     assert!(got.message_expiry_interval.is_some_and(|s| s <= 60));
     // A 3.1.1 subscriber gets the same message as a plain 3.1.1 PUBLISH.
@@ -262,12 +303,18 @@ fn an_expired_message_is_not_delivered() {
 fn disconnect_without_reason_code_is_normal_and_0x04_publishes_the_will() {
     let (mut session, _) = connected5();
     let out = feed(&mut session, &[0xE0, 0x00]);
-    assert!(matches!(out.as_slice(), [Effect::Close(CloseReason::ClientInitiated)]));
+    assert!(matches!(
+        out.as_slice(),
+        [Effect::Close(CloseReason::ClientInitiated)]
+    ));
     let (mut session, _) = connected5();
     // Reason code only (remaining length 1), as clients send it.
     let out = feed(&mut session, &[0xE0, 0x01, 0x04]);
     assert!(
-        matches!(out.as_slice(), [Effect::Close(CloseReason::ClientInitiatedWithWill)]),
+        matches!(
+            out.as_slice(),
+            [Effect::Close(CloseReason::ClientInitiatedWithWill)]
+        ),
         "{out:?}"
     );
 }
@@ -284,8 +331,14 @@ fn malformed_mqtt5_packets_close_cleanly_with_a_reason_code() {
     dup[1] = (dup.len() - 2) as u8;
     let (mut session, _) = connected5();
     let out = feed(&mut session, &dup);
-    assert_eq!(disconnect_code_of(&out), Some(DisconnectReasonCode::ProtocolError), "{out:?}");
-    assert!(matches!(out.last(), Some(Effect::Close(CloseReason::ClientError(why))) if why.contains("twice")));
+    assert_eq!(
+        disconnect_code_of(&out),
+        Some(DisconnectReasonCode::ProtocolError),
+        "{out:?}"
+    );
+    assert!(
+        matches!(out.last(), Some(Effect::Close(CloseReason::ClientError(why))) if why.contains("twice"))
+    );
 
     // An unknown property id: Malformed Packet.
     let mut bad = publish5("dev/a", QoS5::AtMostOnce, 0, None);
@@ -293,31 +346,52 @@ fn malformed_mqtt5_packets_close_cleanly_with_a_reason_code() {
     bad[1] = (bad.len() - 2) as u8;
     let (mut session, _) = connected5();
     let out = feed(&mut session, &bad);
-    assert_eq!(disconnect_code_of(&out), Some(DisconnectReasonCode::MalformedPacket), "{out:?}");
+    assert_eq!(
+        disconnect_code_of(&out),
+        Some(DisconnectReasonCode::MalformedPacket),
+        "{out:?}"
+    );
 
     // A PUBACK with a reason code MQTT 5 does not define.
     let (mut session, _) = connected5();
     let out = feed(&mut session, &[0x40, 0x03, 0x00, 0x01, 0x42]);
-    assert_eq!(disconnect_code_of(&out), Some(DisconnectReasonCode::MalformedPacket), "{out:?}");
+    assert_eq!(
+        disconnect_code_of(&out),
+        Some(DisconnectReasonCode::MalformedPacket),
+        "{out:?}"
+    );
 
     // Larger than the endpoint's maximum packet size: refused from its header.
     let (mut session, _) = connected5();
     let out = feed(&mut session, &[0x30, 0xFF, 0xFF, 0x7F]);
-    assert_eq!(disconnect_code_of(&out), Some(DisconnectReasonCode::PacketTooLarge), "{out:?}");
+    assert_eq!(
+        disconnect_code_of(&out),
+        Some(DisconnectReasonCode::PacketTooLarge),
+        "{out:?}"
+    );
 
     // QoS 2, AUTH, a subscription identifier: what AWS does not support.
     let (mut session, _) = connected5();
     let out = feed(&mut session, &publish5("dev/a", QoS5::ExactlyOnce, 1, None));
-    assert_eq!(disconnect_code_of(&out), Some(DisconnectReasonCode::QoSNotSupported));
+    assert_eq!(
+        disconnect_code_of(&out),
+        Some(DisconnectReasonCode::QoSNotSupported)
+    );
     let (mut session, _) = connected5();
     let out = feed(&mut session, &[0xF0, 0x00]);
-    assert_eq!(disconnect_code_of(&out), Some(DisconnectReasonCode::ProtocolError));
+    assert_eq!(
+        disconnect_code_of(&out),
+        Some(DisconnectReasonCode::ProtocolError)
+    );
 
     // A duplicate property in CONNECT: CONNACK 0x82, no session.
-    let mut connect = connect5("d", Some(ConnectProperties {
-        receive_maximum: Some(5),
-        ..ConnectProperties::default()
-    }));
+    let mut connect = connect5(
+        "d",
+        Some(ConnectProperties {
+            receive_maximum: Some(5),
+            ..ConnectProperties::default()
+        }),
+    );
     // properties: [3, 0x21, 0, 5] → twice.
     let at = 2 + 10;
     connect.splice(at..at + 4, [6u8, 0x21, 0, 5, 0x21, 0, 5]);
@@ -382,7 +456,8 @@ fn run_arbitrary5(bytes: &[u8], chunk: usize) {
                 Effect::Send5(p) => {
                     // Whatever the endpoint says must encode.
                     let mut buf = BytesMut::new();
-                    p.write(&mut buf, None).expect("the endpoint's own packet encodes");
+                    p.write(&mut buf, None)
+                        .expect("the endpoint's own packet encodes");
                 }
                 _ => {}
             }
