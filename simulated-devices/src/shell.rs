@@ -233,8 +233,8 @@ struct Connection {
 
 /// rumqttc's 3.1.1 or MQTT 5 client.
 enum Client {
-    V311(AsyncClient, EventLoop),
-    V5(rumqttc::v5::AsyncClient, rumqttc::v5::EventLoop),
+    V311(AsyncClient, Box<EventLoop>),
+    V5(rumqttc::v5::AsyncClient, Box<rumqttc::v5::EventLoop>),
 }
 
 impl Client {
@@ -394,7 +394,7 @@ impl Shell<'_> {
             options.set_network_options(network);
             let (client, eventloop) = rumqttc::v5::AsyncClient::new(options, 8);
             return Ok(Connection {
-                client: Client::V5(client, eventloop),
+                client: Client::V5(client, Box::new(eventloop)),
                 connected: false,
             });
         }
@@ -413,7 +413,7 @@ impl Shell<'_> {
         network.set_tcp_nodelay(true);
         eventloop.set_network_options(network);
         Ok(Connection {
-            client: Client::V311(client, eventloop),
+            client: Client::V311(client, Box::new(eventloop)),
             connected: false,
         })
     }
