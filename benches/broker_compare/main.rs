@@ -3,8 +3,11 @@
 //!
 //! ```text
 //! cargo bench --bench broker_compare -- [--clients 100,1000] [--connects 2000] \
-//!     [--messages 40000] [--runs 3]
+//!     [--messages 40000] [--runs 3] [--protocol 3|5]
 //! ```
+//!
+//! `--protocol 5` drives both brokers with MQTT 5 clients (level-5 CONNECT,
+//! empty property lists) instead of 3.1.1.
 //!
 //! Setup: a fresh jitpilot data dir (deploy + init for the largest client
 //! count); every device's factory (vendor) certificate is registered ACTIVE
@@ -47,6 +50,8 @@ struct Options {
     connects: usize,
     messages: usize,
     runs: usize,
+    /// MQTT protocol level of the clients: 4 (3.1.1) or 5.
+    level: u8,
 }
 
 fn options() -> Result<Options, String> {
@@ -55,6 +60,7 @@ fn options() -> Result<Options, String> {
         connects: 2000,
         messages: 40_000,
         runs: 3,
+        level: 4,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -70,6 +76,13 @@ fn options() -> Result<Options, String> {
             "--connects" => o.connects = number(value()?)?,
             "--messages" => o.messages = number(value()?)?,
             "--runs" => o.runs = number(value()?)?,
+            "--protocol" => {
+                o.level = match value()?.as_str() {
+                    "3" | "3.1.1" | "4" => 4,
+                    "5" => 5,
+                    other => return Err(format!("--protocol {other}: use 3 (3.1.1) or 5")),
+                }
+            }
             // `cargo bench` passes `--bench`; anything else is a mistake.
             "--bench" => {}
             other => return Err(format!("unknown argument {other}")),
@@ -149,13 +162,18 @@ fn prepare(work: &std::path::Path, devices: usize) -> Result<(Setup, Vec<Identit
 }
 
 /// Connects/s and broker CPU per connect.
-async fn connect_rate(broker: &Broker, ids: &[Identity], connects: usize) -> Result<Value, String> {
+async fn connect_rate(
+    broker: &Broker,
+    ids: &[Identity],
+    connects: usize,
+    level: u8,
+) -> Result<Value, String> {
     let cpu0 = broker.cpu_seconds();
     let started = Instant::now();
     let mut runs = futures::stream::iter((0..connects).map(|i| {
         let id = &ids[i % ids.len()];
         async move {
-            let client = Client::connect(&broker.addr, id).await?;
+            let client = Client::connect(&broker.addr, id, level).await?;
             client.disconnect().await
         }
     }))
@@ -191,6 +209,7 @@ async fn clients_phase(
     ids: &[Identity],
     n: usize,
     messages: usize,
+    level: u8,
 ) -> Result<Value, String> {
     // Let the broker finish starting up before the baseline is taken.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -199,7 +218,7 @@ async fn clients_phase(
     let mut connecting = futures::stream::iter(ids[..n].iter().map(|id| async move {
         (
             id.client_id.clone(),
-            Client::connect(&broker.addr, id).await,
+            Client::connect(&broker.addr, id, level).await,
         )
     }))
     .buffer_unordered(CONNECT_CONCURRENCY);
@@ -254,12 +273,12 @@ async fn one_broker(
 ) -> Result<Value, String> {
     let mut result = serde_json::Map::new();
     let broker = Broker::start(kind, setup)?;
-    let connect = connect_rate(&broker, ids, o.connects).await;
+    let connect = connect_rate(&broker, ids, o.connects, o.level).await;
     broker.stop();
     result.insert("connect".into(), connect?);
     for &n in &o.clients {
         let broker = Broker::start(kind, setup)?;
-        let phase = clients_phase(&broker, ids, n, o.messages).await;
+        let phase = clients_phase(&broker, ids, n, o.messages, o.level).await;
         broker.stop();
         result.insert(format!("clients{n}"), phase?);
     }
@@ -368,6 +387,7 @@ async fn run() -> Result<(), String> {
     let report = json!({
         "benchmark": "endpoint vs mosquitto, mutual TLS, same certs and load",
         "machine": format!("{cores} cores, {machine}"),
+        "protocol": if o.level == 5 { "MQTT 5" } else { "MQTT 3.1.1" },
         "options": {"clients": o.clients, "connects": o.connects, "messages": o.messages,
                     "runs": o.runs, "connectConcurrency": CONNECT_CONCURRENCY, "window": WINDOW},
         "median": medians,

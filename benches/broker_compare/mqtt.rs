@@ -76,11 +76,18 @@ impl Identity {
 pub struct Client {
     stream: BufReader<TlsStream<TcpStream>>,
     next_packet_id: u16,
+    /// MQTT protocol level: 4 (3.1.1) or 5.
+    level: u8,
 }
 
 impl Client {
-    /// TCP connect, mutual-TLS handshake, CONNECT (clean session), CONNACK.
-    pub async fn connect(addr: &str, identity: &Identity) -> Result<Client, ClientError> {
+    /// TCP connect, mutual-TLS handshake, CONNECT (clean session), CONNACK,
+    /// at MQTT protocol `level` (4: 3.1.1, 5: MQTT 5).
+    pub async fn connect(
+        addr: &str,
+        identity: &Identity,
+        level: u8,
+    ) -> Result<Client, ClientError> {
         let tcp = TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
         let name = ServerName::try_from("localhost")
@@ -91,9 +98,10 @@ impl Client {
         let mut client = Client {
             stream: BufReader::new(tls),
             next_packet_id: 1,
+            level,
         };
         client
-            .write(&connect_packet(&identity.client_id, 600))
+            .write(&connect_packet(&identity.client_id, 600, level))
             .await?;
         let (kind, body) = client.read_packet("CONNACK").await?;
         if kind >> 4 != 2 {
@@ -119,7 +127,8 @@ impl Client {
         while acked < count {
             let mut batch = Vec::new();
             while sent < count && sent - acked < window.max(1) {
-                batch.extend_from_slice(&publish_packet(topic, self.packet_id(), payload));
+                let id = self.packet_id();
+                batch.extend_from_slice(&publish_packet(topic, id, payload, self.level));
                 sent += 1;
             }
             if !batch.is_empty() {
@@ -193,13 +202,17 @@ fn string(s: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(s.as_bytes());
 }
 
-/// CONNECT, MQTT 3.1.1, clean session.
-fn connect_packet(client_id: &str, keep_alive_secs: u16) -> Vec<u8> {
+/// CONNECT at protocol `level` (4: 3.1.1, 5: MQTT 5, no properties),
+/// clean session / clean start.
+fn connect_packet(client_id: &str, keep_alive_secs: u16, level: u8) -> Vec<u8> {
     let mut body = Vec::new();
     string("MQTT", &mut body);
-    body.push(4); // protocol level 3.1.1
+    body.push(level);
     body.push(0x02); // clean session
     body.extend_from_slice(&keep_alive_secs.to_be_bytes());
+    if level == 5 {
+        body.push(0); // no properties
+    }
     string(client_id, &mut body);
     let mut packet = vec![0x10];
     remaining_length(body.len(), &mut packet);
@@ -207,11 +220,14 @@ fn connect_packet(client_id: &str, keep_alive_secs: u16) -> Vec<u8> {
     packet
 }
 
-/// PUBLISH at QoS 1.
-fn publish_packet(topic: &str, packet_id: u16, payload: &[u8]) -> Vec<u8> {
+/// PUBLISH at QoS 1 (MQTT 5: with an empty property list).
+fn publish_packet(topic: &str, packet_id: u16, payload: &[u8], level: u8) -> Vec<u8> {
     let mut body = Vec::new();
     string(topic, &mut body);
     body.extend_from_slice(&packet_id.to_be_bytes());
+    if level == 5 {
+        body.push(0);
+    }
     body.extend_from_slice(payload);
     let mut packet = vec![0x32];
     remaining_length(body.len(), &mut packet);

@@ -3,12 +3,15 @@
 //! ```text
 //! sim-device --endpoint 127.0.0.1:8883 --creds ~/.local/share/jitpilot/devices/IUQWXALODJESC1 onboard
 //! sim-device --endpoint xxxx-ats.iot.us-east-1.amazonaws.com:8883 --creds ./dev jitp
+//! sim-device --endpoint 127.0.0.1:8883 --creds ./dev --mqtt 5 onboard
 //! ```
 //!
 //! Progress goes to stderr; the outcome (or `--json` document) to stdout.
 
 use clap::{Parser, ValueEnum};
-use simulated_devices::{creds, firmware, run_device, DeviceConfig, Goal, RetryPolicy};
+use simulated_devices::{
+    creds, firmware, run_device, DeviceConfig, Goal, MqttVersion, RetryPolicy,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -50,6 +53,9 @@ struct Cli {
     /// Longest backoff between connects, in milliseconds (raise it for AWS).
     #[arg(long, default_value_t = 5000)]
     max_backoff_ms: u64,
+    /// MQTT version to speak: 3 (3.1.1) or 5.
+    #[arg(long, default_value = "3")]
+    mqtt: MqttVersion,
     /// Print the outcome as JSON.
     #[arg(long)]
     json: bool,
@@ -106,6 +112,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     let mut config = DeviceConfig::new(serial, cli.creds, cli.endpoint);
     config.server_name = cli.server_name;
     config.alpn = cli.alpn;
+    config.mqtt = cli.mqtt;
     config.loss = cli.loss;
     config.drop_responses = cli.drop_responses;
     config.seed = cli.seed;

@@ -10,6 +10,7 @@
 use crate::backoff::RetryPolicy;
 use crate::creds::{CredentialFolder, CredentialsError, Durability};
 use crate::machine::{Command, DeviceFailure, DeviceMachine, Goal, Identity, Input, MachineConfig};
+use crate::mqtt_version::{self, MqttVersion};
 use crate::report::{DeviceOutcome, DeviceReport, Progress, Step, StepOutcome};
 use crate::tls::{self, TlsSetupError};
 use rumqttc::{
@@ -51,6 +52,8 @@ pub struct DeviceConfig {
     pub seed: Option<u64>,
     /// What the device's credential writes survive.
     pub durability: Durability,
+    /// MQTT 3.1.1 (default) or 5.
+    pub mqtt: MqttVersion,
 }
 
 impl DeviceConfig {
@@ -72,6 +75,7 @@ impl DeviceConfig {
             response_timeout: Duration::from_secs(3),
             seed: None,
             durability: Durability::default(),
+            mqtt: MqttVersion::default(),
         }
     }
 }
@@ -222,10 +226,69 @@ enum Executed {
 
 /// One MQTT connection attempt or live connection.
 struct Connection {
-    client: AsyncClient,
-    eventloop: EventLoop,
+    client: Client,
     /// CONNACK seen: later errors are `Closed`, earlier ones `ConnectFailed`.
     connected: bool,
+}
+
+/// rumqttc's 3.1.1 or MQTT 5 client.
+enum Client {
+    V311(AsyncClient, Box<EventLoop>),
+    V5(rumqttc::v5::AsyncClient, Box<rumqttc::v5::EventLoop>),
+}
+
+impl Client {
+    fn try_subscribe(&self, topic: String) -> Result<(), String> {
+        match self {
+            Client::V311(c, _) => c
+                .try_subscribe(topic, QoS::AtLeastOnce)
+                .map_err(|e| e.to_string()),
+            Client::V5(c, _) => c
+                .try_subscribe(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    fn try_publish(&self, topic: String, payload: Vec<u8>) -> Result<(), String> {
+        match self {
+            Client::V311(c, _) => c
+                .try_publish(topic, QoS::AtLeastOnce, false, payload)
+                .map_err(|e| e.to_string()),
+            Client::V5(c, _) => c
+                .try_publish(
+                    topic,
+                    rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                    false,
+                    payload,
+                )
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    fn try_disconnect(&self) -> Result<(), String> {
+        match self {
+            Client::V311(c, _) => c.try_disconnect().map_err(|e| e.to_string()),
+            Client::V5(c, _) => c.try_disconnect().map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Polls until the DISCONNECT is written or the connection fails.
+    async fn flush_disconnect(&mut self) {
+        match self {
+            Client::V311(_, eventloop) => loop {
+                match eventloop.poll().await {
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            },
+            Client::V5(_, eventloop) => loop {
+                match eventloop.poll().await {
+                    Ok(rumqttc::v5::Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            },
+        }
+    }
 }
 
 struct Shell<'a> {
@@ -250,24 +313,17 @@ impl Shell<'_> {
             Command::Disconnect => self.close().await,
             Command::Subscribe { topic } => {
                 if let Some(conn) = &self.conn {
-                    if let Err(e) = conn.client.try_subscribe(topic, QoS::AtLeastOnce) {
+                    if let Err(reason) = conn.client.try_subscribe(topic) {
                         self.conn = None;
-                        return Ok(Executed::Input(Input::Closed {
-                            reason: e.to_string(),
-                        }));
+                        return Ok(Executed::Input(Input::Closed { reason }));
                     }
                 }
             }
             Command::Publish { topic, payload } => {
                 if let Some(conn) = &self.conn {
-                    if let Err(e) = conn
-                        .client
-                        .try_publish(topic, QoS::AtLeastOnce, false, payload)
-                    {
+                    if let Err(reason) = conn.client.try_publish(topic, payload) {
                         self.conn = None;
-                        return Ok(Executed::Input(Input::Closed {
-                            reason: e.to_string(),
-                        }));
+                        return Ok(Executed::Input(Input::Closed { reason }));
                     }
                 }
             }
@@ -322,15 +378,33 @@ impl Shell<'_> {
             serial: self.config.serial.clone(),
             source,
         })?;
+        let transport = Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(tls)));
+        if self.config.mqtt == MqttVersion::V5 {
+            let mut options =
+                rumqttc::v5::MqttOptions::new(&self.config.serial, &self.host, self.port);
+            options
+                .set_keep_alive(Duration::from_secs(30))
+                .set_clean_start(true)
+                .set_outgoing_inflight_upper_limit(4)
+                .set_max_packet_size(Some(64 * 1024))
+                .set_transport(transport);
+            // Nagle off, as for 3.1.1 below.
+            let mut network = options.network_options();
+            network.set_tcp_nodelay(true);
+            options.set_network_options(network);
+            let (client, eventloop) = rumqttc::v5::AsyncClient::new(options, 8);
+            return Ok(Connection {
+                client: Client::V5(client, Box::new(eventloop)),
+                connected: false,
+            });
+        }
         let mut options = MqttOptions::new(&self.config.serial, &self.host, self.port);
         options
             .set_keep_alive(Duration::from_secs(30))
             .set_clean_session(true)
             .set_inflight(4)
             .set_max_packet_size(64 * 1024, 64 * 1024)
-            .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-                Arc::new(tls),
-            )));
+            .set_transport(transport);
         let (client, mut eventloop) = AsyncClient::new(options, 8);
         // rumqttc leaves Nagle on: a small SUBSCRIBE or PUBLISH written right
         // after another then waits for the endpoint's delayed ACK (~40 ms on
@@ -339,8 +413,7 @@ impl Shell<'_> {
         network.set_tcp_nodelay(true);
         eventloop.set_network_options(network);
         Ok(Connection {
-            client,
-            eventloop,
+            client: Client::V311(client, Box::new(eventloop)),
             connected: false,
         })
     }
@@ -355,15 +428,7 @@ impl Shell<'_> {
             return;
         }
         // Bounded: a peer that stopped reading must not hold the device.
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            loop {
-                match conn.eventloop.poll().await {
-                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), conn.client.flush_disconnect()).await;
     }
 
     /// Waits for the next thing that happens: a packet, a connection
@@ -397,8 +462,35 @@ async fn poll_connection(conn: Option<&mut Connection>) -> Input {
     let Some(conn) = conn else {
         return std::future::pending().await;
     };
+    let eventloop = match &mut conn.client {
+        Client::V311(_, eventloop) => eventloop,
+        Client::V5(_, eventloop) => {
+            return loop {
+                match eventloop.poll().await {
+                    Ok(event) => {
+                        if let Some(input) =
+                            mqtt_version::input_of_event(event, &mut conn.connected)
+                        {
+                            break input;
+                        }
+                    }
+                    Err(e) => {
+                        let reason =
+                            mqtt_version::describe_v5(&e).unwrap_or_else(|| describe_transport(&e));
+                        break if conn.connected {
+                            Input::Closed { reason }
+                        } else {
+                            Input::ConnectFailed {
+                                reason: format!("{reason} before CONNACK"),
+                            }
+                        };
+                    }
+                }
+            };
+        }
+    };
     loop {
-        match conn.eventloop.poll().await {
+        match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 conn.connected = true;
                 return Input::Connected;
@@ -433,6 +525,30 @@ async fn poll_connection(conn: Option<&mut Connection>) -> Input {
                 };
             }
         }
+    }
+}
+
+/// An MQTT 5 transport error in words, as [`describe`] words 3.1.1's.
+fn describe_transport(e: &rumqttc::v5::ConnectionError) -> String {
+    use rumqttc::v5::ConnectionError as E;
+    use std::io::ErrorKind;
+    match e {
+        E::Io(io) if io.kind() == ErrorKind::ConnectionRefused => {
+            "no endpoint: connection refused (nothing listens at the address; start `jitpilot serve` or the TUI)".into()
+        }
+        E::Tls(rumqttc::TlsError::Io(io))
+            if matches!(
+                io.kind(),
+                ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+            ) =>
+        {
+            "endpoint busy: TCP connected but the endpoint closed the connection during the TLS handshake".into()
+        }
+        E::Io(io) if io.kind() == ErrorKind::UnexpectedEof => {
+            "the endpoint closed the connection".into()
+        }
+        E::Timeout(_) => "endpoint busy: no CONNACK within the connect timeout".into(),
+        other => other.to_string(),
     }
 }
 

@@ -261,7 +261,14 @@ struct DeviceSummary {
 pub async fn run(global: &GlobalArgs, serial: &str, step: DeviceStep) -> color_eyre::Result<()> {
     let _log = crate::logging::init_file_logging(&global.data_dir());
     let target = Target::resolve(global, |_| Ok(())).await?;
-    let config = target.device_config(serial);
+    let mut config = target.device_config(serial);
+    config.mqtt = match global.mqtt {
+        simulated_devices::FleetMqtt::All(version) => version,
+        simulated_devices::FleetMqtt::Mixed { .. } => {
+            target.shutdown().await;
+            bail!("--mqtt mixed is for fleets and the TUI; one device speaks --mqtt 3 or --mqtt 5")
+        }
+    };
     if !config
         .creds_dir
         .join(simulated_devices::creds::VENDOR_CERT)

@@ -154,6 +154,7 @@ pub async fn run(global: &GlobalArgs, args: &FleetArgs) -> color_eyre::Result<()
         concurrency,
         rate,
         pacer: pacer.map(Arc::new),
+        mqtt: global.mqtt,
     };
     let summary = onboard(&target, &serials, &run).await;
     target.shutdown().await;
@@ -187,6 +188,8 @@ struct Run {
     concurrency: usize,
     rate: Option<f64>,
     pacer: Option<Arc<RegistrationPacer>>,
+    /// Which MQTT each device speaks (`--mqtt 3|5|mixed[:F]`).
+    mqtt: simulated_devices::FleetMqtt,
 }
 
 async fn onboard(
@@ -248,6 +251,12 @@ async fn onboard(
     // serial only when its slot has come, and the pool pulls one only when
     // a device finished, so neither limit starves the other.
     let pacer = run.pacer.clone();
+    // A mix is spread over the fleet by each serial's place in it.
+    let place: HashMap<&str, usize> = serials
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i))
+        .collect();
     let runs = futures::stream::iter(pending)
         .then(move |serial| {
             let pacer = pacer.clone();
@@ -262,6 +271,9 @@ async fn onboard(
             let mut config = target.device_config(&serial);
             config.loss = run.loss;
             config.seed = Some(simulated_devices::backoff::device_seed(run.seed, &serial));
+            config.mqtt = run
+                .mqtt
+                .for_device(place.get(serial.as_str()).copied().unwrap_or(0));
             async move { (serial, run_device(config, Goal::Onboard, None).await) }
         })
         .buffer_unordered(run.concurrency);

@@ -61,6 +61,11 @@ pub struct GlobalArgs {
     /// Address of the local cloud's AWS API (TUI and `serve`); `off` disables it.
     #[arg(long, global = true, default_value = "127.0.0.1:4566")]
     pub api_addr: String,
+    /// MQTT version the devices speak (`device`, `fleet`, the TUI's spawned
+    /// devices): 3 (3.1.1), 5, or for a fleet `mixed` / `mixed:F` (a
+    /// fraction F of MQTT 5 devices).
+    #[arg(long, global = true, default_value = "3")]
+    pub mqtt: simulated_devices::FleetMqtt,
 }
 
 impl GlobalArgs {

@@ -13,7 +13,7 @@ use super::worker::DeviceRunner;
 use crate::cloud::local::endpoint_ca::SERVER_NAME;
 use crate::cloud::Cloud;
 use simulated_devices::{
-    run_device, DeviceConfig, DeviceReport, Goal, Progress, RetryPolicy, Step,
+    run_device, DeviceConfig, DeviceReport, FleetMqtt, Goal, Progress, RetryPolicy, Step,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +34,8 @@ pub enum DeviceTarget {
 pub struct AgentRunner {
     devices_dir: PathBuf,
     target: DeviceTarget,
+    /// The MQTT version each spawned device speaks (`jitpilot --mqtt`).
+    mqtt: FleetMqtt,
 }
 
 impl AgentRunner {
@@ -48,11 +50,28 @@ impl AgentRunner {
         AgentRunner {
             devices_dir,
             target,
+            mqtt: FleetMqtt::default(),
         }
+    }
+
+    /// Devices speak `mqtt` (3.1.1, 5, or a mix spread over the serials).
+    pub fn with_mqtt(mut self, mqtt: FleetMqtt) -> AgentRunner {
+        self.mqtt = mqtt;
+        self
     }
 
     /// The device's configuration for this target, or why it cannot run yet.
     fn config(&self, serial: &str) -> Result<DeviceConfig, String> {
+        let mut config = self.target_config(serial)?;
+        // A stable spread of a mix over the serials: their trailing number.
+        let index = serial.bytes().fold(0usize, |n, b| {
+            n.wrapping_mul(31).wrapping_add(usize::from(b))
+        });
+        config.mqtt = self.mqtt.for_device(index % 1000);
+        Ok(config)
+    }
+
+    fn target_config(&self, serial: &str) -> Result<DeviceConfig, String> {
         let creds = self.devices_dir.join(serial);
         match &self.target {
             DeviceTarget::Local { addr } => {

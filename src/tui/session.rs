@@ -69,10 +69,13 @@ async fn open_aws(global: &GlobalArgs) -> Result<Session, String> {
         tls_refused: 0,
     };
     let shared: Arc<dyn Cloud> = Arc::new(cloud.clone());
-    let devices = Arc::new(agent::AgentRunner::with_target(
-        cloud.options().data_dir.join("devices"),
-        DeviceTarget::Cloud(shared.clone()),
-    ));
+    let devices = Arc::new(
+        agent::AgentRunner::with_target(
+            cloud.options().data_dir.join("devices"),
+            DeviceTarget::Cloud(shared.clone()),
+        )
+        .with_mqtt(global.mqtt),
+    );
     Ok(Session {
         cloud: shared,
         devices,
@@ -126,10 +129,13 @@ async fn open_local(global: &GlobalArgs) -> Result<Session, String> {
         observer: None,
         tls_refused: 0,
     };
-    let devices = Arc::new(agent::AgentRunner::new(
-        cloud.data_dir().devices_dir(),
-        running.local_addr().to_string(),
-    ));
+    let devices = Arc::new(
+        agent::AgentRunner::new(
+            cloud.data_dir().devices_dir(),
+            running.local_addr().to_string(),
+        )
+        .with_mqtt(global.mqtt),
+    );
     Ok(Session {
         cloud: Arc::new(cloud),
         devices,

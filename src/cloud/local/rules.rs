@@ -63,7 +63,7 @@ pub enum RuleError {
 }
 
 /// A function the SQL can call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Function {
     /// `topic()` (the whole topic) or `topic(n)` (level n, from 1).
     Topic(Option<usize>),
@@ -73,6 +73,9 @@ pub enum Function {
     Principal,
     /// `timestamp()`: when the broker received the message, epoch millis.
     Timestamp,
+    /// `get_user_property('name')`: an MQTT 5 user property of the message
+    /// (its value; several values of one name as an array).
+    UserProperty(String),
 }
 
 /// A comparison operator.
@@ -141,6 +144,8 @@ pub struct RuleMessage<'a> {
     pub principal: &'a str,
     /// When the broker received it (`timestamp()`).
     pub timestamp: EpochMillis,
+    /// Its MQTT 5 user properties, in order (`get_user_property()`).
+    pub user_properties: &'a [(String, String)],
 }
 
 /// A parsed rule statement.
@@ -272,6 +277,20 @@ impl Ctx<'_> {
             Expr::Function(Function::ClientId) => Some(Value::String(self.msg.client_id.into())),
             Expr::Function(Function::Principal) => Some(Value::String(self.msg.principal.into())),
             Expr::Function(Function::Timestamp) => Some(Value::from(self.msg.timestamp)),
+            Expr::Function(Function::UserProperty(name)) => {
+                let mut values: Vec<Value> = self
+                    .msg
+                    .user_properties
+                    .iter()
+                    .filter(|(k, _)| k == name)
+                    .map(|(_, v)| Value::String(v.clone()))
+                    .collect();
+                match values.len() {
+                    0 => None,
+                    1 => values.pop(),
+                    _ => Some(Value::Array(values)),
+                }
+            }
             Expr::Compare(left, op, right) => {
                 let ordering = compare(&self.eval(left)?, &self.eval(right)?)?;
                 let result = match op {

@@ -449,7 +449,10 @@ pub fn is_refusal(ev: &CloudEvent) -> bool {
         return *status >= 400;
     }
     let s = ev.summary.to_ascii_lowercase();
+    // An MQTT 5 ack or DISCONNECT with a failure reason code (≥ 0x80).
+    let reason_code = ev.detail.get("reasonCode").and_then(|c| c.as_u64());
     s.contains("refused")
+        || reason_code.is_some_and(|c| c >= 0x80)
         || s.contains("denied")
         || s.contains("failed")
         || s.contains("error")

@@ -6,6 +6,9 @@
 pub enum CloseReason {
     /// The client sent DISCONNECT.
     ClientInitiated,
+    /// The client sent an MQTT 5 DISCONNECT asking for its will (0x04) or
+    /// reporting an error: the will is published.
+    ClientInitiatedWithWill,
     /// The client broke the protocol (malformed packet, wrong order, ...).
     ClientError(String),
     /// A policy denied what the client asked for.
@@ -26,7 +29,9 @@ impl CloseReason {
     /// AWS's `disconnectReason` for the disconnected lifecycle event.
     pub fn aws_reason(&self) -> &'static str {
         match self {
-            CloseReason::ClientInitiated => "CLIENT_INITIATED_DISCONNECT",
+            CloseReason::ClientInitiated | CloseReason::ClientInitiatedWithWill => {
+                "CLIENT_INITIATED_DISCONNECT"
+            }
             CloseReason::ClientError(_) => "CLIENT_ERROR",
             CloseReason::AuthorizationError(_) => "AUTHORIZATION_ERROR",
             CloseReason::AuthenticationError(_) => "AUTHENTICATION_ERROR",
@@ -41,6 +46,9 @@ impl CloseReason {
     pub fn describe(&self) -> String {
         match self {
             CloseReason::ClientInitiated => "client sent DISCONNECT".into(),
+            CloseReason::ClientInitiatedWithWill => {
+                "client sent DISCONNECT asking for its last will".into()
+            }
             CloseReason::ClientError(why) => format!("protocol error: {why}"),
             CloseReason::AuthorizationError(why) => format!("not authorized: {why}"),
             CloseReason::AuthenticationError(why) => format!("refused: {why}"),

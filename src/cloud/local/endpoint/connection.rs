@@ -9,7 +9,9 @@ use super::authz::ConnectionPolicy;
 use super::lifecycle::{self, Presence};
 use super::limits::{DELIVERY_CHANNEL, PAYLOAD_PREVIEW_BYTES};
 use super::router::{Link, Origin};
-use super::session::{CloseReason, ConnectRequest, Effect, Message, PacketSummary, Session};
+use super::session::{
+    CloseReason, ConnectRequest, Effect, Message, MqttLevel, PacketSummary, Phase, Session,
+};
 use super::throttle::{Throttle, Throttled};
 use super::Shared;
 use crate::cloud::events::{CloudEvent, EventKind};
@@ -29,6 +31,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Longest wait for the client to take our bytes before it counts as gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection whose certificate is refused is kept open for its
+/// CONNECT, so an MQTT 5 client can be told why (CONNACK 0x86).
+const REFUSED_LINGER: Duration = Duration::from_secs(2);
 
 /// What the connection knows once CONNECT is accepted.
 struct Online {
@@ -55,7 +60,8 @@ pub async fn serve(
     let cert_id = admission.cert_id().to_string();
     if let Admission::Refused { reason, .. } = &admission {
         shared.refused(peer, None, &cert_id, reason);
-        let _ = stream.shutdown().await;
+        answer_refused(&shared, &mut stream, reason).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
         return;
     }
 
@@ -79,6 +85,9 @@ pub async fn serve(
     let mut close_reason = None;
     let mut last_heard = Instant::now();
     let nothing_yet = AllowNone;
+    // Set when the throttle gives up on the client: closed once what was
+    // read is handled.
+    let mut over_rate: Option<String> = None;
 
     while close_reason.is_none() {
         // Write what the session produced before waiting again.
@@ -115,7 +124,10 @@ pub async fn serve(
                         None => session.handle_bytes(&read_buf, &nothing_yet, &mut effects),
                     }
                     read_buf.clear();
-                    let publishes = effects.iter().filter(|e| matches!(e, Effect::Publish(_))).count();
+                    let publishes = effects
+                        .iter()
+                        .filter(|e| matches!(e, Effect::Publish(_) | Effect::Publish5 { .. }))
+                        .count();
                     match throttle.spend(publishes, n, last_heard) {
                         Throttled::No => {}
                         Throttled::Until(at) => throttled_until = Some(at),
@@ -123,7 +135,7 @@ pub async fn serve(
                             shared.counters.throttled_disconnects.fetch_add(1, Ordering::Relaxed);
                             // What was read is still handled (acknowledged
                             // and routed) before the close.
-                            effects.push(Effect::Close(CloseReason::ClientError(why)));
+                            over_rate = Some(why);
                         }
                     }
                 }
@@ -139,7 +151,8 @@ pub async fn serve(
                 if shutdown.is_cancelled() { CloseReason::ServerInitiated } else { CloseReason::DuplicateClientId },
                 &mut effects,
             ),
-            _ = evicted(&deactivated) => session.close(
+            _ = evicted(&deactivated) => session.close_with(
+                Some(super::session::reason::ADMINISTRATIVE_ACTION),
                 CloseReason::AuthenticationError(format!("certificate {cert_id} is no longer ACTIVE")),
                 &mut effects,
             ),
@@ -155,133 +168,184 @@ pub async fn serve(
             ),
         }
         // Carry out effects; some (CONNECT, subscriptions) produce more.
-        while !effects.is_empty() {
-            for effect in std::mem::take(&mut effects) {
-                if close_reason.is_some() && !matches!(effect, Effect::Received(_)) {
-                    // Closed: nothing after it is sent or routed (e.g. the
-                    // PUBACK of a publish the router refused).
-                    continue;
-                }
-                match effect {
-                    Effect::Send(packet) => {
-                        if shared.bus.enabled() {
-                            let summary = PacketSummary::of(&packet);
-                            shared.packet_event(false, session.client_id(), &summary);
-                        }
-                        if let Err(e) = packet.write(&mut write_buf, usize::MAX) {
-                            tracing::warn!(error = %e, "could not encode a packet");
-                        }
+        loop {
+            while !effects.is_empty() {
+                for effect in std::mem::take(&mut effects) {
+                    if close_reason.is_some() && !matches!(effect, Effect::Received(_)) {
+                        // Closed: nothing after it is sent or routed (e.g. the
+                        // PUBACK of a publish the router refused).
+                        continue;
                     }
-                    Effect::Received(summary) => {
-                        shared.packet_event(true, session.client_id(), &summary)
-                    }
-                    Effect::Connect(request) => {
-                        match on_connect(&shared, &admission, &request, peer, &session_identifier)
+                    match effect {
+                        Effect::Send(packet) => {
+                            if shared.bus.enabled() {
+                                let summary = PacketSummary::of(&packet);
+                                shared.packet_event(false, session.client_id(), &summary);
+                            }
+                            if let Err(e) = packet.write(&mut write_buf, usize::MAX) {
+                                tracing::warn!(error = %e, "could not encode a packet");
+                            }
+                        }
+                        Effect::Send5(packet) => {
+                            if shared.bus.enabled() {
+                                let summary = PacketSummary::of5(&packet);
+                                shared.packet_event(false, session.client_id(), &summary);
+                            }
+                            if let Err(e) = packet.write(&mut write_buf, None) {
+                                tracing::warn!(error = %e, "could not encode a packet");
+                            }
+                        }
+                        Effect::Received(summary) => {
+                            shared.packet_event(true, session.client_id(), &summary)
+                        }
+                        Effect::Connect(request) => {
+                            match on_connect(
+                                &shared,
+                                &admission,
+                                &request,
+                                peer,
+                                &session_identifier,
+                            )
                             .await
-                        {
-                            Ok((policy, link_rx, token, conn_id)) => {
-                                let deactivation = CancellationToken::new();
-                                let attached = shared.router.attach(
-                                    &request.client_id,
-                                    request.clean_session,
-                                    Link {
+                            {
+                                Ok((policy, link_rx, token, conn_id)) => {
+                                    let deactivation = CancellationToken::new();
+                                    let attached = shared.router.attach_session(
+                                        &request.client_id,
+                                        super::router::SessionStart::of(&request),
+                                        Link {
+                                            conn_id,
+                                            tx: link_rx.0,
+                                            evict: token.clone(),
+                                            policy: policy.clone(),
+                                            principal: cert_id.clone(),
+                                            deactivated: deactivation.clone(),
+                                        },
+                                    );
+                                    session.accept(
+                                        attached.session_present,
+                                        attached.resumed,
+                                        policy.as_ref(),
+                                        &mut effects,
+                                    );
+                                    online = Some(Online {
                                         conn_id,
-                                        tx: link_rx.0,
-                                        evict: token.clone(),
-                                        policy: policy.clone(),
-                                        principal: cert_id.clone(),
-                                        deactivated: deactivation.clone(),
-                                    },
-                                );
-                                session.accept(
-                                    attached.session_present,
-                                    attached.resumed,
-                                    policy.as_ref(),
-                                    &mut effects,
-                                );
-                                online = Some(Online {
-                                    conn_id,
-                                    policy,
-                                    version: attached.version,
-                                });
-                                deliveries = Some(link_rx.1);
-                                evict = Some(token);
-                                deactivated = Some(deactivation);
-                                shared.counters.connected.fetch_add(1, Ordering::Relaxed);
-                                let presence = presence(
-                                    &request.client_id,
-                                    &session_identifier,
-                                    &cert_id,
-                                    peer,
-                                    attached.version,
-                                );
-                                let (topic, body) = lifecycle::connected(&presence);
-                                shared.publish_event(topic, body);
-                                shared.bus.emit_with(|| {
+                                        policy,
+                                        version: attached.version,
+                                    });
+                                    deliveries = Some(link_rx.1);
+                                    evict = Some(token);
+                                    deactivated = Some(deactivation);
+                                    shared.counters.connected.fetch_add(1, Ordering::Relaxed);
+                                    let presence = presence(
+                                        &request.client_id,
+                                        &session_identifier,
+                                        &cert_id,
+                                        peer,
+                                        attached.version,
+                                    );
+                                    let (topic, body) = lifecycle::connected(&presence);
+                                    shared.publish_event(topic, body);
+                                    shared.bus.emit_with(|| {
                                     CloudEvent::new(EventKind::Connection, format!("{} connected", request.client_id))
                                         .client(request.client_id.clone())
                                         .detail(json!({"certificateId": cert_id, "ipAddress": peer.ip().to_string(), "cleanSession": request.clean_session}))
                                 });
-                            }
-                            Err(reason) => {
-                                shared.refused(peer, Some(&request.client_id), &cert_id, &reason);
-                                session.refuse(None, reason, &mut effects);
-                            }
-                        }
-                    }
-                    Effect::Publish(message) => {
-                        let origin = Origin {
-                            client_id: Some(session.client_id().to_string()),
-                            principal: Some(cert_id.clone()),
-                            ..Origin::default()
-                        };
-                        if let Err(why) = shared.router.route_checked(message, origin) {
-                            let reason = CloseReason::ClientError(why);
-                            session.close(reason.clone(), &mut effects);
-                            close_reason = Some(reason);
-                        }
-                    }
-                    Effect::Subscribe(filters) => {
-                        let client_id = session.client_id().to_string();
-                        match shared.router.subscribe(&client_id, &filters) {
-                            Ok(retained) => {
-                                for message in retained {
-                                    session.deliver(message, &mut effects);
                                 }
-                                if let Some(o) = &online {
-                                    let topics: Vec<String> =
-                                        filters.into_iter().map(|(f, _)| f).collect();
-                                    let p = presence(
-                                        &client_id,
-                                        &session_identifier,
-                                        &cert_id,
+                                Err(reason) => {
+                                    shared.refused(
                                         peer,
-                                        o.version,
+                                        Some(&request.client_id),
+                                        &cert_id,
+                                        &reason,
                                     );
-                                    let (topic, body) = lifecycle::subscriptions(&p, true, &topics);
-                                    shared.publish_event(topic, body);
+                                    // AWS drops a JITP connection without a word.
+                                    let answer = !matches!(admission, Admission::Jitp { .. });
+                                    session.refuse_connect(reason, answer, &mut effects);
                                 }
                             }
-                            Err(why) => session.close(CloseReason::ClientError(why), &mut effects),
                         }
-                    }
-                    Effect::Unsubscribe(filters) => {
-                        let client_id = session.client_id().to_string();
-                        shared.router.unsubscribe(&client_id, &filters);
-                        if let Some(o) = &online {
-                            let p = presence(
-                                &client_id,
-                                &session_identifier,
-                                &cert_id,
-                                peer,
-                                o.version,
-                            );
-                            let (topic, body) = lifecycle::subscriptions(&p, false, &filters);
-                            shared.publish_event(topic, body);
+                        Effect::Publish(message) => {
+                            let origin = Origin {
+                                client_id: Some(session.client_id().to_string()),
+                                principal: Some(cert_id.clone()),
+                                ..Origin::default()
+                            };
+                            if let Err(why) = shared.router.route_checked(message, origin) {
+                                let reason = CloseReason::ClientError(why);
+                                session.close(reason.clone(), &mut effects);
+                                close_reason = Some(reason);
+                            }
                         }
+                        Effect::Publish5 { message, pkid } => {
+                            let origin = Origin {
+                                client_id: Some(session.client_id().to_string()),
+                                principal: Some(cert_id.clone()),
+                                ..Origin::default()
+                            };
+                            // MQTT 5 can say a publish was refused and stay up.
+                            let routed = shared
+                                .router
+                                .route_checked(message, origin)
+                                .map_err(|why| (super::session::reason::QUOTA_EXCEEDED, why));
+                            session.publish_routed(pkid, routed, &mut effects);
+                        }
+                        Effect::Subscribe(filters) => {
+                            let client_id = session.client_id().to_string();
+                            match shared.router.subscribe(&client_id, &filters) {
+                                Ok(retained) => {
+                                    for message in retained {
+                                        session.deliver(message, &mut effects);
+                                    }
+                                    if let Some(o) = &online {
+                                        let topics: Vec<String> =
+                                            filters.into_iter().map(|(f, _)| f).collect();
+                                        let p = presence(
+                                            &client_id,
+                                            &session_identifier,
+                                            &cert_id,
+                                            peer,
+                                            o.version,
+                                        );
+                                        let (topic, body) =
+                                            lifecycle::subscriptions(&p, true, &topics);
+                                        shared.publish_event(topic, body);
+                                    }
+                                }
+                                Err(why) => session.close_with(
+                                    Some(super::session::reason::QUOTA_EXCEEDED),
+                                    CloseReason::ClientError(why),
+                                    &mut effects,
+                                ),
+                            }
+                        }
+                        Effect::Unsubscribe(filters) => {
+                            let client_id = session.client_id().to_string();
+                            shared.router.unsubscribe(&client_id, &filters);
+                            if let Some(o) = &online {
+                                let p = presence(
+                                    &client_id,
+                                    &session_identifier,
+                                    &cert_id,
+                                    peer,
+                                    o.version,
+                                );
+                                let (topic, body) = lifecycle::subscriptions(&p, false, &filters);
+                                shared.publish_event(topic, body);
+                            }
+                        }
+                        Effect::Close(reason) => close_reason = Some(reason),
                     }
-                    Effect::Close(reason) => close_reason = Some(reason),
                 }
+            }
+            match over_rate.take() {
+                // AWS: 0x96 Message rate too high.
+                Some(why) => session.close_with(
+                    Some(super::session::reason::MESSAGE_RATE_TOO_HIGH),
+                    CloseReason::ClientError(why),
+                    &mut effects,
+                ),
+                None => break,
             }
         }
     }
@@ -326,6 +390,12 @@ fn finish(
         }
         return;
     };
+    if let Some(expiry) = session.session_expiry() {
+        // MQTT 5: the DISCONNECT may have changed how long the session lives.
+        shared
+            .router
+            .set_session_expiry(&client_id, online.conn_id, expiry);
+    }
     shared
         .router
         .detach(&client_id, online.conn_id, session.take_unacked());
@@ -352,7 +422,10 @@ fn finish(
     let (topic, body) = lifecycle::disconnected(
         &p,
         reason.aws_reason(),
-        *reason == CloseReason::ClientInitiated,
+        matches!(
+            reason,
+            CloseReason::ClientInitiated | CloseReason::ClientInitiatedWithWill
+        ),
     );
     shared.publish_event(topic, body);
     tracing::info!(client_id = ?client_id, reason = ?reason.describe(), "disconnected");
@@ -450,6 +523,46 @@ fn presence<'a>(
     }
 }
 
+/// A certificate the registry refuses: AWS closes the connection. An MQTT 5
+/// client is told why first — CONNACK 0x86 Bad User Name or Password with
+/// the reason string — when its CONNECT arrives within [`REFUSED_LINGER`];
+/// a 3.1.1 client gets no CONNACK, as from AWS.
+async fn answer_refused(shared: &Shared, stream: &mut TlsStream<TcpStream>, reason: &CloseReason) {
+    let mut session = Session::with_limits(&shared.limits);
+    let mut read_buf = BytesMut::with_capacity(1024);
+    let deadline = Instant::now() + REFUSED_LINGER;
+    let mut effects = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read_buf(&mut read_buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+        session.handle_bytes(&read_buf, &AllowNone, &mut effects);
+        read_buf.clear();
+        if effects.iter().any(|e| matches!(e, Effect::Connect(_))) {
+            if session.level() == MqttLevel::V5 {
+                session.refuse_connect(reason.clone(), true, &mut effects);
+            }
+            break;
+        }
+        if session.phase() == Phase::Closed {
+            break;
+        }
+    }
+    let mut write_buf = BytesMut::new();
+    for effect in effects {
+        if let Effect::Send5(packet) = effect {
+            if shared.bus.enabled() {
+                shared.packet_event(false, session.client_id(), &PacketSummary::of5(&packet));
+            }
+            let _ = packet.write(&mut write_buf, None);
+        }
+    }
+    if !write_buf.is_empty() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&write_buf)).await;
+    }
+}
+
 /// Before CONNECT is decided nothing may be published or subscribed.
 struct AllowNone;
 impl super::session::Authorize for AllowNone {
@@ -488,5 +601,6 @@ pub fn cloud_message(topic: String, body: &Value) -> Message {
         payload: Bytes::from(body.to_string().into_bytes()),
         qos: QoS::AtLeastOnce,
         retain: false,
+        properties: None,
     }
 }

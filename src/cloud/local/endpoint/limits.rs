@@ -21,6 +21,14 @@ pub const MAX_TOPIC_BYTES: usize = 256;
 /// (payload + topic + its length prefix + packet id). Anything larger is
 /// refused before its bytes are even buffered.
 pub const MAX_PACKET_BYTES: usize = MAX_PAYLOAD_BYTES + MAX_TOPIC_BYTES + 2 + 2;
+/// Highest topic alias an MQTT 5 client may use (AWS: 8).
+pub const TOPIC_ALIAS_MAXIMUM: u16 = 8;
+/// Longest an MQTT 5 session outlives its connection, in seconds (AWS's
+/// default maximum, one hour; a longer request is lowered and CONNACK says so).
+pub const MAX_SESSION_EXPIRY_SECONDS: u32 = 3600;
+/// Longest MQTT 5 Message Expiry Interval, in seconds (AWS: 7 days; longer
+/// is lowered, 0 raised to 1).
+pub const MAX_MESSAGE_EXPIRY_SECONDS: u32 = 604_800;
 /// Most filters accepted in one SUBSCRIBE (AWS: 8).
 pub const MAX_FILTERS_PER_SUBSCRIBE: usize = 8;
 /// Most subscriptions one session may hold (AWS: 50).

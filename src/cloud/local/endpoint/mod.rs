@@ -1,5 +1,5 @@
 //! The local cloud's MQTT endpoint: AWS IoT Core's data plane where the
-//! walkthrough touches it — mutual-TLS MQTT 3.1.1, registry enforcement,
+//! walkthrough touches it — mutual-TLS MQTT 3.1.1 and 5, registry enforcement,
 //! JITP on first connect, IoT policies, lifecycle events and topic rules.
 //!
 //! ## Layout
@@ -13,6 +13,7 @@
 //! - `admission.rs`    after the handshake: certificate status, JITP, the connection's policies
 //! - `connection.rs`   the async shell of one connection: socket ↔ session ↔ router
 //! - `session.rs`      one client's MQTT session as a pure state machine (no IO; property-tested)
+//! - `session_v5.rs`   its MQTT 5 half: reason codes, properties, topic aliases, expiry
 //! - `close_reason.rs` why a connection ended, in AWS's `disconnectReason` words
 //! - `router.rs`       sessions by clientId, subscriptions, retained messages, fan-out
 //! - `rules_engine.rs` topic rules on routed messages; Lambda and republish actions
@@ -236,10 +237,29 @@ impl Shared {
                 line.push(' ');
                 line.push_str(t);
             }
-            let mut event = CloudEvent::new(kind, line).detail(json!({
+            let mut detail = json!({
                 "size": summary.size,
                 "payload": summary.payload.as_deref().map(connection::payload_preview),
-            }));
+            });
+            // MQTT 5: the reason code (and string) of an ack or DISCONNECT.
+            if let Some((code, why)) = &summary.reason {
+                if *code >= 0x80 {
+                    line.push_str(&format!(
+                        " {code:#04x} {}",
+                        session::reason::reason_name(*code)
+                    ));
+                    if let Some(why) = why {
+                        line.push_str(": ");
+                        line.push_str(why);
+                    }
+                }
+                detail["reasonCode"] = json!(code);
+                detail["reasonName"] = json!(session::reason::reason_name(*code));
+                if let Some(why) = why {
+                    detail["reasonString"] = json!(why);
+                }
+            }
+            let mut event = CloudEvent::new(kind, line).detail(detail);
             if !client_id.is_empty() {
                 event = event.client(client_id);
             }
@@ -281,6 +301,7 @@ impl crate::rotation::Publisher for CloudPublisher {
             payload: bytes::Bytes::from(payload),
             qos: rumqttc::mqttbytes::QoS::AtLeastOnce,
             retain: false,
+            properties: None,
         };
         self.router.route(message, Origin::cloud());
     }
@@ -478,6 +499,7 @@ pub async fn start(
             rumqttc::mqttbytes::QoS::AtLeastOnce
         },
         retain: true,
+        properties: None,
     }));
     if dropped > 0 {
         tracing::warn!(

@@ -123,6 +123,8 @@ impl Retained {
                 _ => QoS::AtLeastOnce,
             },
             retain: true,
+            // MQTT 5 properties stay with it (not persisted across restarts).
+            properties: message.properties.clone(),
         };
         self.messages.insert(message.topic.clone(), kept);
     }
@@ -170,6 +172,7 @@ mod tests {
             payload: Bytes::copy_from_slice(payload),
             qos: QoS::AtLeastOnce,
             retain: true,
+            properties: None,
         }
     }
 

@@ -1,6 +1,8 @@
 //! The router: every session by clientId, their subscriptions, retained
 //! messages, and the fan-out of each published message to subscribers and
-//! to the rules engine.
+//! to the rules engine. Shared subscriptions (`$share/{ShareName}/{filter}`,
+//! MQTT 3.1.1 and 5, as on AWS) get each message once per group, to one
+//! member in turn.
 //!
 //! One mutex guards the broker state; every critical section is short and
 //! never awaits. Deliveries go to connection tasks through bounded channels
@@ -12,14 +14,16 @@ use super::authz::ConnectionPolicy;
 use super::limits::{Limits, MAX_QUEUED_MESSAGES};
 use super::retained::Retained;
 use super::rules_engine::RulesEngine;
-use super::session::Message;
+use super::session::{ConnectRequest, Message};
 use super::topics;
 use crate::cloud::events::{CloudEvent, EventBus, EventKind};
 use rumqttc::mqttbytes::QoS;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// The live link from the router to one connection task.
@@ -52,6 +56,63 @@ struct SessionEntry {
     last_policy: Option<Arc<ConnectionPolicy>>,
     /// AWS's `versionNumber` of lifecycle events for this clientId.
     version: u64,
+    /// MQTT 5 Session Expiry: how long a persistent session is kept
+    /// offline (`None`: while the endpoint runs, 3.1.1's persistent session).
+    expiry: Option<Duration>,
+    /// When its last connection ended (a persistent session, offline).
+    offline_since: Option<Instant>,
+}
+
+/// How a connection starts its session: 3.1.1's Clean Session, or MQTT
+/// 5's Clean Start and Session Expiry Interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionStart {
+    /// Discard whatever session this clientId left.
+    pub clean_start: bool,
+    /// Keep the session (subscriptions, QoS 1 messages) after the connection ends.
+    pub persistent: bool,
+    /// How long it is kept offline; `None`: while the endpoint runs.
+    pub expiry: Option<Duration>,
+}
+
+impl SessionStart {
+    /// 3.1.1: Clean Session both discards and does not keep.
+    pub fn clean_session(clean: bool) -> SessionStart {
+        SessionStart {
+            clean_start: clean,
+            persistent: !clean,
+            expiry: None,
+        }
+    }
+
+    /// What a CONNECT asked for.
+    pub fn of(request: &ConnectRequest) -> SessionStart {
+        match request.session_expiry {
+            None => SessionStart::clean_session(request.clean_session),
+            Some(seconds) => SessionStart {
+                clean_start: request.clean_session,
+                persistent: seconds > 0,
+                expiry: Some(Duration::from_secs(u64::from(seconds))),
+            },
+        }
+    }
+}
+
+/// One shared subscription group: `$share/{ShareName}/{filter}`.
+struct SharedGroup {
+    /// The filter after the share name.
+    filter: String,
+    /// Its members' clientIds, in the order they joined.
+    members: Vec<String>,
+    /// Whose turn is next.
+    next: usize,
+}
+
+/// The filter of a shared subscription (`$share/{ShareName}/{filter}`).
+pub fn shared_filter(filter: &str) -> Option<&str> {
+    let rest = filter.strip_prefix("$share/")?;
+    let (_, inner) = rest.split_once('/')?;
+    Some(inner)
 }
 
 /// Where a message came from: the rules engine's `clientId()` and
@@ -92,6 +153,8 @@ struct RouterState {
     exact: HashMap<String, HashSet<String>>,
     /// Filters with wildcards: matched one by one.
     wildcard: HashMap<String, HashSet<String>>,
+    /// Shared subscription groups by their full `$share/...` filter.
+    shared: HashMap<String, SharedGroup>,
     retained: Retained,
 }
 
@@ -130,6 +193,7 @@ impl Router {
                 sessions: HashMap::new(),
                 exact: HashMap::new(),
                 wildcard: HashMap::new(),
+                shared: HashMap::new(),
                 retained: Retained::new(limits.retained_messages, limits.retained_bytes),
             }),
             bus,
@@ -194,7 +258,14 @@ impl Router {
     /// with the same clientId is evicted (AWS: DUPLICATE_CLIENTID). A clean
     /// session starts empty; a persistent one resumes its subscriptions and
     /// queued QoS 1 messages.
+    #[cfg(test)]
     pub fn attach(&self, client_id: &str, clean_session: bool, link: Link) -> Attached {
+        self.attach_session(client_id, SessionStart::clean_session(clean_session), link)
+    }
+
+    /// [`Router::attach`] with MQTT 5's Clean Start and Session Expiry: a
+    /// session offline longer than its expiry is gone.
+    pub fn attach_session(&self, client_id: &str, start: SessionStart, link: Link) -> Attached {
         let mut state = self.lock();
         let existing = state.sessions.remove(client_id);
         let mut entry = match existing {
@@ -202,7 +273,11 @@ impl Router {
                 if let Some(old_link) = old.link.take() {
                     old_link.evict.cancel();
                 }
-                if clean_session || !old.persistent {
+                let expired = old
+                    .offline_since
+                    .zip(old.expiry)
+                    .is_some_and(|(since, expiry)| since.elapsed() >= expiry);
+                if start.clean_start || !old.persistent || expired {
                     remove_subscriptions(&mut state, client_id, old.subscriptions.keys());
                     SessionEntry::fresh(old.version)
                 } else {
@@ -211,8 +286,10 @@ impl Router {
             }
             None => SessionEntry::fresh(0),
         };
-        let session_present = !clean_session && entry.persistent;
-        entry.persistent = !clean_session;
+        let session_present = !start.clean_start && entry.persistent;
+        entry.persistent = start.persistent;
+        entry.expiry = start.expiry;
+        entry.offline_since = None;
         entry.version += 1;
         entry.last_policy = Some(link.policy.clone());
         entry.link = Some(link);
@@ -223,6 +300,18 @@ impl Router {
             session_present,
             resumed,
             version,
+        }
+    }
+
+    /// An MQTT 5 DISCONNECT changed how long the session outlives the
+    /// connection `conn_id` (0: it ends with it).
+    pub fn set_session_expiry(&self, client_id: &str, conn_id: u64, seconds: u32) {
+        let mut state = self.lock();
+        if let Some(entry) = state.sessions.get_mut(client_id) {
+            if entry.link.as_ref().map(|l| l.conn_id) == Some(conn_id) {
+                entry.persistent = seconds > 0;
+                entry.expiry = Some(Duration::from_secs(u64::from(seconds)));
+            }
         }
     }
 
@@ -252,6 +341,7 @@ impl Router {
         }
         entry.link = None;
         if entry.persistent {
+            entry.offline_since = Some(Instant::now());
             for message in unacked.into_iter().rev() {
                 entry.queued.push_front(message);
             }
@@ -294,6 +384,20 @@ impl Router {
         }
         let policy = entry.link.as_ref().map(|l| l.policy.clone());
         for (filter, _) in filters {
+            if let Some(inner) = shared_filter(filter) {
+                let group = state
+                    .shared
+                    .entry(filter.clone())
+                    .or_insert_with(|| SharedGroup {
+                        filter: inner.to_string(),
+                        members: Vec::new(),
+                        next: 0,
+                    });
+                if !group.members.iter().any(|m| m == client_id) {
+                    group.members.push(client_id.to_string());
+                }
+                continue;
+            }
             let index = if topics::is_exact(filter) {
                 &mut state.exact
             } else {
@@ -305,8 +409,10 @@ impl Router {
                 .insert(client_id.to_string());
         }
         let mut retained = Vec::new();
-        for (filter, qos) in filters {
-            for message in state.retained.matching(filter) {
+        let now = Instant::now();
+        // AWS: a shared subscription gets no retained messages on subscribe.
+        for (filter, qos) in filters.iter().filter(|(f, _)| shared_filter(f).is_none()) {
+            for message in state.retained.matching(filter).filter(|m| !m.expired(now)) {
                 if policy
                     .as_ref()
                     .is_none_or(|p| p.may_receive(&message.topic))
@@ -381,6 +487,9 @@ impl Router {
                 .into_iter()
                 .map(|(c, q)| (c.to_string(), q))
                 .collect();
+            let targets = targets
+                .into_iter()
+                .chain(shared_targets(&mut state, &message.topic));
             for (client, granted) in targets {
                 let Some(entry) = state.sessions.get_mut(&client) else {
                     continue;
@@ -473,8 +582,45 @@ impl SessionEntry {
             queued: VecDeque::new(),
             last_policy: None,
             version,
+            expiry: None,
+            offline_since: None,
         }
     }
+}
+
+/// One member of every shared group whose filter matches `topic`, with the
+/// QoS it was granted: the next online member in turn, else (all offline)
+/// a persistent one, which queues the message as AWS does.
+fn shared_targets(state: &mut RouterState, topic: &str) -> Vec<(String, QoS)> {
+    let RouterState {
+        shared, sessions, ..
+    } = state;
+    let mut picked = Vec::new();
+    for (full, group) in shared.iter_mut() {
+        if group.members.is_empty() || !topics::matches(&group.filter, topic) {
+            continue;
+        }
+        let n = group.members.len();
+        let online = |m: &String| sessions.get(m).is_some_and(|e| e.link.is_some());
+        let persistent = |m: &String| sessions.get(m).is_some_and(|e| e.persistent);
+        let order = (0..n).map(|i| (group.next + i) % n);
+        let chosen = order
+            .clone()
+            .find(|&i| online(&group.members[i]))
+            .or_else(|| order.clone().find(|&i| persistent(&group.members[i])));
+        let Some(i) = chosen else {
+            continue;
+        };
+        group.next = (i + 1) % n;
+        let member = &group.members[i];
+        let qos = sessions
+            .get(member)
+            .and_then(|e| e.subscriptions.get(full))
+            .copied()
+            .unwrap_or(QoS::AtMostOnce);
+        picked.push((member.clone(), qos));
+    }
+    picked
 }
 
 fn add_target<'a>(
@@ -490,7 +636,7 @@ fn add_target<'a>(
     let best = entry
         .subscriptions
         .iter()
-        .filter(|(f, _)| topics::matches(f, topic))
+        .filter(|(f, _)| shared_filter(f).is_none() && topics::matches(f, topic))
         .map(|(_, q)| *q)
         .fold(QoS::AtMostOnce, max_qos);
     targets.insert(client, best);
@@ -510,6 +656,15 @@ fn remove_subscriptions<'a>(
     filters: impl Iterator<Item = &'a String>,
 ) {
     for filter in filters {
+        if shared_filter(filter).is_some() {
+            if let Some(group) = state.shared.get_mut(filter) {
+                group.members.retain(|m| m != client_id);
+                if group.members.is_empty() {
+                    state.shared.remove(filter);
+                }
+            }
+            continue;
+        }
         for index in [&mut state.exact, &mut state.wildcard] {
             if let Some(clients) = index.get_mut(filter) {
                 clients.remove(client_id);

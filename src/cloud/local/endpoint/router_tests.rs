@@ -45,6 +45,7 @@ fn message(topic: &str, qos: QoS) -> Message {
         payload: Bytes::from_static(b"{}"),
         qos,
         retain: false,
+        properties: None,
     }
 }
 

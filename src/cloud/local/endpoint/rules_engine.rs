@@ -86,6 +86,11 @@ impl RulesEngine {
                 client_id: origin.client_id.as_deref().unwrap_or(""),
                 principal: origin.principal.as_deref().unwrap_or(""),
                 timestamp: now_millis(),
+                // MQTT 5 user properties: `get_user_property('name')`.
+                user_properties: message
+                    .properties
+                    .as_ref()
+                    .map_or(&[][..], |p| &p.user_properties[..]),
             };
             let Some(output) = rule.sql.evaluate(&input) else {
                 continue;
@@ -149,6 +154,7 @@ impl RulesEngine {
                         QoS::AtLeastOnce
                     },
                     retain: false,
+                    properties: None,
                 };
                 let next = Origin {
                     client_id: origin.client_id.clone(),

@@ -1,4 +1,5 @@
-//! One client's MQTT 3.1.1 session as a pure state machine.
+//! One client's MQTT session — 3.1.1 or 5, told apart by the CONNECT's
+//! protocol level — as a pure state machine.
 //!
 //! Like rumqttc's `state.rs`, this "modifies state without doing any network
 //! operations": bytes and router deliveries go in, [`Effect`]s come out, and
@@ -9,6 +10,9 @@
 //! AWS IoT's behaviour on MQTT 3.1.1 is what this follows: no QoS 2 (a QoS 2
 //! PUBLISH disconnects, a QoS 2 subscription is granted QoS 1), an
 //! unauthorized PUBLISH or SUBSCRIBE disconnects, and AWS's size limits.
+//! MQTT 5 (`session_v5.rs`) answers with AWS's reason codes instead where
+//! AWS documents one: a refused PUBLISH gets PUBACK 0x87, a refused
+//! filter SUBACK 0x87, and a closed connection a DISCONNECT saying why.
 
 use super::limits::{
     Limits, MAX_CLIENT_ID_BYTES, MAX_PACKET_BYTES, MAX_QUEUED_MESSAGES, MAX_TOPIC_BYTES,
@@ -20,7 +24,10 @@ use rumqttc::mqttbytes::v4::{
     UnsubAck,
 };
 use rumqttc::mqttbytes::{Error as CodecError, Protocol, QoS};
+use rumqttc::v5::mqttbytes::v5 as mqtt5;
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use tokio::time::Instant;
 
 pub use super::close_reason::CloseReason;
 
@@ -41,6 +48,49 @@ pub struct Message {
     pub payload: Bytes,
     pub qos: QoS,
     pub retain: bool,
+    /// MQTT 5 properties from the publisher, forwarded to MQTT 5
+    /// subscribers and dropped toward 3.1.1 ones, as AWS does. `None` for
+    /// a 3.1.1 publish or a cloud publish without any.
+    pub properties: Option<Arc<MessageProperties>>,
+}
+
+impl Message {
+    /// Whether its Message Expiry Interval has run out at `now`.
+    pub fn expired(&self, now: Instant) -> bool {
+        self.properties
+            .as_ref()
+            .and_then(|p| p.expires_at)
+            .is_some_and(|at| at <= now)
+    }
+}
+
+/// The MQTT 5 PUBLISH properties AWS IoT Core forwards from publisher to
+/// subscriber: request/response (response topic, correlation data),
+/// payload format and content type, user properties, message expiry.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MessageProperties {
+    /// 1: the payload is UTF-8 (checked on the way in).
+    pub payload_format_indicator: Option<u8>,
+    pub content_type: Option<String>,
+    /// Where the receiver should answer (request/response).
+    pub response_topic: Option<String>,
+    /// Echoed by the answer so the requester can match it.
+    pub correlation_data: Option<Bytes>,
+    /// In the order sent; also given to the rules engine.
+    pub user_properties: Vec<(String, String)>,
+    /// When the Message Expiry Interval runs out: undelivered by then, the
+    /// message is dropped (AWS: 1 s to 7 days; absent, it never expires).
+    pub expires_at: Option<Instant>,
+}
+
+/// Which MQTT a client speaks, from its CONNECT's protocol level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MqttLevel {
+    /// MQTT 3.1.1 (level 4).
+    #[default]
+    V311,
+    /// MQTT 5 (level 5).
+    V5,
 }
 
 /// A CONNECT the session has checked for form; the shell decides the rest
@@ -48,7 +98,13 @@ pub struct Message {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectRequest {
     pub client_id: String,
+    /// 3.1.1's Clean Session; MQTT 5's Clean Start.
     pub clean_session: bool,
+    pub level: MqttLevel,
+    /// MQTT 5's Session Expiry Interval in seconds, capped at AWS's
+    /// maximum (0: the session ends with the connection). `None` on 3.1.1:
+    /// a persistent session is kept while the endpoint runs.
+    pub session_expiry: Option<u32>,
     /// Seconds; 0 = no keepalive.
     pub keep_alive: u16,
     pub will: Option<Message>,
@@ -56,13 +112,21 @@ pub struct ConnectRequest {
 
 /// What the shell must do after feeding the session.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Effects live for one batch of reads; boxing every MQTT 5 packet would
+// cost an allocation per packet on the hot path.
+#[allow(clippy::large_enum_variant)]
 pub enum Effect {
-    /// Write this packet to the client.
+    /// Write this packet to the client (MQTT 3.1.1).
     Send(Packet),
+    /// Write this packet to the client (MQTT 5).
+    Send5(mqtt5::Packet),
     /// A well-formed CONNECT: authorize it, then call [`Session::accept`] or close.
     Connect(ConnectRequest),
     /// An authorized PUBLISH: route it (subscribers, retained store, rules).
     Publish(Message),
+    /// An authorized MQTT 5 PUBLISH: route it, then acknowledge it with
+    /// [`Session::publish_routed`] (a full retained store is PUBACK 0x97).
+    Publish5 { message: Message, pkid: Option<u16> },
     /// Authorized subscriptions, already acknowledged (filter, granted QoS).
     Subscribe(Vec<(String, QoS)>),
     /// Filters the client unsubscribed from, already acknowledged.
@@ -80,6 +144,9 @@ pub struct PacketSummary {
     pub size: usize,
     pub topic: Option<String>,
     pub payload: Option<Bytes>,
+    /// MQTT 5: the reason code of an ack or DISCONNECT (the first failing
+    /// one of a SUBACK), and its reason string.
+    pub reason: Option<(u8, Option<String>)>,
 }
 
 impl PacketSummary {
@@ -106,6 +173,7 @@ impl PacketSummary {
             size: packet.size(),
             topic,
             payload,
+            reason: None,
         }
     }
 }
@@ -147,8 +215,13 @@ pub struct Session {
     max_payload: usize,
     /// Most filters in one SUBSCRIBE (AWS: 8).
     max_filters: usize,
-    /// QoS 1 deliveries in flight before the rest wait (AWS: 100).
+    /// QoS 1 deliveries in flight before the rest wait (AWS: 100; an
+    /// MQTT 5 client's Receive Maximum when lower).
     max_inflight: usize,
+    /// 3.1.1 until a level-5 CONNECT says otherwise.
+    level: MqttLevel,
+    /// What only an MQTT 5 connection keeps (topic aliases, its limits).
+    v5: Option<Box<v5::State>>,
 }
 
 impl Default for Session {
@@ -179,7 +252,14 @@ impl Session {
             pending: VecDeque::new(),
             dropped: 0,
             observe: false,
+            level: MqttLevel::V311,
+            v5: None,
         }
+    }
+
+    /// The MQTT level the client speaks (3.1.1 until its CONNECT says 5).
+    pub fn level(&self) -> MqttLevel {
+        self.level
     }
 
     /// Turns [`Effect::Received`] on or off (on while the event stream has subscribers).
@@ -221,44 +301,63 @@ impl Session {
         self.buf.extend_from_slice(data);
         while matches!(self.phase, Phase::AwaitingConnect | Phase::Connected) {
             if let Err(why) = check_fixed_header_flags(&self.buf) {
-                return self.close(CloseReason::ClientError(why), out);
+                return self.close_with(
+                    Some(v5::MALFORMED_PACKET),
+                    CloseReason::ClientError(why),
+                    out,
+                );
             }
-            match Packet::read(&mut self.buf, MAX_PACKET_BYTES) {
-                Ok(packet) => {
-                    if self.observe {
-                        out.push(Effect::Received(PacketSummary::of(&packet)));
-                    }
-                    self.handle_packet(packet, authz, out)
-                }
-                Err(CodecError::InsufficientBytes(_)) => break,
-                // MQTT 3.1 (`MQIsdp`, level 3) or another level: §3.1.2.2
-                // says answer CONNACK 0x01, then close.
-                Err(CodecError::InvalidProtocol | CodecError::InvalidProtocolLevel(_))
-                    if self.phase == Phase::AwaitingConnect =>
-                {
-                    self.refuse(
-                        Some(ConnectReturnCode::RefusedProtocolVersion),
-                        CloseReason::ClientError(
-                            "only MQTT 3.1.1 (protocol name MQTT, level 4) is supported".into(),
-                        ),
-                        out,
-                    );
-                }
-                Err(e) => {
-                    let why = match e {
-                        CodecError::PayloadSizeLimitExceeded(n) => format!(
-                            "packet of {n} bytes exceeds the limit of {MAX_PACKET_BYTES} (AWS: payload ≤ 128 KiB)"
-                        ),
-                        CodecError::MalformedRemainingLength => {
-                            "remaining length longer than 4 bytes".to_string()
-                        }
-                        CodecError::TopicNotUtf8 => "a string is not valid UTF-8".to_string(),
-                        other => format!("malformed packet: {other}"),
-                    };
-                    self.close(CloseReason::ClientError(why), out);
-                }
+            if self.phase == Phase::AwaitingConnect && v5::is_v5_connect(&self.buf) {
+                self.level = MqttLevel::V5;
+            }
+            let more = match self.level {
+                MqttLevel::V311 => self.next_packet_v4(authz, out),
+                MqttLevel::V5 => self.next_packet_v5(authz, out),
+            };
+            if !more {
+                break;
             }
         }
+    }
+
+    /// Decodes and handles one 3.1.1 packet; false when more bytes are needed.
+    fn next_packet_v4(&mut self, authz: &dyn Authorize, out: &mut Vec<Effect>) -> bool {
+        match Packet::read(&mut self.buf, MAX_PACKET_BYTES) {
+            Ok(packet) => {
+                if self.observe {
+                    out.push(Effect::Received(PacketSummary::of(&packet)));
+                }
+                self.handle_packet(packet, authz, out);
+            }
+            Err(CodecError::InsufficientBytes(_)) => return false,
+            // MQTT 3.1 (`MQIsdp`, level 3) or another level: §3.1.2.2
+            // says answer CONNACK 0x01, then close.
+            Err(CodecError::InvalidProtocol | CodecError::InvalidProtocolLevel(_))
+                if self.phase == Phase::AwaitingConnect =>
+            {
+                self.refuse(
+                    Some(ConnectReturnCode::RefusedProtocolVersion),
+                    CloseReason::ClientError(
+                        "only MQTT 3.1.1 (protocol name MQTT, level 4) and MQTT 5 (level 5) are supported".into(),
+                    ),
+                    out,
+                );
+            }
+            Err(e) => {
+                let why = match e {
+                    CodecError::PayloadSizeLimitExceeded(n) => format!(
+                        "packet of {n} bytes exceeds the limit of {MAX_PACKET_BYTES} (AWS: payload ≤ 128 KiB)"
+                    ),
+                    CodecError::MalformedRemainingLength => {
+                        "remaining length longer than 4 bytes".to_string()
+                    }
+                    CodecError::TopicNotUtf8 => "a string is not valid UTF-8".to_string(),
+                    other => format!("malformed packet: {other}"),
+                };
+                self.close(CloseReason::ClientError(why), out);
+            }
+        }
+        true
     }
 
     /// The shell accepted the CONNECT: sends CONNACK, then handles any bytes
@@ -275,10 +374,13 @@ impl Session {
             return;
         }
         self.phase = Phase::Connected;
-        out.push(Effect::Send(Packet::ConnAck(ConnAck::new(
-            ConnectReturnCode::Success,
-            session_present,
-        ))));
+        match self.level {
+            MqttLevel::V311 => out.push(Effect::Send(Packet::ConnAck(ConnAck::new(
+                ConnectReturnCode::Success,
+                session_present,
+            )))),
+            MqttLevel::V5 => self.connack_v5(session_present, out),
+        }
         for message in resumed {
             self.deliver(message, out);
         }
@@ -299,16 +401,36 @@ impl Session {
         self.close(reason, out);
     }
 
+    /// The shell refused the CONNECT for `reason`. 3.1.1 clients get no
+    /// CONNACK (AWS closes the connection); an MQTT 5 client gets CONNACK
+    /// with AWS's reason code and the reason string when `answer` — not
+    /// after JITP, where AWS drops the connection without one.
+    pub fn refuse_connect(&mut self, reason: CloseReason, answer: bool, out: &mut Vec<Effect>) {
+        if answer {
+            self.close(reason, out);
+        } else {
+            self.close_with(None, reason, out);
+        }
+    }
+
     /// Delivers a routed message to the client: QoS 0 goes out now, QoS 1
     /// gets a packet id and waits for PUBACK (or for room in the window).
+    /// An expired message (MQTT 5 Message Expiry Interval) is dropped.
     pub fn deliver(&mut self, message: Message, out: &mut Vec<Effect>) {
         if self.phase != Phase::Connected {
             return;
         }
+        let now = Instant::now();
+        if message.expired(now) {
+            // AWS: undelivered within its Message Expiry Interval, it is
+            // removed — for 3.1.1 subscribers too.
+            self.dropped += 1;
+            return;
+        }
         if message.qos == QoS::AtMostOnce {
-            let mut publish = Publish::from_bytes(message.topic, QoS::AtMostOnce, message.payload);
-            publish.retain = message.retain;
-            out.push(Effect::Send(Packet::Publish(publish)));
+            if let Some(packet) = self.publish_packet(&message, 0, now) {
+                out.push(packet);
+            }
             return;
         }
         if self.inflight.len() >= self.max_inflight {
@@ -320,10 +442,26 @@ impl Session {
             return;
         }
         let pkid = self.allocate_pkid();
-        out.push(Effect::Send(Packet::Publish(to_publish(
-            &message, pkid, false,
-        ))));
-        self.inflight.insert(pkid, message);
+        match self.publish_packet(&message, pkid, now) {
+            Some(packet) => {
+                out.push(packet);
+                self.inflight.insert(pkid, message);
+            }
+            None => self.dropped += 1,
+        }
+    }
+
+    /// The PUBLISH of a delivery in the client's MQTT; `None` when an MQTT 5
+    /// client said it cannot take a packet that large (it is dropped).
+    fn publish_packet(&self, message: &Message, pkid: u16, now: Instant) -> Option<Effect> {
+        match self.level {
+            MqttLevel::V311 => Some(Effect::Send(Packet::Publish(to_publish(
+                message, pkid, false,
+            )))),
+            MqttLevel::V5 => self
+                .publish_v5(message, pkid, now)
+                .map(|p| Effect::Send5(mqtt5::Packet::Publish(p))),
+        }
     }
 
     /// Everything not yet acknowledged, oldest first: kept by the router for
@@ -334,14 +472,42 @@ impl Session {
         messages
     }
 
-    /// Marks the session closed (the shell closes the socket).
+    /// Marks the session closed (the shell closes the socket). An MQTT 5
+    /// client is told why first: DISCONNECT with the reason code that fits
+    /// `reason` (CONNACK with it, before the CONNECT was accepted).
     pub fn close(&mut self, reason: CloseReason, out: &mut Vec<Effect>) {
+        let code = v5::reason_code_for(&reason);
+        self.close_with(code, reason, out);
+    }
+
+    /// [`Session::close`] with an MQTT 5 reason code chosen by the caller
+    /// (`None`: close without telling an MQTT 5 client anything).
+    pub fn close_with(&mut self, code: Option<u8>, reason: CloseReason, out: &mut Vec<Effect>) {
         if self.phase == Phase::Closed {
             return;
+        }
+        if self.level == MqttLevel::V5 {
+            if let Some(code) = code {
+                self.tell_v5_client(code, &reason, out);
+            }
         }
         self.phase = Phase::Closed;
         self.buf.clear();
         out.push(Effect::Close(reason));
+    }
+
+    /// The client acknowledged `pkid`: the next waiting delivery goes out.
+    fn acknowledged(&mut self, pkid: u16, out: &mut Vec<Effect>) {
+        // An unknown id is harmless (a duplicate ack after redelivery).
+        if self.inflight.remove(&pkid).is_some() {
+            while let Some(next) = self.pending.pop_front() {
+                let was = self.inflight.len();
+                self.deliver(next, out);
+                if self.inflight.len() > was {
+                    break;
+                }
+            }
+        }
     }
 
     fn allocate_pkid(&mut self) -> u16 {
@@ -381,11 +547,7 @@ impl Session {
             Packet::Publish(publish) => self.handle_publish(publish, authz, out),
             Packet::PubAck(ack) => {
                 // An unknown id is harmless (a duplicate ack after redelivery).
-                if self.inflight.remove(&ack.pkid).is_some() {
-                    if let Some(next) = self.pending.pop_front() {
-                        self.deliver(next, out);
-                    }
-                }
+                self.acknowledged(ack.pkid, out);
             }
             Packet::Subscribe(subscribe) => {
                 if subscribe.filters.len() > self.max_filters {
@@ -495,6 +657,8 @@ impl Session {
         out.push(Effect::Connect(ConnectRequest {
             client_id,
             clean_session: connect.clean_session,
+            level: MqttLevel::V311,
+            session_expiry: None,
             keep_alive: connect.keep_alive,
             will,
         }));
@@ -538,6 +702,7 @@ impl Session {
             payload: publish.payload,
             qos: publish.qos,
             retain: publish.retain,
+            properties: None,
         }));
         if qos == QoS::AtLeastOnce {
             out.push(Effect::Send(Packet::PubAck(PubAck::new(pkid))));
@@ -596,8 +761,26 @@ pub fn check_topic_name(topic: &str) -> Result<(), String> {
     topics::validate_topic_name(topic)
 }
 
-/// A topic filter a client may subscribe to.
+/// A topic filter a client may subscribe to; a shared subscription's
+/// `$share/{ShareName}/{filter}` too (AWS: a share name of 1..=128 bytes
+/// without `/`, `+` or `#`, then a filter of at most 256 bytes).
 pub fn check_filter(filter: &str) -> Result<(), String> {
+    if let Some(rest) = filter.strip_prefix("$share/") {
+        let Some((share, inner)) = rest.split_once('/') else {
+            return Err(format!(
+                "shared subscription {filter:?} must be $share/{{ShareName}}/{{filter}}"
+            ));
+        };
+        if share.is_empty() || share.len() > 128 || share.contains(['+', '#']) {
+            return Err(format!(
+                "shared subscription {filter:?}: the share name must be 1..=128 bytes without + or #"
+            ));
+        }
+        return check_filter(inner).map_err(|why| format!("shared subscription: {why}"));
+    }
+    if filter == "$share" {
+        return Err("shared subscription \"$share\" needs a share name and a filter".into());
+    }
     if filter.len() > MAX_TOPIC_BYTES {
         return Err(format!(
             "topic filter of {} bytes exceeds AWS's {MAX_TOPIC_BYTES}",
@@ -617,6 +800,7 @@ fn check_will(will: LastWill) -> Result<Message, String> {
         payload: will.message,
         qos: will.qos,
         retain: will.retain,
+        properties: None,
     })
 }
 
@@ -638,6 +822,17 @@ pub fn packet_name(packet: &Packet) -> &'static str {
         Packet::PingResp => "PINGRESP",
         Packet::Disconnect => "DISCONNECT",
     }
+}
+
+#[path = "session_v5.rs"]
+mod v5;
+
+/// The MQTT 5 reason codes the shell chooses itself, and their names.
+pub mod reason {
+    pub use super::v5::{
+        reason_name, ADMINISTRATIVE_ACTION, BAD_USER_NAME_OR_PASSWORD, MESSAGE_RATE_TOO_HIGH,
+        NOT_AUTHORIZED, QUOTA_EXCEEDED,
+    };
 }
 
 #[cfg(test)]

@@ -325,6 +325,7 @@ fn qos1_deliveries_are_tracked_until_puback_and_handed_back_unacked() {
                 payload: Bytes::from(vec![i]),
                 qos: QoS::AtLeastOnce,
                 retain: false,
+                properties: None,
             },
             &mut out,
         );
@@ -355,6 +356,7 @@ fn resumed_messages_are_redelivered_after_connack() {
         payload: Bytes::from_static(b"r"),
         qos: QoS::AtLeastOnce,
         retain: false,
+        properties: None,
     }];
     session.accept(true, resumed, &DevOnly, &mut out);
     assert!(
@@ -371,6 +373,7 @@ fn a_full_inflight_window_queues_and_releases_on_puback() {
         payload: Bytes::new(),
         qos: QoS::AtLeastOnce,
         retain: false,
+        properties: None,
     };
     for _ in 0..MAX_INFLIGHT + 1 {
         session.deliver(msg.clone(), &mut out);

@@ -388,10 +388,17 @@ impl Parser {
             "clientid" => Function::ClientId,
             "principal" => Function::Principal,
             "timestamp" => Function::Timestamp,
+            "get_user_property" => {
+                let at = self.pos();
+                match self.bump() {
+                    Tok::Str(name) => Function::UserProperty(name),
+                    other => return err(at, format!("get_user_property('name') takes the property's name as a string, found {}", describe(&other))),
+                }
+            }
             _ => {
                 return err(
                     pos,
-                    format!("function {name}() is not supported locally; use topic(), topic(n), clientId(), principal() or timestamp()"),
+                    format!("function {name}() is not supported locally; use topic(), topic(n), clientId(), principal(), timestamp() or get_user_property('name')"),
                 )
             }
         };

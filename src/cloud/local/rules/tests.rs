@@ -10,6 +10,7 @@ fn msg<'a>(topic: &'a str, payload: &'a [u8]) -> RuleMessage<'a> {
         client_id: "IUQWXALODJESC1",
         principal: "abc123",
         timestamp: 1_700_000_000_000,
+        user_properties: &[],
     }
 }
 
@@ -315,4 +316,25 @@ proptest::proptest! {
     fn arbitrary_text_never_panics(sql in ".{0,48}") {
         let _ = RuleSql::parse(&sql);
     }
+}
+
+#[test]
+fn get_user_property_reads_the_mqtt5_user_properties() {
+    let props = [
+        ("sdk".to_string(), "awsiot".to_string()),
+        ("tag".to_string(), "a".to_string()),
+        ("tag".to_string(), "b".to_string()),
+    ];
+    let message = RuleMessage {
+        user_properties: &props,
+        ..msg("dev/t", b"{}")
+    };
+    let out = RuleSql::parse(
+        "SELECT get_user_property('sdk') as sdk, get_user_property('tag') as tags FROM 'dev/#' WHERE get_user_property('sdk') = 'awsiot'",
+    )
+    .expect("parses")
+    .evaluate(&message)
+    .expect("matches");
+    assert_eq!(out, json!({"sdk": "awsiot", "tags": ["a", "b"]}));
+    assert!(RuleSql::parse("SELECT get_user_property(1) FROM 'a'").is_err());
 }
