@@ -52,7 +52,13 @@ async fn code_bucket_and_iot_endpoint_come_from_the_environment() {
     let code_bucket = [("JITPILOT_CODE_BUCKET", bucket.as_str())];
 
     // Deploy uploads the code to the named bucket, and makes no other.
-    json_of(&run(&moto, &data, &package, &code_bucket, &["--json", "deploy"]));
+    json_of(&run(
+        &moto,
+        &data,
+        &package,
+        &code_bucket,
+        &["--json", "deploy"],
+    ));
     let all = buckets(&sdk).await;
     assert!(all.contains(&bucket), "{bucket} not created: {all:?}");
     assert!(
@@ -77,7 +83,13 @@ async fn code_bucket_and_iot_endpoint_come_from_the_environment() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
     let endpoint = format!("127.0.0.1:{}", listener.local_addr().expect("addr").port());
     let iot_endpoint = [("JITPILOT_IOT_ENDPOINT", endpoint.as_str())];
-    let status = json_of(&run(&moto, &data, &package, &iot_endpoint, &["--json", "status"]));
+    let status = json_of(&run(
+        &moto,
+        &data,
+        &package,
+        &iot_endpoint,
+        &["--json", "status"],
+    ));
     assert_eq!(status["endpoint"], endpoint.as_str(), "{status:#}");
     let plain = json_of(&run(&moto, &data, &package, &[], &["--json", "status"]));
     assert_ne!(
@@ -113,7 +125,13 @@ async fn code_bucket_and_iot_endpoint_come_from_the_environment() {
     assert!(dialled, "the device never dialled {endpoint}");
 
     // Teardown empties and deletes the named bucket.
-    json_of(&run(&moto, &data, &package, &code_bucket, &["--json", "teardown"]));
+    json_of(&run(
+        &moto,
+        &data,
+        &package,
+        &code_bucket,
+        &["--json", "teardown"],
+    ));
     let all = buckets(&sdk).await;
     assert!(!all.contains(&bucket), "{bucket} left behind: {all:?}");
 }

@@ -257,7 +257,10 @@ async fn a_csr_over_a_certificate_that_is_not_the_vendor_certs_is_refused_end_to
             "ACTIVE",
         ],
     );
-    let arn = registered["certificateArn"].as_str().expect("arn").to_string();
+    let arn = registered["certificateArn"]
+        .as_str()
+        .expect("arn")
+        .to_string();
     aws(
         &keys,
         &[
@@ -320,7 +323,5 @@ async fn a_csr_over_a_certificate_that_is_not_the_vendor_certs_is_refused_end_to
         "the vendor cert, the operator's second one and the one manufacturer cert: {:?}",
         certs.iter().map(|c| (&c.id, c.status)).collect::<Vec<_>>()
     );
-    assert!(certs
-        .iter()
-        .all(|c| c.status == CertificateStatus::Active));
+    assert!(certs.iter().all(|c| c.status == CertificateStatus::Active));
 }

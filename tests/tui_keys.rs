@@ -176,7 +176,10 @@ fn traffic_lines(screen: &str) -> Vec<&str> {
 /// The serial in the device detail's title (`Device SERIAL (Esc back…`).
 fn detail_serial(screen: &str) -> Option<String> {
     let rest = &screen[screen.find("Device ")? + "Device ".len()..];
-    let serial: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+    let serial: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
     (!serial.is_empty() && rest[serial.len()..].starts_with(" (Esc")).then_some(serial)
 }
 
@@ -236,7 +239,9 @@ fn keys_act_on_the_cloud_and_the_devices() {
     // m: the terminal's mouse reporting, off by default, on, off again.
     assert!(!tmux.mouse_reporting(), "mouse capture is off by default");
     tmux.keys(&["m"]);
-    tmux.wait_until("the terminal reporting the mouse", || tmux.mouse_reporting());
+    tmux.wait_until("the terminal reporting the mouse", || {
+        tmux.mouse_reporting()
+    });
     tmux.keys(&["m"]);
     tmux.wait_until("mouse reporting off again", || !tmux.mouse_reporting());
 
@@ -266,7 +271,8 @@ fn keys_act_on_the_cloud_and_the_devices() {
     // Step the first device through 3a: traffic arrives.
     tmux.keys(&["s"]);
     tmux.wait_for("the first device through 3a", |s| {
-        device_line(s, &first).is_some_and(|l| l.contains("THING_CREATED") && !l.contains("running"))
+        device_line(s, &first)
+            .is_some_and(|l| l.contains("THING_CREATED") && !l.contains("running"))
     });
 
     // / applies a filter: only JITP rows stay; Esc in the editor clears it.
@@ -279,7 +285,9 @@ fn keys_act_on_the_cloud_and_the_devices() {
         "the JITP rows of {first} stay:\n{filtered}"
     );
     assert!(
-        !rows.iter().any(|l| l.contains("CONNACK") || l.contains("SUBSCRIBE")),
+        !rows
+            .iter()
+            .any(|l| l.contains("CONNACK") || l.contains("SUBSCRIBE")),
         "type:jitp hides packets:\n{filtered}"
     );
     tmux.keys(&["/", "Escape"]);
@@ -294,7 +302,8 @@ fn keys_act_on_the_cloud_and_the_devices() {
     focus_devices(&tmux);
     tmux.keys(&["g", "j", "s"]);
     let screen = tmux.wait_for("the second device through 3a", |s| {
-        device_line(s, &second).is_some_and(|l| l.contains("THING_CREATED") && !l.contains("running"))
+        device_line(s, &second)
+            .is_some_and(|l| l.contains("THING_CREATED") && !l.contains("running"))
     });
     assert!(
         !traffic_lines(&screen).iter().any(|l| l.contains(&second)),
@@ -369,7 +378,9 @@ fn keys_act_on_the_cloud_and_the_devices() {
         std::thread::sleep(tmux_support::POLL);
     }
     tmux.keys(&["s"]);
-    tmux.wait_for("the revoked device's step refused", |s| s.contains("failed 1"));
+    tmux.wait_for("the revoked device's step refused", |s| {
+        s.contains("failed 1")
+    });
 
     // c, y: cleanup deletes the CAs and devices; T, y: teardown the stack.
     tmux.keys(&["c"]);
@@ -377,7 +388,11 @@ fn keys_act_on_the_cloud_and_the_devices() {
     tmux.keys(&["y"]);
     tmux.wait_for("the CAs gone", |s| s.contains("CAs 0 registered"));
     let report = status(data.path());
-    assert_eq!(report["cas"].as_array().map(Vec::len), Some(0), "{report:#}");
+    assert_eq!(
+        report["cas"].as_array().map(Vec::len),
+        Some(0),
+        "{report:#}"
+    );
     tmux.keys(&["T"]);
     tmux.wait_for("teardown's confirmation", |s| s.contains("yes, do it"));
     tmux.keys(&["y"]);
@@ -390,7 +405,10 @@ fn keys_act_on_the_cloud_and_the_devices() {
     assert!(log.lines().count() > 5, "the session logged: {log}");
     for line in log.lines() {
         let stamp: String = line.chars().take(19).collect();
-        assert!(!screen.contains(&stamp), "a log line on screen ({line}):\n{screen}");
+        assert!(
+            !screen.contains(&stamp),
+            "a log line on screen ({line}):\n{screen}"
+        );
     }
     tmux.keys(&["q"]);
 }

@@ -257,23 +257,93 @@ fn ack_events() -> Vec<CloudEvent> {
     let vendor = cert_id(SAMPLE, "v");
     let manufacturer = cert_id(SAMPLE, "m");
     vec![
-        ev(4000, EventKind::PacketIn { packet: "CONNECT", size: 34 }, "CONNECT clientId=IUQWXALODJESC1"),
+        ev(
+            4000,
+            EventKind::PacketIn {
+                packet: "CONNECT",
+                size: 34,
+            },
+            "CONNECT clientId=IUQWXALODJESC1",
+        ),
         ev(4001, EventKind::Connection, "IUQWXALODJESC1 connected"),
-        ev(4001, EventKind::PacketOut { packet: "CONNACK", size: 4 }, "CONNACK accepted"),
-        ev(4002, EventKind::PacketIn { packet: "SUBSCRIBE", size: 49 }, "SUBSCRIBE ack-man-cert rspn").topic(&rspn),
-        ev(4002, EventKind::PacketOut { packet: "SUBACK", size: 5 }, "SUBACK qos 1"),
-        ev(4003, EventKind::PacketIn { packet: "PUBLISH", size: 120 }, &format!("{{\"cert_id\": \"{manufacturer}\"}}"))
-            .topic(&rqst)
-            .detail(json!({"payload": {"cert_id": manufacturer}})),
-        ev(4003, EventKind::Rule, "rule_ack_man_cert: invoke CertRotation-cert-rotation"),
-        ev(4004, EventKind::Registry, &format!("certificate {vendor} set INACTIVE")),
-        ev(4004, EventKind::Registry, &format!("certificate {vendor} deleted")),
-        ev(4005, EventKind::Function, "rotation cert_rotation_completed IUQWXALODJESC1"),
-        ev(4005, EventKind::PacketOut { packet: "PUBLISH", size: 118 }, &format!("{{\"cert_id\": \"{manufacturer}\"}}"))
-            .topic(&rspn)
-            .detail(json!({"payload": {"cert_id": manufacturer}})),
-        ev(4006, EventKind::PacketIn { packet: "DISCONNECT", size: 2 }, "DISCONNECT"),
-        ev(4006, EventKind::Connection, "IUQWXALODJESC1 disconnected: client sent DISCONNECT"),
+        ev(
+            4001,
+            EventKind::PacketOut {
+                packet: "CONNACK",
+                size: 4,
+            },
+            "CONNACK accepted",
+        ),
+        ev(
+            4002,
+            EventKind::PacketIn {
+                packet: "SUBSCRIBE",
+                size: 49,
+            },
+            "SUBSCRIBE ack-man-cert rspn",
+        )
+        .topic(&rspn),
+        ev(
+            4002,
+            EventKind::PacketOut {
+                packet: "SUBACK",
+                size: 5,
+            },
+            "SUBACK qos 1",
+        ),
+        ev(
+            4003,
+            EventKind::PacketIn {
+                packet: "PUBLISH",
+                size: 120,
+            },
+            &format!("{{\"cert_id\": \"{manufacturer}\"}}"),
+        )
+        .topic(&rqst)
+        .detail(json!({"payload": {"cert_id": manufacturer}})),
+        ev(
+            4003,
+            EventKind::Rule,
+            "rule_ack_man_cert: invoke CertRotation-cert-rotation",
+        ),
+        ev(
+            4004,
+            EventKind::Registry,
+            &format!("certificate {vendor} set INACTIVE"),
+        ),
+        ev(
+            4004,
+            EventKind::Registry,
+            &format!("certificate {vendor} deleted"),
+        ),
+        ev(
+            4005,
+            EventKind::Function,
+            "rotation cert_rotation_completed IUQWXALODJESC1",
+        ),
+        ev(
+            4005,
+            EventKind::PacketOut {
+                packet: "PUBLISH",
+                size: 118,
+            },
+            &format!("{{\"cert_id\": \"{manufacturer}\"}}"),
+        )
+        .topic(&rspn)
+        .detail(json!({"payload": {"cert_id": manufacturer}})),
+        ev(
+            4006,
+            EventKind::PacketIn {
+                packet: "DISCONNECT",
+                size: 2,
+            },
+            "DISCONNECT",
+        ),
+        ev(
+            4006,
+            EventKind::Connection,
+            "IUQWXALODJESC1 disconnected: client sent DISCONNECT",
+        ),
     ]
 }
 
@@ -406,7 +476,11 @@ fn whitelisted_app() -> App {
 fn device_detail_draws_the_sequence_diagram() {
     for (state, mut app, steps) in [
         ("empty", whitelisted_app(), &[][..]),
-        ("mid", mid_app(), &["create-man-cert/IUQWXALODJESC1/rspn"][..]),
+        (
+            "mid",
+            mid_app(),
+            &["create-man-cert/IUQWXALODJESC1/rspn"][..],
+        ),
         (
             "completed",
             completed_app(),

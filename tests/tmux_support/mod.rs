@@ -130,7 +130,10 @@ impl Tmux {
         let start = Instant::now();
         while !ready() {
             if start.elapsed() > TIMEOUT {
-                panic!("timed out waiting for {what}; the screen was:\n{}", self.capture());
+                panic!(
+                    "timed out waiting for {what}; the screen was:\n{}",
+                    self.capture()
+                );
             }
             std::thread::sleep(POLL);
         }

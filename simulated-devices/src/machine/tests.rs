@@ -327,7 +327,11 @@ fn each_resend_waits_longer_up_to_four_times_the_response_timeout() {
         };
         waits.push(wait.as_secs());
     }
-    assert_eq!(waits, [6, 12, 12, 12], "3 s doubled per resend, capped at 4×");
+    assert_eq!(
+        waits,
+        [6, 12, 12, 12],
+        "3 s doubled per resend, capped at 4×"
+    );
 }
 
 #[test]
