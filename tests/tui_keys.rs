@@ -343,9 +343,8 @@ fn keys_act_on_the_cloud_and_the_devices() {
     tmux.keys(&["g", "f"]);
     tmux.wait_for("the fault menu", |s| s.contains("revoke cert"));
     tmux.keys(&["3"]);
-    tmux.wait_for("the revoke named on the status line", |s| {
-        s.contains("--new-status REVOKED")
-    });
+    // The status line names the call only briefly (the result replaces
+    // it): the cloud's state is what is checked.
     let vendor = status(data.path())["devices"]
         .as_array()
         .expect("devices")
