@@ -530,9 +530,10 @@ async fn handshake_bound_and_timeout_and_packet_events() {
     let mut stream = bus.subscribe();
     let config = EndpointConfig {
         addr: "127.0.0.1:0".into(),
-        // Long enough for a real handshake on a busy 2-core machine; the
-        // lone idle socket below is closed when it passes.
-        handshake_timeout: Duration::from_secs(3),
+        // The quiet default (10 s): a real handshake on a busy 2-core
+        // machine must never run into it; the lone idle socket below is
+        // closed when it passes, well within WAIT.
+        handshake_timeout: Duration::from_secs(10),
         limits: endpoint::limits::Limits {
             unauthenticated_per_ip: 1,
             ..Default::default()

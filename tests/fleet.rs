@@ -15,6 +15,16 @@ use std::time::Duration;
 
 const TABLE: &str = "CertRotationDevices";
 
+/// Held by each 200-device fleet test: one such fleet at a time (the
+/// others of this file still run beside it). Three at once on a busy
+/// 2-core machine measure the machine, not the devices' retry budget.
+static BIG_FLEET: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_big_fleet_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    // A poisoned lock only means another fleet test failed.
+    BIG_FLEET.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn jitpilot(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_jitpilot"))
         .arg("--data-dir")
@@ -168,6 +178,7 @@ fn quick_device(dir: &Path, serve: &Serve, serial: &str) -> DeviceConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_of_200_rotates_every_device_and_retires_vendor_certs() {
+    let _one = one_big_fleet_at_a_time();
     let dir = deployed();
     let summary = ok_json(dir.path(), &["fleet", "--devices", "200"]);
     assert_eq!(summary["failed"], 0, "{summary:#}");
@@ -202,31 +213,35 @@ async fn fleet_of_200_rotates_every_device_and_retires_vendor_certs() {
 }
 
 /// The seed of the loss test: the first seed with which no device of the
-/// fleet draws `max_request_attempts` drops in a row within its first 40
-/// responses, so simulated loss alone cannot exhaust a request's attempts —
-/// a failure of this test is a bug, not bad luck. Deterministic: the same
-/// serials always give the same seed.
+/// fleet draws more than half its `max_request_attempts` drops in a row
+/// within its first 16 responses (a device needs 2 answers, and a few more
+/// arrive as repeats), so simulated loss alone never costs a request more
+/// than 3 of its 6 attempts; the rest — with the device's growing waits,
+/// 36 s — is left for a busy machine's late answers. A failure of this
+/// test is a bug, not bad luck. Deterministic: the same serials always
+/// give the same seed.
 fn loss_seed(serials: &[String], loss: f64) -> u64 {
-    let attempts = RetryPolicy::default().max_request_attempts as usize;
+    let max_run = RetryPolicy::default().max_request_attempts as usize / 2;
     let survives = |seed: u64| {
         serials.iter().all(|serial| {
             let mut draws = simulated_devices::backoff::loss_draws(
                 simulated_devices::backoff::device_seed(seed, serial),
             );
             let mut run = 0;
-            (0..40).all(|_| {
+            (0..16).all(|_| {
                 run = if draws.next_f64() < loss { run + 1 } else { 0 };
-                run < attempts
+                run <= max_run
             })
         })
     };
-    (1..1000)
+    (1..100_000)
         .find(|&seed| survives(seed))
-        .expect("a seed below 1000 survives")
+        .expect("a seed below 100000 survives")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_with_20_percent_loss_completes_by_retrying() {
+    let _one = one_big_fleet_at_a_time();
     let serials = jitpilot::cloud::local::fleet::Fleet::builtin()
         .unwrap()
         .serials(199);
@@ -256,18 +271,20 @@ async fn fleet_with_20_percent_loss_completes_by_retrying() {
     assert_fleet_rotated(dir.path(), 200);
 }
 
-/// `--rate` paces device starts on the local cloud too: 4 devices at 4/s
-/// start over at least 0.75 s (a lower bound: a busy machine only adds).
+/// `--rate` paces device starts on the local cloud too: 4 devices at 2/s
+/// start over at least 1.5 s — a lower bound, which a busy machine only
+/// lengthens; unpaced, 4 devices onboard in a fraction of that.
 #[test]
 fn fleet_rate_paces_starts_locally() {
     let dir = deployed();
-    let summary = ok_json(dir.path(), &["fleet", "--devices", "4", "--rate", "4"]);
+    let summary = ok_json(dir.path(), &["fleet", "--devices", "4", "--rate", "2"]);
     assert_eq!(summary["failed"], 0, "{summary:#}");
     assert_eq!(summary["onboarded"], 4);
+    assert_eq!(summary["rate"], 2.0, "{summary:#}");
     let elapsed = summary["elapsedMs"].as_f64().expect("elapsedMs");
     assert!(
-        elapsed >= 740.0,
-        "4 devices at 4/s were all started within {elapsed} ms"
+        elapsed >= 1490.0,
+        "4 devices at 2/s were all started within {elapsed} ms"
     );
     // A seed is reported even when none was given.
     assert!(summary["seed"].is_u64(), "{summary:#}");
@@ -275,6 +292,7 @@ fn fleet_rate_paces_starts_locally() {
 
 #[test]
 fn sigkilled_fleet_rerun_completes_with_nothing_lost_or_duplicated() {
+    let _one = one_big_fleet_at_a_time();
     let dir = deployed();
     let mut child = Command::new(env!("CARGO_BIN_EXE_jitpilot"))
         .arg("--data-dir")

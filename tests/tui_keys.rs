@@ -1,5 +1,9 @@
 //! The README's key table, pressed as keys in a real terminal (tmux): what
-//! Tab, h/l, z, ?, /, p, m, f, c and T each do on screen, `NO_COLOR` read
+//! Tab, h/l, z, ?, /, p, m, f, c and T each do on screen, and what they do
+//! to the cloud and the devices — j/k move the selection, `/` filters,
+//! `p` holds new rows back, `m` switches the terminal's mouse reporting,
+//! `f` drops a response or revokes a certificate, `c`/`T` (confirmed)
+//! clean up and tear down, as `jitpilot status` sees it; `NO_COLOR` read
 //! from the environment, and no log line ever drawn on screen.
 //!
 //! Needs `tmux` (scripts/test installs it).
@@ -156,5 +160,249 @@ fn no_color_from_the_environment_draws_without_colours() {
         coloured(&colourful),
         "no colours without NO_COLOR:\n{colourful:?}"
     );
+    tmux.keys(&["q"]);
+}
+
+/// The lines of the MQTT traffic pane (below its title, above the footer).
+fn traffic_lines(screen: &str) -> Vec<&str> {
+    screen
+        .lines()
+        .skip_while(|l| !l.contains("MQTT traffic"))
+        .skip(1)
+        .take_while(|l| !l.starts_with('╰') && !l.starts_with('┗'))
+        .collect()
+}
+
+/// The serial in the device detail's title (`Device SERIAL (Esc back…`).
+fn detail_serial(screen: &str) -> Option<String> {
+    let rest = &screen[screen.find("Device ")? + "Device ".len()..];
+    let serial: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
+    (!serial.is_empty() && rest[serial.len()..].starts_with(" (Esc")).then_some(serial)
+}
+
+/// The row of the devices table for `serial` (above the traffic pane).
+fn device_line<'a>(screen: &'a str, serial: &str) -> Option<&'a str> {
+    screen
+        .lines()
+        .take_while(|l| !l.contains("MQTT traffic"))
+        .find(|l| l.contains(serial) && (l.contains('┃') || l.contains('│')))
+}
+
+/// Tab until the Devices pane has the focus (`s`, `f`, j/k act on its selection).
+fn focus_devices(tmux: &Tmux) {
+    for _ in 0..4 {
+        if focused(&tmux.capture()) == Some("Devices") {
+            return;
+        }
+        let before = focused(&tmux.capture());
+        tmux.keys(&["Tab"]);
+        tmux.wait_for("Tab to move the focus", |s| focused(s) != before);
+    }
+    assert_eq!(focused(&tmux.capture()), Some("Devices"));
+}
+
+/// Opens the selected device's detail, reads its serial, goes back.
+fn selected_serial(tmux: &Tmux) -> String {
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the device detail", |s| detail_serial(s).is_some());
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the main screen", |s| s.contains("MQTT traffic"));
+    detail_serial(&screen).expect("a serial")
+}
+
+/// `jitpilot status --json` beside the running TUI.
+fn status(data: &Path) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jitpilot"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(["status", "--json"])
+        .env_remove("JITPILOT_DATA_DIR")
+        .output()
+        .expect("jitpilot status runs");
+    assert!(
+        out.status.success(),
+        "status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("status --json")
+}
+
+#[test]
+fn keys_act_on_the_cloud_and_the_devices() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let tmux = Tmux::start(&format!("jitpilot-acts-{}", std::process::id()), 160, 50);
+    start(&tmux, data.path(), "");
+
+    // m: the terminal's mouse reporting, off by default, on, off again.
+    assert!(!tmux.mouse_reporting(), "mouse capture is off by default");
+    tmux.keys(&["m"]);
+    tmux.wait_until("the terminal reporting the mouse", || {
+        tmux.mouse_reporting()
+    });
+    tmux.keys(&["m"]);
+    tmux.wait_until("mouse reporting off again", || !tmux.mouse_reporting());
+
+    tmux.keys(&["d"]);
+    tmux.wait_for("the stack deployed", |s| {
+        s.contains("CertRotation · CREATE_COMPLETE")
+    });
+    tmux.keys(&["i"]);
+    tmux.wait_for("the CAs registered", |s| {
+        s.contains("Vendor CA ACTIVE") && s.contains("1 devices")
+    });
+    tmux.keys(&["n"]);
+    tmux.wait_for("the spawn prompt", |s| s.contains("How many devices?"));
+    tmux.keys(&["1", "Enter"]);
+    tmux.wait_for("2 devices", |s| s.contains("2 devices"));
+
+    // j and k move the selection: Enter opens the selected device.
+    focus_devices(&tmux);
+    tmux.keys(&["g"]);
+    let first = selected_serial(&tmux);
+    tmux.keys(&["j"]);
+    let second = selected_serial(&tmux);
+    assert_ne!(first, second, "j selects the next device");
+    tmux.keys(&["k"]);
+    assert_eq!(selected_serial(&tmux), first, "k selects the previous one");
+
+    // Step the first device through 3a: traffic arrives.
+    tmux.keys(&["s"]);
+    tmux.wait_for("the first device through 3a", |s| {
+        device_line(s, &first)
+            .is_some_and(|l| l.contains("THING_CREATED") && !l.contains("running"))
+    });
+
+    // / applies a filter: only JITP rows stay; Esc in the editor clears it.
+    tmux.keys(&["/"]);
+    tmux.keys(&["t", "y", "p", "e", ":", "j", "i", "t", "p", "Enter"]);
+    // Waited for whole (a capture can catch the pane half redrawn).
+    tmux.wait_for("type:jitp applied: JITP rows stay, packets hidden", |s| {
+        let rows = traffic_lines(s);
+        s.contains("filter /type:jitp")
+            && rows.iter().any(|l| l.contains(&first))
+            && !rows
+                .iter()
+                .any(|l| l.contains("CONNACK") || l.contains("SUBSCRIBE"))
+    });
+    tmux.keys(&["/", "Escape"]);
+    tmux.wait_for("the filter cleared, packets back", |s| {
+        !s.contains("filter /") && traffic_lines(s).iter().any(|l| l.contains("CONNACK"))
+    });
+
+    // p freezes the traffic: the second device's 3a does not appear until
+    // p again.
+    tmux.keys(&["p"]);
+    tmux.wait_for("the traffic frozen", |s| s.contains("FROZEN"));
+    focus_devices(&tmux);
+    tmux.keys(&["g", "j", "s"]);
+    let screen = tmux.wait_for("the second device through 3a", |s| {
+        device_line(s, &second)
+            .is_some_and(|l| l.contains("THING_CREATED") && !l.contains("running"))
+    });
+    assert!(
+        !traffic_lines(&screen).iter().any(|l| l.contains(&second)),
+        "frozen traffic showed new rows:\n{screen}"
+    );
+    tmux.keys(&["p"]);
+    tmux.wait_for("the second device's rows after unfreezing", |s| {
+        !s.contains("FROZEN") && traffic_lines(s).iter().any(|l| l.contains(&second))
+    });
+    focus_devices(&tmux);
+
+    // f 1: the second device drops the next response, asks again, and
+    // completes 3b with the repeated answer.
+    tmux.keys(&["f"]);
+    tmux.wait_for("the fault menu", |s| s.contains("drop next response"));
+    tmux.keys(&["1"]);
+    tmux.wait_for("the fault armed", |s| s.contains("will drop responses"));
+    tmux.keys(&["s"]);
+    tmux.wait_for("the second device through 3b", |s| {
+        device_line(s, &second)
+            .is_some_and(|l| l.contains("MAN_CERT_CREATED") && !l.contains("running"))
+    });
+    tmux.keys(&["Enter"]);
+    // The device's own count in its detail: the CSR went out twice (the
+    // first answer dropped). Waited for whole: a capture can catch the
+    // detail half drawn over the main screen.
+    let tries = |s: &str| {
+        s.lines()
+            .find_map(|l| l.split(" tries ").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_string)
+    };
+    tmux.wait_for("the CSR sent twice: tries 2 in the timeline", |s| {
+        detail_serial(s).as_deref() == Some(second.as_str()) && tries(s).as_deref() == Some("2")
+    });
+    tmux.keys(&["Escape"]);
+
+    // f 3 revokes the first device's certificate (on the cloud), and its
+    // next step is refused.
+    tmux.keys(&["g", "f"]);
+    tmux.wait_for("the fault menu", |s| s.contains("revoke cert"));
+    tmux.keys(&["3"]);
+    // The status line names the call only briefly (the result replaces
+    // it): the cloud's state is what is checked.
+    let vendor = status(data.path())["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .find(|d| d["SerialNumber"] == first.as_str())
+        .and_then(|d| d["VendorCertId"].as_str())
+        .expect("the first device's VendorCertId")
+        .to_string();
+    let deadline = std::time::Instant::now() + tmux_support::TIMEOUT;
+    loop {
+        let report = status(data.path());
+        let cert = report["certificates"]
+            .as_array()
+            .expect("certificates")
+            .iter()
+            .find(|c| c["id"] == vendor.as_str())
+            .cloned();
+        if cert.as_ref().is_some_and(|c| c["status"] == "REVOKED") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{vendor} never became REVOKED: {cert:?}"
+        );
+        std::thread::sleep(tmux_support::POLL);
+    }
+    tmux.keys(&["s"]);
+    tmux.wait_for("the revoked device's step refused", |s| {
+        s.contains("failed 1")
+    });
+
+    // c, y: cleanup deletes the CAs and devices; T, y: teardown the stack.
+    tmux.keys(&["c"]);
+    tmux.wait_for("cleanup's confirmation", |s| s.contains("yes, do it"));
+    tmux.keys(&["y"]);
+    tmux.wait_for("the CAs gone", |s| s.contains("CAs 0 registered"));
+    let report = status(data.path());
+    assert_eq!(
+        report["cas"].as_array().map(Vec::len),
+        Some(0),
+        "{report:#}"
+    );
+    tmux.keys(&["T"]);
+    tmux.wait_for("teardown's confirmation", |s| s.contains("yes, do it"));
+    tmux.keys(&["y"]);
+    tmux.wait_for("the stack gone", |s| s.contains("Stack not deployed"));
+    assert!(status(data.path())["stack"].is_null());
+
+    // Everything the log recorded stayed off the screen.
+    let screen = tmux.capture();
+    let log = std::fs::read_to_string(data.path().join("logs/jitpilot.log")).expect("the log");
+    assert!(log.lines().count() > 5, "the session logged: {log}");
+    for line in log.lines() {
+        let stamp: String = line.chars().take(19).collect();
+        assert!(
+            !screen.contains(&stamp),
+            "a log line on screen ({line}):\n{screen}"
+        );
+    }
     tmux.keys(&["q"]);
 }

@@ -26,6 +26,10 @@ const SERIALS: [&str; 4] = [SAMPLE, "K7Q2M9X4D1LZ8A", "P3V8N6R2T5WB0C", "Z1H4J7K
 const VENDOR_CA: &str = "4b1f0c9e7d2a6b3c5e8f1a0d9c7b6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d";
 const MAN_CA: &str = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d";
 const CERT_PEM: &str = include_str!("../src/pki/testdata/openssl-ca.pem");
+/// The names the real stack gives (cfn/cert-rotation.json).
+const FUNCTION: &str = "CertRotation-cert-rotation";
+const IN_PROGRESS_POLICY: &str = "CrInProgressCertPolicy";
+const COMPLETE_POLICY: &str = "CrCertRotationCompleteCertPolicy";
 
 fn cert_id(serial: &str, kind: &str) -> String {
     format!("{kind}{serial}")
@@ -46,42 +50,31 @@ fn resource(logical: &str, kind: &str, physical: &str) -> StackResource {
     }
 }
 
+/// The stack as the real template declares it: every resource of
+/// `cfn/cert-rotation.json`, by its logical id and type, with the physical
+/// id the local stack engine gives it (a declared name, else
+/// `<stack>-<logical id>-<suffix>` as CloudFormation makes them).
 fn stack() -> StackSummary {
-    let resources = vec![
-        resource(
-            "CertRotationRole",
-            "AWS::IAM::Role",
-            "CertRotation-CertRotationRole-1A2B",
-        ),
-        resource("JITPRole", "AWS::IAM::Role", "CertRotation-JITPRole-3C4D"),
-        resource(
-            "CertRotationDevices",
-            "AWS::DynamoDB::Table",
-            "CertRotationDevices",
-        ),
-        resource(
-            "CertRotationLambda",
-            "AWS::Lambda::Function",
-            "CertRotationLambda",
-        ),
-        resource(
-            "CrInProgressCertPolicy",
-            "AWS::IoT::Policy",
-            "CrInProgressCertPolicy",
-        ),
-        resource(
-            "CrCompleteCertPolicy",
-            "AWS::IoT::Policy",
-            "CertRotationCompleteCertPolicy",
-        ),
-        resource("RuleJitp", "AWS::IoT::TopicRule", "rule_jitp"),
-        resource(
-            "RuleCreateManCert",
-            "AWS::IoT::TopicRule",
-            "rule_create_man_cert",
-        ),
-        resource("RuleAckManCert", "AWS::IoT::TopicRule", "rule_ack_man_cert"),
-    ];
+    let template: serde_json::Value =
+        serde_json::from_str(include_str!("../cfn/cert-rotation.json")).expect("the template");
+    let resources: Vec<StackResource> = template["Resources"]
+        .as_object()
+        .expect("Resources")
+        .iter()
+        .map(|(logical, declared)| {
+            let kind = declared["Type"].as_str().expect("Type");
+            let props = &declared["Properties"];
+            let physical = ["TableName", "PolicyName", "RuleName"]
+                .iter()
+                .find_map(|k| props[*k].as_str().map(str::to_string))
+                .unwrap_or_else(|| match kind {
+                    "AWS::Lambda::Function" => FUNCTION.to_string(),
+                    _ => format!("CertRotation-{logical}-1A2B3C4D5E6F"),
+                });
+            resource(logical, kind, &physical)
+        })
+        .collect();
+    assert_eq!(resources.len(), 12, "the template's resources");
     let events = resources
         .iter()
         .enumerate()
@@ -95,7 +88,7 @@ fn stack() -> StackSummary {
         })
         .chain(std::iter::once(StackEvent {
             stack: "CertRotation".into(),
-            timestamp: T0 + 1000,
+            timestamp: T0 + 1500,
             logical_id: "CertRotation".into(),
             resource_type: "AWS::CloudFormation::Stack".into(),
             status: "CREATE_COMPLETE".into(),
@@ -182,7 +175,7 @@ fn status(states: &[&str]) -> StatusReport {
                 status: "ACTIVE".into(),
                 common_name: Some(serial.to_string()),
                 things: vec![serial.to_string()],
-                policies: vec!["CrInProgressCertPolicy".into()],
+                policies: vec![IN_PROGRESS_POLICY.into()],
             });
         }
         if *st == "CR_MAN_CERT_CREATED" || *st == "CR_CERT_ROTATION_COMPLETED" {
@@ -192,7 +185,7 @@ fn status(states: &[&str]) -> StatusReport {
                 status: "ACTIVE".into(),
                 common_name: Some(serial.to_string()),
                 things: vec![serial.to_string()],
-                policies: vec!["CertRotationCompleteCertPolicy".into()],
+                policies: vec![COMPLETE_POLICY.into()],
             });
         }
     }
@@ -237,7 +230,7 @@ fn walkthrough_events() -> Vec<CloudEvent> {
         ev(2001, EventKind::Jitp, "registered certificate PENDING_ACTIVATION (unknown cert of a CA with auto-registration)"),
         ev(2002, EventKind::Jitp, "template applied: thing IUQWXALODJESC1, cert ACTIVE, CrInProgressCertPolicy"),
         ev(2003, EventKind::Connection, "connection refused: certificate was just registered by JITP; retry"),
-        ev(2004, EventKind::Rule, "rule_jitp → CertRotationLambda"),
+        ev(2004, EventKind::Rule, "rule_jitp: invoke CertRotation-cert-rotation"),
         ev(2005, EventKind::Function, "serial whitelisted: CrState CR_THING_CREATED, VendorCertId stored"),
         ev(2100, EventKind::PacketIn { packet: "CONNECT", size: 34 }, "CONNECT clientId=IUQWXALODJESC1"),
         ev(2101, EventKind::PacketOut { packet: "CONNACK", size: 4 }, "CONNACK accepted"),
@@ -246,13 +239,112 @@ fn walkthrough_events() -> Vec<CloudEvent> {
         ev(3002, EventKind::PacketIn { packet: "PUBLISH", size: 612 }, "{\"csr\": \"-----BEGIN CERTIFICATE REQUEST-----…\"}")
             .topic(&rqst)
             .detail(json!({"payload": {"csr": "-----BEGIN CERTIFICATE REQUEST-----\nMIIB…\n-----END CERTIFICATE REQUEST-----\n"}})),
-        ev(3003, EventKind::Rule, "rule_create_man_cert → CertRotationLambda"),
+        ev(3003, EventKind::Rule, "rule_create_man_cert: invoke CertRotation-cert-rotation"),
         ev(3004, EventKind::Function, "CSR signed by the Manufacturer CA (key from cr-ca-key-…)"),
-        ev(3005, EventKind::Registry, "certificate ACTIVE, CertRotationCompleteCertPolicy and thing attached"),
+        ev(3005, EventKind::Registry, "certificate ACTIVE, CrCertRotationCompleteCertPolicy and thing attached"),
         ev(3006, EventKind::Function, "CrState CR_MAN_CERT_CREATED, ManufacturerCertId stored"),
         ev(3007, EventKind::PacketOut { packet: "PUBLISH", size: 905 }, "{\"pem\": \"-----BEGIN CERTIFICATE-----…\", \"cert_id\": …}")
             .topic(&rspn)
             .detail(json!({"payload": {"pem": CERT_PEM, "cert_id": cert_id(SAMPLE, "m")}, "vendorCertId": vendor})),
+    ]
+}
+
+/// The sample device's 3c, as the local cloud reports it: a new connection
+/// over the manufacturer certificate, the ack, the vendor certificate
+/// switched off and deleted, the row completed and the answer.
+fn ack_events() -> Vec<CloudEvent> {
+    let rqst = format!("/cert-rotation/ack-man-cert/{SAMPLE}/rqst");
+    let rspn = format!("/cert-rotation/ack-man-cert/{SAMPLE}/rspn");
+    let vendor = cert_id(SAMPLE, "v");
+    let manufacturer = cert_id(SAMPLE, "m");
+    vec![
+        ev(
+            4000,
+            EventKind::PacketIn {
+                packet: "CONNECT",
+                size: 34,
+            },
+            "CONNECT clientId=IUQWXALODJESC1",
+        ),
+        ev(4001, EventKind::Connection, "IUQWXALODJESC1 connected"),
+        ev(
+            4001,
+            EventKind::PacketOut {
+                packet: "CONNACK",
+                size: 4,
+            },
+            "CONNACK accepted",
+        ),
+        ev(
+            4002,
+            EventKind::PacketIn {
+                packet: "SUBSCRIBE",
+                size: 49,
+            },
+            "SUBSCRIBE ack-man-cert rspn",
+        )
+        .topic(&rspn),
+        ev(
+            4002,
+            EventKind::PacketOut {
+                packet: "SUBACK",
+                size: 5,
+            },
+            "SUBACK qos 1",
+        ),
+        ev(
+            4003,
+            EventKind::PacketIn {
+                packet: "PUBLISH",
+                size: 120,
+            },
+            &format!("{{\"cert_id\": \"{manufacturer}\"}}"),
+        )
+        .topic(&rqst)
+        .detail(json!({"payload": {"cert_id": manufacturer}})),
+        ev(
+            4003,
+            EventKind::Rule,
+            "rule_ack_man_cert: invoke CertRotation-cert-rotation",
+        ),
+        ev(
+            4004,
+            EventKind::Registry,
+            &format!("certificate {vendor} set INACTIVE"),
+        ),
+        ev(
+            4004,
+            EventKind::Registry,
+            &format!("certificate {vendor} deleted"),
+        ),
+        ev(
+            4005,
+            EventKind::Function,
+            "rotation cert_rotation_completed IUQWXALODJESC1",
+        ),
+        ev(
+            4005,
+            EventKind::PacketOut {
+                packet: "PUBLISH",
+                size: 118,
+            },
+            &format!("{{\"cert_id\": \"{manufacturer}\"}}"),
+        )
+        .topic(&rspn)
+        .detail(json!({"payload": {"cert_id": manufacturer}})),
+        ev(
+            4006,
+            EventKind::PacketIn {
+                packet: "DISCONNECT",
+                size: 2,
+            },
+            "DISCONNECT",
+        ),
+        ev(
+            4006,
+            EventKind::Connection,
+            "IUQWXALODJESC1 disconnected: client sent DISCONNECT",
+        ),
     ]
 }
 
@@ -319,7 +411,7 @@ fn mid_app() -> App {
 fn completed_app() -> App {
     let mut app = empty_app();
     app.apply_status(status(&["CR_WHITELISTED"; 4]));
-    for e in walkthrough_events() {
+    for e in walkthrough_events().into_iter().chain(ack_events()) {
         app.push_event(Arc::new(e));
     }
     for (i, s) in SERIALS.iter().enumerate() {
@@ -374,17 +466,52 @@ fn each_pane_zoomed_in_three_states() {
     }
 }
 
+/// Whitelisted devices that have not started: nothing on the timeline yet.
+fn whitelisted_app() -> App {
+    let mut app = empty_app();
+    app.apply_status(status(&["CR_WHITELISTED"; 4]));
+    app
+}
+
 #[test]
 fn device_detail_draws_the_sequence_diagram() {
-    for (state, mut app) in [
-        ("empty", empty_app()),
-        ("mid", mid_app()),
-        ("completed", completed_app()),
+    for (state, mut app, steps) in [
+        ("empty", whitelisted_app(), &[][..]),
+        (
+            "mid",
+            mid_app(),
+            &["create-man-cert/IUQWXALODJESC1/rspn"][..],
+        ),
+        (
+            "completed",
+            completed_app(),
+            &[
+                "rule_jitp",
+                "create-man-cert/IUQWXALODJESC1/rspn",
+                "PUBLISH ack-man-cert/IUQWXALODJESC1/rqst",
+                "rule_ack_man_cert",
+                "cert_rotation_completed",
+                "PUBLISH ack-man-cert/IUQWXALODJESC1/rspn",
+            ][..],
+        ),
     ] {
         app.focus = PaneId::Devices;
         app.update(Action::Top);
         app.update(Action::Open);
-        snap!(format!("device_detail_{state}"), app);
+        // Tall enough for the whole walkthrough, 3a to 3c.
+        let screen = render(&app, 120, 90).backend().to_string();
+        assert!(
+            screen.contains(&format!("Device {SAMPLE} (Esc back")),
+            "{state}: the device detail is open:\n{screen}"
+        );
+        let lanes = screen.lines().nth(2).unwrap_or_default();
+        for lane in ["Device", "IoT Core", "Lambda", "DynamoDB"] {
+            assert!(lanes.contains(lane), "{state}: lane {lane}:\n{screen}");
+        }
+        for step in steps {
+            assert!(screen.contains(step), "{state}: {step} drawn:\n{screen}");
+        }
+        insta::assert_snapshot!(format!("device_detail_{state}"), screen);
     }
 }
 

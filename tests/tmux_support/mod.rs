@@ -107,3 +107,35 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
+
+impl Tmux {
+    /// A tmux format variable of the pane (`display -p '#{…}'`).
+    pub fn display(&self, format: &str) -> String {
+        let out = Command::new("tmux")
+            .args(["display-message", "-p", "-t", &self.name, format])
+            .output()
+            .expect("tmux display-message");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// True while the program in the pane has the terminal report the
+    /// mouse (any of the X10/normal/button/any-event modes).
+    pub fn mouse_reporting(&self) -> bool {
+        self.display("#{mouse_standard_flag}#{mouse_button_flag}#{mouse_any_flag}")
+            .contains('1')
+    }
+
+    /// Polls `ready` until it holds; panics naming `what` on timeout.
+    pub fn wait_until(&self, what: &str, ready: impl Fn() -> bool) {
+        let start = Instant::now();
+        while !ready() {
+            if start.elapsed() > TIMEOUT {
+                panic!(
+                    "timed out waiting for {what}; the screen was:\n{}",
+                    self.capture()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}

@@ -379,7 +379,18 @@ impl DeviceMachine {
             payload: self.request.clone().unwrap_or_default(),
         });
         self.state = State::Awaiting;
-        out.push(Command::StartTimer(self.response_timeout));
+        out.push(Command::StartTimer(self.request_timeout()));
+    }
+
+    /// How long to wait for the answer to the request just sent: the
+    /// configured response timeout, doubled on each resend up to four
+    /// times it. A busy cloud answers late, not never, and a device that
+    /// asks again ever faster only lengthens the queue it waits in (TCP's
+    /// and CoAP's retransmission timers back off the same way). With the
+    /// default 3 s and 6 requests a step gives up after 57 s of silence.
+    fn request_timeout(&self) -> Duration {
+        let doublings = self.attempts.saturating_sub(1).min(2);
+        self.response_timeout.saturating_mul(1 << doublings)
     }
 
     fn response_timed_out(&mut self, out: &mut Vec<Command>) {
@@ -395,7 +406,7 @@ impl DeviceMachine {
             Progress::Retrying,
             format!(
                 "no response within {} ms; sending the same request again",
-                self.response_timeout.as_millis()
+                self.request_timeout().as_millis()
             ),
             out,
         );
@@ -438,10 +449,10 @@ impl DeviceMachine {
             return self.report(
                 Progress::Retrying,
                 format!(
-                    "the cloud answered {}: {}; sending the request again in {} ms",
+                    "the cloud answered {}: {}; sending the request again in at most {} ms",
                     error.code,
                     error.message,
-                    self.response_timeout.as_millis()
+                    self.request_timeout().as_millis()
                 ),
                 out,
             );

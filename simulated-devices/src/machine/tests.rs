@@ -321,6 +321,27 @@ fn lost_response_is_re_requested_identically_and_the_repeat_accepted() {
 }
 
 #[test]
+fn each_resend_waits_longer_up_to_four_times_the_response_timeout() {
+    let ca = TestCa::new("Manufacturer CA");
+    let mut m = machine(Goal::Onboard, 0.0);
+    m.policy.max_request_attempts = 5;
+    let (mut m, _key, _) = up_to_csr_with(&ca, m);
+    let mut waits = Vec::new();
+    for _ in 0..4 {
+        let out = m.handle(Input::TimerFired);
+        let Some(Command::StartTimer(wait)) = actions(&out).last().cloned() else {
+            panic!("a resend starts its timer: {out:?}");
+        };
+        waits.push(wait.as_secs());
+    }
+    assert_eq!(
+        waits,
+        [6, 12, 12, 12],
+        "3 s doubled per resend, capped at 4×"
+    );
+}
+
+#[test]
 fn simulated_loss_drops_responses_until_requests_run_out() {
     let ca = TestCa::new("Manufacturer CA");
     let (mut m, _key, payload) = up_to_csr(&ca, 1.0);
