@@ -12,7 +12,7 @@
 
 mod aws_support;
 
-use aws_support::{clients, fake_bootstrap, jitpilot_command, json_of, Moto};
+use aws_support::{clients, fake_bootstrap, jitpilot_command, json_of, Target};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Output;
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 const SERIAL: &str = "IUQWXALODJESC1";
 const DEFAULT_BUCKET: &str = "jitpilot-artifacts-123456789012-us-east-1";
 
-fn run(moto: &Moto, data: &Path, package: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+fn run(moto: &Target, data: &Path, package: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     let mut cmd = jitpilot_command(moto, data, Some(package), args);
     for (name, value) in env {
         cmd.env(name, value);
@@ -43,7 +43,7 @@ async fn buckets(sdk: &jitpilot::cloud::aws::Clients) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn code_bucket_and_iot_endpoint_come_from_the_environment() {
-    let moto = Moto::start();
+    let moto = Target::moto();
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
     let package = fake_bootstrap(tmp.path());

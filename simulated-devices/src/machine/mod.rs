@@ -441,21 +441,30 @@ impl DeviceMachine {
         }
     }
 
-    /// The cloud refused the request. A retryable refusal waits for the
-    /// response timer to send the request again; any other ends the run
-    /// with the cloud's code and message.
+    /// The cloud refused the request. A retryable refusal (e.g.
+    /// `jitp_not_done`: the CSR overtook JITP's rule) sends the request
+    /// again after a short jittered backoff, not after the whole response
+    /// timeout; any other ends the run with the cloud's code and message.
     fn refused(&mut self, error: topics::Refusal, out: &mut Vec<Command>) {
         if error.retryable {
-            return self.report(
+            let delay = self
+                .policy
+                .delay(self.attempts, &mut self.rng)
+                .min(self.request_timeout());
+            self.report(
                 Progress::Retrying,
                 format!(
-                    "the cloud answered {}: {}; sending the request again in at most {} ms",
+                    "the cloud answered {}: {}; sending the request again in {} ms",
                     error.code,
                     error.message,
-                    self.request_timeout().as_millis()
+                    delay.as_millis()
                 ),
                 out,
             );
+            // Replaces the response timer: when it fires, the request goes
+            // again (an answer arriving meanwhile is still taken).
+            out.push(Command::StartTimer(delay));
+            return;
         }
         out.push(Command::CancelTimer);
         out.push(Command::Disconnect);

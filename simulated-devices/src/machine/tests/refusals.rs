@@ -1,5 +1,5 @@
 //! A refusal answered on the response topic: a permanent one ends the run
-//! with the cloud's code and message, a retryable one waits for the timer.
+//! with the cloud's code and message, a retryable one is sent again after a short backoff.
 
 use super::*;
 
@@ -71,7 +71,12 @@ fn a_retryable_refusal_is_retried_when_the_timer_fires() {
         "jitp_not_done",
         true,
     ));
-    assert!(actions(&out).is_empty(), "{out:?}");
+    // Resent after a short backoff, not the 3 s response timeout.
+    let acts = actions(&out);
+    let [Command::StartTimer(wait)] = acts.as_slice() else {
+        panic!("one timer expected: {out:?}");
+    };
+    assert!(*wait <= RetryPolicy::default().base, "{wait:?}");
     assert_eq!(reports(&out), vec![(Step::CreateCert, Progress::Retrying)]);
     assert!(!m.is_finished());
     let out = m.handle(Input::TimerFired);
