@@ -136,6 +136,7 @@ fn fleet_report(round: usize) -> StatusReport {
         policies: BTreeMap::new(),
         parameters: BTreeMap::new(),
         devices,
+        other_stacks: vec![],
     }
 }
 
