@@ -5,7 +5,7 @@ use super::action::{Command, DeviceProgress, Msg, ProgressState, WalkStep};
 use crate::cloud::{Cloud, CloudError};
 use crate::model::{now_millis, CertificateStatus};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::AbortHandle;
@@ -38,8 +38,60 @@ pub struct Worker {
     /// Running device tasks, to kill them on request and on quit.
     tasks: HashMap<String, AbortHandle>,
     onboard_limit: Arc<Semaphore>,
-    /// True while a read-back runs: refreshes never pile up.
-    refreshing: Arc<AtomicBool>,
+    /// Read-backs: one at a time, and one asked for meanwhile runs after it.
+    read_back: Arc<ReadBack>,
+}
+
+/// The cloud's read-back (`status`) for the panes. Refreshes never pile up:
+/// one runs at a time. A refresh asked for while one runs (the read-back
+/// after a deploy, while the periodic one is in flight) is not dropped — it
+/// runs once the current one ends, so the panes never keep a read-back
+/// taken before the command finished.
+#[derive(Default)]
+struct ReadBack {
+    running: AtomicBool,
+    again: AtomicBool,
+}
+
+/// The cloud's status as the message the panes take.
+async fn status_of(cloud: Arc<dyn Cloud>) -> Msg {
+    match cloud.status().await {
+        Ok(report) => Msg::Status(Box::new(report)),
+        Err(e) => Msg::Finished {
+            what: "refresh",
+            result: Err(explain(&e)),
+        },
+    }
+}
+
+impl ReadBack {
+    /// Reads the cloud back and sends it on `tx`, unless a read-back is
+    /// running: then that one reads again when it ends.
+    async fn run<F, Fut>(self: Arc<Self>, read: F, tx: mpsc::UnboundedSender<Msg>)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Msg>,
+    {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.running.swap(true, SeqCst) {
+            self.again.store(true, SeqCst);
+            // The running one may have ended between the two lines above,
+            // before it could see `again`: then this one runs.
+            if self.running.swap(true, SeqCst) {
+                return;
+            }
+        }
+        loop {
+            self.again.store(false, SeqCst);
+            let _ = tx.send(read().await);
+            self.running.store(false, SeqCst);
+            // Asked for while this one ran: read again, unless another
+            // caller has started one since.
+            if !self.again.load(SeqCst) || self.running.swap(true, SeqCst) {
+                return;
+            }
+        }
+    }
 }
 
 impl Worker {
@@ -65,7 +117,7 @@ impl Worker {
             progress,
             tasks: HashMap::new(),
             onboard_limit: Arc::new(Semaphore::new(ONBOARD_CONCURRENCY)),
-            refreshing: Arc::new(AtomicBool::new(false)),
+            read_back: Arc::default(),
         }
     }
 
@@ -150,21 +202,9 @@ impl Worker {
     }
 
     fn refresh(&self) {
-        if self.refreshing.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let (cloud, tx, flag) = (self.cloud.clone(), self.tx.clone(), self.refreshing.clone());
-        tokio::spawn(async move {
-            let msg = match cloud.status().await {
-                Ok(report) => Msg::Status(Box::new(report)),
-                Err(e) => Msg::Finished {
-                    what: "refresh",
-                    result: Err(explain(&e)),
-                },
-            };
-            flag.store(false, Ordering::Release);
-            let _ = tx.send(msg);
-        });
+        let read_back = self.read_back.clone();
+        let cloud = self.cloud.clone();
+        tokio::spawn(read_back.run(move || status_of(cloud.clone()), self.tx.clone()));
     }
 
     fn spawn_cloud<F>(&self, what: &'static str, work: F)
@@ -173,22 +213,12 @@ impl Worker {
     {
         let tx = self.tx.clone();
         let cloud = self.cloud.clone();
-        let refreshing = self.refreshing.clone();
+        let read_back = self.read_back.clone();
         tokio::spawn(async move {
             let result = work.await.map_err(|e| explain(&e));
             let _ = tx.send(Msg::Finished { what, result });
             // Read everything back so the panes show what the command did.
-            if !refreshing.swap(true, Ordering::AcqRel) {
-                let msg = match cloud.status().await {
-                    Ok(report) => Msg::Status(Box::new(report)),
-                    Err(e) => Msg::Finished {
-                        what: "refresh",
-                        result: Err(explain(&e)),
-                    },
-                };
-                refreshing.store(false, Ordering::Release);
-                let _ = tx.send(msg);
-            }
+            read_back.run(move || status_of(cloud.clone()), tx).await;
         });
     }
 
@@ -243,5 +273,54 @@ pub fn explain(e: &CloudError) -> String {
         CloudError::NotDeployed => "the stack is not deployed: press d to deploy it first".into(),
         CloudError::NotInitialized => "the CAs are not set up: press i to init first".into(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// The read-back asked for after a command, while the periodic one is
+    /// in flight, runs once that one ends (it used to be dropped, and the
+    /// TUI on AWS kept showing "not deployed" after a deploy).
+    #[tokio::test]
+    async fn a_read_back_asked_for_meanwhile_runs_after_the_current_one() {
+        let read_back = Arc::new(ReadBack::default());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let read = {
+            let (calls, gate) = (calls.clone(), gate.clone());
+            move || {
+                let (calls, gate) = (calls.clone(), gate.clone());
+                async move {
+                    let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                    gate.acquire().await.expect("open").forget();
+                    Msg::Finished {
+                        what: "refresh",
+                        result: Ok(format!("read {n}")),
+                    }
+                }
+            }
+        };
+        let first = tokio::spawn(read_back.clone().run(read.clone(), tx.clone()));
+        while calls.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // Asked for while the first runs: returns at once, nothing read yet.
+        read_back.clone().run(read.clone(), tx.clone()).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        gate.add_permits(2);
+        first.await.expect("the first read-back ends");
+        let mut got = Vec::new();
+        while let Ok(Msg::Finished { result, .. }) = rx.try_recv() {
+            got.push(result.expect("ok"));
+        }
+        assert_eq!(got, vec!["read 1".to_string(), "read 2".to_string()]);
+        // Nothing asked for meanwhile: one read, no more.
+        gate.add_permits(1);
+        read_back.run(read, tx).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 }
