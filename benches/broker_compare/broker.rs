@@ -64,6 +64,17 @@ impl Broker {
                 .arg("--mqtt-addr")
                 .arg(&addr)
                 .args(["--api-addr", "off"])
+                // Broker against broker: mosquitto has no per-connection
+                // publish quota, so AWS's (100 PUBLISH/s per connection,
+                // enforced by default) is raised; with it on, 100 clients
+                // measure the quota (≈ 20,000 msg/s). A JITPILOT_LIMITS
+                // given to the bench wins.
+                .env(
+                    "JITPILOT_LIMITS",
+                    std::env::var("JITPILOT_LIMITS").unwrap_or_else(|_| {
+                        "publishes_per_second=1000000,bytes_per_second=1000000000".into()
+                    }),
+                )
                 .arg("serve")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
