@@ -18,7 +18,9 @@ mod aws_support;
 
 use aws_support::mosquitto::{rotation_acl, username_of, Mosquitto};
 use aws_support::rules_engine::RulesEngine;
-use aws_support::walkthrough::{jitp_as_iot_would, registered_event, row, thing_cert_ids, Answers};
+use aws_support::walkthrough::{
+    ca_pem, jitp_as_iot_would, registered_event, row, thing_cert_ids, Answers,
+};
 use aws_support::{clients, fake_bootstrap, jitpilot_command, json_of, Target};
 use jitpilot::cloud::aws::lambda::RotationLambda;
 use jitpilot::cloud::aws::Clients;
@@ -56,19 +58,6 @@ struct Played {
     broker: Mosquitto,
     engine: RulesEngine,
     vendor_usernames: Vec<String>,
-}
-
-async fn ca_pem(sdk: &Clients, id: &str) -> String {
-    sdk.iot
-        .describe_ca_certificate()
-        .certificate_id(id)
-        .send()
-        .await
-        .expect("CA")
-        .certificate_description()
-        .and_then(|d| d.certificate_pem())
-        .expect("pem")
-        .to_string()
 }
 
 /// JITP as AWS IoT does it, then rule_jitp's invocation of the function.

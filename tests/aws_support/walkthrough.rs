@@ -64,6 +64,20 @@ impl Publisher for Answers {
 }
 
 /// The device certificate (first PEM block of `vendor.cert.pem`).
+/// A registered CA's certificate, as `aws iot describe-ca-certificate` gives it.
+pub async fn ca_pem(sdk: &Clients, ca_id: &str) -> String {
+    sdk.iot
+        .describe_ca_certificate()
+        .certificate_id(ca_id)
+        .send()
+        .await
+        .expect("DescribeCACertificate")
+        .certificate_description()
+        .and_then(|d| d.certificate_pem())
+        .expect("the CA's pem")
+        .to_string()
+}
+
 pub fn vendor_device_pem(data: &Path, serial: &str) -> String {
     let chain = std::fs::read_to_string(data.join("devices").join(serial).join("vendor.cert.pem"))
         .expect("factory cert");
@@ -85,17 +99,7 @@ pub async fn jitp_as_iot_would(
     serial: &str,
     vendor_ca_id: &str,
 ) -> (String, String) {
-    let vendor_ca = sdk
-        .iot
-        .describe_ca_certificate()
-        .certificate_id(vendor_ca_id)
-        .send()
-        .await
-        .expect("CA");
-    let vendor_ca_pem = vendor_ca
-        .certificate_description()
-        .and_then(|d| d.certificate_pem())
-        .expect("pem");
+    let vendor_ca_pem = ca_pem(sdk, vendor_ca_id).await;
     let registered = sdk
         .iot
         .register_certificate()
@@ -283,19 +287,9 @@ pub async fn run_walkthrough_through_the_lambda(
     assert_eq!(described.status().map(|s| s.as_str()), Some("ACTIVE"));
     assert_eq!(described.certificate_pem(), Some(man_pem.as_str()));
     let man_arn = described.certificate_arn().expect("arn").to_string();
-    let man_ca = sdk
-        .iot
-        .describe_ca_certificate()
-        .certificate_id(manufacturer_ca_id)
-        .send()
-        .await
-        .expect("Manufacturer CA");
-    let man_ca_pem = man_ca
-        .certificate_description()
-        .and_then(|d| d.certificate_pem())
-        .expect("pem");
+    let man_ca_pem = ca_pem(sdk, manufacturer_ca_id).await;
     assert!(
-        pki::verify_signed_by(&man_pem, man_ca_pem).expect("verify"),
+        pki::verify_signed_by(&man_pem, &man_ca_pem).expect("verify"),
         "signed with the Manufacturer CA key read from SSM"
     );
     assert_eq!(
@@ -498,19 +492,9 @@ pub async fn run_walkthrough_on_the_endpoint(
             .join("manufacturer.cert.pem"),
     )
     .expect("the device stored its manufacturer cert");
-    let man_ca = sdk
-        .iot
-        .describe_ca_certificate()
-        .certificate_id(manufacturer_ca_id)
-        .send()
-        .await
-        .expect("Manufacturer CA");
-    let man_ca_pem = man_ca
-        .certificate_description()
-        .and_then(|d| d.certificate_pem())
-        .expect("pem");
+    let man_ca_pem = ca_pem(sdk, manufacturer_ca_id).await;
     assert!(
-        pki::verify_signed_by(&man_pem, man_ca_pem).expect("verify"),
+        pki::verify_signed_by(&man_pem, &man_ca_pem).expect("verify"),
         "signed with the Manufacturer CA key read from the parameter store"
     );
     let described = sdk
