@@ -8,7 +8,7 @@
 
 mod endpoint_support;
 
-use jitpilot::cloud::local::fleet::SAMPLE_SERIAL;
+use jitpilot::fleet::SAMPLE_SERIAL;
 use jitpilot::cloud::local::{LocalCloud, DEVICE_TABLE};
 use jitpilot::cloud::EventBus;
 use std::path::Path;

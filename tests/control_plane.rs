@@ -390,7 +390,7 @@ fn a_second_writer_is_refused_while_status_reads_beside_the_owner() {
     let tmp = tempfile::tempdir().unwrap();
     json(tmp.path(), &["deploy"]);
     // This test process plays the running owner (the TUI or `serve`).
-    let owner = jitpilot::cloud::local::datadir::DataDir::new(tmp.path())
+    let owner = jitpilot::datadir::DataDir::new(tmp.path())
         .lock("jitpilot serve")
         .unwrap();
     let stderr = fails(tmp.path(), &["init"]);

@@ -4,7 +4,7 @@
 //! output; [`RotationLambda`] does the rest. Built and zipped by
 //! `scripts/package-lambda`.
 
-use jitpilot::cloud::aws::lambda::RotationLambda;
+use jitpilot_aws_function::lambda::RotationLambda;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 

@@ -13,23 +13,14 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-/// Factory: the device's private key.
-pub const VENDOR_KEY: &str = "vendor.key.pem";
-/// Factory: the device cert followed by the Vendor CA (the sample's
-/// `VendorDeviceCertAndCACert.pem`).
-pub const VENDOR_CERT: &str = "vendor.cert.pem";
-/// What the device trusts for the endpoint's server certificate.
-pub const ROOT_CA: &str = "root-ca.pem";
-/// The CA a manufacturer cert must chain to.
-pub const MANUFACTURER_CA: &str = "manufacturer-ca.pem";
-/// Rotation: the new private key (written before the CSR is sent).
-pub const MANUFACTURER_KEY: &str = "manufacturer.key.pem";
-/// Rotation: the CSR sent, so a resumed device resends it unchanged.
-pub const MANUFACTURER_CSR: &str = "manufacturer.csr.pem";
-/// Rotation: the verified manufacturer cert.
-pub const MANUFACTURER_CERT: &str = "manufacturer.cert.pem";
-/// Rotation: the ack marker, holding the acknowledged cert id.
-pub const ACK_DONE: &str = "manufacturer.acked";
+/// The folder's file names: the vocabulary's (`jitpilot_core::vocabulary::credentials`),
+/// the same names `init` writes.
+pub use jitpilot_core::vocabulary::{
+    ACK_DONE_FILE as ACK_DONE, MANUFACTURER_CA_FILE as MANUFACTURER_CA,
+    MANUFACTURER_CERT_FILE as MANUFACTURER_CERT, MANUFACTURER_CSR_FILE as MANUFACTURER_CSR,
+    MANUFACTURER_KEY_FILE as MANUFACTURER_KEY, ROOT_CA_FILE as ROOT_CA,
+    VENDOR_CERT_FILE as VENDOR_CERT, VENDOR_KEY_FILE as VENDOR_KEY,
+};
 
 /// Problems with the credential folder. Each says what to do.
 #[derive(Debug, thiserror::Error)]

@@ -2,26 +2,27 @@
 //! AWS sample's `mqtt_client.py` and rotation Lambda use them, so this device
 //! works against the sample's cloud and the sample's device against jitpilot.
 
+use jitpilot_core::vocabulary::{request_topic, response_topic, ACK_MAN_CERT, CREATE_MAN_CERT};
 use serde::{Deserialize, Serialize};
 
 /// 3b request topic: the device publishes its CSR here.
 pub fn create_cert_request(serial: &str) -> String {
-    format!("/cert-rotation/create-man-cert/{serial}/rqst")
+    request_topic(CREATE_MAN_CERT, serial)
 }
 
 /// 3b response topic: the cloud publishes the signed manufacturer cert here.
 pub fn create_cert_response(serial: &str) -> String {
-    format!("/cert-rotation/create-man-cert/{serial}/rspn")
+    response_topic(CREATE_MAN_CERT, serial)
 }
 
 /// 3c request topic: the device acknowledges the new cert here.
 pub fn ack_cert_request(serial: &str) -> String {
-    format!("/cert-rotation/ack-man-cert/{serial}/rqst")
+    request_topic(ACK_MAN_CERT, serial)
 }
 
 /// 3c response topic: the cloud confirms the rotation here.
 pub fn ack_cert_response(serial: &str) -> String {
-    format!("/cert-rotation/ack-man-cert/{serial}/rspn")
+    response_topic(ACK_MAN_CERT, serial)
 }
 
 /// 3b request payload: `{"csr": PEM}`.

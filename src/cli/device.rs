@@ -12,11 +12,13 @@
 
 use super::{Backend, GlobalArgs};
 use crate::cloud::aws::{table, AwsCloud};
-use crate::cloud::local::fleet::Fleet;
+use crate::fleet::Fleet;
 use crate::cloud::local::runtime::{self, RunningCloud};
-use crate::cloud::local::{endpoint_ca, LocalCloud, DEVICE_TABLE, STACK_NAME};
+use crate::cloud::local::{endpoint_ca, LocalCloud};
+use crate::vocabulary::{DEVICE_TABLE, STACK_NAME};
 use crate::cloud::{Cloud, EventBus};
-use crate::rotation::wire::{Item, ATTR_CR_STATE};
+use crate::rotation::wire::Item;
+use crate::vocabulary::ATTR_CR_STATE;
 use color_eyre::eyre::{bail, eyre};
 use simulated_devices::{run_device, DeviceConfig, DeviceOutcome, DeviceReport, Goal, Progress};
 use std::path::PathBuf;
@@ -223,7 +225,7 @@ impl Target {
 /// process that runs no endpoint (e.g. `init`) is a clear error; a free
 /// lock means no cloud runs, whatever a stale `endpoint.addr` says.
 fn serving_endpoint(data_dir: &std::path::Path) -> color_eyre::Result<Option<String>> {
-    use crate::cloud::local::datadir::{DataDir, DataDirError};
+    use crate::datadir::{DataDir, DataDirError};
     let dir = DataDir::new(data_dir);
     if !data_dir.exists() {
         return Ok(None);

@@ -15,7 +15,7 @@
 
 use super::GlobalArgs;
 use crate::cloud::local::api::credentials;
-use crate::cloud::local::datadir::DataDir;
+use crate::datadir::DataDir;
 use crate::cloud::local::LOCAL_REGION;
 use color_eyre::eyre::eyre;
 

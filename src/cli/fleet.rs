@@ -18,7 +18,7 @@ use super::device::{Target, TargetCloud};
 use super::{Backend, GlobalArgs};
 use crate::cloud::aws::pacing::{RegistrationPacer, DEFAULT_AWS_RATE};
 use crate::cloud::Cloud;
-use crate::rotation::wire::{CrState, ATTR_CR_STATE, ATTR_SERIAL_NUMBER};
+use crate::vocabulary::{CrState, ATTR_CR_STATE, ATTR_SERIAL_NUMBER};
 use color_eyre::eyre::{bail, eyre};
 use futures::StreamExt;
 use simulated_devices::{run_device, CredentialFolder, DeviceOutcome, Goal, Step};

@@ -9,6 +9,7 @@ use super::GlobalArgs;
 use crate::cloud::local::LocalCloud;
 use crate::cloud::{Cloud, CloudError, EventBus, StatusReport};
 use crate::store::StoreError;
+use crate::vocabulary::{ATTR_CR_STATE, ATTR_SERIAL_NUMBER};
 use color_eyre::eyre::eyre;
 
 /// Runs `jitpilot status`.
@@ -118,6 +119,6 @@ fn print_status(report: &StatusReport) {
     println!("Devices in CertRotationDevices ({})", report.devices.len());
     for item in &report.devices {
         let get = |k: &str| item.get(k).and_then(|v| v.as_str()).unwrap_or("-");
-        println!("  {:<20}  {}", get("SerialNumber"), get("CrState"));
+        println!("  {:<20}  {}", get(ATTR_SERIAL_NUMBER), get(ATTR_CR_STATE));
     }
 }

@@ -7,6 +7,7 @@
 //! its [`EventReceiver`] counts how many.
 
 use crate::model::{now_millis, EpochMillis};
+use serde_json::Value;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
@@ -185,6 +186,29 @@ impl EventReceiver {
     /// Events lost so far because this subscriber fell behind.
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+}
+
+/// Bytes of payload shown in packet events (the traffic pane's preview).
+pub const PAYLOAD_PREVIEW_BYTES: usize = 512;
+
+/// The payload as the traffic pane shows it: JSON if it parses, else text,
+/// else its size; cut at [`PAYLOAD_PREVIEW_BYTES`].
+pub fn payload_preview(payload: &[u8]) -> Value {
+    if let Ok(v) = serde_json::from_slice::<Value>(payload) {
+        if payload.len() <= PAYLOAD_PREVIEW_BYTES {
+            return v;
+        }
+    }
+    match std::str::from_utf8(payload) {
+        Ok(text) => {
+            let mut end = text.len().min(PAYLOAD_PREVIEW_BYTES);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            Value::String(text[..end].to_string())
+        }
+        Err(_) => Value::String(format!("<{} bytes of binary>", payload.len())),
     }
 }
 

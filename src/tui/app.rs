@@ -16,6 +16,7 @@ use super::panes::PaneId;
 use super::theme::Theme;
 use crate::cloud::aws::observer::ObserverState;
 use crate::cloud::{CloudEvent, EventKind, StatusReport};
+use crate::vocabulary::{rotation_topic_serial, ATTR_SERIAL_NUMBER};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -605,17 +606,12 @@ pub fn event_serial(ev: &CloudEvent) -> Option<&str> {
     if let Some(c) = ev.client_id.as_deref().filter(|c| !c.is_empty()) {
         return Some(c);
     }
-    if let Some(serial) = ev
-        .topic
-        .as_deref()
-        .and_then(|t| t.strip_prefix("/cert-rotation/"))
-        .and_then(|rest| rest.split('/').nth(1))
-    {
+    if let Some(serial) = ev.topic.as_deref().and_then(rotation_topic_serial) {
         return Some(serial);
     }
     [
         "serial",
-        "SerialNumber",
+        ATTR_SERIAL_NUMBER,
         "thingName",
         "clientId",
         "client_id",

@@ -1,18 +1,14 @@
-//! The SDK clients, built once from aws-config's standard chain.
+//! The SDK clients of the AWS backend, built once from aws-config's standard
+//! chain (`jitpilot_aws_function::clients::load_config`: adaptive retries).
 //!
 //! Credentials and region come from the usual places (environment, profile,
 //! SSO, instance role); `--region` overrides the region and `--endpoint-url`
-//! points every client at an emulator. Retries use the SDK's *adaptive* mode:
-//! exponential backoff with jitter plus a client-side rate limiter that slows
-//! down when AWS throttles — the IoT registry APIs allow about 10 TPS.
+//! points every client at an emulator.
 
 use super::errors::{api, AwsError, AwsResult};
-use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::SdkConfig;
+use jitpilot_aws_function::clients::{load_config, FunctionClients};
 use std::path::PathBuf;
-
-/// How many times one call is tried before a throttling error is reported.
-const MAX_ATTEMPTS: u32 = 8;
 
 /// What the AWS backend needs to know besides credentials.
 #[derive(Debug, Clone, Default)]
@@ -84,71 +80,58 @@ pub fn is_loopback_url(url: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Every client the walkthrough uses, sharing one configuration.
+/// Every client the walkthrough uses, sharing one configuration: the
+/// rotation function's ([`FunctionClients`]: IoT, SSM, DynamoDB, iot-data,
+/// reachable as `clients.iot` … through `Deref`) plus CloudFormation, S3
+/// and STS for deploy and init.
 #[derive(Clone, Debug)]
 pub struct Clients {
-    pub config: SdkConfig,
-    pub iot: aws_sdk_iot::Client,
-    pub ssm: aws_sdk_ssm::Client,
+    /// The clients the rotation function uses, with the configuration and region.
+    pub function: FunctionClients,
     pub cloudformation: aws_sdk_cloudformation::Client,
-    pub dynamodb: aws_sdk_dynamodb::Client,
     pub s3: aws_sdk_s3::Client,
     pub sts: aws_sdk_sts::Client,
-    /// The region every client talks to.
-    pub region: String,
+}
+
+impl std::ops::Deref for Clients {
+    type Target = FunctionClients;
+
+    fn deref(&self) -> &FunctionClients {
+        &self.function
+    }
+}
+
+impl AsRef<FunctionClients> for Clients {
+    fn as_ref(&self) -> &FunctionClients {
+        &self.function
+    }
 }
 
 impl Clients {
     /// Loads the standard chain with `options` applied. Fails early, with
     /// what to do, when no region is configured.
     pub async fn load(options: &AwsOptions) -> AwsResult<Clients> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::adaptive().with_max_attempts(MAX_ATTEMPTS));
-        if let Some(region) = &options.region {
-            loader = loader.region(Region::new(region.clone()));
-        }
-        if let Some(url) = &options.endpoint_url {
-            loader = loader.endpoint_url(url.clone());
-        }
-        if let Some(credentials) = &options.credentials {
-            loader = loader.credentials_provider(credentials.clone());
-        }
-        let config = loader.load().await;
+        let config = load_config(
+            options.region.as_deref(),
+            options.endpoint_url.as_deref(),
+            options.credentials.clone(),
+        )
+        .await;
         Clients::from_config(config)
     }
 
     /// Clients over an already loaded configuration.
     pub fn from_config(config: SdkConfig) -> AwsResult<Clients> {
-        let region = config
-            .region()
-            .map(|r| r.to_string())
-            .ok_or(AwsError::NoRegion)?;
         // Emulators serve buckets by path, not by virtual host name.
         let s3_config = aws_sdk_s3::config::Builder::from(&config)
             .force_path_style(config.endpoint_url().is_some())
             .build();
         Ok(Clients {
-            iot: aws_sdk_iot::Client::new(&config),
-            ssm: aws_sdk_ssm::Client::new(&config),
             cloudformation: aws_sdk_cloudformation::Client::new(&config),
-            dynamodb: aws_sdk_dynamodb::Client::new(&config),
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             sts: aws_sdk_sts::Client::new(&config),
-            region,
-            config,
+            function: FunctionClients::from_config(config)?,
         })
-    }
-
-    /// The IoT data plane (`iot-data:Publish`). On AWS it must talk to the
-    /// account's `iot:Data-ATS` endpoint; an emulator serves it at its URL.
-    pub fn iot_data(&self, data_ats_host: Option<&str>) -> aws_sdk_iotdataplane::Client {
-        let mut builder = aws_sdk_iotdataplane::config::Builder::from(&self.config);
-        if self.config.endpoint_url().is_none() {
-            if let Some(host) = data_ats_host {
-                builder = builder.endpoint_url(format!("https://{host}"));
-            }
-        }
-        aws_sdk_iotdataplane::Client::from_conf(builder.build())
     }
 
     /// The account id of the caller (`sts:GetCallerIdentity`); also the

@@ -111,7 +111,7 @@ mod tests {
     use super::*;
 
     fn template() -> Value {
-        serde_json::from_str(crate::cloud::local::stack::TEMPLATE).expect("cfn template parses")
+        serde_json::from_str(crate::vocabulary::STACK_TEMPLATE).expect("cfn template parses")
     }
 
     #[test]

@@ -21,28 +21,23 @@
 use super::errors::{api, AwsError, AwsResult};
 use super::registry::{self, RegisteredCa};
 use super::{stack, status, table, AwsCloud, AMAZON_ROOT_CAS};
-use crate::cloud::local::control::{MANUFACTURER_CA_LABEL, VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER};
-use crate::cloud::local::datadir::{create_private_dir, write_atomically};
-use crate::cloud::local::fleet::CaProfile;
-use crate::cloud::local::{DEVICE_TABLE, DEVICE_TABLE_KEY};
+use crate::datadir::{create_private_dir, write_atomically};
+use crate::fleet::CaProfile;
 use crate::cloud::{CloudError, CloudEvent, CloudResult, EventKind, InitReport};
 use crate::pki::{self, Issued};
-use crate::rotation::wire::{ca_key_parameter, CrState};
+use crate::vocabulary::{
+    ca_key_parameter, CrState, ATTR_CR_STATE, ATTR_MANUFACTURER_CA_CERT_ID, DEVICE_TABLE, DEVICE_TABLE_KEY, JITP_TEMPLATE, MANUFACTURER_CA_FILE,
+    MANUFACTURER_CA_LABEL, OBSERVER_CERT_FILE, OBSERVER_KEY_FILE, ROOT_CA_FILE, VENDOR_CA_LABEL,
+    VENDOR_CERT_FILE, VENDOR_KEY_FILE, VENDOR_KEY_PARAMETER,
+};
 use aws_sdk_iot::types::{AutoRegistrationStatus, RegistrationConfig};
 use aws_sdk_ssm::types::ParameterType;
 use std::path::{Path, PathBuf};
 
-/// The JITP provisioning template attached to the Vendor CA.
-pub const JITP_TEMPLATE: &str = include_str!("../../../assets/jitp-template.json");
 /// The observer's policy: subscribe and receive only.
 pub const OBSERVER_POLICY: &str = "JitpilotObserverPolicy";
 /// The observer's MQTT clientId prefix (the policy allows `<prefix>*`).
 pub const OBSERVER_CLIENT_PREFIX: &str = "jitpilot-observer-";
-/// Files of a device's credential folder (the same as the local cloud's).
-const VENDOR_KEY_FILE: &str = "vendor.key.pem";
-const VENDOR_CERT_FILE: &str = "vendor.cert.pem";
-const ROOT_CA_FILE: &str = "root-ca.pem";
-const MANUFACTURER_CA_FILE: &str = "manufacturer-ca.pem";
 
 /// A CA of the walkthrough with its key, ready to sign.
 struct SigningCa {
@@ -339,16 +334,16 @@ async fn whitelist(
         let write = match table::get(cloud, DEVICE_TABLE, serial).await? {
             None => true,
             Some(row) => {
-                row.get("CrState").and_then(|v| v.as_str()) == Some(CrState::Whitelisted.as_str())
-                    && row.get("ManufacturerCaCertId").and_then(|v| v.as_str())
+                row.get(ATTR_CR_STATE).and_then(|v| v.as_str()) == Some(CrState::Whitelisted.as_str())
+                    && row.get(ATTR_MANUFACTURER_CA_CERT_ID).and_then(|v| v.as_str())
                         != Some(manufacturer_ca)
             }
         };
         if write {
             let mut row = serde_json::Map::new();
             row.insert(DEVICE_TABLE_KEY.into(), serial.as_str().into());
-            row.insert("CrState".into(), CrState::Whitelisted.as_str().into());
-            row.insert("ManufacturerCaCertId".into(), manufacturer_ca.into());
+            row.insert(ATTR_CR_STATE.into(), CrState::Whitelisted.as_str().into());
+            row.insert(ATTR_MANUFACTURER_CA_CERT_ID.into(), manufacturer_ca.into());
             rows.push(row);
         }
     }
@@ -384,7 +379,7 @@ fn factory_credentials(
     let key_path = dir.join(VENDOR_KEY_FILE);
     let cert_path = dir.join(VENDOR_CERT_FILE);
     let mut issued = false;
-    if !crate::cloud::local::control::has_valid_credentials(&key_path, &cert_path, &vendor.cert_pem)
+    if !crate::datadir::has_valid_credentials(&key_path, &cert_path, &vendor.cert_pem)
     {
         let profile = &cloud.fleet().device_cert;
         let device = pki::issue_device_cert(
@@ -442,7 +437,7 @@ async fn observer(cloud: &AwsCloud, roots: &str) -> AwsResult<bool> {
                 .and_then(|d| d.status())
                 .is_some_and(|s| s.as_str() == "ACTIVE")
         });
-        if active && dir.join("key.pem").is_file() && dir.join("cert.pem").is_file() {
+        if active && dir.join(OBSERVER_KEY_FILE).is_file() && dir.join(OBSERVER_CERT_FILE).is_file() {
             write_roots(&dir.join(ROOT_CA_FILE), roots)?;
             return Ok(false);
         }
@@ -491,8 +486,8 @@ async fn observer(cloud: &AwsCloud, roots: &str) -> AwsResult<bool> {
         .await
         .map_err(|e| api("AttachPolicy", "iot:AttachPolicy", e))?;
     create_private_dir(&dir).map_err(other)?;
-    write_atomically(&dir.join("key.pem"), key.as_bytes(), true).map_err(other)?;
-    write_atomically(&dir.join("cert.pem"), pem.as_bytes(), false).map_err(other)?;
+    write_atomically(&dir.join(OBSERVER_KEY_FILE), key.as_bytes(), true).map_err(other)?;
+    write_atomically(&dir.join(OBSERVER_CERT_FILE), pem.as_bytes(), false).map_err(other)?;
     write_atomically(&dir.join("cert-id"), id.as_bytes(), false).map_err(other)?;
     write_atomically(&dir.join(ROOT_CA_FILE), roots.as_bytes(), false).map_err(other)?;
     cloud.emit(CloudEvent::new(

@@ -9,15 +9,15 @@
 //!
 //! Layout:
 //! - `clients.rs`  [`AwsOptions`], the SDK clients (adaptive retries)
-//! - `errors.rs`   [`AwsError`]: no credentials, AccessDenied naming the permission, throttling
+//! - `errors.rs`   [`AwsError`] (from `jitpilot-aws-function`): no credentials, AccessDenied naming the permission, throttling
 //! - `package.rs`  the rotation function's `bootstrap.zip` for `provided.al2023`
 //! - `code.rs`     the S3 bucket and upload of that package
 //! - `stack.rs`    deploy and teardown: the stack from `cfn/`, its events followed
 //! - `emulator.rs` what moto's CloudFormation lacks (topic rules), bridged in the open
 //! - `init.rs`     CAs with registration-code proof, JITP, the CA key in SSM, whitelist, factory, observer
 //! - `status.rs`   everything read back, and the sample's `certs_etc.py --delete`
-//! - `function.rs` the rotation function's traits over IoT, DynamoDB, SSM and iot-data
-//! - `lambda.rs`   the Lambda handler: the rules' SQL output in, the function's answer out
+//! - `function`    the rotation function's traits over IoT, DynamoDB, SSM and iot-data (crate `jitpilot-aws-function`)
+//! - `lambda`      the Lambda handler: the rules' SQL output in, the function's answer out (same crate)
 //! - `observer.rs` the TUI's MQTT subscription to `$aws/events/#` and `/cert-rotation/#`
 //! - `pacing.rs`   device starts spaced for IoT's registration rate (~10 TPS)
 
@@ -25,9 +25,7 @@ pub mod clients;
 pub mod code;
 pub mod emulator;
 pub mod errors;
-pub mod function;
 pub mod init;
-pub mod lambda;
 pub mod observer;
 pub mod pacing;
 pub mod package;
@@ -37,9 +35,12 @@ pub mod status;
 pub mod table;
 
 pub use clients::{AwsOptions, Clients};
+/// The rotation function over the AWS APIs and its Lambda handler: the
+/// `jitpilot-aws-function` crate, which the `bootstrap` is built from.
+pub use jitpilot_aws_function::{function, lambda};
 pub use errors::{AwsError, AwsResult};
 
-use crate::cloud::local::fleet::Fleet;
+use crate::fleet::Fleet;
 use crate::cloud::{
     CleanupReport, Cloud, CloudError, CloudEvent, CloudResult, DeployReport, DeviceEndpoint,
     EventBus, EventReceiver, InitReport, StatusReport, TeardownReport,
@@ -131,9 +132,9 @@ impl AwsCloud {
             .endpoint_address
             .ok_or_else(|| AwsError::Other("DescribeEndpoint returned no address".into()))?;
         let dir = self.local_dir();
-        crate::cloud::local::datadir::create_private_dir(&dir)
+        crate::datadir::create_private_dir(&dir)
             .map_err(|e| AwsError::Other(e.to_string()))?;
-        crate::cloud::local::datadir::write_atomically(
+        crate::datadir::write_atomically(
             &endpoint_file(&self.inner.options.data_dir),
             host.as_bytes(),
             false,

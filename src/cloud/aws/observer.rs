@@ -29,8 +29,8 @@ pub use identity::ObserverIdentity;
 pub use traffic::observed_event;
 
 use super::{init, split_host_port, AwsCloud};
-use crate::cloud::local::endpoint::limits::MAX_PACKET_BYTES;
 use crate::cloud::{Cloud, CloudEvent, EventKind};
+use crate::vocabulary::{CERT_ROTATION_FILTER, MAX_PACKET_BYTES};
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS,
     SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
@@ -43,11 +43,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// What the observer subscribes to: lifecycle events and the rotation topics.
-pub const OBSERVED_FILTERS: [&str; 2] = ["$aws/events/#", "/cert-rotation/#"];
+pub const OBSERVED_FILTERS: [&str; 2] = ["$aws/events/#", CERT_ROTATION_FILTER];
 /// The identity's files in `<data-dir>/aws/observer/`, as `init` writes them.
-pub const CERT_FILE: &str = "cert.pem";
-pub const KEY_FILE: &str = "key.pem";
-pub const ROOT_CA_FILE: &str = "root-ca.pem";
+pub use crate::vocabulary::{
+    OBSERVER_CERT_FILE as CERT_FILE, OBSERVER_KEY_FILE as KEY_FILE, ROOT_CA_FILE,
+};
 /// What the detail of a state event is keyed by.
 const STATE_KEY: &str = "observer";
 /// First retry delay; doubled per failure up to [`RETRY_CAP`].

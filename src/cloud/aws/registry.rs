@@ -3,7 +3,7 @@
 
 use super::errors::{api, AwsResult};
 use super::AwsCloud;
-use crate::cloud::local::control::{MANUFACTURER_CA_LABEL, VENDOR_CA_LABEL};
+use crate::vocabulary::{MANUFACTURER_CA_LABEL, VENDOR_CA_LABEL};
 use crate::pki::{self, Subject};
 
 /// A registered CA certificate, described.
@@ -53,7 +53,7 @@ pub async fn list_cas(cloud: &AwsCloud) -> AwsResult<Vec<RegisteredCa>> {
         ids.push(id);
     }
     for name in super::status::parameters(cloud).await?.into_keys() {
-        if let Some(id) = name.strip_prefix(crate::rotation::wire::CA_KEY_PARAMETER_PREFIX) {
+        if let Some(id) = name.strip_prefix(crate::vocabulary::CA_KEY_PARAMETER_PREFIX) {
             if !ids.iter().any(|known| known == id) {
                 ids.push(id.to_string());
             }

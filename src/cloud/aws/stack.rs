@@ -10,8 +10,7 @@
 use super::emulator::{self, ExtractedRule};
 use super::errors::{api, AwsError, AwsResult};
 use super::AwsCloud;
-use crate::cloud::local::stack::TEMPLATE;
-use crate::cloud::local::STACK_NAME;
+use crate::vocabulary::{STACK_NAME, STACK_TEMPLATE as TEMPLATE};
 use crate::cloud::{CloudEvent, DeployReport, EventKind, TeardownReport};
 use crate::model::{StackEvent, StackResource};
 use aws_sdk_cloudformation::types::{Capability, Parameter, Stack};

@@ -7,13 +7,14 @@
 use super::errors::{api, AwsResult};
 use super::registry::{self, RegisteredCa};
 use super::{init, stack, table, AwsCloud};
-use crate::cloud::local::control::{MANUFACTURER_CA_LABEL, VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER};
-use crate::cloud::local::{DEVICE_TABLE, STACK_NAME};
+use crate::vocabulary::{
+    DEVICE_TABLE, MANUFACTURER_CA_LABEL, STACK_NAME, VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER,
+};
 use crate::cloud::{
     CaSummary, CertSummary, CleanupReport, CloudEvent, CloudResult, EventKind, StackSummary,
     StatusReport,
 };
-use crate::rotation::wire::ca_key_parameter;
+use crate::vocabulary::ca_key_parameter;
 use std::collections::BTreeMap;
 
 /// How many recent stack events `status` shows.
@@ -34,7 +35,7 @@ pub async fn ca_summary(cloud: &AwsCloud, ca: &RegisteredCa) -> AwsResult<CaSumm
         jitp_template: ca.template_body.as_ref().map(|_| {
             format!(
                 "JITP: thing = CN, cert ACTIVE, policy {} (role {})",
-                crate::rotation::wire::IN_PROGRESS_POLICY,
+                crate::vocabulary::IN_PROGRESS_POLICY,
                 ca.role_arn.as_deref().unwrap_or("-")
             )
         }),
@@ -104,8 +105,8 @@ pub async fn status(cloud: &AwsCloud) -> CloudResult<StatusReport> {
     }
     let mut policies = BTreeMap::new();
     for name in [
-        crate::rotation::wire::IN_PROGRESS_POLICY,
-        crate::rotation::wire::ROTATION_COMPLETE_POLICY,
+        crate::vocabulary::IN_PROGRESS_POLICY,
+        crate::vocabulary::ROTATION_COMPLETE_POLICY,
         init::OBSERVER_POLICY,
     ] {
         if let Some(targets) = policy_targets(cloud, name).await? {
@@ -180,7 +181,7 @@ pub async fn parameters(cloud: &AwsCloud) -> AwsResult<BTreeMap<String, String>>
         .flat_map(|page| page.parameters())
         .filter_map(|p| {
             let name = p.name()?;
-            (name.starts_with(crate::rotation::wire::CA_KEY_PARAMETER_PREFIX)
+            (name.starts_with(crate::vocabulary::CA_KEY_PARAMETER_PREFIX)
                 || name.starts_with("/jitpilot/"))
             .then(|| {
                 (

@@ -4,10 +4,9 @@
 
 use super::errors::{api, AwsError, AwsResult};
 use super::AwsCloud;
-use crate::cloud::local::DEVICE_TABLE_KEY;
+use crate::vocabulary::DEVICE_TABLE_KEY;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
 
 /// DynamoDB's limit for one BatchWriteItem.
 const BATCH: usize = 25;
@@ -15,42 +14,7 @@ const BATCH: usize = 25;
 /// the call itself; this handles the partial success DynamoDB reports).
 const UNPROCESSED_ROUNDS: usize = 8;
 
-/// A JSON row → DynamoDB item: strings as `S`, numbers as `N`, booleans as
-/// `BOOL`, anything else as its JSON text.
-pub fn to_item(row: &Map<String, Value>) -> HashMap<String, AttributeValue> {
-    row.iter()
-        .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| {
-            let value = match v {
-                Value::String(s) => AttributeValue::S(s.clone()),
-                Value::Number(n) => AttributeValue::N(n.to_string()),
-                Value::Bool(b) => AttributeValue::Bool(*b),
-                other => AttributeValue::S(other.to_string()),
-            };
-            (k.clone(), value)
-        })
-        .collect()
-}
-
-/// A DynamoDB item → JSON row.
-pub fn from_item(item: &HashMap<String, AttributeValue>) -> Map<String, Value> {
-    item.iter()
-        .map(|(k, v)| {
-            let value = match v {
-                AttributeValue::S(s) => Value::from(s.as_str()),
-                AttributeValue::N(n) => n
-                    .parse::<i64>()
-                    .map(Value::from)
-                    .or_else(|_| n.parse::<f64>().map(Value::from))
-                    .unwrap_or_else(|_| Value::from(n.as_str())),
-                AttributeValue::Bool(b) => Value::from(*b),
-                AttributeValue::Null(_) => Value::Null,
-                other => Value::from(format!("{other:?}")),
-            };
-            (k.clone(), value)
-        })
-        .collect()
-}
+pub use jitpilot_aws_function::items::{from_item, to_item};
 
 /// Every row, ordered by serial.
 pub async fn scan(cloud: &AwsCloud, table: &str) -> AwsResult<Vec<Map<String, Value>>> {

@@ -8,17 +8,17 @@
 
 mod init;
 mod stacks;
-
-pub(crate) use init::has_valid_credentials;
 mod status;
 
-pub use init::{MANUFACTURER_CA_LABEL, VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER};
+/// Compatibility names for code written before `crate::vocabulary`; new code uses the vocabulary.
+pub use crate::vocabulary::{MANUFACTURER_CA_LABEL, VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER};
 pub use stacks::StackOutcome;
 
-use super::datadir::{DataDir, DataDirLock};
+use crate::datadir::{DataDir, DataDirLock};
 use super::endpoint::EndpointControl;
-use super::fleet::Fleet;
-use super::{stack, STACK_NAME};
+use crate::fleet::Fleet;
+use super::stack;
+use crate::vocabulary::STACK_NAME;
 use crate::cloud::{
     CleanupReport, Cloud, CloudError, CloudEvent, CloudResult, DeployReport, DeviceEndpoint,
     EventBus, EventKind, EventReceiver, InitReport, ParameterOverrides, StatusReport,

@@ -122,7 +122,7 @@ impl EndpointCa {
     /// Writes the CA certificate where devices look for it
     /// (`<data-dir>/endpoint-ca.pem`, or a device's `root-ca.pem`).
     pub fn write_pem(&self, path: &Path) -> CloudResult<()> {
-        super::datadir::write_atomically(path, self.cert_pem.as_bytes(), false)
+        crate::datadir::write_atomically(path, self.cert_pem.as_bytes(), false)
             .map_err(|e| CloudError::Other(e.to_string()))
     }
 }

@@ -7,8 +7,7 @@
 //! and the deployed function's `Environment.Variables` (as Lambda sets them),
 //! so a stack update (e.g. `CsrKeyReuse`) takes effect on the next invocation.
 
-use super::fleet::Fleet;
-use super::DEVICE_TABLE;
+use crate::vocabulary::DEVICE_TABLE;
 use crate::cloud::events::{CloudEvent, EventBus, EventKind};
 use crate::model::{now_millis, Certificate, CertificateStatus};
 use crate::rotation::{
@@ -87,16 +86,8 @@ impl FunctionRegistry {
 /// `"jitpilot:builtin": "cert-rotation"`).
 pub const CERT_ROTATION_HANDLER: &str = "cert-rotation";
 
-/// The rotation function's settings from the fleet definition: the
-/// manufacturer certificate's validity, and its key type, which a device's
-/// CSR must match.
-pub fn rotation_config(fleet: &Fleet) -> RotationConfig {
-    RotationConfig {
-        validity_days: fleet.manufacturer_cert.validity_days,
-        key_algorithm: Some(fleet.manufacturer_cert.key_algorithm),
-        ..RotationConfig::default()
-    }
-}
+/// The rotation function's settings from the fleet definition (shared with the Lambda).
+pub use crate::fleet::rotation_config;
 
 /// The built-in functions of the local cloud: the rotation function under
 /// [`CERT_ROTATION_HANDLER`], over `store`, reporting to `bus`.

@@ -3,8 +3,6 @@
 //!
 //! Layout:
 //! - `control.rs`     [`LocalCloud`]: deploy, init, status, cleanup, teardown (the `Cloud` trait)
-//! - `datadir.rs`     the data dir, its lock file and the endpoint address file
-//! - `fleet.rs`       the fleet definition (`assets/fleet.json`): CA subjects, validity, serials
 //! - `endpoint_ca.rs` the CA and server certificate of the local MQTT endpoint
 //! - `stack/`         the stack engine interpreting `cfn/cert-rotation.json`
 //! - `endpoint/`      the mutual-TLS MQTT endpoint: TLS, sessions, router
@@ -18,10 +16,8 @@
 
 pub mod api;
 pub mod control;
-pub mod datadir;
 pub mod endpoint;
 pub mod endpoint_ca;
-pub mod fleet;
 pub mod functions;
 pub mod jitp;
 pub mod lambda_runtime;
@@ -37,9 +33,9 @@ pub use control::LocalCloud;
 pub const LOCAL_REGION: &str = "us-east-1";
 /// The account id the local cloud reports (`${AWS::AccountId}`, `awsAccountId`).
 pub const LOCAL_ACCOUNT_ID: &str = "123456789012";
-/// The stack's name, as the sample's `deploy_cf.bash` names it.
-pub const STACK_NAME: &str = "CertRotation";
-/// The device table's name and hash key (the wire contract).
-pub const DEVICE_TABLE: &str = "CertRotationDevices";
-/// The device table's hash key.
-pub const DEVICE_TABLE_KEY: &str = "SerialNumber";
+/// Compatibility paths for code written before the neutral modules: the
+/// data dir and the fleet definition are `crate::datadir` and
+/// `crate::fleet`, the stack's and the device table's names are in
+/// `crate::vocabulary`. New code uses those.
+pub use crate::vocabulary::{DEVICE_TABLE, DEVICE_TABLE_KEY, STACK_NAME};
+pub use crate::{datadir, fleet};

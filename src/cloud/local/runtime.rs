@@ -18,7 +18,7 @@
 
 use super::api::server::{self as api_server, ApiConfig, ApiHandle, ApiServerError};
 use super::api::{credentials, ApiContext};
-use super::datadir::EndpointAddrFile;
+use crate::datadir::EndpointAddrFile;
 use super::endpoint::{self, EndpointConfig, EndpointError, EndpointHandle};
 use super::lambda_runtime::LocalLambda;
 use super::{endpoint_ca, functions, LocalCloud};

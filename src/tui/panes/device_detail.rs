@@ -5,6 +5,7 @@
 use super::{clip, clock_time, short_id};
 use crate::cloud::{CloudEvent, EventKind, StatusReport};
 use crate::tui::panes::devices::DeviceRow;
+use crate::vocabulary::{strip_rotation_root, ATTR_SERIAL_NUMBER};
 use crate::tui::theme::Theme;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -45,7 +46,7 @@ pub fn diagram_step(ev: &CloudEvent) -> Option<Step> {
     let topic = ev
         .topic
         .as_deref()
-        .map(|t| format!(" {}", t.trim_start_matches("/cert-rotation/")))
+        .map(|t| format!(" {}", strip_rotation_root(t).unwrap_or(t)))
         .unwrap_or_default();
     let summary = ev.summary.clone();
     Some(match &ev.kind {
@@ -333,7 +334,7 @@ fn side_lines<'a>(
     )));
     let row = status.and_then(|s| {
         s.devices.iter().find(|r| {
-            r.get("SerialNumber").and_then(|v| v.as_str()) == Some(device.serial.as_str())
+            r.get(ATTR_SERIAL_NUMBER).and_then(|v| v.as_str()) == Some(device.serial.as_str())
         })
     });
     match row {

@@ -15,16 +15,21 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Gauge, Paragraph, Row, Sparkline, Table};
 use ratatui::Frame;
+use crate::vocabulary::{
+    CrState, ATTR_CR_STATE, ATTR_MANUFACTURER_CERT_ID, ATTR_SERIAL_NUMBER, ATTR_VENDOR_CERT_ID,
+    CR_CERT_ROTATION_COMPLETED, CR_MAN_CERT_CREATED, CR_STATE_PREFIX, CR_THING_CREATED,
+    CR_WHITELISTED,
+};
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 /// The device table's states, in walkthrough order (the wire contract).
 pub const CR_STATES: [&str; 4] = [
-    "CR_WHITELISTED",
-    "CR_THING_CREATED",
-    "CR_MAN_CERT_CREATED",
-    "CR_CERT_ROTATION_COMPLETED",
+    CR_WHITELISTED,
+    CR_THING_CREATED,
+    CR_MAN_CERT_CREATED,
+    CR_CERT_ROTATION_COMPLETED,
 ];
 
 /// How many events of its own each device keeps for its timeline.
@@ -55,11 +60,11 @@ pub struct DeviceRow {
 impl DeviceRow {
     /// The step the table's `CrState` says was reached.
     fn table_step(&self) -> Option<WalkStep> {
-        match self.cr_state.as_deref() {
-            Some("CR_THING_CREATED") => Some(WalkStep::Jitp),
-            Some("CR_MAN_CERT_CREATED") => Some(WalkStep::CreateCert),
-            Some("CR_CERT_ROTATION_COMPLETED") => Some(WalkStep::AckCert),
-            _ => None,
+        match self.cr_state.as_deref().and_then(CrState::parse)? {
+            CrState::Whitelisted => None,
+            CrState::ThingCreated => Some(WalkStep::Jitp),
+            CrState::ManCertCreated => Some(WalkStep::CreateCert),
+            CrState::CertRotationCompleted => Some(WalkStep::AckCert),
         }
     }
 
@@ -99,7 +104,7 @@ impl DeviceRow {
             return "FAILED".into();
         }
         match &self.cr_state {
-            Some(s) => s.trim_start_matches("CR_").to_string(),
+            Some(s) => s.trim_start_matches(CR_STATE_PREFIX).to_string(),
             None => "not whitelisted".into(),
         }
     }
@@ -213,7 +218,7 @@ impl DevicesPane {
             || rows
                 .iter()
                 .zip(&self.devices)
-                .any(|(row, d)| text(row, "SerialNumber") != Some(d.serial.as_str()))
+                .any(|(row, d)| text(row, ATTR_SERIAL_NUMBER) != Some(d.serial.as_str()))
         {
             return false;
         }
@@ -221,13 +226,13 @@ impl DevicesPane {
         let mut changed = false;
         for (row, dev) in rows.iter().zip(self.devices.iter_mut()) {
             let was_done = dev.completed();
-            if dev.cr_state.as_deref() != text(row, "CrState") {
-                dev.cr_state = text(row, "CrState").map(str::to_string);
+            if dev.cr_state.as_deref() != text(row, ATTR_CR_STATE) {
+                dev.cr_state = text(row, ATTR_CR_STATE).map(str::to_string);
                 changed = true;
             }
             for (field, key) in [
-                (&mut dev.vendor_cert, "VendorCertId"),
-                (&mut dev.manufacturer_cert, "ManufacturerCertId"),
+                (&mut dev.vendor_cert, ATTR_VENDOR_CERT_ID),
+                (&mut dev.manufacturer_cert, ATTR_MANUFACTURER_CERT_ID),
             ] {
                 let new = text(row, key);
                 if field.as_deref() == new {
@@ -273,7 +278,7 @@ impl DevicesPane {
         let now = self.clock;
         let mut completed = Vec::new();
         for row in rows {
-            let Some(serial) = text(row, "SerialNumber") else {
+            let Some(serial) = text(row, ATTR_SERIAL_NUMBER) else {
                 continue;
             };
             let mut dev = old.remove(&serial).unwrap_or_else(|| DeviceRow {
@@ -281,9 +286,9 @@ impl DevicesPane {
                 ..DeviceRow::default()
             });
             let was_done = dev.completed();
-            dev.cr_state = text(row, "CrState");
-            dev.vendor_cert = text(row, "VendorCertId");
-            dev.manufacturer_cert = text(row, "ManufacturerCertId");
+            dev.cr_state = text(row, ATTR_CR_STATE);
+            dev.vendor_cert = text(row, ATTR_VENDOR_CERT_ID);
+            dev.manufacturer_cert = text(row, ATTR_MANUFACTURER_CERT_ID);
             if !was_done && dev.completed() {
                 completed.push(now);
             }

@@ -2,7 +2,8 @@
 //! the same traffic: the traffic pane, the device timelines and the
 //! lifecycle views read them unchanged.
 
-use crate::cloud::local::endpoint::payload_preview;
+use crate::cloud::events::payload_preview;
+use crate::vocabulary::{rotation_topic_serial, REGISTERED_TOPIC_PREFIX};
 use crate::cloud::{CloudEvent, EventKind};
 use serde_json::{json, Value};
 
@@ -56,7 +57,7 @@ pub fn observed_event(topic: &str, payload: &[u8]) -> CloudEvent {
             .detail(json!({ "payload": body }));
         }
     }
-    if let Some(ca_id) = topic.strip_prefix("$aws/events/certificates/registered/") {
+    if let Some(ca_id) = topic.strip_prefix(REGISTERED_TOPIC_PREFIX) {
         let cert_id = field("certificateId");
         return CloudEvent::new(
             EventKind::Jitp,
@@ -74,9 +75,7 @@ pub fn observed_event(topic: &str, payload: &[u8]) -> CloudEvent {
             "payload": body,
         }));
     }
-    let serial = topic
-        .strip_prefix("/cert-rotation/")
-        .and_then(|rest| rest.split('/').nth(1));
+    let serial = rotation_topic_serial(topic);
     let from_device = match serial {
         Some(_) => topic.ends_with("/rqst"),
         None => !topic.starts_with("$aws/"),

@@ -6,7 +6,7 @@
 //! request must be SigV4-signed with it. `jitpilot env` prints it for a
 //! shell, so the aws CLI and boto3 find it through the standard variables.
 
-use crate::cloud::local::datadir::{self, DataDir, DataDirError};
+use crate::datadir::{self, DataDir, DataDirError};
 use rand::Rng;
 
 /// The credentials file's name in the data dir.

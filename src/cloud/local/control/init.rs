@@ -11,43 +11,26 @@
 //! rows of devices that already progressed are never touched.
 
 use super::{short_id, LocalCloud};
-use crate::cloud::local::datadir::{create_private_dir, write_atomically};
+use crate::datadir::{create_private_dir, has_valid_credentials, write_atomically};
 use crate::cloud::local::endpoint_ca;
-use crate::cloud::local::{DEVICE_TABLE, DEVICE_TABLE_KEY, LOCAL_ACCOUNT_ID, STACK_NAME};
+use crate::cloud::local::LOCAL_ACCOUNT_ID;
 use crate::cloud::{CloudError, CloudEvent, CloudResult, EventKind, InitReport};
 use crate::model::{
     now_millis, CaCertificate, CertificateStatus, ParameterType, RegistrationConfig,
 };
 use crate::pki::{self, Issued};
+pub use crate::vocabulary::{
+    ca_key_parameter, CR_WHITELISTED, JITP_TEMPLATE, MANUFACTURER_CA_FILE, MANUFACTURER_CA_LABEL,
+    ROOT_CA_FILE, VENDOR_CA_LABEL, VENDOR_CERT_FILE, VENDOR_KEY_FILE, VENDOR_KEY_PARAMETER,
+};
+use crate::vocabulary::{
+    ATTR_CR_STATE, ATTR_MANUFACTURER_CA_CERT_ID, DEVICE_TABLE, DEVICE_TABLE_KEY, STACK_NAME,
+};
 use serde_json::json;
 use std::path::Path;
 
-/// The JITP provisioning template attached to the Vendor CA.
-pub const JITP_TEMPLATE: &str = include_str!("../../../../assets/jitp-template.json");
-/// Label of the Vendor CA in the registry.
-pub const VENDOR_CA_LABEL: &str = "Vendor CA";
-/// Label of the Manufacturer CA in the registry.
-pub const MANUFACTURER_CA_LABEL: &str = "Manufacturer CA";
-/// Where the Vendor CA's key — the factory's signing key — is kept (sealed).
-pub const VENDOR_KEY_PARAMETER: &str = "/jitpilot/vendor-ca-key";
-/// The whitelist state `init` writes (wire contract).
-pub const CR_WHITELISTED: &str = "CR_WHITELISTED";
 /// The stack's role that AWS IoT assumes to apply the JITP template.
 const PROVISIONING_ROLE: &str = "JitpProvisioningRole";
-
-/// Files of a device's credential folder (DESIGN §2.3).
-pub const VENDOR_KEY_FILE: &str = "vendor.key.pem";
-/// The vendor device cert followed by the Vendor CA cert.
-pub const VENDOR_CERT_FILE: &str = "vendor.cert.pem";
-/// What the device trusts for the endpoint.
-pub const ROOT_CA_FILE: &str = "root-ca.pem";
-/// The Manufacturer CA, so firmware can check its rotated cert.
-pub const MANUFACTURER_CA_FILE: &str = "manufacturer-ca.pem";
-
-/// The parameter holding the Manufacturer CA's key (wire contract).
-pub fn ca_key_parameter(ca_id: &str) -> String {
-    format!("cr-ca-key-{ca_id}")
-}
 
 /// A CA of the walkthrough with its key, ready to sign.
 struct SigningCa {
@@ -306,16 +289,16 @@ fn whitelist(
         let write = match store.get_item(DEVICE_TABLE, serial)? {
             None => true,
             Some(item) => {
-                item.get("CrState").and_then(|v| v.as_str()) == Some(CR_WHITELISTED)
-                    && item.get("ManufacturerCaCertId").and_then(|v| v.as_str())
+                item.get(ATTR_CR_STATE).and_then(|v| v.as_str()) == Some(CR_WHITELISTED)
+                    && item.get(ATTR_MANUFACTURER_CA_CERT_ID).and_then(|v| v.as_str())
                         != Some(manufacturer_ca_id)
             }
         };
         if write {
             let mut row = serde_json::Map::new();
             row.insert(DEVICE_TABLE_KEY.into(), serial.as_str().into());
-            row.insert("CrState".into(), CR_WHITELISTED.into());
-            row.insert("ManufacturerCaCertId".into(), manufacturer_ca_id.into());
+            row.insert(ATTR_CR_STATE.into(), CR_WHITELISTED.into());
+            row.insert(ATTR_MANUFACTURER_CA_CERT_ID.into(), manufacturer_ca_id.into());
             rows.push(row);
         }
     }
@@ -350,28 +333,6 @@ fn whitelist(
         });
     }
     Ok(rows.len())
-}
-
-/// True when `dir` holds a factory key and cert that belong together and
-/// chain to the Vendor CA: anything else (missing, torn, from an older CA) is
-/// issued again.
-pub(crate) fn has_valid_credentials(
-    key_path: &Path,
-    cert_path: &Path,
-    vendor_ca_pem: &str,
-) -> bool {
-    let (Ok(key), Ok(cert)) = (
-        std::fs::read_to_string(key_path),
-        std::fs::read_to_string(cert_path),
-    ) else {
-        return false;
-    };
-    let signed = pki::verify_signed_by(&cert, vendor_ca_pem).unwrap_or(false);
-    let matches = match (pki::public_key_der_of_key(&key), pki::parse_cert(&cert)) {
-        (Ok(public), Ok(info)) => public == info.public_key_der,
-        _ => false,
-    };
-    signed && matches
 }
 
 /// "The factory" for every serial, on every core: a device's credentials

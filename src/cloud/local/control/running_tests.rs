@@ -4,9 +4,10 @@
 //! a certificate switched off disconnects its device.
 
 use super::*;
-use crate::cloud::local::fleet::SAMPLE_SERIAL;
-use crate::cloud::local::{jitp, runtime, DEVICE_TABLE};
-use crate::rotation::wire::{ATTR_CR_STATE, ATTR_MANUFACTURER_CERT_ID};
+use crate::fleet::SAMPLE_SERIAL;
+use crate::cloud::local::{jitp, runtime};
+use crate::vocabulary::DEVICE_TABLE;
+use crate::vocabulary::{ATTR_CR_STATE, ATTR_MANUFACTURER_CERT_ID};
 use simulated_devices::machine::Identity;
 use simulated_devices::{run_device, CredentialFolder, DeviceConfig, Goal};
 use std::time::Duration;

@@ -1,9 +1,11 @@
 //! Reading the walkthrough back (`status`), and undoing `init`
 //! (`cleanup`, the sample's `certs_etc.py --delete`).
 
-use super::init::{ca_key_parameter, VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER};
+use crate::vocabulary::{
+    ca_key_parameter, CA_KEY_PARAMETER_PREFIX, VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER,
+};
 use super::{short_id, LocalCloud};
-use crate::cloud::local::{DEVICE_TABLE, STACK_NAME};
+use crate::vocabulary::{DEVICE_TABLE, STACK_NAME};
 use crate::cloud::{
     CaSummary, CertSummary, CleanupReport, CloudError, CloudResult, EventKind, StackSummary,
     StatusReport,
@@ -236,7 +238,7 @@ pub(super) fn cleanup(cloud: &LocalCloud) -> CloudResult<CleanupReport> {
 
     for parameter in store.list_parameters()? {
         let is_ca_key =
-            parameter.name == VENDOR_KEY_PARAMETER || parameter.name.starts_with("cr-ca-key-");
+            parameter.name == VENDOR_KEY_PARAMETER || parameter.name.starts_with(CA_KEY_PARAMETER_PREFIX);
         if is_ca_key && store.delete_parameter(&parameter.name)? {
             report.parameters += 1;
             cloud.record(
@@ -252,7 +254,7 @@ pub(super) fn cleanup(cloud: &LocalCloud) -> CloudResult<CleanupReport> {
     if store.describe_table(DEVICE_TABLE)?.is_some() {
         for item in store.scan(DEVICE_TABLE)? {
             let Some(serial) = item
-                .get(crate::cloud::local::DEVICE_TABLE_KEY)
+                .get(crate::vocabulary::DEVICE_TABLE_KEY)
                 .and_then(|v| v.as_str())
             else {
                 continue;

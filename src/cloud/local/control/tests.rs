@@ -2,7 +2,7 @@
 //! repairing damaged factory credentials.
 
 use super::*;
-use crate::cloud::local::fleet::SAMPLE_SERIAL;
+use crate::fleet::SAMPLE_SERIAL;
 use crate::pki;
 
 fn deployed(dir: &Path, bus: EventBus) -> LocalCloud {

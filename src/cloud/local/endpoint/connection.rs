@@ -7,7 +7,7 @@
 use super::admission::{admit, Admission};
 use super::authz::ConnectionPolicy;
 use super::lifecycle::{self, Presence};
-use super::limits::{DELIVERY_CHANNEL, PAYLOAD_PREVIEW_BYTES};
+use super::limits::DELIVERY_CHANNEL;
 use super::router::{Link, Origin};
 use super::session::{
     CloseReason, ConnectRequest, Effect, Message, MqttLevel, PacketSummary, Phase, Session,
@@ -574,25 +574,7 @@ impl super::session::Authorize for AllowNone {
     }
 }
 
-/// The payload as the traffic pane shows it: JSON if it parses, else text,
-/// else its size; cut at [`PAYLOAD_PREVIEW_BYTES`].
-pub fn payload_preview(payload: &[u8]) -> Value {
-    if let Ok(v) = serde_json::from_slice::<Value>(payload) {
-        if payload.len() <= PAYLOAD_PREVIEW_BYTES {
-            return v;
-        }
-    }
-    match std::str::from_utf8(payload) {
-        Ok(text) => {
-            let mut end = text.len().min(PAYLOAD_PREVIEW_BYTES);
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            Value::String(text[..end].to_string())
-        }
-        Err(_) => Value::String(format!("<{} bytes of binary>", payload.len())),
-    }
-}
+pub use crate::cloud::events::payload_preview;
 
 /// Publishes as the cloud: QoS 1 through the router (lifecycle events, JITP).
 pub fn cloud_message(topic: String, body: &Value) -> Message {

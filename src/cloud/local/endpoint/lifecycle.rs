@@ -7,6 +7,7 @@
 
 use crate::cloud::local::LOCAL_ACCOUNT_ID;
 use crate::model::{now_millis, EpochMillis};
+use crate::vocabulary::registered_topic;
 use serde_json::{json, Value};
 
 /// Who a lifecycle event is about.
@@ -84,7 +85,7 @@ pub fn certificate_registered(
     registered_at: EpochMillis,
 ) -> (String, Value) {
     (
-        format!("$aws/events/certificates/registered/{ca_certificate_id}"),
+        registered_topic(ca_certificate_id),
         json!({
             "certificateId": certificate_id,
             "caCertificateId": ca_certificate_id,

@@ -11,16 +11,11 @@
 
 use std::time::Duration;
 
-/// Largest PUBLISH payload AWS IoT accepts (128 KiB).
-pub const MAX_PAYLOAD_BYTES: usize = 128 * 1024;
-/// Longest clientId AWS IoT accepts, in bytes.
-pub const MAX_CLIENT_ID_BYTES: usize = 128;
-/// Longest topic name or filter AWS IoT accepts, in bytes.
-pub const MAX_TOPIC_BYTES: usize = 256;
-/// Largest remaining length of any incoming packet: a maximal PUBLISH
-/// (payload + topic + its length prefix + packet id). Anything larger is
-/// refused before its bytes are even buffered.
-pub const MAX_PACKET_BYTES: usize = MAX_PAYLOAD_BYTES + MAX_TOPIC_BYTES + 2 + 2;
+/// AWS IoT Core's payload, clientId, topic and packet sizes: the
+/// vocabulary's, shared with the AWS backend's observer.
+pub use crate::vocabulary::{
+    MAX_CLIENT_ID_BYTES, MAX_PACKET_BYTES, MAX_PAYLOAD_BYTES, MAX_TOPIC_BYTES,
+};
 /// Highest topic alias an MQTT 5 client may use (AWS: 8).
 pub const TOPIC_ALIAS_MAXIMUM: u16 = 8;
 /// Longest an MQTT 5 session outlives its connection, in seconds (AWS's
@@ -51,8 +46,6 @@ pub const MAX_CONCURRENT_ACTIONS: usize = 64;
 /// Republish chains stop after this many hops, so two rules republishing to
 /// each other cannot loop forever.
 pub const MAX_REPUBLISH_DEPTH: u8 = 8;
-/// Bytes of payload shown in packet events (the traffic pane's preview).
-pub const PAYLOAD_PREVIEW_BYTES: usize = 512;
 /// Inbound PUBLISH requests per second per connection (AWS: 100).
 pub const PUBLISHES_PER_SECOND: u32 = 100;
 /// Inbound bytes per second per connection (AWS: 512 KiB/s).

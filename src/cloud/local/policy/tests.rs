@@ -1,5 +1,5 @@
 use super::*;
-use crate::cloud::local::stack::TEMPLATE;
+use crate::vocabulary::STACK_TEMPLATE as TEMPLATE;
 
 const SERIAL: &str = "IUQWXALODJESC1";
 

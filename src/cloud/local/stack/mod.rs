@@ -37,8 +37,8 @@ use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use template::{resource_error, ResourceKind, Template};
 
-/// The stack template, compiled into the binary so `jitpilot` runs from anywhere.
-pub const TEMPLATE: &str = include_str!("../../../../cfn/cert-rotation.json");
+/// The stack template (the vocabulary's `STACK_TEMPLATE`, shared with the AWS backend).
+pub use crate::vocabulary::STACK_TEMPLATE as TEMPLATE;
 
 /// The type name CloudFormation gives the stack itself in its events.
 const STACK_TYPE: &str = "AWS::CloudFormation::Stack";

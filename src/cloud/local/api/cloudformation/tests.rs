@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::cloud::local::api::s3::S3;
-use crate::cloud::local::{LocalCloud, STACK_NAME};
+use crate::cloud::local::LocalCloud;
+use crate::vocabulary::STACK_NAME;
 use crate::cloud::EventBus;
 
 struct Fixture {
@@ -115,7 +116,7 @@ async fn create_stack_deploys_the_real_template_and_describe_shows_status_parame
         "CreateStack",
         &[
             ("StackName", STACK_NAME),
-            ("TemplateBody", crate::cloud::local::stack::TEMPLATE),
+            ("TemplateBody", crate::vocabulary::STACK_TEMPLATE),
             ("Parameters.member.1.ParameterKey", "CodeKey"),
             ("Parameters.member.1.ParameterValue", "other/key.zip"),
             CAPS,
@@ -167,7 +168,7 @@ async fn create_stack_deploys_the_real_template_and_describe_shows_status_parame
         "CreateStack",
         &[
             ("StackName", STACK_NAME),
-            ("TemplateBody", crate::cloud::local::stack::TEMPLATE),
+            ("TemplateBody", crate::vocabulary::STACK_TEMPLATE),
             CAPS,
         ],
     )
@@ -193,7 +194,7 @@ async fn missing_stacks_capabilities_and_parameters_are_refused_as_aws_does() {
         "CreateStack",
         &[
             ("StackName", "S"),
-            ("TemplateBody", crate::cloud::local::stack::TEMPLATE),
+            ("TemplateBody", crate::vocabulary::STACK_TEMPLATE),
         ],
     )
     .await;

@@ -10,7 +10,7 @@ use super::{
 use crate::cloud::events::EventKind;
 use crate::cloud::local::api::{ApiError, ApiResult};
 use crate::cloud::local::control::short_id;
-use crate::cloud::local::control::{MANUFACTURER_CA_LABEL, VENDOR_CA_LABEL};
+use crate::vocabulary::{MANUFACTURER_CA_LABEL, VENDOR_CA_LABEL};
 use crate::model::{now_millis, CaCertificate, CertificateStatus, RegistrationConfig};
 use crate::pki::{self, CertInfo};
 use serde::Deserialize;

@@ -1,6 +1,6 @@
 use super::*;
 use crate::cloud::local::rules::{CompiledRule, RuleAction};
-use crate::cloud::local::{DEVICE_TABLE, DEVICE_TABLE_KEY, STACK_NAME};
+use crate::vocabulary::{DEVICE_TABLE, DEVICE_TABLE_KEY, STACK_NAME};
 use serde_json::json;
 
 pub(super) struct Fixture {

@@ -4,11 +4,11 @@
 
 use super::*;
 use crate::cloud::events::{EventBus, EventKind};
-use crate::cloud::local::fleet::Fleet;
+use crate::fleet::Fleet;
 use crate::cloud::local::functions::{
     builtin_functions, rotation_config, CertRotation, CERT_ROTATION_HANDLER,
 };
-use crate::cloud::local::{DEVICE_TABLE, DEVICE_TABLE_KEY};
+use crate::vocabulary::{DEVICE_TABLE, DEVICE_TABLE_KEY};
 use crate::model::{CaCertificate, ParameterType};
 use crate::rotation::wire::*;
 use crate::rotation::{Outcome, Publisher, RotationConfig, RotationFunction};

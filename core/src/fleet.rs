@@ -7,18 +7,33 @@
 //! `<data-dir>/fleet.json` overrides it when present.
 
 use crate::pki::{KeyAlgorithm, Subject};
+use crate::rotation::RotationConfig;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// The built-in fleet definition.
-pub const BUILTIN_FLEET: &str = include_str!("../../../assets/fleet.json");
+pub const BUILTIN_FLEET: &str = include_str!("../../assets/fleet.json");
+
+/// The fleet definition override's name in the data dir.
+pub const FLEET_FILE: &str = "fleet.json";
 
 /// The sample's one serial number, always first in the fleet.
 pub const SAMPLE_SERIAL: &str = "IUQWXALODJESC1";
 
 /// Generated serials use the sample's alphabet: upper-case letters and digits.
 const SERIAL_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+
+/// The rotation function's settings from the fleet definition: the
+/// manufacturer certificate's validity, and its key type, which a device's
+/// CSR must match. The local built-in function and the Lambda both use it.
+pub fn rotation_config(fleet: &Fleet) -> RotationConfig {
+    RotationConfig {
+        validity_days: fleet.manufacturer_cert.validity_days,
+        key_algorithm: Some(fleet.manufacturer_cert.key_algorithm),
+        ..RotationConfig::default()
+    }
+}
 
 /// What can go wrong loading a fleet definition.
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +102,7 @@ impl Fleet {
 
     /// `<data_dir>/fleet.json` if present, else the built-in definition.
     pub fn load(data_dir: &Path) -> Result<Fleet, FleetError> {
-        let path = data_dir.join(super::datadir::FLEET_FILE);
+        let path = data_dir.join(FLEET_FILE);
         match std::fs::read_to_string(&path) {
             Ok(text) => Fleet::parse(&text, &path.display().to_string()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Fleet::builtin(),

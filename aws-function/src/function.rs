@@ -6,13 +6,14 @@
 //! completion on a Tokio runtime handle. Callers invoke the function from a
 //! blocking thread (`spawn_blocking`), never from a runtime worker.
 
-use super::errors::{api, AwsError};
-use super::table::{from_item, to_item};
-use crate::model::{Certificate, CertificateStatus};
-use crate::rotation::traits::{
+use crate::errors::{api, AwsError};
+use crate::items::{from_item, to_item};
+use jitpilot_core::model::{Certificate, CertificateStatus};
+use jitpilot_core::rotation::traits::{
     AuditSink, BackendError, BackendResult, DeviceTable, ParameterStore, Registry,
 };
-use crate::rotation::{DeviceRow, Publisher};
+use jitpilot_core::rotation::{DeviceRow, Publisher};
+use jitpilot_core::vocabulary::ATTR_SERIAL_NUMBER;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_iot::operation::register_certificate::RegisterCertificateError;
 use serde_json::Value;
@@ -382,7 +383,7 @@ impl DeviceTable for AwsDeviceTable {
                 .get_item()
                 .table_name(&self.table)
                 .key(
-                    crate::rotation::wire::ATTR_SERIAL_NUMBER,
+                    ATTR_SERIAL_NUMBER,
                     AttributeValue::S(serial.to_string()),
                 )
                 .consistent_read(true)

@@ -5,17 +5,18 @@
 //! the local rules engine hands the built-in function. [`RotationLambda`]
 //! parses that event (also when a test console sends it JSON-encoded as a
 //! string), runs the cloud-agnostic [`RotationFunction`] over the AWS
-//! bindings of `function.rs` on a blocking thread, and returns the
+//! bindings of [`crate::function`] on a blocking thread, and returns the
 //! invocation's JSON. The `bootstrap` binary (`lambda/`) is `lambda_runtime`
 //! around [`RotationLambda::handle`].
 
-use super::clients::{AwsOptions, Clients};
-use super::errors::AwsResult;
-use super::function::{AwsDeviceTable, AwsParameterStore, AwsPublisher, AwsRegistry, LogAudit};
-use crate::cloud::local::fleet::Fleet;
-use crate::cloud::local::functions::rotation_config;
-use crate::cloud::local::DEVICE_TABLE;
-use crate::rotation::{Backends, Publisher, RotationConfig, RotationError, RotationFunction};
+use crate::clients::{load_config, FunctionClients};
+use crate::errors::{AwsError, AwsResult};
+use crate::function::{AwsDeviceTable, AwsParameterStore, AwsPublisher, AwsRegistry, LogAudit};
+use jitpilot_core::fleet::{rotation_config, Fleet};
+use jitpilot_core::rotation::{
+    Backends, Publisher, RotationConfig, RotationError, RotationFunction,
+};
+use jitpilot_core::vocabulary::{DEVICE_TABLE, DEVICE_TABLE_ENV, IOT_DATA_ENDPOINT_ENV};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -51,7 +52,7 @@ impl RotationLambda {
     /// The function over the AWS APIs: `table` is the device table's name,
     /// `data_ats_host` the endpoint `iot-data:Publish` goes to.
     pub fn over_aws(
-        clients: &Clients,
+        clients: &FunctionClients,
         table: &str,
         data_ats_host: Option<&str>,
         config: RotationConfig,
@@ -65,7 +66,7 @@ impl RotationLambda {
     /// `publisher` instead of `iot-data:Publish`: how a test that plays IoT's
     /// rules engine on another broker gets the answers onto that broker.
     pub fn over_aws_answering_with(
-        clients: &Clients,
+        clients: &FunctionClients,
         table: &str,
         config: RotationConfig,
         publisher: Arc<dyn Publisher>,
@@ -89,13 +90,11 @@ impl RotationLambda {
     /// `DescribeEndpoint`, issuing certs per the built-in fleet definition
     /// and the stack's `CSR_KEY_REUSE`.
     pub async fn from_env() -> AwsResult<Self> {
-        let options = AwsOptions {
-            endpoint_url: std::env::var("AWS_ENDPOINT_URL").ok(),
-            ..AwsOptions::default()
-        };
-        let clients = Clients::load(&options).await?;
-        let table = std::env::var("DEVICE_TABLE").unwrap_or_else(|_| DEVICE_TABLE.to_string());
-        let host = match std::env::var("IOT_DATA_ENDPOINT") {
+        let endpoint_url = std::env::var("AWS_ENDPOINT_URL").ok();
+        let config = load_config(None, endpoint_url.as_deref(), None).await;
+        let clients = FunctionClients::from_config(config)?;
+        let table = std::env::var(DEVICE_TABLE_ENV).unwrap_or_else(|_| DEVICE_TABLE.to_string());
+        let host = match std::env::var(IOT_DATA_ENDPOINT_ENV) {
             Ok(host) => Some(host),
             Err(_) => clients
                 .iot
@@ -112,7 +111,7 @@ impl RotationLambda {
             .map(|fleet| rotation_config(&fleet))
             .unwrap_or_default()
             .with_environment(|name| std::env::var(name).ok())
-            .map_err(super::errors::AwsError::Other)?;
+            .map_err(AwsError::Other)?;
         Ok(RotationLambda::over_aws(
             &clients,
             &table,

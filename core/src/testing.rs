@@ -1,30 +1,26 @@
-//! Tests of the rotation function: the pure handlers (`decisions.rs`,
-//! `parse.rs`) and the executor over a real SQLite store (`local_store.rs`).
-
-mod ack_decisions;
-mod after_init;
-mod decisions;
-mod local_store;
-mod parse;
-mod refusals;
-mod retries;
+//! Fixtures the rotation function's tests share — in this crate (the pure
+//! decisions) and in `jitpilot` (the executor over the local store): the
+//! sample's serial, two CAs and one device's factory credentials made once
+//! per test binary, CSRs with new or reused keys, and a tampered CSR.
+//! Not part of the API.
 
 use crate::model::{now_millis, Certificate, CertificateStatus};
 use crate::pki::{self, Issued, KeyAlgorithm, Subject};
 use std::sync::OnceLock;
 
 /// The sample's serial.
-pub(super) const SERIAL: &str = "IUQWXALODJESC1";
+pub const SERIAL: &str = crate::fleet::SAMPLE_SERIAL;
 
 /// Two CAs and one device's factory credentials, made once per test binary
 /// (key generation is the slow part).
-pub(super) struct Pki {
+pub struct Pki {
     pub vendor_ca: Issued,
     pub manufacturer_ca: Issued,
     pub vendor: Issued,
 }
 
-pub(super) fn subject(cn: &str) -> Subject {
+/// A subject with CN `cn` and organization "Example".
+pub fn subject(cn: &str) -> Subject {
     Subject {
         common_name: Some(cn.into()),
         organization: Some("Example".into()),
@@ -32,7 +28,8 @@ pub(super) fn subject(cn: &str) -> Subject {
     }
 }
 
-pub(super) fn pki() -> &'static Pki {
+/// The shared [`Pki`], made on first use.
+pub fn pki() -> &'static Pki {
     static PKI: OnceLock<Pki> = OnceLock::new();
     PKI.get_or_init(|| {
         let vendor_ca =
@@ -50,7 +47,7 @@ pub(super) fn pki() -> &'static Pki {
 }
 
 /// A factory certificate for `serial`, signed by the Vendor CA.
-pub(super) fn issue_vendor(vendor_ca: &Issued, serial: &str) -> Issued {
+pub fn issue_vendor(vendor_ca: &Issued, serial: &str) -> Issued {
     pki::issue_device_cert(
         &vendor_ca.cert_pem,
         &vendor_ca.key_pem,
@@ -62,7 +59,7 @@ pub(super) fn issue_vendor(vendor_ca: &Issued, serial: &str) -> Issued {
 }
 
 /// The registry record of an issued certificate.
-pub(super) fn record(issued: &Issued, ca: &Issued, status: CertificateStatus) -> Certificate {
+pub fn record(issued: &Issued, ca: &Issued, status: CertificateStatus) -> Certificate {
     Certificate {
         id: issued.id.clone(),
         ca_id: Some(ca.id.clone()),
@@ -73,12 +70,12 @@ pub(super) fn record(issued: &Issued, ca: &Issued, status: CertificateStatus) ->
 }
 
 /// A CSR for `cn` with a new EC key: `(csr_pem, key_pem)`.
-pub(super) fn new_csr(cn: &str) -> (String, String) {
+pub fn new_csr(cn: &str) -> (String, String) {
     pki::create_csr(&subject(cn), KeyAlgorithm::EcdsaP256).expect("csr")
 }
 
 /// A CSR for `cn` signed with an existing key (the sample's key reuse).
-pub(super) fn csr_with_key(cn: &str, key_pem: &str) -> String {
+pub fn csr_with_key(cn: &str, key_pem: &str) -> String {
     let key = rcgen::KeyPair::from_pem(key_pem).expect("key");
     let mut params = rcgen::CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
@@ -94,7 +91,7 @@ pub(super) fn csr_with_key(cn: &str, key_pem: &str) -> String {
 
 /// The CSR with `from` replaced by `to` inside its signed DER: what an
 /// attacker rewriting a captured CSR produces.
-pub(super) fn tamper(csr_pem: &str, from: &[u8], to: &[u8]) -> String {
+pub fn tamper(csr_pem: &str, from: &[u8], to: &[u8]) -> String {
     use base64::Engine;
     let b64: String = csr_pem
         .lines()

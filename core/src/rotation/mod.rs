@@ -14,7 +14,7 @@
 //! facts, performs the effects through the [`traits`] and records every
 //! outcome with its reason.
 //!
-//! - `wire.rs`            the wire contract: topics, states, attributes, names
+//! - `wire.rs`            a device-table row; the names are in [`crate::vocabulary`]
 //! - `event.rs`           the rule's output → [`RotationEvent`]
 //! - `registered.rs`      step 3a: the registered event (whitelist check)
 //! - `create_man_cert.rs` step 3b: sign the CSR, answer with the manufacturer cert
@@ -40,6 +40,8 @@ pub use event::{parse_event, RotationEvent};
 pub use executor::{Backends, Invocation, RotationError, RotationFunction};
 pub use traits::{AuditSink, BackendError, BackendResult, DeviceTable, ParameterStore, Registry};
 pub use wire::{CrState, DeviceRow};
+
+pub use crate::vocabulary::CSR_KEY_REUSE_ENV;
 
 use crate::pki::KeyAlgorithm;
 use serde::{Deserialize, Serialize};
@@ -91,9 +93,6 @@ impl RotationConfig {
     }
 }
 
-/// The function's environment variable carrying the stack parameter
-/// `CsrKeyReuse` (`cfn/cert-rotation.json`, `Environment.Variables`).
-pub const CSR_KEY_REUSE_ENV: &str = "CSR_KEY_REUSE";
 
 /// What the function does with a CSR whose public key is the device's
 /// vendor key. The AWS sample's device does exactly that (it builds its CSR

@@ -3,7 +3,7 @@
 
 use super::local_store::LocalCloud;
 use super::*;
-use crate::cloud::local::DEVICE_TABLE;
+use crate::vocabulary::DEVICE_TABLE;
 use crate::rotation::wire::*;
 use crate::rotation::Outcome;
 

@@ -1,0 +1,9 @@
+//! Tests of the rotation function's pure handlers (`decisions.rs`,
+//! `ack_decisions.rs`, `parse.rs`). The executor over a real SQLite store
+//! is tested in `jitpilot` (`src/rotation_tests/`), where the store lives.
+
+mod ack_decisions;
+mod decisions;
+mod parse;
+
+use crate::testing::*;
