@@ -9,3 +9,7 @@ mod refusals;
 mod retries;
 
 use jitpilot_core::testing::*;
+#[allow(unused_imports)]
+use crate::model::{now_millis, Certificate, CertificateStatus};
+#[allow(unused_imports)]
+use crate::pki::{self, Issued, KeyAlgorithm, Subject};

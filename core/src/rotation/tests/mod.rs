@@ -7,3 +7,7 @@ mod decisions;
 mod parse;
 
 use crate::testing::*;
+#[allow(unused_imports)]
+use crate::model::{now_millis, Certificate, CertificateStatus};
+#[allow(unused_imports)]
+use crate::pki::{self, Issued, KeyAlgorithm, Subject};
