@@ -8,9 +8,9 @@
 
 mod endpoint_support;
 
-use jitpilot::fleet::SAMPLE_SERIAL;
 use jitpilot::cloud::local::{LocalCloud, DEVICE_TABLE};
 use jitpilot::cloud::EventBus;
+use jitpilot::fleet::SAMPLE_SERIAL;
 use std::path::Path;
 use std::process::Command;
 

@@ -274,9 +274,7 @@ fn loss_seed(serials: &[String], loss: f64) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_with_20_percent_loss_completes_by_retrying() {
     let _one = one_big_fleet_at_a_time();
-    let serials = jitpilot::fleet::Fleet::builtin()
-        .unwrap()
-        .serials(199);
+    let serials = jitpilot::fleet::Fleet::builtin().unwrap().serials(199);
     let seed = loss_seed(&serials, 0.2);
     let dir = deployed();
     let seed_arg = seed.to_string();

@@ -8,14 +8,14 @@
 
 use crate::errors::{api, AwsError};
 use crate::items::{from_item, to_item};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_iot::operation::register_certificate::RegisterCertificateError;
 use jitpilot_core::model::{Certificate, CertificateStatus};
 use jitpilot_core::rotation::traits::{
     AuditSink, BackendError, BackendResult, DeviceTable, ParameterStore, Registry,
 };
 use jitpilot_core::rotation::{DeviceRow, Publisher};
 use jitpilot_core::vocabulary::ATTR_SERIAL_NUMBER;
-use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_iot::operation::register_certificate::RegisterCertificateError;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
@@ -382,10 +382,7 @@ impl DeviceTable for AwsDeviceTable {
             self.dynamodb
                 .get_item()
                 .table_name(&self.table)
-                .key(
-                    ATTR_SERIAL_NUMBER,
-                    AttributeValue::S(serial.to_string()),
-                )
+                .key(ATTR_SERIAL_NUMBER, AttributeValue::S(serial.to_string()))
                 .consistent_read(true)
                 .send(),
         )

@@ -12,13 +12,13 @@
 
 use super::{Backend, GlobalArgs};
 use crate::cloud::aws::{table, AwsCloud};
-use crate::fleet::Fleet;
 use crate::cloud::local::runtime::{self, RunningCloud};
 use crate::cloud::local::{endpoint_ca, LocalCloud};
-use crate::vocabulary::{DEVICE_TABLE, STACK_NAME};
 use crate::cloud::{Cloud, EventBus};
+use crate::fleet::Fleet;
 use crate::rotation::wire::Item;
 use crate::vocabulary::ATTR_CR_STATE;
+use crate::vocabulary::{DEVICE_TABLE, STACK_NAME};
 use color_eyre::eyre::{bail, eyre};
 use simulated_devices::{run_device, DeviceConfig, DeviceOutcome, DeviceReport, Goal, Progress};
 use std::path::PathBuf;

@@ -15,8 +15,8 @@
 
 use super::GlobalArgs;
 use crate::cloud::local::api::credentials;
-use crate::datadir::DataDir;
 use crate::cloud::local::LOCAL_REGION;
+use crate::datadir::DataDir;
 use color_eyre::eyre::eyre;
 
 /// The variable `--iot-root-ca` reads: the local MQTT endpoint's CA.

@@ -6,10 +6,10 @@ use super::*;
 use crate::cloud::events::EventBus;
 use crate::cloud::local::functions::{builtin_functions, rotation_config, CERT_ROTATION_HANDLER};
 use crate::cloud::local::LocalCloud;
-use crate::vocabulary::DEVICE_TABLE;
 use crate::cloud::Cloud;
 use crate::rotation::wire::*;
 use crate::rotation::Publisher;
+use crate::vocabulary::DEVICE_TABLE;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 

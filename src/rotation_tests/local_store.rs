@@ -4,15 +4,15 @@
 
 use super::*;
 use crate::cloud::events::{EventBus, EventKind};
-use crate::fleet::Fleet;
 use crate::cloud::local::functions::{
     builtin_functions, rotation_config, CertRotation, CERT_ROTATION_HANDLER,
 };
-use crate::vocabulary::{DEVICE_TABLE, DEVICE_TABLE_KEY};
+use crate::fleet::Fleet;
 use crate::model::{CaCertificate, ParameterType};
 use crate::rotation::wire::*;
 use crate::rotation::{Outcome, Publisher, RotationConfig, RotationFunction};
 use crate::store::Store;
+use crate::vocabulary::{DEVICE_TABLE, DEVICE_TABLE_KEY};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 

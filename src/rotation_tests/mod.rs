@@ -8,8 +8,8 @@ mod local_store;
 mod refusals;
 mod retries;
 
-use jitpilot_core::testing::*;
 #[allow(unused_imports)]
 use crate::model::{now_millis, Certificate, CertificateStatus};
 #[allow(unused_imports)]
 use crate::pki::{self, Issued, KeyAlgorithm, Subject};
+use jitpilot_core::testing::*;

@@ -3,9 +3,9 @@
 
 use super::local_store::LocalCloud;
 use super::*;
-use crate::vocabulary::DEVICE_TABLE;
 use crate::rotation::wire::*;
 use crate::rotation::Outcome;
+use crate::vocabulary::DEVICE_TABLE;
 
 #[test]
 fn concurrent_duplicate_requests_issue_one_certificate() {

@@ -93,7 +93,6 @@ impl RotationConfig {
     }
 }
 
-
 /// What the function does with a CSR whose public key is the device's
 /// vendor key. The AWS sample's device does exactly that (it builds its CSR
 /// from the factory key), so a manufacturer certificate adds no new secret:

@@ -63,12 +63,18 @@ mod tests {
             strip_rotation_root(&rqst),
             Some("create-man-cert/IUQWXALODJESC1/rqst")
         );
-        assert_eq!(rotation_topic_serial("$aws/events/presence/connected/S1"), None);
+        assert_eq!(
+            rotation_topic_serial("$aws/events/presence/connected/S1"),
+            None
+        );
         assert_eq!(strip_rotation_root("/cert-rotationX/a/b"), None);
         assert_eq!(
             CERT_ROTATION_FILTER.trim_end_matches('#'),
             format!("/{CERT_ROTATION_ROOT}/")
         );
-        assert_eq!(registered_topic("ca1"), "$aws/events/certificates/registered/ca1");
+        assert_eq!(
+            registered_topic("ca1"),
+            "$aws/events/certificates/registered/ca1"
+        );
     }
 }

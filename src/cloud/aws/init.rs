@@ -21,14 +21,15 @@
 use super::errors::{api, AwsError, AwsResult};
 use super::registry::{self, RegisteredCa};
 use super::{stack, status, table, AwsCloud, AMAZON_ROOT_CAS};
+use crate::cloud::{CloudError, CloudEvent, CloudResult, EventKind, InitReport};
 use crate::datadir::{create_private_dir, write_atomically};
 use crate::fleet::CaProfile;
-use crate::cloud::{CloudError, CloudEvent, CloudResult, EventKind, InitReport};
 use crate::pki::{self, Issued};
 use crate::vocabulary::{
-    ca_key_parameter, CrState, ATTR_CR_STATE, ATTR_MANUFACTURER_CA_CERT_ID, DEVICE_TABLE, DEVICE_TABLE_KEY, JITP_TEMPLATE, MANUFACTURER_CA_FILE,
-    MANUFACTURER_CA_LABEL, OBSERVER_CERT_FILE, OBSERVER_KEY_FILE, ROOT_CA_FILE, VENDOR_CA_LABEL,
-    VENDOR_CERT_FILE, VENDOR_KEY_FILE, VENDOR_KEY_PARAMETER,
+    ca_key_parameter, CrState, ATTR_CR_STATE, ATTR_MANUFACTURER_CA_CERT_ID, DEVICE_TABLE,
+    DEVICE_TABLE_KEY, JITP_TEMPLATE, MANUFACTURER_CA_FILE, MANUFACTURER_CA_LABEL,
+    OBSERVER_CERT_FILE, OBSERVER_KEY_FILE, ROOT_CA_FILE, VENDOR_CA_LABEL, VENDOR_CERT_FILE,
+    VENDOR_KEY_FILE, VENDOR_KEY_PARAMETER,
 };
 use aws_sdk_iot::types::{AutoRegistrationStatus, RegistrationConfig};
 use aws_sdk_ssm::types::ParameterType;
@@ -334,8 +335,11 @@ async fn whitelist(
         let write = match table::get(cloud, DEVICE_TABLE, serial).await? {
             None => true,
             Some(row) => {
-                row.get(ATTR_CR_STATE).and_then(|v| v.as_str()) == Some(CrState::Whitelisted.as_str())
-                    && row.get(ATTR_MANUFACTURER_CA_CERT_ID).and_then(|v| v.as_str())
+                row.get(ATTR_CR_STATE).and_then(|v| v.as_str())
+                    == Some(CrState::Whitelisted.as_str())
+                    && row
+                        .get(ATTR_MANUFACTURER_CA_CERT_ID)
+                        .and_then(|v| v.as_str())
                         != Some(manufacturer_ca)
             }
         };
@@ -379,8 +383,7 @@ fn factory_credentials(
     let key_path = dir.join(VENDOR_KEY_FILE);
     let cert_path = dir.join(VENDOR_CERT_FILE);
     let mut issued = false;
-    if !crate::datadir::has_valid_credentials(&key_path, &cert_path, &vendor.cert_pem)
-    {
+    if !crate::datadir::has_valid_credentials(&key_path, &cert_path, &vendor.cert_pem) {
         let profile = &cloud.fleet().device_cert;
         let device = pki::issue_device_cert(
             &vendor.cert_pem,
@@ -437,7 +440,8 @@ async fn observer(cloud: &AwsCloud, roots: &str) -> AwsResult<bool> {
                 .and_then(|d| d.status())
                 .is_some_and(|s| s.as_str() == "ACTIVE")
         });
-        if active && dir.join(OBSERVER_KEY_FILE).is_file() && dir.join(OBSERVER_CERT_FILE).is_file() {
+        if active && dir.join(OBSERVER_KEY_FILE).is_file() && dir.join(OBSERVER_CERT_FILE).is_file()
+        {
             write_roots(&dir.join(ROOT_CA_FILE), roots)?;
             return Ok(false);
         }

@@ -35,16 +35,16 @@ pub mod status;
 pub mod table;
 
 pub use clients::{AwsOptions, Clients};
+pub use errors::{AwsError, AwsResult};
 /// The rotation function over the AWS APIs and its Lambda handler: the
 /// `jitpilot-aws-function` crate, which the `bootstrap` is built from.
 pub use jitpilot_aws_function::{function, lambda};
-pub use errors::{AwsError, AwsResult};
 
-use crate::fleet::Fleet;
 use crate::cloud::{
     CleanupReport, Cloud, CloudError, CloudEvent, CloudResult, DeployReport, DeviceEndpoint,
     EventBus, EventReceiver, InitReport, StatusReport, TeardownReport,
 };
+use crate::fleet::Fleet;
 use crate::model::CertificateStatus;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -132,8 +132,7 @@ impl AwsCloud {
             .endpoint_address
             .ok_or_else(|| AwsError::Other("DescribeEndpoint returned no address".into()))?;
         let dir = self.local_dir();
-        crate::datadir::create_private_dir(&dir)
-            .map_err(|e| AwsError::Other(e.to_string()))?;
+        crate::datadir::create_private_dir(&dir).map_err(|e| AwsError::Other(e.to_string()))?;
         crate::datadir::write_atomically(
             &endpoint_file(&self.inner.options.data_dir),
             host.as_bytes(),

@@ -3,8 +3,8 @@
 
 use super::errors::{api, AwsResult};
 use super::AwsCloud;
-use crate::vocabulary::{MANUFACTURER_CA_LABEL, VENDOR_CA_LABEL};
 use crate::pki::{self, Subject};
+use crate::vocabulary::{MANUFACTURER_CA_LABEL, VENDOR_CA_LABEL};
 
 /// A registered CA certificate, described.
 #[derive(Debug, Clone)]

@@ -10,9 +10,9 @@
 use super::emulator::{self, ExtractedRule};
 use super::errors::{api, AwsError, AwsResult};
 use super::AwsCloud;
-use crate::vocabulary::{STACK_NAME, STACK_TEMPLATE as TEMPLATE};
 use crate::cloud::{CloudEvent, DeployReport, EventKind, TeardownReport};
 use crate::model::{StackEvent, StackResource};
+use crate::vocabulary::{STACK_NAME, STACK_TEMPLATE as TEMPLATE};
 use aws_sdk_cloudformation::types::{Capability, Parameter, Stack};
 use serde_json::{json, Value};
 use std::collections::HashSet;

@@ -7,14 +7,14 @@
 use super::errors::{api, AwsResult};
 use super::registry::{self, RegisteredCa};
 use super::{init, stack, table, AwsCloud};
-use crate::vocabulary::{
-    DEVICE_TABLE, MANUFACTURER_CA_LABEL, STACK_NAME, VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER,
-};
 use crate::cloud::{
     CaSummary, CertSummary, CleanupReport, CloudEvent, CloudResult, EventKind, StackSummary,
     StatusReport,
 };
 use crate::vocabulary::ca_key_parameter;
+use crate::vocabulary::{
+    DEVICE_TABLE, MANUFACTURER_CA_LABEL, STACK_NAME, VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER,
+};
 use std::collections::BTreeMap;
 
 /// How many recent stack events `status` shows.

@@ -14,18 +14,18 @@ mod status;
 pub use crate::vocabulary::{MANUFACTURER_CA_LABEL, VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER};
 pub use stacks::StackOutcome;
 
-use crate::datadir::{DataDir, DataDirLock};
 use super::endpoint::EndpointControl;
-use crate::fleet::Fleet;
 use super::stack;
-use crate::vocabulary::STACK_NAME;
 use crate::cloud::{
     CleanupReport, Cloud, CloudError, CloudEvent, CloudResult, DeployReport, DeviceEndpoint,
     EventBus, EventKind, EventReceiver, InitReport, ParameterOverrides, StatusReport,
     TeardownReport,
 };
+use crate::datadir::{DataDir, DataDirLock};
+use crate::fleet::Fleet;
 use crate::model::CertificateStatus;
 use crate::store::Store;
+use crate::vocabulary::STACK_NAME;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};

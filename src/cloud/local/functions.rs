@@ -7,7 +7,6 @@
 //! and the deployed function's `Environment.Variables` (as Lambda sets them),
 //! so a stack update (e.g. `CsrKeyReuse`) takes effect on the next invocation.
 
-use crate::vocabulary::DEVICE_TABLE;
 use crate::cloud::events::{CloudEvent, EventBus, EventKind};
 use crate::model::{now_millis, Certificate, CertificateStatus};
 use crate::rotation::{
@@ -15,6 +14,7 @@ use crate::rotation::{
     Publisher, Registry, RotationConfig, RotationFunction,
 };
 use crate::store::{Store, StoreError};
+use crate::vocabulary::DEVICE_TABLE;
 use std::collections::HashMap;
 use std::sync::Arc;
 

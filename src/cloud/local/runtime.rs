@@ -18,10 +18,10 @@
 
 use super::api::server::{self as api_server, ApiConfig, ApiHandle, ApiServerError};
 use super::api::{credentials, ApiContext};
-use crate::datadir::EndpointAddrFile;
 use super::endpoint::{self, EndpointConfig, EndpointError, EndpointHandle};
 use super::lambda_runtime::LocalLambda;
 use super::{endpoint_ca, functions, LocalCloud};
+use crate::datadir::EndpointAddrFile;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

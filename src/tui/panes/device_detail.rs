@@ -5,8 +5,8 @@
 use super::{clip, clock_time, short_id};
 use crate::cloud::{CloudEvent, EventKind, StatusReport};
 use crate::tui::panes::devices::DeviceRow;
-use crate::vocabulary::{strip_rotation_root, ATTR_SERIAL_NUMBER};
 use crate::tui::theme::Theme;
+use crate::vocabulary::{strip_rotation_root, ATTR_SERIAL_NUMBER};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;

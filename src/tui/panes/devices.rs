@@ -11,15 +11,15 @@ use crate::cloud::CloudEvent;
 use crate::model::EpochMillis;
 use crate::tui::action::{DeviceProgress, ProgressState, WalkStep};
 use crate::tui::theme::Theme;
-use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::text::{Line, Span};
-use ratatui::widgets::{Gauge, Paragraph, Row, Sparkline, Table};
-use ratatui::Frame;
 use crate::vocabulary::{
     CrState, ATTR_CR_STATE, ATTR_MANUFACTURER_CERT_ID, ATTR_SERIAL_NUMBER, ATTR_VENDOR_CERT_ID,
     CR_CERT_ROTATION_COMPLETED, CR_MAN_CERT_CREATED, CR_STATE_PREFIX, CR_THING_CREATED,
     CR_WHITELISTED,
 };
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Gauge, Paragraph, Row, Sparkline, Table};
+use ratatui::Frame;
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

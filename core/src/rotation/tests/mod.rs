@@ -6,8 +6,8 @@ mod ack_decisions;
 mod decisions;
 mod parse;
 
-use crate::testing::*;
 #[allow(unused_imports)]
 use crate::model::{now_millis, Certificate, CertificateStatus};
 #[allow(unused_imports)]
 use crate::pki::{self, Issued, KeyAlgorithm, Subject};
+use crate::testing::*;

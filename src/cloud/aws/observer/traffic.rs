@@ -3,8 +3,8 @@
 //! lifecycle views read them unchanged.
 
 use crate::cloud::events::payload_preview;
-use crate::vocabulary::{rotation_topic_serial, REGISTERED_TOPIC_PREFIX};
 use crate::cloud::{CloudEvent, EventKind};
+use crate::vocabulary::{rotation_topic_serial, REGISTERED_TOPIC_PREFIX};
 use serde_json::{json, Value};
 
 /// A message the observer received, as the event the local endpoint emits

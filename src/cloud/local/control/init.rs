@@ -11,10 +11,10 @@
 //! rows of devices that already progressed are never touched.
 
 use super::{short_id, LocalCloud};
-use crate::datadir::{create_private_dir, has_valid_credentials, write_atomically};
 use crate::cloud::local::endpoint_ca;
 use crate::cloud::local::LOCAL_ACCOUNT_ID;
 use crate::cloud::{CloudError, CloudEvent, CloudResult, EventKind, InitReport};
+use crate::datadir::{create_private_dir, has_valid_credentials, write_atomically};
 use crate::model::{
     now_millis, CaCertificate, CertificateStatus, ParameterType, RegistrationConfig,
 };
@@ -290,7 +290,9 @@ fn whitelist(
             None => true,
             Some(item) => {
                 item.get(ATTR_CR_STATE).and_then(|v| v.as_str()) == Some(CR_WHITELISTED)
-                    && item.get(ATTR_MANUFACTURER_CA_CERT_ID).and_then(|v| v.as_str())
+                    && item
+                        .get(ATTR_MANUFACTURER_CA_CERT_ID)
+                        .and_then(|v| v.as_str())
                         != Some(manufacturer_ca_id)
             }
         };
@@ -298,7 +300,10 @@ fn whitelist(
             let mut row = serde_json::Map::new();
             row.insert(DEVICE_TABLE_KEY.into(), serial.as_str().into());
             row.insert(ATTR_CR_STATE.into(), CR_WHITELISTED.into());
-            row.insert(ATTR_MANUFACTURER_CA_CERT_ID.into(), manufacturer_ca_id.into());
+            row.insert(
+                ATTR_MANUFACTURER_CA_CERT_ID.into(),
+                manufacturer_ca_id.into(),
+            );
             rows.push(row);
         }
     }

@@ -4,8 +4,8 @@
 //! a certificate switched off disconnects its device.
 
 use super::*;
-use crate::fleet::SAMPLE_SERIAL;
 use crate::cloud::local::{jitp, runtime};
+use crate::fleet::SAMPLE_SERIAL;
 use crate::vocabulary::DEVICE_TABLE;
 use crate::vocabulary::{ATTR_CR_STATE, ATTR_MANUFACTURER_CERT_ID};
 use simulated_devices::machine::Identity;

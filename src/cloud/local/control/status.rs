@@ -1,17 +1,17 @@
 //! Reading the walkthrough back (`status`), and undoing `init`
 //! (`cleanup`, the sample's `certs_etc.py --delete`).
 
-use crate::vocabulary::{
-    ca_key_parameter, CA_KEY_PARAMETER_PREFIX, VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER,
-};
 use super::{short_id, LocalCloud};
-use crate::vocabulary::{DEVICE_TABLE, STACK_NAME};
 use crate::cloud::{
     CaSummary, CertSummary, CleanupReport, CloudError, CloudResult, EventKind, StackSummary,
     StatusReport,
 };
 use crate::model::{CaCertificate, CertificateStatus};
 use crate::pki::{self, Subject};
+use crate::vocabulary::{
+    ca_key_parameter, CA_KEY_PARAMETER_PREFIX, VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER,
+};
+use crate::vocabulary::{DEVICE_TABLE, STACK_NAME};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -237,8 +237,8 @@ pub(super) fn cleanup(cloud: &LocalCloud) -> CloudResult<CleanupReport> {
     }
 
     for parameter in store.list_parameters()? {
-        let is_ca_key =
-            parameter.name == VENDOR_KEY_PARAMETER || parameter.name.starts_with(CA_KEY_PARAMETER_PREFIX);
+        let is_ca_key = parameter.name == VENDOR_KEY_PARAMETER
+            || parameter.name.starts_with(CA_KEY_PARAMETER_PREFIX);
         if is_ca_key && store.delete_parameter(&parameter.name)? {
             report.parameters += 1;
             cloud.record(

@@ -4,8 +4,8 @@
 use super::*;
 use crate::cloud::local::api::s3::S3;
 use crate::cloud::local::LocalCloud;
-use crate::vocabulary::STACK_NAME;
 use crate::cloud::EventBus;
+use crate::vocabulary::STACK_NAME;
 
 struct Fixture {
     _dir: tempfile::TempDir,

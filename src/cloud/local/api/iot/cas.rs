@@ -10,9 +10,9 @@ use super::{
 use crate::cloud::events::EventKind;
 use crate::cloud::local::api::{ApiError, ApiResult};
 use crate::cloud::local::control::short_id;
-use crate::vocabulary::{MANUFACTURER_CA_LABEL, VENDOR_CA_LABEL};
 use crate::model::{now_millis, CaCertificate, CertificateStatus, RegistrationConfig};
 use crate::pki::{self, CertInfo};
+use crate::vocabulary::{MANUFACTURER_CA_LABEL, VENDOR_CA_LABEL};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
