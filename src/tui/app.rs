@@ -14,7 +14,7 @@ use super::panes::stack::StackPane;
 use super::panes::traffic::TrafficPane;
 use super::panes::PaneId;
 use super::theme::Theme;
-use crate::cloud::aws::observer::ObserverState;
+use crate::cloud::open::ObserverState;
 use crate::cloud::{CloudEvent, EventKind, StatusReport};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -227,10 +227,10 @@ impl App {
                 "aws cloudformation deploy --template-file cfn/cert-rotation.json",
             ),
             Action::Init => {
-                let extra = self.devices.devices().len().saturating_sub(1);
+                let devices = self.devices.devices().len().max(1);
                 self.run(
                     "init",
-                    Command::Init { extra_devices: extra },
+                    Command::Init { devices },
                     "certs_etc.py --create: register-ca-certificate ×2, ssm put-parameter, whitelist",
                 )
             }
@@ -441,13 +441,10 @@ impl App {
             ),
             Some(Overlay::SpawnPrompt(digits)) => {
                 let n: usize = digits.parse().unwrap_or(3).max(1);
-                let have = self.devices.devices().len();
-                let extra = if have == 0 { n - 1 } else { have - 1 + n };
+                let devices = self.devices.devices().len() + n;
                 self.run(
                     "spawn",
-                    Command::Spawn {
-                        extra_devices: extra,
-                    },
+                    Command::Spawn { devices },
                     "whitelist (dynamodb put-item CR_WHITELISTED) + factory vendor certs",
                 );
             }

@@ -284,7 +284,7 @@ fn spawn_adds_devices_to_the_fleet() {
     app.update(Action::Confirm);
     assert_eq!(
         app.take_commands(),
-        vec![Command::Spawn { extra_devices: 6 }]
+        vec![Command::Spawn { devices: 7 }]
     );
 }
 
@@ -341,7 +341,7 @@ fn demo_plays_the_walkthrough_in_order() {
     app.update(Action::DemoNext);
     assert_eq!(
         app.take_commands(),
-        vec![Command::Init { extra_devices: 0 }]
+        vec![Command::Init { devices: 1 }]
     );
 }
 
@@ -411,7 +411,7 @@ async fn worker_runs_commands_on_a_real_local_cloud() {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut worker = Worker::new(Arc::new(cloud), Arc::new(StuckDevice), tx);
 
-    worker.execute(Command::Init { extra_devices: 0 });
+    worker.execute(Command::Init { devices: 1 });
     match next_msg(&mut rx).await {
         Msg::Finished {
             what: "init",

@@ -3,7 +3,7 @@
 
 use super::errors::{api, AwsResult};
 use super::AwsCloud;
-use crate::cloud::local::control::{MANUFACTURER_CA_LABEL, VENDOR_CA_LABEL};
+use crate::cloud::control::{MANUFACTURER_CA_LABEL, VENDOR_CA_LABEL};
 use crate::pki::{self, Subject};
 
 /// A registered CA certificate, described.
