@@ -227,8 +227,8 @@ fn the_cloud_side_walkthrough_runs_and_cleans_up_after_itself() {
     let cleanup = json(&dir, &["cleanup"]);
     assert_eq!(cleanup["cas"], 2, "{cleanup}");
     assert_eq!(cleanup["parameters"], 2, "{cleanup}");
-    assert_eq!(cleanup["tableRows"], 4, "{cleanup}");
-    assert_eq!(cleanup["deviceFolders"], 4, "{cleanup}");
+    assert_eq!(cleanup["tableRows"], 3, "{cleanup}");
+    assert_eq!(cleanup["deviceFolders"], 3, "{cleanup}");
     let teardown = json(&dir, &["teardown"]);
     assert_eq!(teardown["existed"], true);
     assert_eq!(

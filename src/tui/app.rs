@@ -555,6 +555,14 @@ impl App {
                 self.refresh_hint = true;
             }
             EventKind::Registry | EventKind::Function | EventKind::Jitp => self.refresh_hint = true,
+            // The rotation function answered a device: it changed the
+            // registry (a manufacturer cert, the vendor cert retired) and the
+            // table. On AWS the observer's traffic is the only sign of it —
+            // no registry or function events reach the TUI there — so
+            // without this the CAs pane kept the counts of the JITP refresh.
+            EventKind::PacketOut { .. } if ev.topic.as_deref().is_some_and(is_rotation_answer) => {
+                self.refresh_hint = true
+            }
             // A call from an outside client (aws CLI, boto3) may have changed
             // what the panes show.
             EventKind::Api { status, .. } if status < 400 => self.refresh_hint = true,
@@ -626,4 +634,12 @@ pub fn event_serial(ev: &CloudEvent) -> Option<&str> {
             .and_then(|v| v.as_str())
             .filter(|v| !v.is_empty())
     })
+}
+
+/// `/cert-rotation/<step>/<serial>/rspn`: the rotation function's answer.
+fn is_rotation_answer(topic: &str) -> bool {
+    topic
+        .strip_prefix('/')
+        .and_then(|t| t.strip_prefix(crate::rotation::wire::CERT_ROTATION_ROOT))
+        .is_some_and(|rest| rest.starts_with('/') && rest.ends_with("/rspn"))
 }

@@ -537,3 +537,32 @@ fn a_read_back_of_the_same_fleet_updates_rows_and_cert_owners_in_place() {
     assert_eq!(app.devices.owner_of("m1"), None);
     assert_eq!(app.devices.devices().len(), 1);
 }
+
+#[test]
+fn the_rotation_functions_answers_refresh_the_ca_counts() {
+    // On AWS the TUI learns of 3b and 3c only from the observed traffic:
+    // the function's answer is what changed the CAs' certificates.
+    let mut app = app();
+    let publish = |out: bool, topic: &str| {
+        let kind = if out {
+            EventKind::PacketOut {
+                packet: "PUBLISH",
+                size: 10,
+            }
+        } else {
+            EventKind::PacketIn {
+                packet: "PUBLISH",
+                size: 10,
+            }
+        };
+        Arc::new(CloudEvent::new(kind, "PUBLISH").topic(topic))
+    };
+    app.push_event(publish(false, "/cert-rotation/create-man-cert/S1/rqst"));
+    app.push_event(publish(true, "/other/rspn"));
+    app.push_event(publish(true, "$aws/things/S1/shadow/rspn"));
+    assert!(!app.take_refresh_hint(), "a request alone changes nothing yet");
+    for step in ["create-man-cert", "ack-man-cert"] {
+        app.push_event(publish(true, &format!("/cert-rotation/{step}/S1/rspn")));
+        assert!(app.take_refresh_hint(), "{step}'s answer refreshes the panes");
+    }
+}
