@@ -23,7 +23,9 @@ fn device_line<'a>(screen: &'a str, serial: &str) -> Option<&'a str> {
 /// The serial of the first row of the devices table.
 /// The CAs pane's `certs` line of the Vendor CA.
 fn vendor_ca_certs(screen: &str) -> Option<&str> {
-    let mut lines = screen.lines().skip_while(|l| !l.contains("Vendor CA ACTIVE"));
+    let mut lines = screen
+        .lines()
+        .skip_while(|l| !l.contains("Vendor CA ACTIVE"));
     lines.next()?;
     lines
         .take_while(|l| !l.contains("Manufacturer CA ACTIVE"))

@@ -51,7 +51,11 @@ pub(crate) fn endpoint_of(connected: &Connected) -> color_eyre::Result<DeviceEnd
 
 /// A device's configuration: its folder under `devices_dir`, the
 /// endpoint's address and the name its certificate is verified against.
-pub(crate) fn device_config(devices_dir: &Path, endpoint: &DeviceEndpoint, serial: &str) -> DeviceConfig {
+pub(crate) fn device_config(
+    devices_dir: &Path,
+    endpoint: &DeviceEndpoint,
+    serial: &str,
+) -> DeviceConfig {
     let mut config = DeviceConfig::new(serial, devices_dir.join(serial), endpoint.addr.clone());
     config.server_name = Some(endpoint.server_name.clone());
     config
@@ -59,7 +63,11 @@ pub(crate) fn device_config(devices_dir: &Path, endpoint: &DeviceEndpoint, seria
 
 /// The device's `CrState` in the device table, if it has a row.
 async fn cr_state(connected: &Connected, serial: &str) -> color_eyre::Result<Option<String>> {
-    let rows = connected.cloud().device_rows().await.map_err(|e| eyre!("{e}"))?;
+    let rows = connected
+        .cloud()
+        .device_rows()
+        .await
+        .map_err(|e| eyre!("{e}"))?;
     Ok(rows
         .into_iter()
         .map(DeviceRow::from_item)

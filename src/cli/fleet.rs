@@ -321,7 +321,11 @@ async fn onboard(
 /// `SerialNumber` → `CrState` for every row of the device table.
 async fn table_states(target: &Connected) -> color_eyre::Result<HashMap<String, String>> {
     let mut states = HashMap::new();
-    let rows = target.cloud().device_rows().await.map_err(|e| eyre!("{e}"))?;
+    let rows = target
+        .cloud()
+        .device_rows()
+        .await
+        .map_err(|e| eyre!("{e}"))?;
     for item in rows {
         let serial = item.get(ATTR_SERIAL_NUMBER).and_then(|v| v.as_str());
         let state = item.get(ATTR_CR_STATE).and_then(|v| v.as_str());

@@ -189,7 +189,10 @@ impl Connected {
     /// and AWS API on `serve`'s addresses; or the AWS backend with the
     /// observer whose subscription feeds the traffic pane (no AWS call is
     /// made here: a missing credential shows on the first refresh).
-    pub async fn for_cockpit(options: &CloudOptions, serve: &Serve) -> Result<Connected, OpenError> {
+    pub async fn for_cockpit(
+        options: &CloudOptions,
+        serve: &Serve,
+    ) -> Result<Connected, OpenError> {
         match options.backend {
             Backend::Aws => {
                 let cloud = options.aws(EventBus::default()).await?;

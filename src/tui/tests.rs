@@ -282,10 +282,7 @@ fn spawn_adds_devices_to_the_fleet() {
     app.update(Action::AskSpawn);
     app.update(Action::Input('5'));
     app.update(Action::Confirm);
-    assert_eq!(
-        app.take_commands(),
-        vec![Command::Spawn { devices: 7 }]
-    );
+    assert_eq!(app.take_commands(), vec![Command::Spawn { devices: 7 }]);
 }
 
 #[test]
@@ -339,10 +336,7 @@ fn demo_plays_the_walkthrough_in_order() {
         result: Ok("ok".into()),
     });
     app.update(Action::DemoNext);
-    assert_eq!(
-        app.take_commands(),
-        vec![Command::Init { devices: 1 }]
-    );
+    assert_eq!(app.take_commands(), vec![Command::Init { devices: 1 }]);
 }
 
 #[test]
@@ -560,9 +554,15 @@ fn the_rotation_functions_answers_refresh_the_ca_counts() {
     app.push_event(publish(false, "/cert-rotation/create-man-cert/S1/rqst"));
     app.push_event(publish(true, "/other/rspn"));
     app.push_event(publish(true, "$aws/things/S1/shadow/rspn"));
-    assert!(!app.take_refresh_hint(), "a request alone changes nothing yet");
+    assert!(
+        !app.take_refresh_hint(),
+        "a request alone changes nothing yet"
+    );
     for step in ["create-man-cert", "ack-man-cert"] {
         app.push_event(publish(true, &format!("/cert-rotation/{step}/S1/rspn")));
-        assert!(app.take_refresh_hint(), "{step}'s answer refreshes the panes");
+        assert!(
+            app.take_refresh_hint(),
+            "{step}'s answer refreshes the panes"
+        );
     }
 }

@@ -218,8 +218,7 @@ async fn register_ca(
         .map_err(|e| api("GetRegistrationCode", "iot:GetRegistrationCode", e))?
         .registration_code
         .ok_or_else(|| AwsError::Other("GetRegistrationCode returned no code".into()))?;
-    let proof =
-        pki::create_verification_cert(&ca.cert_pem, &ca.key_pem, &code).map_err(other)?;
+    let proof = pki::create_verification_cert(&ca.cert_pem, &ca.key_pem, &code).map_err(other)?;
     let out = iot
         .register_ca_certificate()
         .ca_certificate(&ca.cert_pem)

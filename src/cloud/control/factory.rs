@@ -5,8 +5,7 @@
 //! `cleanup`'s removal of them.
 
 use super::{
-    DEVICES_DIR, MANUFACTURER_CA_FILE, ROOT_CA_FILE, SHARED_DIR, VENDOR_CERT_FILE,
-    VENDOR_KEY_FILE,
+    DEVICES_DIR, MANUFACTURER_CA_FILE, ROOT_CA_FILE, SHARED_DIR, VENDOR_CERT_FILE, VENDOR_KEY_FILE,
 };
 use crate::cloud::local::datadir::{create_private_dir, write_atomically};
 use crate::cloud::local::fleet::Fleet;

@@ -215,12 +215,16 @@ async fn manufacturer_ca(
         }),
         CaChoice::Create => {
             let ca = create_ca(cloud, MANUFACTURER_CA_LABEL)?;
-            cloud.put_secure(&ca_key_parameter(&ca.id), &ca.key_pem).await?;
+            cloud
+                .put_secure(&ca_key_parameter(&ca.id), &ca.key_pem)
+                .await?;
             let id = cloud.register_ca(&ca, MANUFACTURER_CA_LABEL, None).await?;
             if id != ca.id {
                 // AWS's certificateId is the SHA-256 of the DER, as ours; an
                 // emulator may compute another. The parameter follows the registry.
-                cloud.put_secure(&ca_key_parameter(&id), &ca.key_pem).await?;
+                cloud
+                    .put_secure(&ca_key_parameter(&id), &ca.key_pem)
+                    .await?;
                 cloud.delete_parameter(&ca_key_parameter(&ca.id)).await?;
             }
             *created = true;

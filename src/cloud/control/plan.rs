@@ -113,17 +113,24 @@ pub fn choose_vendor_ca(
     key: Option<&str>,
     jitp: &RegistrationConfig,
 ) -> CloudResult<CaChoice> {
-    let vendors: Vec<&FoundCa> = found.iter().filter(|c| c.label == VENDOR_CA_LABEL).collect();
+    let vendors: Vec<&FoundCa> = found
+        .iter()
+        .filter(|c| c.label == VENDOR_CA_LABEL)
+        .collect();
     let Some(first) = vendors.first() else {
         return Ok(CaChoice::Create);
     };
     let Some(key) = key else {
-        return Err(missing_key(VENDOR_CA_LABEL, &first.id, VENDOR_KEY_PARAMETER));
+        return Err(missing_key(
+            VENDOR_CA_LABEL,
+            &first.id,
+            VENDOR_KEY_PARAMETER,
+        ));
     };
     let public = pki::public_key_der_of_key(key)?;
-    let owner = vendors.iter().find(|ca| {
-        pki::parse_cert(&ca.pem).is_ok_and(|info| info.public_key_der == public)
-    });
+    let owner = vendors
+        .iter()
+        .find(|ca| pki::parse_cert(&ca.pem).is_ok_and(|info| info.public_key_der == public));
     match owner {
         Some(ca) => Ok(CaChoice::Reuse {
             id: ca.id.clone(),
@@ -179,7 +186,11 @@ fn missing_key(label: &str, id: &str, parameter: &str) -> CloudError {
 /// without a row; a row still `CR_WHITELISTED` follows the current
 /// Manufacturer CA; rows of devices that progressed are never touched.
 /// `existing` is the device table as it is (other rows are ignored).
-pub fn whitelist_rows(serials: &[String], existing: &[Item], manufacturer_ca_id: &str) -> Vec<Item> {
+pub fn whitelist_rows(
+    serials: &[String],
+    existing: &[Item],
+    manufacturer_ca_id: &str,
+) -> Vec<Item> {
     let rows: HashMap<&str, DeviceRow> = existing
         .iter()
         .filter_map(|item| {
@@ -196,7 +207,11 @@ pub fn whitelist_rows(serials: &[String], existing: &[Item], manufacturer_ca_id:
                     && row.manufacturer_ca_cert_id() != Some(manufacturer_ca_id)
             }
         })
-        .map(|serial| DeviceRow::whitelisted(serial, manufacturer_ca_id).item().clone())
+        .map(|serial| {
+            DeviceRow::whitelisted(serial, manufacturer_ca_id)
+                .item()
+                .clone()
+        })
         .collect()
 }
 

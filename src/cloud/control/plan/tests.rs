@@ -90,20 +90,33 @@ fn the_vendor_ca_is_reused_with_its_key_and_kept_on_the_current_role() {
         choose_vendor_ca(&[], None, &jitp("arn:role/new")).expect("choice"),
         CaChoice::Create
     );
-    let reuse = choose_vendor_ca(&cas, Some(&vendor.key_pem), &jitp("arn:role/old"))
-        .expect("choice");
-    assert!(matches!(reuse, CaChoice::Reuse { enable_jitp: false, ref id, .. } if *id == vendor.id));
-    let redeployed = choose_vendor_ca(&cas, Some(&vendor.key_pem), &jitp("arn:role/new"))
-        .expect("choice");
-    assert!(matches!(redeployed, CaChoice::Reuse { enable_jitp: true, .. }));
+    let reuse =
+        choose_vendor_ca(&cas, Some(&vendor.key_pem), &jitp("arn:role/old")).expect("choice");
+    assert!(
+        matches!(reuse, CaChoice::Reuse { enable_jitp: false, ref id, .. } if *id == vendor.id)
+    );
+    let redeployed =
+        choose_vendor_ca(&cas, Some(&vendor.key_pem), &jitp("arn:role/new")).expect("choice");
+    assert!(matches!(
+        redeployed,
+        CaChoice::Reuse {
+            enable_jitp: true,
+            ..
+        }
+    ));
 }
 
 #[test]
 fn a_registered_ca_without_its_key_says_how_to_start_over() {
     let vendor = ca("Vendor CA");
     let cas = [found(VENDOR_CA_LABEL, &vendor, None)];
-    let err = choose_vendor_ca(&cas, None, &jitp("r")).expect_err("no key").to_string();
-    assert!(err.contains(VENDOR_KEY_PARAMETER) && err.contains("jitpilot cleanup"), "{err}");
+    let err = choose_vendor_ca(&cas, None, &jitp("r"))
+        .expect_err("no key")
+        .to_string();
+    assert!(
+        err.contains(VENDOR_KEY_PARAMETER) && err.contains("jitpilot cleanup"),
+        "{err}"
+    );
     let other = ca("Someone else");
     let err = choose_vendor_ca(&cas, Some(&other.key_pem), &jitp("r"))
         .expect_err("another key")
@@ -113,8 +126,13 @@ fn a_registered_ca_without_its_key_says_how_to_start_over() {
     let manufacturer = ca("Manufacturer CA");
     let cas = [found(MANUFACTURER_CA_LABEL, &manufacturer, None)];
     let candidate = manufacturer_candidates(&cas).into_iter().next();
-    let err = choose_manufacturer_ca(candidate, None).expect_err("no key").to_string();
-    assert!(err.contains(&format!("cr-ca-key-{}", manufacturer.id)), "{err}");
+    let err = choose_manufacturer_ca(candidate, None)
+        .expect_err("no key")
+        .to_string();
+    assert!(
+        err.contains(&format!("cr-ca-key-{}", manufacturer.id)),
+        "{err}"
+    );
     assert!(matches!(
         choose_manufacturer_ca(candidate, Some(&manufacturer.key_pem)),
         Ok(CaChoice::Reuse { .. })
@@ -149,7 +167,11 @@ fn one_subject_line_most_specific_first() {
 fn a_ca_summary_reads_the_same_on_both_clouds() {
     let vendor = ca("Vendor CA");
     let summary = ca_summary(
-        &found(VENDOR_CA_LABEL, &vendor, Some(jitp("arn:aws:iam::1:role/p"))),
+        &found(
+            VENDOR_CA_LABEL,
+            &vendor,
+            Some(jitp("arn:aws:iam::1:role/p")),
+        ),
         BTreeMap::from([("ACTIVE".to_string(), 3)]),
         key_parameter(VENDOR_CA_LABEL, &vendor.id),
     );

@@ -217,4 +217,3 @@ pub(super) fn found_ca(ca: &CaCertificate) -> FoundCa {
         registration: ca.registration_config.clone(),
     }
 }
-

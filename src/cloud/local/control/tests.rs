@@ -188,7 +188,10 @@ fn init_shares_the_ca_files_by_hard_link_and_cleanup_removes_them() {
     let devices = cloud.data_dir().devices_dir();
     let endpoint_ca = std::fs::read_to_string(cloud.data_dir().endpoint_ca_path()).unwrap();
     let shared_dir = tmp.path().join(crate::cloud::control::SHARED_DIR);
-    for file in [crate::cloud::control::ROOT_CA_FILE, crate::cloud::control::MANUFACTURER_CA_FILE] {
+    for file in [
+        crate::cloud::control::ROOT_CA_FILE,
+        crate::cloud::control::MANUFACTURER_CA_FILE,
+    ] {
         let shared = std::fs::metadata(shared_dir.join(file)).unwrap();
         for serial in &report.whitelisted {
             let path = cloud.data_dir().device_dir(serial).join(file);
