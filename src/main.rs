@@ -30,8 +30,9 @@ enum Command {
     Deploy(DeployArgs),
     /// CAs, JITP template, CA key, whitelist, factory credentials (certs_etc.py --create).
     Init {
-        /// Devices to add beyond the sample's serial IUQWXALODJESC1.
-        #[arg(long, default_value_t = 0)]
+        /// How many devices to whitelist and issue factory credentials for,
+        /// the sample's serial IUQWXALODJESC1 first.
+        #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         devices: usize,
     },
     /// Run one device through a walkthrough step (mqtt_client.py --jitp/--create_cert/--ack_cert).

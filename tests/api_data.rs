@@ -76,7 +76,7 @@ fn boto3_and_the_aws_cli_drive_tables_parameters_and_the_rotation_function() {
     let ca_key_parameter = {
         let cloud = LocalCloud::open(&data_dir, EventBus::default()).expect("open");
         cloud.deploy_sync().expect("deploy");
-        cloud.init_sync(0).expect("init").ca_key_parameter
+        cloud.init_sync(1).expect("init").ca_key_parameter
     };
     let _server = endpoint_support::serve(&data_dir);
     let env = aws_env(&data_dir);

@@ -175,7 +175,7 @@ async fn deploy_init_status_cleanup_teardown(target: Target) {
         &target,
         &data,
         None,
-        &["--json", "init", "--devices", "2"],
+        &["--json", "init", "--devices", "3"],
     ));
     assert_eq!(init["created"], true);
     let whitelisted: Vec<&str> = init["whitelisted"]
@@ -347,7 +347,7 @@ async fn deploy_init_status_cleanup_teardown(target: Target) {
         &target,
         &data,
         None,
-        &["--json", "init", "--devices", "2"],
+        &["--json", "init", "--devices", "3"],
     ));
     assert_eq!(again["created"], false, "init is idempotent");
     assert_eq!(again["cas"].as_array().map(Vec::len), Some(2));

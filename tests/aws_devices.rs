@@ -104,7 +104,7 @@ async fn device_and_fleet_onboard(target: Target) {
     );
     assert_eq!(deployed["status"], "CREATE_COMPLETE");
     let init = json_of(
-        &jitpilot_command(&target, &data, None, &["--json", "init", "--devices", "1"])
+        &jitpilot_command(&target, &data, None, &["--json", "init", "--devices", "2"])
             .output()
             .expect("init"),
     );

@@ -364,7 +364,7 @@ fn sigkilled_fleet_rerun_completes_with_nothing_lost_or_duplicated() {
 #[test]
 fn non_whitelisted_serial_ends_with_an_inactive_cert_and_nothing_issued() {
     let dir = deployed();
-    let init = ok_json(dir.path(), &["init", "--devices", "1"]);
+    let init = ok_json(dir.path(), &["init", "--devices", "2"]);
     let serial = init["whitelisted"][1].as_str().unwrap().to_string();
     // Un-whitelist it, as if it were never on the list.
     Store::open(dir.path())
@@ -553,7 +553,7 @@ async fn answered_with(client: &mut RawClient, code: &str) {
 async fn bad_requests_are_refused_with_reasons_and_repeats_answered_identically() {
     use simulated_devices::machine::Identity;
     let dir = deployed();
-    let init = ok_json(dir.path(), &["init", "--devices", "1"]);
+    let init = ok_json(dir.path(), &["init", "--devices", "2"]);
     let serial = init["whitelisted"][0].as_str().unwrap().to_string();
     let other = init["whitelisted"][1].as_str().unwrap().to_string();
     let server = serve(dir.path());

@@ -25,7 +25,7 @@ const SAMPLE: &str = "IUQWXALODJESC1";
 const SERIALS: [&str; 4] = [SAMPLE, "K7Q2M9X4D1LZ8A", "P3V8N6R2T5WB0C", "Z1H4J7K0Q3S6U9"];
 const VENDOR_CA: &str = "4b1f0c9e7d2a6b3c5e8f1a0d9c7b6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d";
 const MAN_CA: &str = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d";
-const CERT_PEM: &str = include_str!("../src/pki/testdata/openssl-ca.pem");
+const CERT_PEM: &str = include_str!("../core/src/pki/testdata/openssl-ca.pem");
 /// The names the real stack gives (cfn/cert-rotation.json).
 const FUNCTION: &str = "CertRotation-cert-rotation";
 const IN_PROGRESS_POLICY: &str = "CrInProgressCertPolicy";

@@ -21,6 +21,17 @@ fn device_line<'a>(screen: &'a str, serial: &str) -> Option<&'a str> {
 }
 
 /// The serial of the first row of the devices table.
+/// The CAs pane's `certs` line of the Vendor CA.
+fn vendor_ca_certs(screen: &str) -> Option<&str> {
+    let mut lines = screen
+        .lines()
+        .skip_while(|l| !l.contains("Vendor CA ACTIVE"));
+    lines.next()?;
+    lines
+        .take_while(|l| !l.contains("Manufacturer CA ACTIVE"))
+        .find(|l| l.contains(" certs "))
+}
+
 fn first_serial(screen: &str) -> Option<String> {
     let mut lines = screen
         .lines()
@@ -80,6 +91,13 @@ fn drives_the_whole_walkthrough_by_keys() {
         tmux.wait_for(&format!("{serial} through step {step} ({state})"), |s| {
             device_line(s, &serial).is_some_and(|l| l.contains(state) && !l.contains("running"))
         });
+        if step == "3a" {
+            // JITP registered the device's vendor cert: the CAs pane counts
+            // it under the Vendor CA without a key press (no `r`).
+            tmux.wait_for("the Vendor CA counting the JITP cert", |s| {
+                vendor_ca_certs(s).is_some_and(|l| l.contains("ACTIVE 1"))
+            });
+        }
     }
 
     // Its timeline, as the sample's sequence diagram.

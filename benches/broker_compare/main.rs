@@ -101,12 +101,8 @@ fn prepare(work: &std::path::Path, devices: usize) -> Result<(Setup, Vec<Identit
     let data_dir = work.join("data");
     let cloud = LocalCloud::open(&data_dir, EventBus::default()).map_err(|e| err(&e))?;
     cloud.deploy_sync().map_err(|e| err(&e))?;
-    let fixed = cloud.fleet().serials(0).len();
-    cloud
-        .init_sync(devices.saturating_sub(fixed))
-        .map_err(|e| err(&e))?;
-    let mut serials = cloud.fleet().serials(devices.saturating_sub(fixed));
-    serials.truncate(devices);
+    cloud.init_sync(devices).map_err(|e| err(&e))?;
+    let serials = jitpilot::cloud::control::fleet_serials(cloud.fleet(), devices);
 
     let store = cloud.store();
     let vendor_ca = store

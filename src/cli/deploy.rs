@@ -10,7 +10,6 @@
 //! `--function-code builtin` goes back to the built-in.
 
 use super::{Backend, GlobalArgs};
-use crate::cloud::local::LocalCloud;
 use crate::cloud::{CloudEvent, EventBus, EventKind, ParameterOverrides};
 use color_eyre::eyre::{bail, eyre};
 use std::path::PathBuf;
@@ -52,7 +51,7 @@ pub async fn run(global: &GlobalArgs, args: &DeployArgs) -> color_eyre::Result<(
     let overrides: ParameterOverrides = args.parameter_overrides.iter().cloned().collect();
     let bus = EventBus::default();
     let printer = print_stack_events(&bus);
-    let cloud = super::backend::open_cloud(global, bus).await?;
+    let cloud = global.open_cloud(bus).await?;
     let result = cloud.deploy_with_parameters(&overrides).await;
     // Dropping every sender ends the printer once it has drained the events.
     drop(cloud);
@@ -91,14 +90,6 @@ pub async fn run(global: &GlobalArgs, args: &DeployArgs) -> color_eyre::Result<(
         );
     }
     Ok(())
-}
-
-/// Opens the embedded local cloud for a headless command, owning the data dir.
-pub(crate) fn open_local_cloud(
-    global: &GlobalArgs,
-    bus: EventBus,
-) -> color_eyre::Result<LocalCloud> {
-    LocalCloud::open(&global.data_dir(), bus).map_err(|e| eyre!("{e}"))
 }
 
 /// Prints each stack event to stderr, CloudFormation style, as it arrives.

@@ -14,11 +14,10 @@
 //! folder. So a run killed at any point (even SIGKILL) and run again
 //! completes every device, with nothing lost or issued twice.
 
-use super::device::{Target, TargetCloud};
 use super::{Backend, GlobalArgs};
 use crate::cloud::aws::pacing::{RegistrationPacer, DEFAULT_AWS_RATE};
-use crate::cloud::Cloud;
-use crate::vocabulary::{CrState, ATTR_CR_STATE, ATTR_SERIAL_NUMBER};
+use crate::cloud::Connected;
+use crate::rotation::wire::{CrState, ATTR_CR_STATE, ATTR_SERIAL_NUMBER};
 use color_eyre::eyre::{bail, eyre};
 use futures::StreamExt;
 use simulated_devices::{run_device, CredentialFolder, DeviceOutcome, Goal, Step};
@@ -126,27 +125,12 @@ pub async fn run(global: &GlobalArgs, args: &FleetArgs) -> color_eyre::Result<()
         .transpose()
         .map_err(|e| eyre!("{e}"))?;
     let wanted = args.devices;
-    let target = Target::resolve(global, |cloud| {
-        let fixed = cloud.fleet().serials(0).len();
-        let extra = wanted.saturating_sub(fixed);
-        cloud
-            .init_sync(extra)
-            .map_err(|e| eyre!("init failed: {e}"))?;
-        Ok(())
-    })
-    .await?;
-    let fixed = target.fleet().serials(0).len();
-    let extra = wanted.saturating_sub(fixed);
-    if let TargetCloud::Aws(cloud) = &target.cloud {
-        // Idempotent: whitelists and issues factory credentials only for
-        // serials that lack them.
-        cloud
-            .init(extra)
-            .await
-            .map_err(|e| eyre!("init failed: {e}"))?;
-    }
-    let mut serials = target.fleet().serials(extra);
-    serials.truncate(wanted);
+    // `init` for the fleet first where this process may (idempotent: only
+    // serials without a row or credentials get them).
+    let target = Connected::for_devices(&global.cloud_options(), Some(wanted))
+        .await
+        .map_err(|e| eyre!("{e}"))?;
+    let serials = crate::cloud::control::fleet_serials(target.fleet(), wanted);
 
     let run = Run {
         loss: args.loss,
@@ -193,30 +177,31 @@ struct Run {
 }
 
 async fn onboard(
-    target: &Target,
+    target: &Connected,
     serials: &[String],
     run: &Run,
 ) -> color_eyre::Result<FleetSummary> {
+    let endpoint = super::device::endpoint_of(target)?;
     let states_before = table_states(target).await?;
     let mut pending = Vec::new();
     for serial in serials {
-        let dir = target.device_dir(serial);
+        let dir = target.devices_dir().join(serial);
         if !dir.join(simulated_devices::creds::VENDOR_CERT).exists()
             && !dir
                 .join(simulated_devices::creds::MANUFACTURER_CERT)
                 .exists()
         {
-            let extra = serials.len().saturating_sub(1);
-            match target.cloud {
-                TargetCloud::Local { .. } => bail!(
-                    "no factory credentials for {serial} in {}: a running `serve` holds the data dir, so fleet cannot run init; stop it and rerun fleet, or run `jitpilot init --devices {extra}` before starting serve",
+            let n = serials.len();
+            if target.is_aws() {
+                bail!(
+                    "no factory credentials for {serial} in {}: run `jitpilot --backend aws init --devices {n}`",
                     dir.display(),
-                ),
-                TargetCloud::Aws(_) => bail!(
-                    "no factory credentials for {serial} in {}: run `jitpilot --backend aws init --devices {extra}`",
-                    dir.display(),
-                ),
+                )
             }
+            bail!(
+                "no factory credentials for {serial} in {}: a running `serve` holds the data dir, so fleet cannot run init; stop it and rerun fleet, or run `jitpilot init --devices {n}` before starting serve",
+                dir.display(),
+            )
         }
         let done_on_disk = CredentialFolder::new(&dir).rotation_done();
         let done_in_table = states_before.get(serial).map(String::as_str)
@@ -230,7 +215,7 @@ async fn onboard(
         "fleet: {} devices, {} already onboarded, endpoint {}{}{}",
         serials.len(),
         skipped,
-        target.addr,
+        endpoint.addr,
         if target.in_process() {
             " (in-process)"
         } else {
@@ -268,7 +253,7 @@ async fn onboard(
             }
         })
         .map(|serial| {
-            let mut config = target.device_config(&serial);
+            let mut config = super::device::device_config(target.devices_dir(), &endpoint, &serial);
             config.loss = run.loss;
             config.seed = Some(simulated_devices::backoff::device_seed(run.seed, &serial));
             config.mqtt = run
@@ -313,7 +298,7 @@ async fn onboard(
         skipped,
         onboarded: outcomes.len(),
         failed: failures.len(),
-        endpoint: target.addr.clone(),
+        endpoint: endpoint.addr.clone(),
         in_process: target.in_process(),
         loss: run.loss,
         seed: run.seed,
@@ -334,9 +319,14 @@ async fn onboard(
 }
 
 /// `SerialNumber` → `CrState` for every row of the device table.
-async fn table_states(target: &Target) -> color_eyre::Result<HashMap<String, String>> {
+async fn table_states(target: &Connected) -> color_eyre::Result<HashMap<String, String>> {
     let mut states = HashMap::new();
-    for item in target.table_rows().await? {
+    let rows = target
+        .cloud()
+        .device_rows()
+        .await
+        .map_err(|e| eyre!("{e}"))?;
+    for item in rows {
         let serial = item.get(ATTR_SERIAL_NUMBER).and_then(|v| v.as_str());
         let state = item.get(ATTR_CR_STATE).and_then(|v| v.as_str());
         if let (Some(serial), Some(state)) = (serial, state) {

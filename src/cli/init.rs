@@ -7,7 +7,7 @@ use color_eyre::eyre::eyre;
 /// Runs `jitpilot init`.
 pub async fn run(global: &GlobalArgs, devices: usize) -> color_eyre::Result<()> {
     let _log = crate::logging::init_file_logging(&global.data_dir());
-    let cloud = super::backend::open_cloud(global, EventBus::default()).await?;
+    let cloud = global.open_cloud(EventBus::default()).await?;
     let report = cloud
         .init(devices)
         .await

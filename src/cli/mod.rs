@@ -4,7 +4,6 @@
 //! `--json` prints one JSON document on stdout; otherwise human text.
 //! Logs never go to stdout. Exit code 0 only on success.
 
-pub mod backend;
 pub mod cleanup;
 pub mod deploy;
 pub mod device;
@@ -15,7 +14,10 @@ pub mod serve;
 pub mod status;
 pub mod teardown;
 
+use crate::cloud::open::{ApiConfig, Serve};
+use crate::cloud::{Cloud, CloudOptions, EventBus};
 use clap::{Args, ValueEnum};
+use color_eyre::eyre::eyre;
 use std::path::PathBuf;
 
 /// Which cloud to run the walkthrough on.
@@ -81,15 +83,47 @@ impl GlobalArgs {
 
 impl GlobalArgs {
     /// The AWS API's settings from `--api-addr`; `None` for `off`.
-    pub fn api_config(&self) -> Option<crate::cloud::local::api::server::ApiConfig> {
+    pub fn api_config(&self) -> Option<ApiConfig> {
         let addr = self.api_addr.trim();
         if addr.eq_ignore_ascii_case("off") {
             return None;
         }
-        Some(crate::cloud::local::api::server::ApiConfig {
+        Some(ApiConfig {
             addr: addr.to_string(),
             ..Default::default()
         })
+    }
+
+    /// What `--backend`, `--data-dir` and the AWS flags say to open.
+    pub fn cloud_options(&self) -> CloudOptions {
+        CloudOptions {
+            backend: match self.backend {
+                Backend::Local => crate::cloud::Backend::Local,
+                Backend::Aws => crate::cloud::Backend::Aws,
+            },
+            data_dir: self.data_dir(),
+            region: self.region.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+            iot_endpoint: self.iot_endpoint.clone(),
+            iot_root_ca: self.iot_root_ca.clone(),
+        }
+    }
+
+    /// Opens the cloud `--backend` names for a control-plane command
+    /// (see [`crate::cloud::open::open`]).
+    pub async fn open_cloud(&self, bus: EventBus) -> color_eyre::Result<Box<dyn Cloud>> {
+        crate::cloud::open::open(&self.cloud_options(), bus)
+            .await
+            .map_err(|e| eyre!("{e}"))
+    }
+
+    /// Where the local cloud's endpoint and AWS API listen when this
+    /// process runs them (`--mqtt-addr`, `--api-addr`).
+    pub fn serve(&self) -> Serve {
+        Serve {
+            mqtt_addr: self.mqtt_addr.clone(),
+            api: self.api_config(),
+        }
     }
 }
 

@@ -6,8 +6,7 @@
 //! never replaced by an empty cloud.
 
 use super::GlobalArgs;
-use crate::cloud::local::LocalCloud;
-use crate::cloud::{Cloud, CloudError, EventBus, StatusReport};
+use crate::cloud::{CloudError, StatusReport};
 use crate::store::StoreError;
 use crate::vocabulary::{ATTR_CR_STATE, ATTR_SERIAL_NUMBER};
 use color_eyre::eyre::eyre;
@@ -20,19 +19,7 @@ pub async fn run(global: &GlobalArgs) -> color_eyre::Result<()> {
         .join(crate::store::DB_FILE)
         .exists()
         .then(|| crate::logging::init_file_logging(&data_dir));
-    if global.backend == super::Backend::Aws {
-        let cloud = super::backend::open_aws(global, EventBus::default()).await?;
-        let report = cloud
-            .status()
-            .await
-            .map_err(|e| eyre!("status failed: {e}"))?;
-        if global.json {
-            return super::print_json(&report);
-        }
-        print_status(&report);
-        return Ok(());
-    }
-    let cloud = match LocalCloud::open_read_only(&data_dir) {
+    let cloud = match crate::cloud::open::open_to_read(&global.cloud_options()).await {
         Ok(cloud) => cloud,
         Err(CloudError::Store(StoreError::NotFound { .. })) => {
             return Err(eyre!(

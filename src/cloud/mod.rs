@@ -1,15 +1,21 @@
 //! What the walkthrough asks of a cloud, whichever it is.
 //!
 //! [`Cloud`] is implemented by the embedded local cloud ([`local`]) and by
-//! the AWS backend ([`aws`], through aws-sdk-rust). The TUI and the headless commands use only this trait
+//! the AWS backend ([`aws`], through aws-sdk-rust). The TUI and the
+//! headless commands open either through [`open`] and use only this trait
 //! and its event stream, so the same screens and commands work on both.
+//! The walkthrough's control plane (`init`, the CAs as shown) is decided
+//! once, in [`control`], for both.
 
 pub mod aws;
+pub mod control;
 pub mod events;
 pub mod local;
+pub mod open;
 pub mod reports;
 
 pub use events::{CloudEvent, EventBus, EventKind, EventReceiver};
+pub use open::{Backend, CloudOptions, Connected};
 pub use reports::*;
 
 use crate::model::CertificateStatus;
@@ -74,10 +80,14 @@ pub trait Cloud: Send + Sync {
         overrides: &ParameterOverrides,
     ) -> CloudResult<DeployReport>;
     /// Step 2: CAs, JITP template, CA key in the parameter store, whitelist,
-    /// factory credentials for the sample's serial plus `extra_devices`.
-    async fn init(&self, extra_devices: usize) -> CloudResult<InitReport>;
+    /// factory credentials for `devices` devices, the sample's serial first
+    /// (`init --devices N`).
+    async fn init(&self, devices: usize) -> CloudResult<InitReport>;
     /// Everything the walkthrough created, read back.
     async fn status(&self) -> CloudResult<StatusReport>;
+    /// The device table's rows (`CertRotationDevices`), ordered by serial:
+    /// where each device is in the walkthrough (`CrState`).
+    async fn device_rows(&self) -> CloudResult<Vec<crate::rotation::wire::Item>>;
     /// The sample's `certs_etc.py --delete`.
     async fn cleanup(&self) -> CloudResult<CleanupReport>;
     /// The sample's `delete_cf.bash`.

@@ -29,7 +29,7 @@ async fn deploy_init_then_rotate_the_samples_device() {
     let bus = EventBus::new(1024);
     let cloud = LocalCloud::open(dir.path(), bus.clone()).expect("open");
     cloud.deploy().await.expect("deploy");
-    let report = cloud.init(0).await.expect("init");
+    let report = cloud.init(1).await.expect("init");
     assert!(report.whitelisted.iter().any(|s| s == SERIAL));
 
     // The factory credentials `init` wrote for the sample's serial.

@@ -145,11 +145,11 @@ pub enum Action {
 pub enum Command {
     /// `aws cloudformation deploy`.
     Deploy,
-    /// `certs_etc.py --create` with `extra_devices` beyond the sample's serial.
-    Init { extra_devices: usize },
+    /// `certs_etc.py --create` for a fleet of `devices`, the sample's serial first.
+    Init { devices: usize },
     /// Whitelist more devices and issue their factory credentials (an init
-    /// with a larger fleet: idempotent for the devices already there).
-    Spawn { extra_devices: usize },
+    /// with a larger fleet of `devices`: idempotent for those already there).
+    Spawn { devices: usize },
     /// Run `serial` through `step` (and only that step).
     Step {
         serial: String,

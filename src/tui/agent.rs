@@ -10,7 +10,6 @@
 
 use super::action::{DeviceProgress, ProgressState, WalkStep};
 use super::worker::DeviceRunner;
-use crate::cloud::local::endpoint_ca::SERVER_NAME;
 use crate::cloud::Cloud;
 use simulated_devices::{
     run_device, DeviceConfig, DeviceReport, FleetMqtt, Goal, Progress, RetryPolicy, Step,
@@ -22,9 +21,9 @@ use tokio::sync::mpsc;
 
 /// Where the devices connect.
 pub enum DeviceTarget {
-    /// The endpoint this process runs, at `addr`; its certificate names
-    /// `localhost`.
-    Local { addr: String },
+    /// The endpoint this process runs, at `addr`, its certificate
+    /// verified against `server_name`.
+    Local { addr: String, server_name: String },
     /// Wherever the cloud says devices connect (AWS: `iot:Data-ATS`), with
     /// the server's name verified against the certificate it presents.
     Cloud(Arc<dyn Cloud>),
@@ -39,12 +38,6 @@ pub struct AgentRunner {
 }
 
 impl AgentRunner {
-    /// Devices whose folders are under `devices_dir`, connecting to the
-    /// local endpoint at `endpoint`.
-    pub fn new(devices_dir: PathBuf, endpoint: String) -> AgentRunner {
-        AgentRunner::with_target(devices_dir, DeviceTarget::Local { addr: endpoint })
-    }
-
     /// Devices whose folders are under `devices_dir`, connecting to `target`.
     pub fn with_target(devices_dir: PathBuf, target: DeviceTarget) -> AgentRunner {
         AgentRunner {
@@ -74,9 +67,9 @@ impl AgentRunner {
     fn target_config(&self, serial: &str) -> Result<DeviceConfig, String> {
         let creds = self.devices_dir.join(serial);
         match &self.target {
-            DeviceTarget::Local { addr } => {
+            DeviceTarget::Local { addr, server_name } => {
                 let mut config = DeviceConfig::new(serial, creds, addr.clone());
-                config.server_name = Some(SERVER_NAME.to_string());
+                config.server_name = Some(server_name.clone());
                 Ok(config)
             }
             DeviceTarget::Cloud(cloud) => {
@@ -167,18 +160,19 @@ impl DeviceRunner for AgentRunner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloud::aws::{AwsCloud, AwsOptions};
-    use crate::cloud::EventBus;
+    use crate::cloud::{Backend, CloudOptions, EventBus};
 
     async fn aws(dir: &std::path::Path, iot_endpoint: Option<&str>) -> Arc<dyn Cloud> {
-        let mut options = AwsOptions::new(
-            dir.to_path_buf(),
-            Some("us-east-1".into()),
-            Some("http://127.0.0.1:9".into()),
-        );
-        options.iot_endpoint = iot_endpoint.map(str::to_string);
-        Arc::new(
-            AwsCloud::connect(options, EventBus::default())
+        let options = CloudOptions {
+            backend: Backend::Aws,
+            data_dir: dir.to_path_buf(),
+            region: Some("us-east-1".into()),
+            endpoint_url: Some("http://127.0.0.1:9".into()),
+            iot_endpoint: iot_endpoint.map(str::to_string),
+            iot_root_ca: None,
+        };
+        Arc::from(
+            crate::cloud::open::open(&options, EventBus::default())
                 .await
                 .expect("opens without calling AWS"),
         )
@@ -186,10 +180,16 @@ mod tests {
 
     #[test]
     fn local_devices_verify_the_local_endpoints_name() {
-        let runner = AgentRunner::new("/d".into(), "127.0.0.1:8883".into());
+        let runner = AgentRunner::with_target(
+            "/d".into(),
+            DeviceTarget::Local {
+                addr: "127.0.0.1:8883".into(),
+                server_name: "localhost".into(),
+            },
+        );
         let config = runner.config("dev1").expect("a config");
         assert_eq!(config.endpoint, "127.0.0.1:8883");
-        assert_eq!(config.server_name.as_deref(), Some(SERVER_NAME));
+        assert_eq!(config.server_name.as_deref(), Some("localhost"));
         assert_eq!(config.creds_dir, PathBuf::from("/d/dev1"));
     }
 

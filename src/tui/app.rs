@@ -14,7 +14,7 @@ use super::panes::stack::StackPane;
 use super::panes::traffic::TrafficPane;
 use super::panes::PaneId;
 use super::theme::Theme;
-use crate::cloud::aws::observer::ObserverState;
+use crate::cloud::open::ObserverState;
 use crate::cloud::{CloudEvent, EventKind, StatusReport};
 use crate::vocabulary::{rotation_topic_serial, ATTR_SERIAL_NUMBER};
 use std::collections::HashSet;
@@ -228,10 +228,10 @@ impl App {
                 "aws cloudformation deploy --template-file cfn/cert-rotation.json",
             ),
             Action::Init => {
-                let extra = self.devices.devices().len().saturating_sub(1);
+                let devices = self.devices.devices().len().max(1);
                 self.run(
                     "init",
-                    Command::Init { extra_devices: extra },
+                    Command::Init { devices },
                     "certs_etc.py --create: register-ca-certificate ×2, ssm put-parameter, whitelist",
                 )
             }
@@ -442,13 +442,10 @@ impl App {
             ),
             Some(Overlay::SpawnPrompt(digits)) => {
                 let n: usize = digits.parse().unwrap_or(3).max(1);
-                let have = self.devices.devices().len();
-                let extra = if have == 0 { n - 1 } else { have - 1 + n };
+                let devices = self.devices.devices().len() + n;
                 self.run(
                     "spawn",
-                    Command::Spawn {
-                        extra_devices: extra,
-                    },
+                    Command::Spawn { devices },
                     "whitelist (dynamodb put-item CR_WHITELISTED) + factory vendor certs",
                 );
             }
@@ -559,6 +556,14 @@ impl App {
                 self.refresh_hint = true;
             }
             EventKind::Registry | EventKind::Function | EventKind::Jitp => self.refresh_hint = true,
+            // The rotation function answered a device: it changed the
+            // registry (a manufacturer cert, the vendor cert retired) and the
+            // table. On AWS the observer's traffic is the only sign of it —
+            // no registry or function events reach the TUI there — so
+            // without this the CAs pane kept the counts of the JITP refresh.
+            EventKind::PacketOut { .. } if ev.topic.as_deref().is_some_and(is_rotation_answer) => {
+                self.refresh_hint = true
+            }
             // A call from an outside client (aws CLI, boto3) may have changed
             // what the panes show.
             EventKind::Api { status, .. } if status < 400 => self.refresh_hint = true,
@@ -625,4 +630,12 @@ pub fn event_serial(ev: &CloudEvent) -> Option<&str> {
             .and_then(|v| v.as_str())
             .filter(|v| !v.is_empty())
     })
+}
+
+/// `/cert-rotation/<step>/<serial>/rspn`: the rotation function's answer.
+fn is_rotation_answer(topic: &str) -> bool {
+    topic
+        .strip_prefix('/')
+        .and_then(|t| t.strip_prefix(crate::rotation::wire::CERT_ROTATION_ROOT))
+        .is_some_and(|rest| rest.starts_with('/') && rest.ends_with("/rspn"))
 }

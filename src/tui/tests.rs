@@ -282,10 +282,7 @@ fn spawn_adds_devices_to_the_fleet() {
     app.update(Action::AskSpawn);
     app.update(Action::Input('5'));
     app.update(Action::Confirm);
-    assert_eq!(
-        app.take_commands(),
-        vec![Command::Spawn { extra_devices: 6 }]
-    );
+    assert_eq!(app.take_commands(), vec![Command::Spawn { devices: 7 }]);
 }
 
 #[test]
@@ -339,10 +336,7 @@ fn demo_plays_the_walkthrough_in_order() {
         result: Ok("ok".into()),
     });
     app.update(Action::DemoNext);
-    assert_eq!(
-        app.take_commands(),
-        vec![Command::Init { extra_devices: 0 }]
-    );
+    assert_eq!(app.take_commands(), vec![Command::Init { devices: 1 }]);
 }
 
 #[test]
@@ -411,7 +405,7 @@ async fn worker_runs_commands_on_a_real_local_cloud() {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut worker = Worker::new(Arc::new(cloud), Arc::new(StuckDevice), tx);
 
-    worker.execute(Command::Init { extra_devices: 0 });
+    worker.execute(Command::Init { devices: 1 });
     match next_msg(&mut rx).await {
         Msg::Finished {
             what: "init",
@@ -536,4 +530,39 @@ fn a_read_back_of_the_same_fleet_updates_rows_and_cert_owners_in_place() {
     assert!(app.devices.get("D1").is_none());
     assert_eq!(app.devices.owner_of("m1"), None);
     assert_eq!(app.devices.devices().len(), 1);
+}
+
+#[test]
+fn the_rotation_functions_answers_refresh_the_ca_counts() {
+    // On AWS the TUI learns of 3b and 3c only from the observed traffic:
+    // the function's answer is what changed the CAs' certificates.
+    let mut app = app();
+    let publish = |out: bool, topic: &str| {
+        let kind = if out {
+            EventKind::PacketOut {
+                packet: "PUBLISH",
+                size: 10,
+            }
+        } else {
+            EventKind::PacketIn {
+                packet: "PUBLISH",
+                size: 10,
+            }
+        };
+        Arc::new(CloudEvent::new(kind, "PUBLISH").topic(topic))
+    };
+    app.push_event(publish(false, "/cert-rotation/create-man-cert/S1/rqst"));
+    app.push_event(publish(true, "/other/rspn"));
+    app.push_event(publish(true, "$aws/things/S1/shadow/rspn"));
+    assert!(
+        !app.take_refresh_hint(),
+        "a request alone changes nothing yet"
+    );
+    for step in ["create-man-cert", "ack-man-cert"] {
+        app.push_event(publish(true, &format!("/cert-rotation/{step}/S1/rspn")));
+        assert!(
+            app.take_refresh_hint(),
+            "{step}'s answer refreshes the panes"
+        );
+    }
 }

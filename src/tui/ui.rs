@@ -5,7 +5,7 @@ use super::app::{App, Confirm, Overlay, View};
 use super::demo::STEPS;
 use super::keys::{hints, HELP, HELP_NOTES};
 use super::panes::{event_detail, PaneId};
-use crate::cloud::aws::observer::ObserverState;
+use crate::cloud::open::ObserverState;
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Wrap};

@@ -136,14 +136,14 @@ impl Worker {
                     if r.changed { "" } else { " (no changes)" }
                 ))
             }),
-            Command::Init { extra_devices } | Command::Spawn { extra_devices } => {
+            Command::Init { devices } | Command::Spawn { devices } => {
                 let what = if matches!(command, Command::Init { .. }) {
                     "init"
                 } else {
                     "spawn"
                 };
                 self.spawn_cloud(what, async move {
-                    let r = cloud.init(extra_devices).await?;
+                    let r = cloud.init(devices).await?;
                     Ok(format!(
                         "{} CAs, key in {}, {} devices whitelisted with factory credentials",
                         r.cas.len(),

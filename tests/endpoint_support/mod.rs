@@ -84,7 +84,7 @@ pub fn fixture() -> Fixture {
     let data_dir = dir.path().join("data");
     let cloud = LocalCloud::open(&data_dir, EventBus::default()).expect("open");
     cloud.deploy_sync().expect("deploy");
-    cloud.init_sync(0).expect("init");
+    cloud.init_sync(1).expect("init");
     let store = cloud.store();
     let vendor = store
         .list_cas()

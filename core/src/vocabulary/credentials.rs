@@ -24,3 +24,9 @@ pub const ACK_DONE_FILE: &str = "manufacturer.acked";
 pub const OBSERVER_CERT_FILE: &str = "cert.pem";
 /// The observer identity's private key.
 pub const OBSERVER_KEY_FILE: &str = "key.pem";
+
+/// `<data-dir>/devices`: one credential folder per serial.
+pub const DEVICES_DIR: &str = "devices";
+/// `<data-dir>/factory`: the files every device folder holds alike, linked
+/// from there. Removed by `cleanup`.
+pub const SHARED_DIR: &str = "factory";

@@ -1,37 +1,30 @@
-//! `init` on AWS: the sample's `certs_etc.py --create`, against the APIs.
-//!
-//! 1. the Vendor CA: `GetRegistrationCode` → a verification cert with
-//!    CN = code, signed by the CA's key → `RegisterCACertificate
-//!    --set-as-active --allow-auto-registration --registration-config`
-//!    (the JITP template and the stack's `JitpProvisioningRoleArn`);
-//!    its key (the factory's signing key) as SecureString `/jitpilot/vendor-ca-key`;
-//! 2. the Manufacturer CA, registered the same way (no JITP), its key as
-//!    SecureString `cr-ca-key-<caCertificateId>` for the rotation function;
-//! 3. whitelist rows in `CertRotationDevices` (`CR_WHITELISTED`);
-//! 4. factory credentials in `<data-dir>/devices/<serial>/`, trusting
-//!    Amazon's root CAs for the `iot:Data-ATS` endpoint (plus the CA of
-//!    `--iot-root-ca` when given: jitpilot's local cloud, a custom domain);
-//! 5. the observer identity: a certificate and a least-privilege policy
-//!    (subscribe/receive `$aws/events/*` and `/cert-rotation/*` only) with
-//!    which the TUI's traffic pane subscribes.
-//!
-//! Idempotent like the local init: CAs are found again by the fleet's
-//! subjects and reused when their key is in the parameter store.
+//! `init` on AWS: the control plane's steps ([`crate::cloud::control::init`])
+//! carried out through the APIs — `GetRegistrationCode` and
+//! `RegisterCACertificate --set-as-active` (with `--allow-auto-registration
+//! --registration-config` for the Vendor CA: the JITP template and the
+//! stack's `JitpProvisioningRoleArn`), SSM SecureStrings for the CA keys,
+//! `BatchWriteItem` for the whitelist. Devices trust Amazon's root CAs for
+//! the `iot:Data-ATS` endpoint (plus the CA of `--iot-root-ca` when given:
+//! jitpilot's local cloud, a custom domain). Last, what only AWS needs: the
+//! observer identity, a certificate and a least-privilege policy
+//! (subscribe/receive `$aws/events/*` and `/cert-rotation/*` only) with
+//! which the TUI's traffic pane subscribes.
 
 use super::errors::{api, AwsError, AwsResult};
 use super::registry::{self, RegisteredCa};
 use super::{stack, status, table, AwsCloud, AMAZON_ROOT_CAS};
-use crate::cloud::{CloudError, CloudEvent, CloudResult, EventKind, InitReport};
+use crate::cloud::control::factory::write_if_changed;
+use crate::cloud::control::init::{whitelisted_event, ControlBackend};
+use crate::cloud::control::plan::FoundCa;
+use crate::cloud::{CaSummary, CloudError, CloudEvent, CloudResult, EventKind, InitReport};
 use crate::datadir::{create_private_dir, write_atomically};
-use crate::fleet::CaProfile;
+use crate::fleet::Fleet;
+use crate::model::RegistrationConfig;
 use crate::pki::{self, Issued};
-use crate::vocabulary::{
-    ca_key_parameter, CrState, ATTR_CR_STATE, ATTR_MANUFACTURER_CA_CERT_ID, DEVICE_TABLE,
-    DEVICE_TABLE_KEY, JITP_TEMPLATE, MANUFACTURER_CA_FILE, MANUFACTURER_CA_LABEL,
-    OBSERVER_CERT_FILE, OBSERVER_KEY_FILE, ROOT_CA_FILE, VENDOR_CA_LABEL, VENDOR_CERT_FILE,
-    VENDOR_KEY_FILE, VENDOR_KEY_PARAMETER,
-};
-use aws_sdk_iot::types::{AutoRegistrationStatus, RegistrationConfig};
+use crate::rotation::wire::Item;
+use crate::vocabulary::DEVICE_TABLE;
+use crate::vocabulary::{ROOT_CA_FILE, VENDOR_CA_LABEL};
+use aws_sdk_iot::types::AutoRegistrationStatus;
 use aws_sdk_ssm::types::ParameterType;
 use std::path::{Path, PathBuf};
 
@@ -40,193 +33,174 @@ pub const OBSERVER_POLICY: &str = "JitpilotObserverPolicy";
 /// The observer's MQTT clientId prefix (the policy allows `<prefix>*`).
 pub const OBSERVER_CLIENT_PREFIX: &str = "jitpilot-observer-";
 
-/// A CA of the walkthrough with its key, ready to sign.
-struct SigningCa {
-    id: String,
-    cert_pem: String,
-    key_pem: String,
+/// Runs init for `devices` devices (the sample's serial first).
+pub async fn run(cloud: &AwsCloud, devices: usize) -> CloudResult<InitReport> {
+    crate::cloud::control::init::run(&Control(cloud), devices).await
 }
 
-/// Runs init; `extra_devices` beyond the fleet's serials.
-pub async fn run(cloud: &AwsCloud, extra_devices: usize) -> CloudResult<InitReport> {
-    let stack = stack::describe(cloud).await?;
-    let Some(stack) = stack.filter(|s| stack::is_deployed(&stack::status_of(s))) else {
-        return Err(CloudError::NotDeployed);
-    };
-    let role_arn = stack::output(&stack, stack::PROVISIONING_ROLE_OUTPUT).ok_or_else(|| {
-        CloudError::Template(format!(
-            "the stack has no output {}; run `jitpilot deploy` again",
-            stack::PROVISIONING_ROLE_OUTPUT
-        ))
-    })?;
-    // What devices and the observer trust; a bad --iot-root-ca fails here,
-    // before anything is created.
-    let roots = cloud.trusted_roots()?;
-    let mut created = false;
-    let cas = registry::fleet_cas(cloud).await?;
-    let vendor = vendor_ca(cloud, &cas, &role_arn, &mut created).await?;
-    let manufacturer = manufacturer_ca(cloud, &cas, &mut created).await?;
+/// The control plane's calls, through the SDK.
+struct Control<'a>(&'a AwsCloud);
 
-    let serials = cloud.fleet().serials(extra_devices);
-    created |= whitelist(cloud, &serials, &manufacturer.id).await? > 0;
-
-    // Devices trust Amazon's roots for the account's ATS endpoint.
-    let local = cloud.local_dir();
-    create_private_dir(&local).map_err(other)?;
-    write_if_changed(&cloud.root_ca_path(), &roots)?;
-    if let Err(e) = cloud.data_ats_host().await {
-        tracing::warn!("iot:Data-ATS endpoint unknown for now: {e}");
+/// A registered CA as the control plane's plan reads it.
+pub(super) fn found_ca(ca: &RegisteredCa) -> FoundCa {
+    FoundCa {
+        id: ca.id.clone(),
+        label: ca.label.to_string(),
+        pem: ca.pem.clone(),
+        status: ca.status.clone(),
+        auto_registration: ca.auto_registration,
+        registration: ca.template_body.as_ref().map(|body| RegistrationConfig {
+            template_body: body.clone(),
+            role_arn: ca.role_arn.clone().unwrap_or_default(),
+        }),
     }
-    let devices_dir = cloud.options().data_dir.join("devices");
-    create_private_dir(&devices_dir).map_err(other)?;
-    let mut issued = 0;
-    for serial in &serials {
-        if factory_credentials(
-            cloud,
-            &devices_dir.join(serial),
-            serial,
-            &vendor,
-            &manufacturer,
-            &roots,
-        )? {
-            issued += 1;
+}
+
+#[async_trait::async_trait]
+impl ControlBackend for Control<'_> {
+    fn fleet(&self) -> &Fleet {
+        self.0.fleet()
+    }
+
+    fn data_dir(&self) -> &Path {
+        &self.0.options().data_dir
+    }
+
+    /// The stack's `JitpProvisioningRoleArn` output.
+    async fn provisioning_role(&self) -> CloudResult<String> {
+        let stack = stack::describe(self.0).await?;
+        let Some(stack) = stack.filter(|s| stack::is_deployed(&stack::status_of(s))) else {
+            return Err(CloudError::NotDeployed);
+        };
+        stack::output(&stack, stack::PROVISIONING_ROLE_OUTPUT).ok_or_else(|| {
+            CloudError::Template(format!(
+                "the stack has no output {}; run `jitpilot deploy` again",
+                stack::PROVISIONING_ROLE_OUTPUT
+            ))
+        })
+    }
+
+    /// Amazon's roots (and `--iot-root-ca`), also written beside the data
+    /// dir's AWS state; the account's `iot:Data-ATS` host is remembered.
+    async fn device_roots(&self) -> CloudResult<String> {
+        let cloud = self.0;
+        let roots = cloud.trusted_roots()?;
+        create_private_dir(&cloud.local_dir()).map_err(other)?;
+        write_if_changed(&cloud.root_ca_path(), &roots)?;
+        if let Err(e) = cloud.data_ats_host().await {
+            tracing::warn!("iot:Data-ATS endpoint unknown for now: {e}");
         }
+        Ok(roots)
     }
-    if issued > 0 {
-        created = true;
+
+    /// A `root-ca.pem` that does not start with Amazon's roots was put there
+    /// by its user (a custom domain may chain to another CA): init must not
+    /// undo it. Init's own files are brought up to date (e.g. once
+    /// `--iot-root-ca` names the local cloud's endpoint CA).
+    fn keep_device_roots(&self, current: &str) -> bool {
+        !written_by_init(current)
+    }
+
+    async fn fleet_cas(&self) -> CloudResult<Vec<FoundCa>> {
+        Ok(registry::fleet_cas(self.0)
+            .await?
+            .iter()
+            .map(found_ca)
+            .collect())
+    }
+
+    async fn get_secure(&self, name: &str) -> CloudResult<Option<String>> {
+        Ok(get_secure(self.0, name).await?)
+    }
+
+    /// `PutParameter --type SecureString --overwrite` (encrypted with the
+    /// account's default `aws/ssm` KMS key).
+    async fn put_secure(&self, name: &str, value: &str) -> CloudResult<()> {
+        Ok(put_parameter(self.0, name, value, ParameterType::SecureString).await?)
+    }
+
+    async fn delete_parameter(&self, name: &str) -> CloudResult<bool> {
+        Ok(status::delete_parameter(self.0, name).await?)
+    }
+
+    /// `GetRegistrationCode` → verification cert → `RegisterCACertificate`.
+    /// The Vendor CA's id goes to the parameter store: with the
+    /// `cr-ca-key-<id>` names, that is how jitpilot finds its CAs again.
+    async fn register_ca(
+        &self,
+        ca: &Issued,
+        label: &str,
+        jitp: Option<&RegistrationConfig>,
+    ) -> CloudResult<String> {
+        let cloud = self.0;
+        let id = register_ca(cloud, ca, jitp).await?;
+        if label == VENDOR_CA_LABEL {
+            put_parameter(
+                cloud,
+                registry::VENDOR_CA_ID_PARAMETER,
+                &id,
+                ParameterType::String,
+            )
+            .await?;
+        }
+        let jitp = if jitp.is_some() {
+            ", auto-registration ENABLE with the JITP template"
+        } else {
+            ""
+        };
         cloud.emit(CloudEvent::new(
             EventKind::Registry,
-            format!("factory: issued vendor certs for {issued} device(s)"),
+            format!("{label} {} registered, ACTIVE{jitp}", short_id(&id)),
         ));
+        Ok(id)
     }
-    created |= observer(cloud, &roots).await?;
 
-    let mut summaries = Vec::new();
-    for ca in registry::fleet_cas(cloud).await? {
-        if ca.id == vendor.id || ca.id == manufacturer.id {
-            summaries.push(status::ca_summary(cloud, &ca).await?);
-        }
-    }
-    summaries.sort_by_key(|c| c.label != VENDOR_CA_LABEL);
-    Ok(InitReport {
-        cas: summaries,
-        ca_key_parameter: ca_key_parameter(&manufacturer.id),
-        whitelisted: serials,
-        devices_dir,
-        created,
-    })
-}
-
-/// The Vendor CA: the registered one whose key is in the parameter store,
-/// kept in sync with the JITP config; otherwise a new one.
-async fn vendor_ca(
-    cloud: &AwsCloud,
-    cas: &[RegisteredCa],
-    role_arn: &str,
-    created: &mut bool,
-) -> AwsResult<SigningCa> {
-    let config = RegistrationConfig::builder()
-        .template_body(JITP_TEMPLATE)
-        .role_arn(role_arn)
-        .build();
-    if let Some(key) = get_secure(cloud, VENDOR_KEY_PARAMETER).await? {
-        let public = pki::public_key_der_of_key(&key).map_err(other_aws)?;
-        let found = cas
-            .iter()
-            .find(|ca| ca.label == VENDOR_CA_LABEL && ca.public_key_der == public);
-        if let Some(ca) = found {
-            // A redeployed stack may have a new role: keep JITP current.
-            if !ca.auto_registration
-                || ca.role_arn.as_deref() != Some(role_arn)
-                || ca.template_body.as_deref() != Some(JITP_TEMPLATE)
-            {
-                cloud
-                    .clients()
-                    .iot
-                    .update_ca_certificate()
-                    .certificate_id(&ca.id)
-                    .new_auto_registration_status(AutoRegistrationStatus::Enable)
-                    .registration_config(config)
-                    .send()
-                    .await
-                    .map_err(|e| api("UpdateCACertificate", "iot:UpdateCACertificate", e))?;
-            }
-            return Ok(SigningCa {
-                id: ca.id.clone(),
-                cert_pem: ca.pem.clone(),
-                key_pem: key,
-            });
-        }
-    }
-    let ca = create_ca(&cloud.fleet().vendor_ca)?;
-    // Key first: a registered CA is never without its key.
-    put_secure(cloud, VENDOR_KEY_PARAMETER, &ca.key_pem).await?;
-    let id = register_ca(cloud, &ca, Some(config)).await?;
-    put_parameter(
-        cloud,
-        registry::VENDOR_CA_ID_PARAMETER,
-        &id,
-        ParameterType::String,
-    )
-    .await?;
-    emit_registered(cloud, VENDOR_CA_LABEL, &id, true);
-    *created = true;
-    Ok(SigningCa {
-        id,
-        cert_pem: ca.cert_pem,
-        key_pem: ca.key_pem,
-    })
-}
-
-/// The Manufacturer CA whose key is `cr-ca-key-<id>`, or a new one.
-async fn manufacturer_ca(
-    cloud: &AwsCloud,
-    cas: &[RegisteredCa],
-    created: &mut bool,
-) -> AwsResult<SigningCa> {
-    for ca in cas.iter().filter(|c| c.label == MANUFACTURER_CA_LABEL) {
-        if ca.status != "ACTIVE" {
-            continue;
-        }
-        if let Some(key) = get_secure(cloud, &ca_key_parameter(&ca.id)).await? {
-            return Ok(SigningCa {
-                id: ca.id.clone(),
-                cert_pem: ca.pem.clone(),
-                key_pem: key,
-            });
-        }
-    }
-    let ca = create_ca(&cloud.fleet().manufacturer_ca)?;
-    put_secure(cloud, &ca_key_parameter(&ca.id), &ca.key_pem).await?;
-    let id = register_ca(cloud, &ca, None).await?;
-    if id != ca.id {
-        // AWS's certificateId is the SHA-256 of the DER, as ours; an
-        // emulator may compute another. The parameter follows the registry.
-        put_secure(cloud, &ca_key_parameter(&id), &ca.key_pem).await?;
-        let _ = cloud
+    async fn enable_jitp(&self, ca_id: &str, jitp: &RegistrationConfig) -> CloudResult<()> {
+        self.0
             .clients()
-            .ssm
-            .delete_parameter()
-            .name(ca_key_parameter(&ca.id))
+            .iot
+            .update_ca_certificate()
+            .certificate_id(ca_id)
+            .new_auto_registration_status(AutoRegistrationStatus::Enable)
+            .registration_config(registration_config(jitp))
             .send()
-            .await;
+            .await
+            .map_err(|e| api("UpdateCACertificate", "iot:UpdateCACertificate", e))?;
+        Ok(())
     }
-    emit_registered(cloud, MANUFACTURER_CA_LABEL, &id, false);
-    *created = true;
-    Ok(SigningCa {
-        id,
-        cert_pem: ca.cert_pem,
-        key_pem: ca.key_pem,
-    })
+
+    async fn device_rows(&self) -> CloudResult<Vec<Item>> {
+        Ok(table::scan(self.0, DEVICE_TABLE).await?)
+    }
+
+    async fn put_rows(&self, rows: &[Item]) -> CloudResult<()> {
+        table::put_all(self.0, DEVICE_TABLE, rows).await?;
+        for row in rows {
+            self.0.emit(whitelisted_event(row));
+        }
+        Ok(())
+    }
+
+    /// The observer identity the TUI's traffic pane subscribes with.
+    async fn finish(&self, roots: &str) -> CloudResult<bool> {
+        Ok(observer(self.0, roots).await?)
+    }
+
+    async fn ca_summary(&self, ca: &FoundCa) -> CloudResult<CaSummary> {
+        Ok(status::ca_summary(self.0, ca).await?)
+    }
+
+    fn note(&self, event: CloudEvent, _log_kind: &str, _subject: &str) -> CloudResult<()> {
+        self.0.emit(event);
+        Ok(())
+    }
 }
 
-fn create_ca(profile: &CaProfile) -> AwsResult<Issued> {
-    pki::create_ca(
-        &profile.subject,
-        profile.key_algorithm,
-        profile.validity_days,
-    )
-    .map_err(other_aws)
+fn registration_config(jitp: &RegistrationConfig) -> aws_sdk_iot::types::RegistrationConfig {
+    aws_sdk_iot::types::RegistrationConfig::builder()
+        .template_body(&jitp.template_body)
+        .role_arn(&jitp.role_arn)
+        .build()
 }
 
 /// `GetRegistrationCode` → verification cert → `RegisterCACertificate`
@@ -234,7 +208,7 @@ fn create_ca(profile: &CaProfile) -> AwsResult<Issued> {
 async fn register_ca(
     cloud: &AwsCloud,
     ca: &Issued,
-    jitp: Option<RegistrationConfig>,
+    jitp: Option<&RegistrationConfig>,
 ) -> AwsResult<String> {
     let iot = &cloud.clients().iot;
     let code = iot
@@ -244,15 +218,14 @@ async fn register_ca(
         .map_err(|e| api("GetRegistrationCode", "iot:GetRegistrationCode", e))?
         .registration_code
         .ok_or_else(|| AwsError::Other("GetRegistrationCode returned no code".into()))?;
-    let proof =
-        pki::create_verification_cert(&ca.cert_pem, &ca.key_pem, &code).map_err(other_aws)?;
+    let proof = pki::create_verification_cert(&ca.cert_pem, &ca.key_pem, &code).map_err(other)?;
     let out = iot
         .register_ca_certificate()
         .ca_certificate(&ca.cert_pem)
         .verification_certificate(&proof.cert_pem)
         .set_as_active(true)
         .allow_auto_registration(jitp.is_some())
-        .set_registration_config(jitp)
+        .set_registration_config(jitp.map(registration_config))
         .send()
         .await
         .map_err(|e| api("RegisterCACertificate", "iot:RegisterCACertificate", e))?;
@@ -260,17 +233,9 @@ async fn register_ca(
         .ok_or_else(|| AwsError::Other("RegisterCACertificate returned no id".into()))
 }
 
-fn emit_registered(cloud: &AwsCloud, label: &str, id: &str, jitp: bool) {
-    let short = &id[..id.len().min(10)];
-    let jitp = if jitp {
-        ", auto-registration ENABLE with the JITP template"
-    } else {
-        ""
-    };
-    cloud.emit(CloudEvent::new(
-        EventKind::Registry,
-        format!("{label} {short} registered, ACTIVE{jitp}"),
-    ));
+/// The first 10 characters of an id, as the AWS console shows it.
+fn short_id(id: &str) -> &str {
+    id.get(..10).unwrap_or(id)
 }
 
 /// `GetParameter --with-decryption`; `None` when absent.
@@ -290,12 +255,6 @@ pub async fn get_secure(cloud: &AwsCloud, name: &str) -> AwsResult<Option<String
             other => Err(other),
         },
     }
-}
-
-/// `PutParameter --type SecureString --overwrite` (encrypted with the
-/// account's default `aws/ssm` KMS key).
-async fn put_secure(cloud: &AwsCloud, name: &str, value: &str) -> AwsResult<()> {
-    put_parameter(cloud, name, value, ParameterType::SecureString).await
 }
 
 async fn put_parameter(
@@ -321,86 +280,6 @@ async fn put_parameter(
         format!("parameter store: {name} ({label})"),
     ));
     Ok(())
-}
-
-/// Whitelists serials without a row (or still whitelisted for another
-/// Manufacturer CA); rows that progressed are left alone.
-async fn whitelist(
-    cloud: &AwsCloud,
-    serials: &[String],
-    manufacturer_ca: &str,
-) -> AwsResult<usize> {
-    let mut rows = Vec::new();
-    for serial in serials {
-        let write = match table::get(cloud, DEVICE_TABLE, serial).await? {
-            None => true,
-            Some(row) => {
-                row.get(ATTR_CR_STATE).and_then(|v| v.as_str())
-                    == Some(CrState::Whitelisted.as_str())
-                    && row
-                        .get(ATTR_MANUFACTURER_CA_CERT_ID)
-                        .and_then(|v| v.as_str())
-                        != Some(manufacturer_ca)
-            }
-        };
-        if write {
-            let mut row = serde_json::Map::new();
-            row.insert(DEVICE_TABLE_KEY.into(), serial.as_str().into());
-            row.insert(ATTR_CR_STATE.into(), CrState::Whitelisted.as_str().into());
-            row.insert(ATTR_MANUFACTURER_CA_CERT_ID.into(), manufacturer_ca.into());
-            rows.push(row);
-        }
-    }
-    table::put_all(cloud, DEVICE_TABLE, &rows).await?;
-    for row in &rows {
-        let serial = row[DEVICE_TABLE_KEY]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        cloud.emit(
-            CloudEvent::new(
-                EventKind::Registry,
-                format!("{DEVICE_TABLE}: {serial} CR_WHITELISTED"),
-            )
-            .client(serial),
-        );
-    }
-    Ok(rows.len())
-}
-
-/// The device's factory key and Vendor-CA-signed cert, unless it has valid
-/// ones; always refreshes what it trusts (`roots`). True when a cert was
-/// issued.
-fn factory_credentials(
-    cloud: &AwsCloud,
-    dir: &Path,
-    serial: &str,
-    vendor: &SigningCa,
-    manufacturer: &SigningCa,
-    roots: &str,
-) -> AwsResult<bool> {
-    create_private_dir(dir).map_err(other)?;
-    let key_path = dir.join(VENDOR_KEY_FILE);
-    let cert_path = dir.join(VENDOR_CERT_FILE);
-    let mut issued = false;
-    if !crate::datadir::has_valid_credentials(&key_path, &cert_path, &vendor.cert_pem) {
-        let profile = &cloud.fleet().device_cert;
-        let device = pki::issue_device_cert(
-            &vendor.cert_pem,
-            &vendor.key_pem,
-            &cloud.fleet().device_subject(serial),
-            profile.key_algorithm,
-            profile.validity_days,
-        )
-        .map_err(other_aws)?;
-        write_atomically(&key_path, device.key_pem.as_bytes(), true).map_err(other)?;
-        let chain = format!("{}\n{}", device.cert_pem.trim_end(), vendor.cert_pem);
-        write_atomically(&cert_path, chain.as_bytes(), false).map_err(other)?;
-        issued = true;
-    }
-    write_roots(&dir.join(ROOT_CA_FILE), roots)?;
-    write_if_changed(&dir.join(MANUFACTURER_CA_FILE), &manufacturer.cert_pem)?;
-    Ok(issued)
 }
 
 /// Where the observer identity lives: `<data-dir>/aws/observer/`.
@@ -440,8 +319,7 @@ async fn observer(cloud: &AwsCloud, roots: &str) -> AwsResult<bool> {
                 .and_then(|d| d.status())
                 .is_some_and(|s| s.as_str() == "ACTIVE")
         });
-        if active && dir.join(OBSERVER_KEY_FILE).is_file() && dir.join(OBSERVER_CERT_FILE).is_file()
-        {
+        if active && dir.join("key.pem").is_file() && dir.join("cert.pem").is_file() {
             write_roots(&dir.join(ROOT_CA_FILE), roots)?;
             return Ok(false);
         }
@@ -490,8 +368,8 @@ async fn observer(cloud: &AwsCloud, roots: &str) -> AwsResult<bool> {
         .await
         .map_err(|e| api("AttachPolicy", "iot:AttachPolicy", e))?;
     create_private_dir(&dir).map_err(other)?;
-    write_atomically(&dir.join(OBSERVER_KEY_FILE), key.as_bytes(), true).map_err(other)?;
-    write_atomically(&dir.join(OBSERVER_CERT_FILE), pem.as_bytes(), false).map_err(other)?;
+    write_atomically(&dir.join("key.pem"), key.as_bytes(), true).map_err(other)?;
+    write_atomically(&dir.join("cert.pem"), pem.as_bytes(), false).map_err(other)?;
     write_atomically(&dir.join("cert-id"), id.as_bytes(), false).map_err(other)?;
     write_atomically(&dir.join(ROOT_CA_FILE), roots.as_bytes(), false).map_err(other)?;
     cloud.emit(CloudEvent::new(
@@ -542,35 +420,22 @@ pub async fn delete_observer(cloud: &AwsCloud) -> AwsResult<()> {
     Ok(())
 }
 
-/// Writes `roots` (what init trusts) to a `root-ca.pem`, unless the file
-/// holds something init did not write: a custom domain (`--iot-endpoint`)
-/// may chain to another CA, and init must not undo what its user put there.
-/// Init's own files start with Amazon's roots; those are brought up to date
-/// (e.g. once `--iot-root-ca` names the local cloud's endpoint CA).
-fn write_roots(path: &Path, roots: &str) -> AwsResult<()> {
-    let written_by_init = match std::fs::read_to_string(path) {
-        Err(_) => true,
-        Ok(current) => current.trim_start().starts_with(AMAZON_ROOT_CAS.trim()),
-    };
-    if written_by_init {
-        write_if_changed(path, roots)
-    } else {
-        Ok(())
-    }
+/// True when a `root-ca.pem` holds what init writes (Amazon's roots
+/// first), so init may bring it up to date.
+fn written_by_init(current: &str) -> bool {
+    current.trim_start().starts_with(AMAZON_ROOT_CAS.trim())
 }
 
-fn write_if_changed(path: &Path, text: &str) -> AwsResult<()> {
-    if std::fs::read_to_string(path).ok().as_deref() == Some(text) {
+/// Writes `roots` to a `root-ca.pem` unless its user put something else there.
+fn write_roots(path: &Path, roots: &str) -> AwsResult<()> {
+    let keep = std::fs::read_to_string(path).is_ok_and(|current| !written_by_init(&current));
+    if keep {
         return Ok(());
     }
-    write_atomically(path, text.as_bytes(), false).map_err(other)
+    write_if_changed(path, roots).map_err(|e| AwsError::Other(e.to_string()))
 }
 
 fn other(e: impl std::fmt::Display) -> AwsError {
-    AwsError::Other(e.to_string())
-}
-
-fn other_aws(e: crate::pki::PkiError) -> AwsError {
     AwsError::Other(e.to_string())
 }
 

@@ -14,7 +14,7 @@
 //! - `code.rs`     the S3 bucket and upload of that package
 //! - `stack.rs`    deploy and teardown: the stack from `cfn/`, its events followed
 //! - `emulator.rs` what moto's CloudFormation lacks (topic rules), bridged in the open
-//! - `init.rs`     CAs with registration-code proof, JITP, the CA key in SSM, whitelist, factory, observer
+//! - `init.rs`     the control plane's `init` (`cloud/control/`) through the APIs, and the observer identity
 //! - `status.rs`   everything read back, and the sample's `certs_etc.py --delete`
 //! - `function`    the rotation function's traits over IoT, DynamoDB, SSM and iot-data (crate `jitpilot-aws-function`)
 //! - `lambda`      the Lambda handler: the rules' SQL output in, the function's answer out (same crate)
@@ -222,12 +222,16 @@ impl Cloud for AwsCloud {
         Ok(stack::deploy(self, overrides).await?)
     }
 
-    async fn init(&self, extra_devices: usize) -> CloudResult<InitReport> {
-        init::run(self, extra_devices).await
+    async fn init(&self, devices: usize) -> CloudResult<InitReport> {
+        init::run(self, devices).await
     }
 
     async fn status(&self) -> CloudResult<StatusReport> {
         status::status(self).await
+    }
+
+    async fn device_rows(&self) -> CloudResult<Vec<crate::rotation::wire::Item>> {
+        Ok(table::scan(self, crate::vocabulary::DEVICE_TABLE).await?)
     }
 
     async fn cleanup(&self) -> CloudResult<CleanupReport> {

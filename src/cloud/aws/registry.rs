@@ -53,7 +53,7 @@ pub async fn list_cas(cloud: &AwsCloud) -> AwsResult<Vec<RegisteredCa>> {
         ids.push(id);
     }
     for name in super::status::parameters(cloud).await?.into_keys() {
-        if let Some(id) = name.strip_prefix(crate::vocabulary::CA_KEY_PARAMETER_PREFIX) {
+        if let Some(id) = name.strip_prefix(crate::rotation::wire::CA_KEY_PARAMETER_PREFIX) {
             if !ids.iter().any(|known| known == id) {
                 ids.push(id.to_string());
             }

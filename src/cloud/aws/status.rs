@@ -5,63 +5,34 @@
 //! and the local device folders.
 
 use super::errors::{api, AwsResult};
-use super::registry::{self, RegisteredCa};
+use super::registry;
 use super::{init, stack, table, AwsCloud};
+use crate::cloud::control::factory;
+use crate::cloud::control::plan::{self, FoundCa};
 use crate::cloud::{
     CaSummary, CertSummary, CleanupReport, CloudEvent, CloudResult, EventKind, StackSummary,
     StatusReport,
 };
-use crate::vocabulary::ca_key_parameter;
-use crate::vocabulary::{
-    DEVICE_TABLE, MANUFACTURER_CA_LABEL, STACK_NAME, VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER,
-};
+use crate::rotation::wire::ca_key_parameter;
+use crate::vocabulary::{DEVICE_TABLE, STACK_NAME};
+use crate::vocabulary::{MANUFACTURER_CA_LABEL, VENDOR_KEY_PARAMETER};
 use std::collections::BTreeMap;
 
 /// How many recent stack events `status` shows.
 const RECENT_STACK_EVENTS: usize = 20;
 
-/// One CA as the walkthrough shows it, with its certificates counted.
-pub async fn ca_summary(cloud: &AwsCloud, ca: &RegisteredCa) -> AwsResult<CaSummary> {
+/// One CA as the walkthrough shows it (the control plane's summary), with
+/// its certificates counted (`ListCertificatesByCA`).
+pub async fn ca_summary(cloud: &AwsCloud, ca: &FoundCa) -> AwsResult<CaSummary> {
     let mut certificates = BTreeMap::new();
     for cert in registry::certificates_by_ca(cloud, &ca.id).await? {
         *certificates.entry(cert.status).or_insert(0u64) += 1;
     }
-    Ok(CaSummary {
-        id: ca.id.clone(),
-        label: ca.label.to_string(),
-        subject: one_line_subject(&ca.subject),
-        status: ca.status.clone(),
-        auto_registration: ca.auto_registration,
-        jitp_template: ca.template_body.as_ref().map(|_| {
-            format!(
-                "JITP: thing = CN, cert ACTIVE, policy {} (role {})",
-                crate::vocabulary::IN_PROGRESS_POLICY,
-                ca.role_arn.as_deref().unwrap_or("-")
-            )
-        }),
-        not_before: ca.not_before,
-        not_after: ca.not_after,
-        key_parameter: match ca.label {
-            MANUFACTURER_CA_LABEL => Some(ca_key_parameter(&ca.id)),
-            VENDOR_CA_LABEL => Some(VENDOR_KEY_PARAMETER.to_string()),
-            _ => None,
-        },
+    Ok(plan::ca_summary(
+        ca,
         certificates,
-    })
-}
-
-fn one_line_subject(subject: &crate::pki::Subject) -> String {
-    let parts = [
-        ("CN", &subject.common_name),
-        ("O", &subject.organization),
-        ("OU", &subject.organizational_unit),
-        ("C", &subject.country),
-    ];
-    parts
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
-        .collect::<Vec<_>>()
-        .join(", ")
+        plan::key_parameter(&ca.label, &ca.id),
+    ))
 }
 
 /// Everything the walkthrough created, read back.
@@ -84,7 +55,7 @@ pub async fn status(cloud: &AwsCloud) -> CloudResult<StatusReport> {
     let mut certificates = Vec::new();
     let mut things: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for ca in registry::fleet_cas(cloud).await? {
-        cas.push(ca_summary(cloud, &ca).await?);
+        cas.push(ca_summary(cloud, &init::found_ca(&ca)).await?);
         for cert in registry::certificates_by_ca(cloud, &ca.id).await? {
             let cert_things = registry::principal_things(cloud, &cert.arn).await?;
             for thing in &cert_things {
@@ -105,8 +76,8 @@ pub async fn status(cloud: &AwsCloud) -> CloudResult<StatusReport> {
     }
     let mut policies = BTreeMap::new();
     for name in [
-        crate::vocabulary::IN_PROGRESS_POLICY,
-        crate::vocabulary::ROTATION_COMPLETE_POLICY,
+        crate::rotation::wire::IN_PROGRESS_POLICY,
+        crate::rotation::wire::ROTATION_COMPLETE_POLICY,
         init::OBSERVER_POLICY,
     ] {
         if let Some(targets) = policy_targets(cloud, name).await? {
@@ -181,7 +152,7 @@ pub async fn parameters(cloud: &AwsCloud) -> AwsResult<BTreeMap<String, String>>
         .flat_map(|page| page.parameters())
         .filter_map(|p| {
             let name = p.name()?;
-            (name.starts_with(crate::vocabulary::CA_KEY_PARAMETER_PREFIX)
+            (name.starts_with(crate::rotation::wire::CA_KEY_PARAMETER_PREFIX)
                 || name.starts_with("/jitpilot/"))
             .then(|| {
                 (
@@ -234,7 +205,7 @@ pub async fn cleanup(cloud: &AwsCloud) -> CloudResult<CleanupReport> {
     delete_parameter(cloud, registry::VENDOR_CA_ID_PARAMETER).await?;
     init::delete_observer(cloud).await?;
     report.table_rows = table::delete_all(cloud, DEVICE_TABLE).await?;
-    report.device_folders = remove_device_folders(cloud)?;
+    report.device_folders = factory::remove_device_folders(&cloud.options().data_dir)?;
     Ok(report)
 }
 
@@ -289,7 +260,7 @@ pub async fn retire_certificate(
 }
 
 /// Deletes a parameter; `false` when it was not there.
-async fn delete_parameter(cloud: &AwsCloud, name: &str) -> AwsResult<bool> {
+pub(super) async fn delete_parameter(cloud: &AwsCloud, name: &str) -> AwsResult<bool> {
     match cloud
         .clients()
         .ssm
@@ -304,25 +275,4 @@ async fn delete_parameter(cloud: &AwsCloud, name: &str) -> AwsResult<bool> {
             other => Err(other),
         },
     }
-}
-
-/// Removes `<data-dir>/devices/*`: the factory credentials of the fleet.
-fn remove_device_folders(cloud: &AwsCloud) -> AwsResult<usize> {
-    let dir = cloud.options().data_dir.join("devices");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(0);
-    };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        if entry.path().is_dir() {
-            std::fs::remove_dir_all(entry.path()).map_err(|e| {
-                super::AwsError::Other(format!(
-                    "cannot remove {}: {e}; remove it by hand",
-                    entry.path().display()
-                ))
-            })?;
-            removed += 1;
-        }
-    }
-    Ok(removed)
 }

@@ -16,13 +16,15 @@ const UNPROCESSED_ROUNDS: usize = 8;
 
 pub use jitpilot_aws_function::items::{from_item, to_item};
 
-/// Every row, ordered by serial.
+/// Every row, ordered by serial (a consistent read).
 pub async fn scan(cloud: &AwsCloud, table: &str) -> AwsResult<Vec<Map<String, Value>>> {
     let result = cloud
         .clients()
         .dynamodb
         .scan()
         .table_name(table)
+        // init decides from the rows what to write: it must see the latest.
+        .consistent_read(true)
         .into_paginator()
         .items()
         .send()

@@ -3,29 +3,29 @@
 //! all back, clean up, tear down — on the embedded local cloud.
 //!
 //! Layout: this file holds [`LocalCloud`] (opening, ownership of the data dir,
-//! the [`Cloud`] trait); `control/init.rs` the sample's `certs_etc.py --create`;
-//! `control/status.rs` reading everything back and `certs_etc.py --delete`.
+//! the [`Cloud`] trait); `control/init.rs` carries out the control plane's
+//! `init` ([`crate::cloud::control`]) on the store; `control/status.rs`
+//! reads everything back and runs `certs_etc.py --delete`.
 
 mod init;
 mod stacks;
 mod status;
 
-/// Compatibility names for code written before `crate::vocabulary`; new code uses the vocabulary.
+/// The walkthrough's names, where the local cloud's users have found them.
 pub use crate::vocabulary::{MANUFACTURER_CA_LABEL, VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER};
 pub use stacks::StackOutcome;
 
+use super::datadir::{DataDir, DataDirLock};
 use super::endpoint::EndpointControl;
-use super::stack;
+use super::fleet::Fleet;
+use super::{stack, STACK_NAME};
 use crate::cloud::{
     CleanupReport, Cloud, CloudError, CloudEvent, CloudResult, DeployReport, DeviceEndpoint,
     EventBus, EventKind, EventReceiver, InitReport, ParameterOverrides, StatusReport,
     TeardownReport,
 };
-use crate::datadir::{DataDir, DataDirLock};
-use crate::fleet::Fleet;
 use crate::model::CertificateStatus;
 use crate::store::Store;
-use crate::vocabulary::STACK_NAME;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -206,11 +206,11 @@ impl LocalCloud {
         Ok(report)
     }
 
-    /// Step 2: see [`init`](Cloud::init).
-    pub fn init_sync(&self, extra_devices: usize) -> CloudResult<InitReport> {
+    /// Step 2 for `devices` devices: see [`init`](Cloud::init).
+    pub fn init_sync(&self, devices: usize) -> CloudResult<InitReport> {
         self.writable()?;
         let _one_at_a_time = self.control_lock();
-        init::run(self, extra_devices)
+        init::run(self, devices)
     }
 
     /// Everything the walkthrough created, read back.
@@ -331,13 +331,23 @@ impl Cloud for LocalCloud {
             .await
     }
 
-    async fn init(&self, extra_devices: usize) -> CloudResult<InitReport> {
-        self.blocking("init", move |c| c.init_sync(extra_devices))
-            .await
+    async fn init(&self, devices: usize) -> CloudResult<InitReport> {
+        self.blocking("init", move |c| c.init_sync(devices)).await
     }
 
     async fn status(&self) -> CloudResult<StatusReport> {
         self.blocking("status", |c| c.status_sync()).await
+    }
+
+    async fn device_rows(&self) -> CloudResult<Vec<crate::rotation::wire::Item>> {
+        self.blocking("scan", |c| {
+            let store = c.store();
+            if store.describe_table(super::DEVICE_TABLE)?.is_none() {
+                return Ok(Vec::new());
+            }
+            Ok(store.scan(super::DEVICE_TABLE)?)
+        })
+        .await
     }
 
     async fn cleanup(&self) -> CloudResult<CleanupReport> {

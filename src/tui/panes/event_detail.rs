@@ -3,34 +3,14 @@
 //! `openssl x509 -noout -text` would summarise it.
 
 use super::{clock_time, date};
+use crate::cloud::control::subject_line;
 use crate::cloud::CloudEvent;
-use crate::pki::{self, Subject};
+use crate::pki;
 use crate::tui::theme::Theme;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Wrap};
 use ratatui::Frame;
-
-/// `CN=..., O=..., C=...` of a subject.
-pub fn subject_line(s: &Subject) -> String {
-    let parts = [
-        ("CN", &s.common_name),
-        ("OU", &s.organizational_unit),
-        ("O", &s.organization),
-        ("L", &s.locality),
-        ("ST", &s.state),
-        ("C", &s.country),
-    ];
-    let v: Vec<String> = parts
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
-        .collect();
-    if v.is_empty() {
-        "(empty)".into()
-    } else {
-        v.join(", ")
-    }
-}
 
 /// Every string in `value` that holds a PEM certificate.
 fn pem_certificates(value: &serde_json::Value, out: &mut Vec<String>) {

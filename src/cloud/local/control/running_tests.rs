@@ -37,7 +37,7 @@ async fn a_registered_event_cut_short_by_a_crash_is_redelivered_on_start() {
     let bus = EventBus::new(100_000);
     let cloud = LocalCloud::open(tmp.path(), bus.clone()).unwrap();
     cloud.deploy_sync().unwrap();
-    cloud.init_sync(0).unwrap();
+    cloud.init_sync(1).unwrap();
     let serial = SAMPLE_SERIAL;
 
     // The crash window: JITP registered the vendor cert and applied the
@@ -108,7 +108,7 @@ async fn a_deploy_while_running_loads_the_rules_and_a_deactivated_cert_is_discon
     // The endpoint starts before the stack exists: no topic rules yet.
     let running = runtime::start(&cloud, "127.0.0.1:0").await.unwrap();
     cloud.deploy_sync().unwrap();
-    cloud.init_sync(0).unwrap();
+    cloud.init_sync(1).unwrap();
     let serial = SAMPLE_SERIAL;
     // rule_jitp must fire for the onboarding to complete.
     run_device(device(&cloud, &running, serial), Goal::Onboard, None)

@@ -2,15 +2,13 @@
 //! (`cleanup`, the sample's `certs_etc.py --delete`).
 
 use super::{short_id, LocalCloud};
+use crate::cloud::control::factory;
+use crate::cloud::control::plan::{self, FoundCa};
 use crate::cloud::{
-    CaSummary, CertSummary, CleanupReport, CloudError, CloudResult, EventKind, StackSummary,
-    StatusReport,
+    CaSummary, CertSummary, CleanupReport, CloudResult, EventKind, StackSummary, StatusReport,
 };
-use crate::model::{CaCertificate, CertificateStatus};
-use crate::pki::{self, Subject};
-use crate::vocabulary::{
-    ca_key_parameter, CA_KEY_PARAMETER_PREFIX, VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER,
-};
+use crate::model::CertificateStatus;
+use crate::pki;
 use crate::vocabulary::{DEVICE_TABLE, STACK_NAME};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -18,83 +16,20 @@ use std::collections::BTreeMap;
 /// How many recent stack events `status` shows.
 const STATUS_STACK_EVENTS: usize = 50;
 
-/// `C=US, O=..., CN=...`: a subject on one line, in X.509's order.
-pub fn subject_line(subject: &Subject) -> String {
-    [
-        ("C", &subject.country),
-        ("ST", &subject.state),
-        ("L", &subject.locality),
-        ("O", &subject.organization),
-        ("OU", &subject.organizational_unit),
-        ("CN", &subject.common_name),
-        ("serialNumber", &subject.serial_number),
-    ]
-    .iter()
-    .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
-    .collect::<Vec<_>>()
-    .join(", ")
-}
-
-/// One line describing a JITP template: what it provisions.
-fn template_line(template_body: &str, role_arn: &str) -> String {
-    let resources = serde_json::from_str::<serde_json::Value>(template_body)
-        .ok()
-        .and_then(|t| t.get("Resources").and_then(|r| r.as_object()).cloned())
-        .unwrap_or_default();
-    let parts: Vec<String> = resources
-        .values()
-        .map(|r| {
-            let kind = r
-                .get("Type")
-                .and_then(|t| t.as_str())
-                .unwrap_or("?")
-                .trim_start_matches("AWS::IoT::");
-            let props = r.get("Properties");
-            let detail = props
-                .and_then(|p| p.get("PolicyName").or_else(|| p.get("Status")))
-                .and_then(|v| v.as_str());
-            match detail {
-                Some(d) => format!("{kind} {d}"),
-                None => kind.to_string(),
-            }
-        })
-        .collect();
-    format!("JITP: {} (role {role_arn})", parts.join(", "))
-}
-
-/// A CA as `init` and `status` show it.
-pub fn ca_summary(cloud: &LocalCloud, ca: &CaCertificate) -> CloudResult<CaSummary> {
+/// A CA as `init` and `status` show it: the plan's summary, with the
+/// certificates it issued counted and its key parameter when present.
+pub fn ca_summary(cloud: &LocalCloud, ca: &FoundCa) -> CloudResult<CaSummary> {
     let store = cloud.store();
-    let info = pki::parse_cert(&ca.pem).ok();
-    let key_parameter = if ca.label == VENDOR_CA_LABEL {
-        VENDOR_KEY_PARAMETER.to_string()
-    } else {
-        ca_key_parameter(&ca.id)
+    let key_parameter = match plan::key_parameter(&ca.label, &ca.id) {
+        Some(name) => store.get_parameter(&name, false)?.map(|p| p.name),
+        None => None,
     };
-    let key_parameter = store.get_parameter(&key_parameter, false)?.map(|p| p.name);
     let certificates = store
         .count_certificates_by_status(&ca.id)?
         .into_iter()
         .map(|(status, n)| (status.as_str().to_string(), n))
         .collect();
-    Ok(CaSummary {
-        id: ca.id.clone(),
-        label: ca.label.clone(),
-        subject: info
-            .as_ref()
-            .map(|i| subject_line(&i.subject))
-            .unwrap_or_else(|| "(unreadable certificate)".into()),
-        status: ca.status.as_str().to_string(),
-        auto_registration: ca.auto_registration,
-        jitp_template: ca
-            .registration_config
-            .as_ref()
-            .map(|c| template_line(&c.template_body, &c.role_arn)),
-        not_before: info.as_ref().map_or(0, |i| i.not_before),
-        not_after: info.as_ref().map_or(0, |i| i.not_after),
-        key_parameter,
-        certificates,
-    })
+    Ok(plan::ca_summary(ca, certificates, key_parameter))
 }
 
 pub(super) fn status(cloud: &LocalCloud) -> CloudResult<StatusReport> {
@@ -122,7 +57,7 @@ pub(super) fn status(cloud: &LocalCloud) -> CloudResult<StatusReport> {
     let cas = store
         .list_cas()?
         .iter()
-        .map(|ca| ca_summary(cloud, ca))
+        .map(|ca| ca_summary(cloud, &super::init::found_ca(ca)))
         .collect::<CloudResult<Vec<_>>>()?;
     let mut certificates = Vec::new();
     for cert in store.list_certificates()? {
@@ -237,9 +172,7 @@ pub(super) fn cleanup(cloud: &LocalCloud) -> CloudResult<CleanupReport> {
     }
 
     for parameter in store.list_parameters()? {
-        let is_ca_key = parameter.name == VENDOR_KEY_PARAMETER
-            || parameter.name.starts_with(CA_KEY_PARAMETER_PREFIX);
-        if is_ca_key && store.delete_parameter(&parameter.name)? {
+        if plan::is_ca_key_parameter(&parameter.name) && store.delete_parameter(&parameter.name)? {
             report.parameters += 1;
             cloud.record(
                 EventKind::Registry,
@@ -274,24 +207,7 @@ pub(super) fn cleanup(cloud: &LocalCloud) -> CloudResult<CleanupReport> {
         }
     }
 
-    let devices_dir = cloud.data_dir().devices_dir();
-    if let Ok(entries) = std::fs::read_dir(&devices_dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                std::fs::remove_dir_all(&path).map_err(|e| {
-                    CloudError::Other(format!(
-                        "cannot delete the device folder {}: {e}; delete it by hand and run `jitpilot cleanup` again",
-                        path.display()
-                    ))
-                })?;
-                report.device_folders += 1;
-            }
-        }
-        let _ = std::fs::remove_dir(&devices_dir);
-        // The files init hard-links into every device folder.
-        let _ = std::fs::remove_dir_all(cloud.data_dir().root().join(super::init::SHARED_DIR));
-    }
+    report.device_folders = factory::remove_device_folders(cloud.data_dir().root())?;
     if report.device_folders > 0 {
         cloud.record(
             EventKind::Registry,

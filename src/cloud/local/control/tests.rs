@@ -20,7 +20,7 @@ fn a_read_only_cloud_reads_but_refuses_to_write_naming_the_owner() {
     assert!(!reader.is_writable());
     let status = reader.status_sync().unwrap();
     assert_eq!(status.stack.unwrap().status, "CREATE_COMPLETE");
-    let err = reader.init_sync(0).err().unwrap().to_string();
+    let err = reader.init_sync(1).err().unwrap().to_string();
     assert!(
         err.contains(&format!("pid {}", std::process::id())),
         "{err}"
@@ -59,7 +59,7 @@ fn init_reports_each_step_on_the_stream_and_in_the_log() {
     let bus = EventBus::default();
     let cloud = deployed(tmp.path(), bus.clone());
     let mut events = cloud.events();
-    let report = cloud.init_sync(1).unwrap();
+    let report = cloud.init_sync(2).unwrap();
     let mut summaries = Vec::new();
     while let Some(event) = events.try_recv() {
         assert_eq!(event.kind, EventKind::Registry);
@@ -81,14 +81,14 @@ fn init_reports_each_step_on_the_stream_and_in_the_log() {
 fn torn_factory_credentials_are_issued_again_and_intact_ones_kept() {
     let tmp = tempfile::tempdir().unwrap();
     let cloud = deployed(tmp.path(), EventBus::default());
-    let report = cloud.init_sync(1).unwrap();
+    let report = cloud.init_sync(2).unwrap();
     let sample = cloud.data_dir().device_dir(SAMPLE_SERIAL);
     let other = cloud.data_dir().device_dir(&report.whitelisted[1]);
     let other_key = std::fs::read(other.join("vendor.key.pem")).unwrap();
     // A power cut left the sample device's key empty.
     std::fs::write(sample.join("vendor.key.pem"), b"").unwrap();
 
-    let again = cloud.init_sync(1).unwrap();
+    let again = cloud.init_sync(2).unwrap();
     assert!(again.created);
     let key = std::fs::read_to_string(sample.join("vendor.key.pem")).unwrap();
     let cert = std::fs::read_to_string(sample.join("vendor.cert.pem")).unwrap();
@@ -107,7 +107,7 @@ fn cleanup_undoes_what_jitp_and_rotation_left_and_teardown_follows() {
     use crate::model::{Certificate, CertificateStatus};
     let tmp = tempfile::tempdir().unwrap();
     let cloud = deployed(tmp.path(), EventBus::default());
-    let report = cloud.init_sync(0).unwrap();
+    let report = cloud.init_sync(1).unwrap();
     let store = cloud.store();
     let vendor_id = &report.cas[0].id;
     // What 3a leaves behind for the sample's device: its vendor cert ACTIVE,
@@ -184,11 +184,14 @@ fn init_shares_the_ca_files_by_hard_link_and_cleanup_removes_them() {
     let tmp = tempfile::tempdir().unwrap();
     let cloud = deployed(tmp.path(), EventBus::default());
     let report = cloud.init_sync(3).unwrap();
-    assert_eq!(report.whitelisted.len(), 4);
+    assert_eq!(report.whitelisted.len(), 3);
     let devices = cloud.data_dir().devices_dir();
     let endpoint_ca = std::fs::read_to_string(cloud.data_dir().endpoint_ca_path()).unwrap();
-    let shared_dir = tmp.path().join(init::SHARED_DIR);
-    for file in [init::ROOT_CA_FILE, init::MANUFACTURER_CA_FILE] {
+    let shared_dir = tmp.path().join(crate::cloud::control::SHARED_DIR);
+    for file in [
+        crate::cloud::control::ROOT_CA_FILE,
+        crate::cloud::control::MANUFACTURER_CA_FILE,
+    ] {
         let shared = std::fs::metadata(shared_dir.join(file)).unwrap();
         for serial in &report.whitelisted {
             let path = cloud.data_dir().device_dir(serial).join(file);
@@ -203,7 +206,7 @@ fn init_shares_the_ca_files_by_hard_link_and_cleanup_removes_them() {
     let root_ca = cloud
         .data_dir()
         .device_dir(SAMPLE_SERIAL)
-        .join(init::ROOT_CA_FILE);
+        .join(crate::cloud::control::ROOT_CA_FILE);
     assert_eq!(std::fs::read_to_string(&root_ca).unwrap(), endpoint_ca);
     // A device's copy that was changed is put back (and linked again).
     std::fs::write(&root_ca, "tampered").unwrap();
