@@ -3,7 +3,9 @@
 
 use super::*;
 use crate::cloud::local::endpoint::limits::MAX_INFLIGHT;
+use bytes::Bytes;
 use proptest::prelude::*;
+use rumqttc::mqttbytes::v4::*;
 use rumqttc::mqttbytes::v4::{Connect, Subscribe, Unsubscribe};
 
 /// Allows everything under `dev/`, nothing else.

@@ -3,8 +3,11 @@
 //! (bad and duplicate properties, oversize, wrong reason codes, proptest).
 
 use super::*;
+use bytes::Bytes;
 use mqtt5::{Connect, ConnectProperties, Filter, Subscribe};
+use mqtt5::{PubAckReason, Publish as Publish5, PublishProperties};
 use proptest::prelude::*;
+use std::sync::Arc;
 
 /// Allows everything under `dev/`, nothing else.
 struct DevOnly;
