@@ -3,7 +3,7 @@
 //! The registered event is the only thing that tells the rotation function a
 //! device was provisioned; if it is lost, the device is stuck (see the outbox
 //! in [`crate::cloud::local::jitp`]). A [`Delivery`] rides along with the
-//! routed event ([`super::message::Origin::delivery`]); every Lambda action the
+//! routed event (`Origin::delivery`, in `message.rs`); every Lambda action the
 //! event triggers holds a [`Ticket`] until its function returns. When the
 //! last holder lets go, the delivery's callback learns whether everything
 //! finished — then the outbox entry is removed — or not (a function failed,

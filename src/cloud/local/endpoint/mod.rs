@@ -36,20 +36,22 @@
 //! the graph has no circle; this file only wires them together.
 //!
 //! ```text
-//! server     → connection, handshakes, shared, config, sampler
-//! connection → admission, session, router, shared, throttle, lifecycle, authz, message, limits
-//! admission  → registered, authz, shared, lifecycle, close_reason
-//! registered → delivery, lifecycle, message, shared
-//! shared     → router, handshakes, config, sampler, session, message, tls, limits
-//! config     → limits, tls
-//! router     → rules_engine, subscriptions, retained, publish, authz, message, topics, limits
-//! rules_engine → publish, message, topics, limits
-//! publish    → message, topics
-//! session    → message, close_reason, topics, limits
-//! authz      → session (the `Authorize` trait)
-//! subscriptions, retained → topics (retained: message, limits)
-//! message    → delivery
-//! delivery, lifecycle, close_reason, throttle, sampler, handshakes, tls, topics → limits at most
+//! server        → connection, handshakes, shared, config, sampler
+//! connection    → admission, session, router, shared, throttle, lifecycle, authz, message, limits
+//! admission     → registered, authz, shared, lifecycle, close_reason
+//! registered    → delivery, lifecycle, message, shared
+//! shared        → router, session, handshakes, config, sampler, message, tls, limits
+//! config        → limits, tls
+//! router        → rules_engine, subscriptions, retained, publish, authz, message, topics, limits
+//! rules_engine  → publish, message, topics, limits
+//! publish       → message, topics
+//! retained      → message, topics, limits
+//! subscriptions → topics
+//! authz         → session (its `Authorize` trait)
+//! session       → message, close_reason, topics, limits
+//! message       → delivery
+//! handshakes, throttle, topics → limits
+//! delivery, lifecycle, close_reason, sampler, tls, limits → nothing of the endpoint
 //! ```
 
 mod admission;

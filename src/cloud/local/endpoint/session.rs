@@ -252,6 +252,16 @@ impl Session {
         }
     }
 
+    /// A well-formed CONNECT: remembered, and handed to the shell to decide
+    /// ([`Effect::Connect`]); further bytes wait until it does.
+    fn authorizing(&mut self, request: ConnectRequest, out: &mut Vec<Effect>) {
+        self.client_id = request.client_id.clone();
+        self.keep_alive = request.keep_alive;
+        self.will = request.will.clone();
+        self.phase = Phase::Authorizing;
+        out.push(Effect::Connect(request));
+    }
+
     /// The shell accepted the CONNECT: sends CONNACK, then handles any bytes
     /// that arrived meanwhile. `resumed` are the QoS 1 messages a persistent
     /// session left unacknowledged or queued; they are redelivered now.

@@ -441,6 +441,27 @@ fn run_arbitrary(bytes: &[u8], chunk: usize) {
     }
 }
 
+/// Valid packets (`seeds`, the first one first) in the given `order`, with
+/// bytes flipped and the end cut off: what the property tests feed in.
+pub(super) fn mutated(
+    seeds: &[Vec<u8>],
+    order: &[usize],
+    flips: &[(usize, u8)],
+    cut: usize,
+) -> Vec<u8> {
+    let mut bytes = seeds[0].clone();
+    for i in order {
+        bytes.extend(&seeds[i % seeds.len()]);
+    }
+    for (at, value) in flips {
+        let n = bytes.len();
+        bytes[at % n] = *value;
+    }
+    let keep = bytes.len() - cut % bytes.len().max(1) / 4;
+    bytes.truncate(keep);
+    bytes
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
 
@@ -456,17 +477,6 @@ proptest! {
         cut in any::<usize>(),
         chunk in 1usize..32,
     ) {
-        let seeds = seed_packets();
-        let mut bytes = seeds[0].clone();
-        for i in order {
-            bytes.extend(&seeds[i % seeds.len()]);
-        }
-        for (at, value) in flips {
-            let n = bytes.len();
-            bytes[at % n] = value;
-        }
-        let keep = bytes.len() - cut % bytes.len().max(1) / 4;
-        bytes.truncate(keep);
-        run_arbitrary(&bytes, chunk);
+        run_arbitrary(&mutated(&seed_packets(), &order, &flips, cut), chunk);
     }
 }

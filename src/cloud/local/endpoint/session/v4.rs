@@ -144,18 +144,15 @@ impl Session {
             },
             None => None,
         };
-        self.client_id = client_id.clone();
-        self.keep_alive = connect.keep_alive;
-        self.will = will.clone();
-        self.phase = Phase::Authorizing;
-        out.push(Effect::Connect(ConnectRequest {
+        let request = ConnectRequest {
             client_id,
             clean_session: connect.clean_session,
             level: MqttLevel::V311,
             session_expiry: None,
             keep_alive: connect.keep_alive,
             will,
-        }));
+        };
+        self.authorizing(request, out);
     }
 
     fn handle_publish(&mut self, publish: Publish, authz: &dyn Authorize, out: &mut Vec<Effect>) {

@@ -126,20 +126,8 @@ impl Session {
         // disconnection; the codec wants at least one byte.
         if self.buf.starts_with(&[0xE0, 0x00]) {
             let _ = self.buf.split_to(2);
-            if self.observe {
-                let packet = mqtt5::Packet::Disconnect(Disconnect::new(
-                    DisconnectReasonCode::NormalDisconnection,
-                ));
-                out.push(Effect::Received(PacketSummary::of5(&packet)));
-            }
-            if self.phase == Phase::AwaitingConnect {
-                self.close(
-                    CloseReason::ClientError("DISCONNECT before CONNECT".into()),
-                    out,
-                );
-            } else {
-                self.close(CloseReason::ClientInitiated, out);
-            }
+            let normal = Disconnect::new(DisconnectReasonCode::NormalDisconnection);
+            self.short_disconnect(normal, out);
             return true;
         }
         if self.buf.first().is_some_and(|b| b >> 4 == 15) {
@@ -182,21 +170,7 @@ impl Session {
         if self.buf[0] == 0xE0 && remaining == 1 {
             let packet = self.buf.split_to(3);
             match DisconnectReasonCode::try_from(packet[2]) {
-                Ok(code) => {
-                    let disconnect = Disconnect::new(code);
-                    if self.observe {
-                        let packet = mqtt5::Packet::Disconnect(disconnect.clone());
-                        out.push(Effect::Received(PacketSummary::of5(&packet)));
-                    }
-                    if self.phase == Phase::AwaitingConnect {
-                        self.close(
-                            CloseReason::ClientError("DISCONNECT before CONNECT".into()),
-                            out,
-                        );
-                    } else {
-                        self.handle_disconnect_v5(disconnect, out);
-                    }
-                }
+                Ok(code) => self.short_disconnect(Disconnect::new(code), out),
                 Err(_) => self.close_with(
                     Some(MALFORMED_PACKET),
                     CloseReason::ClientError(format!(
@@ -229,6 +203,23 @@ impl Session {
             }
         }
         true
+    }
+
+    /// A DISCONNECT shorter than the codec reads (no property length),
+    /// decoded here.
+    fn short_disconnect(&mut self, disconnect: Disconnect, out: &mut Vec<Effect>) {
+        if self.observe {
+            let packet = mqtt5::Packet::Disconnect(disconnect.clone());
+            out.push(Effect::Received(PacketSummary::of5(&packet)));
+        }
+        if self.phase == Phase::AwaitingConnect {
+            self.close(
+                CloseReason::ClientError("DISCONNECT before CONNECT".into()),
+                out,
+            );
+        } else {
+            self.handle_disconnect_v5(disconnect, out);
+        }
     }
 
     fn handle_packet_v5(
@@ -341,18 +332,15 @@ impl Session {
         state.session_expiry = expiry;
         state.session_expiry_adjusted = expiry != requested;
         state.assigned_client_id = assigned;
-        self.client_id = client_id.clone();
-        self.keep_alive = connect.keep_alive;
-        self.will = will.clone();
-        self.phase = Phase::Authorizing;
-        out.push(Effect::Connect(ConnectRequest {
+        let request = ConnectRequest {
             client_id,
             clean_session: connect.clean_start,
             level: MqttLevel::V5,
             session_expiry: Some(expiry),
             keep_alive: connect.keep_alive,
             will,
-        }));
+        };
+        self.authorizing(request, out);
     }
 
     /// CONNACK 0x00 with what the endpoint supports, as AWS IoT Core
