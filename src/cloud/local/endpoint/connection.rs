@@ -10,6 +10,13 @@
 //! (bytes, a delivery, eviction, deactivation, shutdown, a deadline), hand
 //! it to the session, carry out the effects; then, once closed, flush,
 //! close the socket and tell the router and the event stream.
+//!
+//! An idle connection holds as little as it can (issue 16: thousands of
+//! devices sit connected doing nothing): bytes are handed to the session
+//! straight from rustls's decrypted record (`fill_buf`), so there is no read
+//! buffer of our own; the write buffer starts empty and a large one is let
+//! go once written; deliveries are boxed, so the router's channel to the
+//! connection is small while empty.
 
 mod effects;
 
@@ -24,12 +31,14 @@ use super::shared::Shared;
 use super::throttle::{Throttle, Throttled};
 use crate::cloud::events::{CloudEvent, EventKind};
 use bytes::BytesMut;
+use futures::FutureExt;
 use serde_json::json;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -44,6 +53,12 @@ const REFUSED_LINGER: Duration = Duration::from_secs(2);
 /// The last bytes (a CONNACK refusal, a DISCONNECT) and the TLS close get
 /// this long.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Bytes handled before the acknowledgements are written (and the other
+/// events looked at), when the client sends faster than it is served.
+const READ_BATCH: usize = 4096;
+/// A write buffer larger than this is let go once written, not kept for
+/// the next packets (a burst of deliveries must not stay with an idle client).
+const WRITE_BUFFER_KEPT: usize = 1024;
 
 /// What the connection holds once CONNECT is accepted.
 struct Online {
@@ -51,8 +66,8 @@ struct Online {
     policy: Arc<ConnectionPolicy>,
     /// AWS's `versionNumber` of this connection's lifecycle events.
     version: u64,
-    /// Deliveries from the router.
-    deliveries: mpsc::Receiver<Message>,
+    /// Deliveries from the router (boxed: the channel's slots stay small).
+    deliveries: mpsc::Receiver<Box<Message>>,
     /// Cancelled when a newer connection takes over the clientId (or at shutdown).
     evict: CancellationToken,
     /// Cancelled when the certificate is set INACTIVE or REVOKED.
@@ -60,13 +75,14 @@ struct Online {
 }
 
 /// What woke the connection up.
-enum Event {
-    /// The socket was read (`Ok(0)`: closed by the client).
-    Read(std::io::Result<usize>),
+enum Event<'s> {
+    /// Decrypted bytes from the client, still in rustls's buffer (empty:
+    /// closed by the client).
+    Read(std::io::Result<&'s [u8]>),
     /// The throttle's wait is over: read again.
     Resume,
     /// The router delivers a message.
-    Delivery(Message),
+    Delivery(Box<Message>),
     /// A newer connection took over the clientId, or the endpoint stops.
     Evicted,
     /// The certificate is no longer ACTIVE.
@@ -94,7 +110,7 @@ struct Connection {
     /// read is handled.
     over_rate: Option<String>,
     online: Option<Online>,
-    read_buf: BytesMut,
+    /// Packets waiting to be written.
     write_buf: BytesMut,
     effects: Vec<Effect>,
     /// Set once the connection is to close; nothing is sent or routed after.
@@ -129,7 +145,8 @@ pub async fn serve(
             break;
         }
         let event = conn.next_event(&mut stream).await;
-        conn.on_event(event);
+        let consumed = conn.on_event(event);
+        conn.read_on(&mut stream, consumed);
         conn.run_effects().await;
     }
     conn.close(stream).await;
@@ -159,8 +176,7 @@ impl Connection {
             throttled_until: None,
             over_rate: None,
             online: None,
-            read_buf: BytesMut::with_capacity(4096),
-            write_buf: BytesMut::with_capacity(4096),
+            write_buf: BytesMut::new(),
             effects: Vec::new(),
             closed: None,
             last_heard: now,
@@ -181,8 +197,32 @@ impl Connection {
             self.closed = Some(CloseReason::ConnectionLost);
             return false;
         }
-        self.write_buf.clear();
+        if self.write_buf.capacity() > WRITE_BUFFER_KEPT {
+            self.write_buf = BytesMut::new();
+        } else {
+            self.write_buf.clear();
+        }
         true
+    }
+
+    /// After `consumed` bytes were handled: handles what rustls has already
+    /// decrypted too (a client pipelining its packets), up to [`READ_BATCH`]
+    /// bytes, so that their acknowledgements go out in one write.
+    fn read_on(&mut self, stream: &mut TlsStream<TcpStream>, mut consumed: usize) {
+        let mut batch = consumed;
+        while consumed > 0 {
+            Pin::new(&mut *stream).consume(consumed);
+            let reading =
+                self.closed.is_none() && self.throttled_until.is_none() && self.over_rate.is_none();
+            if !reading || batch >= READ_BATCH {
+                return;
+            }
+            consumed = match stream.fill_buf().now_or_never() {
+                Some(read) => self.on_event(Event::Read(read)),
+                None => 0,
+            };
+            batch += consumed;
+        }
     }
 
     /// When the client counts as gone if nothing more is heard.
@@ -196,7 +236,7 @@ impl Connection {
     }
 
     /// Waits for whatever comes first.
-    async fn next_event(&mut self, stream: &mut TlsStream<TcpStream>) -> Event {
+    async fn next_event<'s>(&mut self, stream: &'s mut TlsStream<TcpStream>) -> Event<'s> {
         let deadline = self.deadline();
         let throttled = self.throttled_until.is_some();
         let resume_reading = self.throttled_until.unwrap_or_else(Instant::now);
@@ -209,7 +249,7 @@ impl Connection {
             None => (None, None, None),
         };
         tokio::select! {
-            read = stream.read_buf(&mut self.read_buf), if !throttled => Event::Read(read),
+            read = stream.fill_buf(), if !throttled => Event::Read(read),
             _ = tokio::time::sleep_until(resume_reading), if throttled => Event::Resume,
             Some(message) = recv(deliveries) => Event::Delivery(message),
             _ = cancelled(evict) => Event::Evicted,
@@ -221,20 +261,24 @@ impl Connection {
     }
 
     /// Hands the event to the session; its effects wait in `self.effects`.
-    fn on_event(&mut self, event: Event) {
+    /// Returns how many bytes of rustls's buffer were used.
+    fn on_event(&mut self, event: Event<'_>) -> usize {
         let out = &mut self.effects;
         match event {
-            Event::Read(Ok(0)) | Event::Read(Err(_)) => {
+            Event::Read(Ok([])) | Event::Read(Err(_)) => {
                 self.closed = Some(CloseReason::ConnectionLost)
             }
-            Event::Read(Ok(n)) => self.on_bytes(n),
+            Event::Read(Ok(bytes)) => {
+                self.on_bytes(bytes);
+                return bytes.len();
+            }
             Event::Resume => {
                 // The allowance has refilled; the keepalive clock restarts
                 // (the client may have been waiting on us).
                 self.throttled_until = None;
                 self.last_heard = Instant::now();
             }
-            Event::Delivery(message) => self.session.deliver(message, out),
+            Event::Delivery(message) => self.session.deliver(*message, out),
             Event::Evicted => {
                 let reason = if self.shutdown.is_cancelled() {
                     CloseReason::ServerInitiated
@@ -261,25 +305,24 @@ impl Connection {
                 self.session.close(reason, out)
             }
         }
+        0
     }
 
-    /// `n` bytes were read: the session decodes them, the throttle counts them.
-    fn on_bytes(&mut self, n: usize) {
+    /// Bytes were read: the session decodes them, the throttle counts them.
+    fn on_bytes(&mut self, bytes: &[u8]) {
         self.last_heard = Instant::now();
         self.session.set_observe(self.shared.bus.enabled());
         let authz: &dyn Authorize = match &self.online {
             Some(o) => o.policy.as_ref(),
             None => &AllowNone,
         };
-        self.session
-            .handle_bytes(&self.read_buf, authz, &mut self.effects);
-        self.read_buf.clear();
+        self.session.handle_bytes(bytes, authz, &mut self.effects);
         let publishes = self
             .effects
             .iter()
             .filter(|e| matches!(e, Effect::Publish(_) | Effect::Publish5 { .. }))
             .count();
-        match self.throttle.spend(publishes, n, self.last_heard) {
+        match self.throttle.spend(publishes, bytes.len(), self.last_heard) {
             Throttled::No => {}
             Throttled::Until(at) => self.throttled_until = Some(at),
             Throttled::Disconnect(why) => {
@@ -408,7 +451,7 @@ impl Connection {
     }
 }
 
-async fn recv(deliveries: Option<&mut mpsc::Receiver<Message>>) -> Option<Message> {
+async fn recv(deliveries: Option<&mut mpsc::Receiver<Box<Message>>>) -> Option<Box<Message>> {
     match deliveries {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

@@ -32,8 +32,9 @@ use tokio_util::sync::CancellationToken;
 pub struct Link {
     /// Tells stale detaches apart from the current connection's.
     pub conn_id: u64,
-    /// Deliveries for the connection task.
-    pub tx: mpsc::Sender<Message>,
+    /// Deliveries for the connection task (boxed: an empty channel's
+    /// slots are a pointer each, not a whole message).
+    pub tx: mpsc::Sender<Box<Message>>,
     /// Cancelled when a newer connection takes over the clientId.
     pub evict: CancellationToken,
     /// `iot:Receive` is checked per delivery with the subscriber's policies.
@@ -274,7 +275,11 @@ impl Router {
             if entry.persistent {
                 for message in unacked {
                     let undelivered = match &entry.link {
-                        Some(link) => link.tx.try_send(message).err().map(|e| e.into_inner()),
+                        Some(link) => link
+                            .tx
+                            .try_send(Box::new(message))
+                            .err()
+                            .map(|e| *e.into_inner()),
                         None => Some(message),
                     };
                     if let Some(message) = undelivered {
@@ -440,14 +445,14 @@ impl Router {
             }
         }
         match &entry.link {
-            Some(link) => match link.tx.try_send(message) {
+            Some(link) => match link.tx.try_send(Box::new(message)) {
                 Ok(()) => {
                     self.counters.deliveries.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(mpsc::error::TrySendError::Full(message))
                 | Err(mpsc::error::TrySendError::Closed(message)) => {
                     if entry.persistent && message.qos == QoS::AtLeastOnce {
-                        queue_bounded(&mut entry.queued, message, &self.counters);
+                        queue_bounded(&mut entry.queued, *message, &self.counters);
                     } else {
                         self.counters
                             .deliveries_dropped

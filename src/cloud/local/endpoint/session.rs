@@ -250,6 +250,11 @@ impl Session {
                 break;
             }
         }
+        if self.buf.is_empty() && self.buf.capacity() > 0 {
+            // Every packet framed: the buffer is let go, so an idle
+            // connection holds none (a burst's must not stay with it).
+            self.buf = BytesMut::new();
+        }
     }
 
     /// A well-formed CONNECT: remembered, and handed to the shell to decide

@@ -140,6 +140,27 @@ fn publish_qos1_is_acked_and_routed() {
 }
 
 #[test]
+fn an_idle_session_keeps_no_buffer_once_its_packets_are_framed() {
+    let mut session = connected("dev-1");
+    let mut publish = Publish::new("dev/1/t", QoS::AtLeastOnce, vec![b'x'; 60 * 1024]);
+    publish.pkid = 7;
+    let publish = bytes_of(Packet::Publish(publish));
+    let (head, tail) = publish.split_at(publish.len() / 2);
+    feed(&mut session, head);
+    assert!(
+        session.buf.capacity() > 0,
+        "half a packet waits for the rest"
+    );
+    let out = feed(&mut session, tail);
+    assert!(out.iter().any(|e| matches!(e, Effect::Publish(_))));
+    assert_eq!(
+        session.buf.capacity(),
+        0,
+        "a 60 KiB buffer stays with an idle connection"
+    );
+}
+
+#[test]
 fn reserved_header_flags_close_the_connection() {
     // SUBSCRIBE must carry flags 0b0010 (§3.8.1); 0x80 has 0b0000.
     let mut session = connected("c");
