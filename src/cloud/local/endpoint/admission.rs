@@ -5,10 +5,10 @@
 //! auto-registration and a template, which is JITP.
 
 use super::authz::ConnectionPolicy;
-use super::delivery;
+use super::close_reason::CloseReason;
 use super::lifecycle;
-use super::session::CloseReason;
-use super::Shared;
+use super::registered;
+use super::shared::Shared;
 use crate::cloud::events::{CloudEvent, EventKind};
 use crate::cloud::local::jitp;
 use crate::cloud::local::policy::CompiledPolicy;
@@ -151,7 +151,7 @@ pub async fn run_jitp(shared: &Arc<Shared>, admission: &Admission, client_id: &s
                     .detail(body.clone())
             });
             // Tracked: its outbox entry goes once rule_jitp's function returned.
-            delivery::publish_registered(
+            registered::publish_registered(
                 shared,
                 &event,
                 CertificateStatus::PendingActivation,

@@ -1,28 +1,44 @@
 //! One client connection after the TLS handshake: the async shell around
-//! the pure [`Session`]. It moves bytes between the socket and the session,
-//! deliveries from the router into it, and carries out its effects:
-//! registry enforcement and JITP on CONNECT, routing, subscriptions,
-//! lifecycle events, keepalive and eviction.
+//! the pure [`Session`]. It moves bytes between the socket and the session
+//! and deliveries from the router into it, keeps the clocks (keepalive,
+//! CONNECT deadline, throttling), and carries out the session's effects —
+//! one small function each, in `connection/effects.rs`: registry
+//! enforcement and JITP on CONNECT, routing, subscriptions, lifecycle
+//! events.
+//!
+//! The loop: write what the session produced, wait for the next [`Event`]
+//! (bytes, a delivery, eviction, deactivation, shutdown, a deadline), hand
+//! it to the session, carry out the effects; then, once closed, flush,
+//! close the socket and tell the router and the event stream.
+//!
+//! An idle connection holds as little as it can (issue 16: thousands of
+//! devices sit connected doing nothing): bytes are handed to the session
+//! straight from rustls's decrypted record (`fill_buf`), so there is no read
+//! buffer of our own; the write buffer starts empty and a large one is let
+//! go once written; deliveries are boxed, so the router's channel to the
+//! connection is small while empty.
+
+mod effects;
 
 use super::admission::{admit, Admission};
 use super::authz::ConnectionPolicy;
 use super::lifecycle::{self, Presence};
-use super::limits::DELIVERY_CHANNEL;
-use super::router::{Link, Origin};
+use super::message::{Message, Origin};
 use super::session::{
-    CloseReason, ConnectRequest, Effect, Message, MqttLevel, PacketSummary, Phase, Session,
+    reason, Authorize, CloseReason, Effect, MqttLevel, PacketSummary, Phase, Session,
 };
+use super::shared::Shared;
 use super::throttle::{Throttle, Throttled};
-use super::Shared;
 use crate::cloud::events::{CloudEvent, EventKind};
-use bytes::{Bytes, BytesMut};
-use rumqttc::mqttbytes::QoS;
-use serde_json::{json, Value};
+use bytes::BytesMut;
+use futures::FutureExt;
+use serde_json::json;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -34,12 +50,72 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a connection whose certificate is refused is kept open for its
 /// CONNECT, so an MQTT 5 client can be told why (CONNACK 0x86).
 const REFUSED_LINGER: Duration = Duration::from_secs(2);
+/// The last bytes (a CONNACK refusal, a DISCONNECT) and the TLS close get
+/// this long.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Bytes handled before the acknowledgements are written (and the other
+/// events looked at), when the client sends faster than it is served.
+const READ_BATCH: usize = 4096;
+/// A write buffer larger than this is let go once written, not kept for
+/// the next packets (a burst of deliveries must not stay with an idle client).
+const WRITE_BUFFER_KEPT: usize = 1024;
 
-/// What the connection knows once CONNECT is accepted.
+/// What the connection holds once CONNECT is accepted.
 struct Online {
     conn_id: u64,
     policy: Arc<ConnectionPolicy>,
+    /// AWS's `versionNumber` of this connection's lifecycle events.
     version: u64,
+    /// Deliveries from the router (boxed: the channel's slots stay small).
+    deliveries: mpsc::Receiver<Box<Message>>,
+    /// Cancelled when a newer connection takes over the clientId (or at shutdown).
+    evict: CancellationToken,
+    /// Cancelled when the certificate is set INACTIVE or REVOKED.
+    deactivated: CancellationToken,
+}
+
+/// What woke the connection up.
+enum Event<'s> {
+    /// Decrypted bytes from the client, still in rustls's buffer (empty:
+    /// closed by the client).
+    Read(std::io::Result<&'s [u8]>),
+    /// The throttle's wait is over: read again.
+    Resume,
+    /// The router delivers a message.
+    Delivery(Box<Message>),
+    /// A newer connection took over the clientId, or the endpoint stops.
+    Evicted,
+    /// The certificate is no longer ACTIVE.
+    Deactivated,
+    /// The endpoint stops.
+    Shutdown,
+    /// Nothing heard within the keepalive (or, before CONNECT, the connect timeout).
+    Deadline,
+}
+
+/// One connection's shell: the session and everything around it.
+struct Connection {
+    shared: Arc<Shared>,
+    admission: Admission,
+    cert_id: String,
+    peer: SocketAddr,
+    /// AWS's `sessionIdentifier` of the lifecycle events.
+    session_identifier: String,
+    shutdown: CancellationToken,
+    session: Session,
+    throttle: Throttle,
+    /// Set while the client is over its rate: its socket is not read until then.
+    throttled_until: Option<Instant>,
+    /// Set when the throttle gives up on the client: closed once what was
+    /// read is handled.
+    over_rate: Option<String>,
+    online: Option<Online>,
+    /// Packets waiting to be written.
+    write_buf: BytesMut,
+    effects: Vec<Effect>,
+    /// Set once the connection is to close; nothing is sent or routed after.
+    closed: Option<CloseReason>,
+    last_heard: Instant,
 }
 
 /// Serves one connection until it closes. Never panics on client input;
@@ -57,469 +133,335 @@ pub async fn serve(
         .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
         .unwrap_or_default();
     let admission = admit(&shared, &chain);
-    let cert_id = admission.cert_id().to_string();
-    if let Admission::Refused { reason, .. } = &admission {
-        shared.refused(peer, None, &cert_id, reason);
+    if let Admission::Refused { reason, cert_id } = &admission {
+        shared.refused(peer, None, cert_id, reason);
         answer_refused(&shared, &mut stream, reason).await;
-        let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, stream.shutdown()).await;
         return;
     }
-
-    let session_identifier = hex::encode(rand::random::<[u8; 16]>());
-    let mut session = Session::with_limits(&shared.limits);
-    let mut throttle = Throttle::new(
-        shared.limits.publishes_per_second,
-        shared.limits.bytes_per_second,
-        Instant::now(),
-    );
-    // Set while the client is over its rate: its socket is not read until then.
-    let mut throttled_until: Option<Instant> = None;
-    let mut online: Option<Online> = None;
-    // Deliveries from the router and the eviction signal, once connected.
-    let mut deliveries: Option<mpsc::Receiver<Message>> = None;
-    let mut evict: Option<CancellationToken> = None;
-    let mut deactivated: Option<CancellationToken> = None;
-    let mut read_buf = BytesMut::with_capacity(4096);
-    let mut write_buf = BytesMut::with_capacity(4096);
-    let mut effects = Vec::new();
-    let mut close_reason = None;
-    let mut last_heard = Instant::now();
-    let nothing_yet = AllowNone;
-    // Set when the throttle gives up on the client: closed once what was
-    // read is handled.
-    let mut over_rate: Option<String> = None;
-
-    while close_reason.is_none() {
-        // Write what the session produced before waiting again.
-        if !write_buf.is_empty() {
-            // A client that stops reading must not hold its task forever.
-            let write = async {
-                stream.write_all(&write_buf).await?;
-                stream.flush().await
-            };
-            match tokio::time::timeout(WRITE_TIMEOUT, write).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) | Err(_) => {
-                    close_reason = Some(CloseReason::ConnectionLost);
-                    break;
-                }
-            }
-            write_buf.clear();
+    let mut conn = Connection::new(shared, admission, peer, shutdown);
+    while conn.closed.is_none() {
+        if !conn.write(&mut stream).await {
+            break;
         }
-        let deadline = match (&online, session.keep_alive()) {
-            (None, _) => last_heard + shared.config.connect_timeout,
-            (Some(_), 0) => last_heard + Duration::from_secs(24 * 3600),
-            // MQTT 3.1.1 §3.1.2.10: one and a half keepalive periods.
-            (Some(_), ka) => last_heard + Duration::from_millis(u64::from(ka) * 1500),
+        let event = conn.next_event(&mut stream).await;
+        let consumed = conn.on_event(event);
+        conn.read_on(&mut stream, consumed);
+        conn.run_effects().await;
+    }
+    conn.close(stream).await;
+}
+
+impl Connection {
+    fn new(
+        shared: Arc<Shared>,
+        admission: Admission,
+        peer: SocketAddr,
+        shutdown: CancellationToken,
+    ) -> Connection {
+        let now = Instant::now();
+        Connection {
+            session: Session::with_limits(&shared.limits),
+            throttle: Throttle::new(
+                shared.limits.publishes_per_second,
+                shared.limits.bytes_per_second,
+                now,
+            ),
+            cert_id: admission.cert_id().to_string(),
+            session_identifier: hex::encode(rand::random::<[u8; 16]>()),
+            shared,
+            admission,
+            peer,
+            shutdown,
+            throttled_until: None,
+            over_rate: None,
+            online: None,
+            write_buf: BytesMut::new(),
+            effects: Vec::new(),
+            closed: None,
+            last_heard: now,
+        }
+    }
+
+    /// Writes what the session produced; false (and closed) when the
+    /// client is gone or stopped reading for [`WRITE_TIMEOUT`].
+    async fn write(&mut self, stream: &mut TlsStream<TcpStream>) -> bool {
+        if self.write_buf.is_empty() {
+            return true;
+        }
+        let write = async {
+            stream.write_all(&self.write_buf).await?;
+            stream.flush().await
         };
-        let resume_reading = throttled_until.unwrap_or_else(Instant::now);
+        if !matches!(tokio::time::timeout(WRITE_TIMEOUT, write).await, Ok(Ok(()))) {
+            self.closed = Some(CloseReason::ConnectionLost);
+            return false;
+        }
+        if self.write_buf.capacity() > WRITE_BUFFER_KEPT {
+            self.write_buf = BytesMut::new();
+        } else {
+            self.write_buf.clear();
+        }
+        true
+    }
+
+    /// After `consumed` bytes were handled: handles what rustls has already
+    /// decrypted too (a client pipelining its packets), up to [`READ_BATCH`]
+    /// bytes, so that their acknowledgements go out in one write.
+    fn read_on(&mut self, stream: &mut TlsStream<TcpStream>, mut consumed: usize) {
+        let mut batch = consumed;
+        while consumed > 0 {
+            Pin::new(&mut *stream).consume(consumed);
+            let reading =
+                self.closed.is_none() && self.throttled_until.is_none() && self.over_rate.is_none();
+            if !reading || batch >= READ_BATCH {
+                return;
+            }
+            consumed = match stream.fill_buf().now_or_never() {
+                Some(read) => self.on_event(Event::Read(read)),
+                None => 0,
+            };
+            batch += consumed;
+        }
+    }
+
+    /// When the client counts as gone if nothing more is heard.
+    fn deadline(&self) -> Instant {
+        match (&self.online, self.session.keep_alive()) {
+            (None, _) => self.last_heard + self.shared.config.connect_timeout,
+            (Some(_), 0) => self.last_heard + Duration::from_secs(24 * 3600),
+            // MQTT 3.1.1 §3.1.2.10: one and a half keepalive periods.
+            (Some(_), ka) => self.last_heard + Duration::from_millis(u64::from(ka) * 1500),
+        }
+    }
+
+    /// Waits for whatever comes first.
+    async fn next_event<'s>(&mut self, stream: &'s mut TlsStream<TcpStream>) -> Event<'s> {
+        let deadline = self.deadline();
+        let throttled = self.throttled_until.is_some();
+        let resume_reading = self.throttled_until.unwrap_or_else(Instant::now);
+        let (deliveries, evict, deactivated) = match &mut self.online {
+            Some(o) => (
+                Some(&mut o.deliveries),
+                Some(&o.evict),
+                Some(&o.deactivated),
+            ),
+            None => (None, None, None),
+        };
         tokio::select! {
-            read = stream.read_buf(&mut read_buf), if throttled_until.is_none() => match read {
-                Ok(0) | Err(_) => close_reason = Some(CloseReason::ConnectionLost),
-                Ok(n) => {
-                    last_heard = Instant::now();
-                    session.set_observe(shared.bus.enabled());
-                    match &online {
-                        Some(o) => session.handle_bytes(&read_buf, o.policy.as_ref(), &mut effects),
-                        None => session.handle_bytes(&read_buf, &nothing_yet, &mut effects),
-                    }
-                    read_buf.clear();
-                    let publishes = effects
-                        .iter()
-                        .filter(|e| matches!(e, Effect::Publish(_) | Effect::Publish5 { .. }))
-                        .count();
-                    match throttle.spend(publishes, n, last_heard) {
-                        Throttled::No => {}
-                        Throttled::Until(at) => throttled_until = Some(at),
-                        Throttled::Disconnect(why) => {
-                            shared.counters.throttled_disconnects.fetch_add(1, Ordering::Relaxed);
-                            // What was read is still handled (acknowledged
-                            // and routed) before the close.
-                            over_rate = Some(why);
-                        }
-                    }
-                }
-            },
-            _ = tokio::time::sleep_until(resume_reading), if throttled_until.is_some() => {
+            read = stream.fill_buf(), if !throttled => Event::Read(read),
+            _ = tokio::time::sleep_until(resume_reading), if throttled => Event::Resume,
+            Some(message) = recv(deliveries) => Event::Delivery(message),
+            _ = cancelled(evict) => Event::Evicted,
+            _ = cancelled(deactivated) => Event::Deactivated,
+            _ = self.shutdown.cancelled() => Event::Shutdown,
+            // Not while throttled: the client is waiting on us then.
+            _ = tokio::time::sleep_until(deadline), if !throttled => Event::Deadline,
+        }
+    }
+
+    /// Hands the event to the session; its effects wait in `self.effects`.
+    /// Returns how many bytes of rustls's buffer were used.
+    fn on_event(&mut self, event: Event<'_>) -> usize {
+        let out = &mut self.effects;
+        match event {
+            Event::Read(Ok([])) | Event::Read(Err(_)) => {
+                self.closed = Some(CloseReason::ConnectionLost)
+            }
+            Event::Read(Ok(bytes)) => {
+                self.on_bytes(bytes);
+                return bytes.len();
+            }
+            Event::Resume => {
                 // The allowance has refilled; the keepalive clock restarts
                 // (the client may have been waiting on us).
-                throttled_until = None;
-                last_heard = Instant::now();
+                self.throttled_until = None;
+                self.last_heard = Instant::now();
             }
-            Some(message) = recv(&mut deliveries) => session.deliver(message, &mut effects),
-            _ = evicted(&evict) => session.close(
-                if shutdown.is_cancelled() { CloseReason::ServerInitiated } else { CloseReason::DuplicateClientId },
-                &mut effects,
+            Event::Delivery(message) => self.session.deliver(*message, out),
+            Event::Evicted => {
+                let reason = if self.shutdown.is_cancelled() {
+                    CloseReason::ServerInitiated
+                } else {
+                    CloseReason::DuplicateClientId
+                };
+                self.session.close(reason, out)
+            }
+            Event::Deactivated => self.session.close_with(
+                Some(reason::ADMINISTRATIVE_ACTION),
+                CloseReason::AuthenticationError(format!(
+                    "certificate {} is no longer ACTIVE",
+                    self.cert_id
+                )),
+                out,
             ),
-            _ = evicted(&deactivated) => session.close_with(
-                Some(super::session::reason::ADMINISTRATIVE_ACTION),
-                CloseReason::AuthenticationError(format!("certificate {cert_id} is no longer ACTIVE")),
-                &mut effects,
-            ),
-            _ = shutdown.cancelled() => session.close(CloseReason::ServerInitiated, &mut effects),
-            // Not while throttled: the client is waiting on us then.
-            _ = tokio::time::sleep_until(deadline), if throttled_until.is_none() => session.close(
-                if online.is_some() {
+            Event::Shutdown => self.session.close(CloseReason::ServerInitiated, out),
+            Event::Deadline => {
+                let reason = if self.online.is_some() {
                     CloseReason::KeepAliveTimeout
                 } else {
                     CloseReason::ClientError("no CONNECT within the connect timeout".into())
-                },
-                &mut effects,
-            ),
+                };
+                self.session.close(reason, out)
+            }
         }
-        // Carry out effects; some (CONNECT, subscriptions) produce more.
+        0
+    }
+
+    /// Bytes were read: the session decodes them, the throttle counts them.
+    fn on_bytes(&mut self, bytes: &[u8]) {
+        self.last_heard = Instant::now();
+        self.session.set_observe(self.shared.bus.enabled());
+        let authz: &dyn Authorize = match &self.online {
+            Some(o) => o.policy.as_ref(),
+            None => &AllowNone,
+        };
+        self.session.handle_bytes(bytes, authz, &mut self.effects);
+        let publishes = self
+            .effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Publish(_) | Effect::Publish5 { .. }))
+            .count();
+        match self.throttle.spend(publishes, bytes.len(), self.last_heard) {
+            Throttled::No => {}
+            Throttled::Until(at) => self.throttled_until = Some(at),
+            Throttled::Disconnect(why) => {
+                self.shared
+                    .counters
+                    .throttled_disconnects
+                    .fetch_add(1, Ordering::Relaxed);
+                // What was read is still handled (acknowledged and routed)
+                // before the close.
+                self.over_rate = Some(why);
+            }
+        }
+    }
+
+    /// Carries out the session's effects; some (CONNECT, subscriptions)
+    /// produce more. A client over its rate is closed after them.
+    async fn run_effects(&mut self) {
         loop {
-            while !effects.is_empty() {
-                for effect in std::mem::take(&mut effects) {
-                    if close_reason.is_some() && !matches!(effect, Effect::Received(_)) {
+            while !self.effects.is_empty() {
+                for effect in std::mem::take(&mut self.effects) {
+                    if self.closed.is_some() && !matches!(effect, Effect::Received(_)) {
                         // Closed: nothing after it is sent or routed (e.g. the
                         // PUBACK of a publish the router refused).
                         continue;
                     }
-                    match effect {
-                        Effect::Send(packet) => {
-                            if shared.bus.enabled() {
-                                let summary = PacketSummary::of(&packet);
-                                shared.packet_event(false, session.client_id(), &summary);
-                            }
-                            if let Err(e) = packet.write(&mut write_buf, usize::MAX) {
-                                tracing::warn!(error = %e, "could not encode a packet");
-                            }
-                        }
-                        Effect::Send5(packet) => {
-                            if shared.bus.enabled() {
-                                let summary = PacketSummary::of5(&packet);
-                                shared.packet_event(false, session.client_id(), &summary);
-                            }
-                            if let Err(e) = packet.write(&mut write_buf, None) {
-                                tracing::warn!(error = %e, "could not encode a packet");
-                            }
-                        }
-                        Effect::Received(summary) => {
-                            shared.packet_event(true, session.client_id(), &summary)
-                        }
-                        Effect::Connect(request) => {
-                            match on_connect(
-                                &shared,
-                                &admission,
-                                &request,
-                                peer,
-                                &session_identifier,
-                            )
-                            .await
-                            {
-                                Ok((policy, link_rx, token, conn_id)) => {
-                                    let deactivation = CancellationToken::new();
-                                    let attached = shared.router.attach_session(
-                                        &request.client_id,
-                                        super::router::SessionStart::of(&request),
-                                        Link {
-                                            conn_id,
-                                            tx: link_rx.0,
-                                            evict: token.clone(),
-                                            policy: policy.clone(),
-                                            principal: cert_id.clone(),
-                                            deactivated: deactivation.clone(),
-                                        },
-                                    );
-                                    session.accept(
-                                        attached.session_present,
-                                        attached.resumed,
-                                        policy.as_ref(),
-                                        &mut effects,
-                                    );
-                                    online = Some(Online {
-                                        conn_id,
-                                        policy,
-                                        version: attached.version,
-                                    });
-                                    deliveries = Some(link_rx.1);
-                                    evict = Some(token);
-                                    deactivated = Some(deactivation);
-                                    shared.counters.connected.fetch_add(1, Ordering::Relaxed);
-                                    let presence = presence(
-                                        &request.client_id,
-                                        &session_identifier,
-                                        &cert_id,
-                                        peer,
-                                        attached.version,
-                                    );
-                                    let (topic, body) = lifecycle::connected(&presence);
-                                    shared.publish_event(topic, body);
-                                    shared.bus.emit_with(|| {
-                                    CloudEvent::new(EventKind::Connection, format!("{} connected", request.client_id))
-                                        .client(request.client_id.clone())
-                                        .detail(json!({"certificateId": cert_id, "ipAddress": peer.ip().to_string(), "cleanSession": request.clean_session}))
-                                });
-                                }
-                                Err(reason) => {
-                                    shared.refused(
-                                        peer,
-                                        Some(&request.client_id),
-                                        &cert_id,
-                                        &reason,
-                                    );
-                                    // AWS drops a JITP connection without a word.
-                                    let answer = !matches!(admission, Admission::Jitp { .. });
-                                    session.refuse_connect(reason, answer, &mut effects);
-                                }
-                            }
-                        }
-                        Effect::Publish(message) => {
-                            let origin = Origin {
-                                client_id: Some(session.client_id().to_string()),
-                                principal: Some(cert_id.clone()),
-                                ..Origin::default()
-                            };
-                            if let Err(why) = shared.router.route_checked(message, origin) {
-                                let reason = CloseReason::ClientError(why);
-                                session.close(reason.clone(), &mut effects);
-                                close_reason = Some(reason);
-                            }
-                        }
-                        Effect::Publish5 { message, pkid } => {
-                            let origin = Origin {
-                                client_id: Some(session.client_id().to_string()),
-                                principal: Some(cert_id.clone()),
-                                ..Origin::default()
-                            };
-                            // MQTT 5 can say a publish was refused and stay up.
-                            let routed = shared
-                                .router
-                                .route_checked(message, origin)
-                                .map_err(|why| (super::session::reason::QUOTA_EXCEEDED, why));
-                            session.publish_routed(pkid, routed, &mut effects);
-                        }
-                        Effect::Subscribe(filters) => {
-                            let client_id = session.client_id().to_string();
-                            match shared.router.subscribe(&client_id, &filters) {
-                                Ok(retained) => {
-                                    for message in retained {
-                                        session.deliver(message, &mut effects);
-                                    }
-                                    if let Some(o) = &online {
-                                        let topics: Vec<String> =
-                                            filters.into_iter().map(|(f, _)| f).collect();
-                                        let p = presence(
-                                            &client_id,
-                                            &session_identifier,
-                                            &cert_id,
-                                            peer,
-                                            o.version,
-                                        );
-                                        let (topic, body) =
-                                            lifecycle::subscriptions(&p, true, &topics);
-                                        shared.publish_event(topic, body);
-                                    }
-                                }
-                                Err(why) => session.close_with(
-                                    Some(super::session::reason::QUOTA_EXCEEDED),
-                                    CloseReason::ClientError(why),
-                                    &mut effects,
-                                ),
-                            }
-                        }
-                        Effect::Unsubscribe(filters) => {
-                            let client_id = session.client_id().to_string();
-                            shared.router.unsubscribe(&client_id, &filters);
-                            if let Some(o) = &online {
-                                let p = presence(
-                                    &client_id,
-                                    &session_identifier,
-                                    &cert_id,
-                                    peer,
-                                    o.version,
-                                );
-                                let (topic, body) = lifecycle::subscriptions(&p, false, &filters);
-                                shared.publish_event(topic, body);
-                            }
-                        }
-                        Effect::Close(reason) => close_reason = Some(reason),
-                    }
+                    self.apply(effect).await;
                 }
             }
-            match over_rate.take() {
-                // AWS: 0x96 Message rate too high.
-                Some(why) => session.close_with(
-                    Some(super::session::reason::MESSAGE_RATE_TOO_HIGH),
-                    CloseReason::ClientError(why),
-                    &mut effects,
-                ),
-                None => break,
-            }
-        }
-    }
-
-    // Flush what is left (e.g. a CONNACK refusal code), then close.
-    if !write_buf.is_empty() {
-        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&write_buf)).await;
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
-    let reason = close_reason.unwrap_or(CloseReason::ConnectionLost);
-    finish(
-        &shared,
-        &mut session,
-        online,
-        &reason,
-        &cert_id,
-        &session_identifier,
-        peer,
-    );
-}
-
-/// After the socket is closed: hand unacknowledged messages back to the
-/// router, publish the last will and the disconnected event.
-fn finish(
-    shared: &Arc<Shared>,
-    session: &mut Session,
-    online: Option<Online>,
-    reason: &CloseReason,
-    cert_id: &str,
-    session_identifier: &str,
-    peer: SocketAddr,
-) {
-    let client_id = session.client_id().to_string();
-    let Some(online) = online else {
-        if let CloseReason::ClientError(_) = reason {
-            shared.refused(
-                peer,
-                Some(client_id.as_str()).filter(|c| !c.is_empty()),
-                cert_id,
-                reason,
+            let Some(why) = self.over_rate.take() else {
+                return;
+            };
+            // AWS: 0x96 Message rate too high.
+            self.session.close_with(
+                Some(reason::MESSAGE_RATE_TOO_HIGH),
+                CloseReason::ClientError(why),
+                &mut self.effects,
             );
         }
-        return;
-    };
-    if let Some(expiry) = session.session_expiry() {
-        // MQTT 5: the DISCONNECT may have changed how long the session lives.
+    }
+
+    /// Flushes what is left (e.g. a CONNACK refusal code), closes the
+    /// socket, then tells the router and the event stream.
+    async fn close(mut self, mut stream: TlsStream<TcpStream>) {
+        if !self.write_buf.is_empty() {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, stream.write_all(&self.write_buf)).await;
+        }
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, stream.shutdown()).await;
+        let reason = self.closed.take().unwrap_or(CloseReason::ConnectionLost);
+        match self.online.take() {
+            Some(online) => self.went_offline(online, &reason),
+            None => self.never_online(&reason),
+        }
+    }
+
+    /// Closed before CONNECT was accepted: a protocol error is a refusal.
+    fn never_online(&self, reason: &CloseReason) {
+        if let CloseReason::ClientError(_) = reason {
+            let client_id = self.session.client_id();
+            let client_id = Some(client_id).filter(|c| !c.is_empty());
+            self.shared
+                .refused(self.peer, client_id, &self.cert_id, reason);
+        }
+    }
+
+    /// After an accepted connection closed: hand unacknowledged messages
+    /// back to the router, publish the last will and the disconnected event.
+    fn went_offline(&mut self, online: Online, reason: &CloseReason) {
+        let shared = &self.shared;
+        let client_id = self.session.client_id().to_string();
+        if let Some(expiry) = self.session.session_expiry() {
+            // MQTT 5: the DISCONNECT may have changed how long the session lives.
+            shared
+                .router
+                .set_session_expiry(&client_id, online.conn_id, expiry);
+        }
         shared
             .router
-            .set_session_expiry(&client_id, online.conn_id, expiry);
-    }
-    shared
-        .router
-        .detach(&client_id, online.conn_id, session.take_unacked());
-    if reason.publishes_will() {
-        if let Some(will) = session.will().cloned() {
-            use super::session::Authorize;
-            if online.policy.may_publish(&will.topic) {
-                let origin = Origin {
-                    client_id: Some(client_id.clone()),
-                    principal: Some(cert_id.to_string()),
-                    ..Origin::default()
-                };
-                shared.router.route(will, origin);
+            .detach(&client_id, online.conn_id, self.session.take_unacked());
+        if reason.publishes_will() {
+            if let Some(will) = self.session.will().cloned() {
+                if online.policy.may_publish(&will.topic) {
+                    shared
+                        .router
+                        .route(will, Origin::client(&client_id, &self.cert_id));
+                }
             }
         }
-    }
-    let p = presence(
-        &client_id,
-        session_identifier,
-        cert_id,
-        peer,
-        online.version,
-    );
-    let (topic, body) = lifecycle::disconnected(
-        &p,
-        reason.aws_reason(),
-        matches!(
+        let client_initiated = matches!(
             reason,
             CloseReason::ClientInitiated | CloseReason::ClientInitiatedWithWill
-        ),
-    );
-    shared.publish_event(topic, body);
-    tracing::info!(client_id = ?client_id, reason = ?reason.describe(), "disconnected");
-    shared.bus.emit_with(|| {
-        CloudEvent::new(EventKind::Connection, format!("{client_id} disconnected: {}", reason.describe()))
-            .client(client_id.clone())
-            .detail(json!({"certificateId": cert_id, "disconnectReason": reason.aws_reason(), "why": reason.describe()}))
-    });
-    if matches!(
-        reason,
-        CloseReason::AuthorizationError(_) | CloseReason::ClientError(_)
-    ) {
-        let detail =
-            json!({"clientId": client_id, "certificateId": cert_id, "reason": reason.describe()});
-        if let Err(e) = shared
-            .store
-            .append_event("endpoint.disconnected", &client_id, &detail)
-        {
-            tracing::warn!(error = %e, "event log write failed");
-        }
-    }
-}
-
-type LinkChannel = (mpsc::Sender<Message>, mpsc::Receiver<Message>);
-
-/// Decides a CONNECT: JITP for a new certificate (always ending the
-/// connection), else `iot:Connect` with the certificate's policies.
-async fn on_connect(
-    shared: &Arc<Shared>,
-    admission: &Admission,
-    request: &ConnectRequest,
-    _peer: SocketAddr,
-    _session_identifier: &str,
-) -> Result<(Arc<ConnectionPolicy>, LinkChannel, CancellationToken, u64), CloseReason> {
-    match admission {
-        Admission::Refused { reason, .. } => Err(reason.clone()),
-        Admission::Jitp { .. } => {
-            Err(super::admission::run_jitp(shared, admission, &request.client_id).await)
-        }
-        Admission::Active {
-            cert_id,
-            common_name,
-        } => {
-            let policy = super::admission::connection_policy(
-                shared,
-                cert_id,
-                &request.client_id,
-                common_name.clone(),
-            )?;
-            if !policy.may_connect() {
-                return Err(CloseReason::AuthorizationError(format!(
-                    "iot:Connect on client/{} is not allowed by the certificate's policies ({})",
-                    request.client_id,
-                    policy.names().join(", ")
-                )));
+        );
+        let presence = self.presence(online.version);
+        let (topic, body) =
+            lifecycle::disconnected(&presence, reason.aws_reason(), client_initiated);
+        shared.publish_event(topic, body);
+        let cert_id = &self.cert_id;
+        tracing::info!(client_id = ?client_id, reason = ?reason.describe(), "disconnected");
+        shared.bus.emit_with(|| {
+            CloudEvent::new(EventKind::Connection, format!("{client_id} disconnected: {}", reason.describe()))
+                .client(client_id.clone())
+                .detail(json!({"certificateId": cert_id, "disconnectReason": reason.aws_reason(), "why": reason.describe()}))
+        });
+        if matches!(
+            reason,
+            CloseReason::AuthorizationError(_) | CloseReason::ClientError(_)
+        ) {
+            let detail = json!({"clientId": client_id, "certificateId": cert_id, "reason": reason.describe()});
+            if let Err(e) = shared
+                .store
+                .append_event("endpoint.disconnected", &client_id, &detail)
+            {
+                tracing::warn!(error = %e, "event log write failed");
             }
-            let channel = mpsc::channel(DELIVERY_CHANNEL);
-            Ok((
-                Arc::new(policy),
-                channel,
-                CancellationToken::new(),
-                shared.router.next_conn_id(),
-            ))
+        }
+    }
+
+    /// Who the lifecycle events of this connection are about.
+    fn presence(&self, version: u64) -> Presence<'_> {
+        Presence {
+            client_id: self.session.client_id(),
+            session_identifier: &self.session_identifier,
+            principal_identifier: &self.cert_id,
+            ip_address: self.peer.ip().to_string(),
+            version_number: version,
         }
     }
 }
 
-async fn recv(deliveries: &mut Option<mpsc::Receiver<Message>>) -> Option<Message> {
+async fn recv(deliveries: Option<&mut mpsc::Receiver<Box<Message>>>) -> Option<Box<Message>> {
     match deliveries {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
 }
 
-async fn evicted(evict: &Option<CancellationToken>) {
-    match evict {
+async fn cancelled(token: Option<&CancellationToken>) {
+    match token {
         Some(token) => token.cancelled().await,
         None => std::future::pending().await,
-    }
-}
-
-fn presence<'a>(
-    client_id: &'a str,
-    session: &'a str,
-    cert_id: &'a str,
-    peer: SocketAddr,
-    version: u64,
-) -> Presence<'a> {
-    Presence {
-        client_id,
-        session_identifier: session,
-        principal_identifier: cert_id,
-        ip_address: peer.ip().to_string(),
-        version_number: version,
     }
 }
 
@@ -559,30 +501,17 @@ async fn answer_refused(shared: &Shared, stream: &mut TlsStream<TcpStream>, reas
         }
     }
     if !write_buf.is_empty() {
-        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&write_buf)).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, stream.write_all(&write_buf)).await;
     }
 }
 
 /// Before CONNECT is decided nothing may be published or subscribed.
 struct AllowNone;
-impl super::session::Authorize for AllowNone {
+impl Authorize for AllowNone {
     fn may_publish(&self, _: &str) -> bool {
         false
     }
     fn may_subscribe(&self, _: &str) -> bool {
         false
-    }
-}
-
-pub use crate::cloud::events::payload_preview;
-
-/// Publishes as the cloud: QoS 1 through the router (lifecycle events, JITP).
-pub fn cloud_message(topic: String, body: &Value) -> Message {
-    Message {
-        topic,
-        payload: Bytes::from(body.to_string().into_bytes()),
-        qos: QoS::AtLeastOnce,
-        retain: false,
-        properties: None,
     }
 }

@@ -18,9 +18,11 @@
 //! connections, and a device that starts its handshake is never the one
 //! closed while idle ones remain.
 
+use super::limits::{Limits, HANDSHAKE_TIMEOUT_UNDER_PRESSURE};
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// One connection's entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +168,39 @@ impl Handshakes {
                 self.by_ip.remove(&entry.ip);
             }
         }
+    }
+}
+
+/// The handshake table and the tokens that close evicted connections.
+pub struct HandshakeGate {
+    /// Every connection not yet through its handshake.
+    pub table: Handshakes,
+    /// Cancelled to close one of them (evicted to make room).
+    pub close: HashMap<u64, CancellationToken>,
+}
+
+impl HandshakeGate {
+    /// A gate bounded by `limits`, `quiet_deadline` for a quiet endpoint.
+    pub fn new(limits: &Limits, quiet_deadline: Duration) -> HandshakeGate {
+        HandshakeGate {
+            table: Handshakes::new(
+                limits.unauthenticated_per_ip,
+                limits.unauthenticated,
+                quiet_deadline,
+                HANDSHAKE_TIMEOUT_UNDER_PRESSURE.min(quiet_deadline),
+            ),
+            close: HashMap::new(),
+        }
+    }
+
+    /// Connections closed to make room since start.
+    pub fn evicted(&self) -> u64 {
+        self.table.evicted()
+    }
+
+    /// Connections mid-handshake now.
+    pub fn pending(&self) -> usize {
+        self.table.pending()
     }
 }
 

@@ -4,118 +4,99 @@
 //!
 //! ## Layout
 //!
-//! - `server.rs`       the listener: accepts TCP, tracks TLS handshakes, graceful shutdown
-//! - `handshakes.rs`   the unauthenticated connections: per-address and total bounds, shrinking deadline
-//! - `sampler.rs`      failures anyone can cause are counted, and only sampled into the event log
-//! - `throttle.rs`     AWS's per-connection publish rate and throughput, throttled then disconnected
-//! - `retained.rs`     the retained messages: capped in count and bytes, persisted in the store
-//! - `tls.rs`          rustls setup and the verifier trusting *registered* ACTIVE CAs, looked up live
-//! - `admission.rs`    after the handshake: certificate status, JITP, the connection's policies
-//! - `connection.rs`   the async shell of one connection: socket ↔ session ↔ router
-//! - `session.rs`      one client's MQTT session as a pure state machine (no IO; property-tested)
-//! - `session_v5.rs`   its MQTT 5 half: reason codes, properties, topic aliases, expiry
-//! - `close_reason.rs` why a connection ended, in AWS's `disconnectReason` words
-//! - `router.rs`       sessions by clientId, subscriptions, retained messages, fan-out
-//! - `rules_engine.rs` topic rules on routed messages; Lambda and republish actions
-//! - `delivery.rs`     at-least-once delivery of the JITP registered event (outbox, redelivery)
-//! - `authz.rs`        IoT policy checks of one connection
-//! - `lifecycle.rs`    `$aws/events/...` topics and payloads, with AWS's field names
-//! - `topics.rs`       topic validation and matching (the shared `topic` module)
-//! - `limits.rs`       AWS's quotas and jitpilot's bounds on every queue
+//! From the socket inwards:
+//!
+//! - `server.rs`        the listener: accepts TCP, tracks TLS handshakes, graceful shutdown
+//! - `handshakes.rs`    the unauthenticated connections: per-address and total bounds, shrinking deadline
+//! - `tls.rs`           rustls setup and the verifier trusting *registered* ACTIVE CAs, looked up live
+//! - `admission.rs`     after the handshake: certificate status, JITP, the connection's policies
+//! - `registered.rs`    JITP's registered event, published (and redelivered) with at-least-once delivery
+//! - `connection.rs`    the async shell of one connection: socket ↔ session ↔ router, its loop
+//! - `connection/effects.rs` one small function per effect the session asks for
+//! - `session.rs`       one client's MQTT session as a pure state machine (no IO; property-tested),
+//!   with its 3.1.1 and MQTT 5 halves, checks, reason codes and framing in `session/`
+//! - `router.rs`        sessions by clientId, retained messages, fan-out, offline queues
+//! - `subscriptions.rs` the router's subscription index: exact, wildcard, shared groups
+//! - `rules_engine.rs`  topic rules on routed messages; Lambda and republish actions
+//! - `publish.rs`       the `Publish` trait the router implements, for rules and functions
+//! - `delivery.rs`      at-least-once delivery tracking: a ticket per function invocation
+//! - `message.rs`       a message on its way through, and where it came from
+//! - `shared.rs`        what every connection task shares; packet and refusal events
+//! - `config.rs`        how the endpoint is run, and why it could not start
+//! - `authz.rs`         IoT policy checks of one connection
+//! - `throttle.rs`      AWS's per-connection publish rate and throughput, throttled then disconnected
+//! - `sampler.rs`       failures anyone can cause are counted, and only sampled into the event log
+//! - `retained.rs`      the retained messages: capped in count and bytes, persisted in the store
+//! - `lifecycle.rs`     `$aws/events/...` topics and payloads, with AWS's field names
+//! - `close_reason.rs`  why a connection ended, in AWS's `disconnectReason` words
+//! - `topics.rs`        topic and filter validation and matching (the shared `topic` module)
+//! - `limits.rs`        AWS's quotas and jitpilot's bounds on every queue
+//!
+//! Who uses whom (`A → B`: A names B). No module names one above it, so
+//! the graph has no circle; this file only wires them together.
+//!
+//! ```text
+//! server        → connection, handshakes, shared, config, sampler
+//! connection    → admission, session, router, shared, throttle, lifecycle, authz, message, limits
+//! admission     → registered, authz, shared, lifecycle, close_reason
+//! registered    → delivery, lifecycle, message, shared
+//! shared        → router, session, handshakes, config, sampler, message, tls, limits
+//! config        → limits, tls
+//! router        → rules_engine, subscriptions, retained, publish, authz, message, topics, limits
+//! rules_engine  → publish, message, topics, limits
+//! publish       → message, topics
+//! retained      → message, topics, limits
+//! subscriptions → topics
+//! authz         → session (its `Authorize` trait)
+//! session       → message, close_reason, topics, limits
+//! message       → delivery
+//! handshakes, throttle, topics → limits
+//! delivery, lifecycle, close_reason, sampler, tls, limits → nothing of the endpoint
+//! ```
 
 mod admission;
 mod authz;
 mod close_reason;
+mod config;
 mod connection;
-pub use connection::payload_preview;
 mod delivery;
 mod handshakes;
 mod lifecycle;
 pub mod limits;
+mod message;
+mod publish;
+mod registered;
 mod retained;
 mod router;
 mod rules_engine;
 mod sampler;
 mod server;
 pub mod session;
+mod shared;
+mod subscriptions;
 mod throttle;
 mod tls;
 mod topics;
 
+pub use crate::cloud::events::payload_preview;
+pub use config::{EndpointConfig, EndpointError};
 pub use lifecycle::certificate_registered;
+pub use publish::CloudPublisher;
 
 use crate::cloud::events::{CloudEvent, EventBus, EventKind};
 use crate::cloud::local::functions::FunctionRegistry;
 use crate::store::Store;
-use router::{Origin, Router};
+use message::Message;
+use router::Router;
 use rules_engine::RulesEngine;
 use serde_json::json;
-use session::{CloseReason, PacketSummary};
+use shared::{EndpointCounters, Shared};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-/// How to run the endpoint.
-#[derive(Debug, Clone)]
-pub struct EndpointConfig {
-    /// `host:port` to listen on; port 0 picks a free port (see [`EndpointHandle::local_addr`]).
-    pub addr: String,
-    /// A TLS handshake taking longer is abandoned (slowloris, half-open
-    /// sockets) when the endpoint is quiet; the deadline shrinks as
-    /// unauthenticated connections fill their slots (`handshakes.rs`).
-    pub handshake_timeout: Duration,
-    /// Time from the end of the handshake to CONNECT.
-    pub connect_timeout: Duration,
-    /// AWS's quotas and jitpilot's bounds; `JITPILOT_LIMITS` is applied
-    /// over them when the endpoint starts.
-    pub limits: limits::Limits,
-}
-
-impl Default for EndpointConfig {
-    fn default() -> Self {
-        EndpointConfig {
-            addr: "127.0.0.1:8883".into(),
-            handshake_timeout: limits::HANDSHAKE_TIMEOUT,
-            connect_timeout: Duration::from_secs(10),
-            limits: limits::Limits::default(),
-        }
-    }
-}
-
-/// Why the endpoint could not start or reload.
-#[derive(Debug, thiserror::Error)]
-pub enum EndpointError {
-    #[error("cannot listen on {addr}: the address is in use. Stop the other process or pick another address with --mqtt-addr HOST:PORT (port 0 picks a free one)")]
-    AddrInUse { addr: String },
-    #[error(
-        "cannot listen on {addr}: {source}. Check the address given with --mqtt-addr HOST:PORT"
-    )]
-    Bind {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Limits(#[from] limits::LimitsError),
-    #[error(transparent)]
-    Tls(#[from] tls::TlsSetupError),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-}
-
-/// Counters kept by the endpoint.
-#[derive(Debug, Default)]
-struct EndpointCounters {
-    handshakes_failed: AtomicU64,
-    events_skipped: AtomicU64,
-    throttled_disconnects: AtomicU64,
-    refused: AtomicU64,
-    connected: AtomicU64,
-    jitp_provisioned: AtomicU64,
-}
 
 /// A snapshot of the endpoint's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -148,163 +129,6 @@ pub struct EndpointStats {
     pub deliveries: u64,
     pub deliveries_dropped: u64,
     pub receive_denied: u64,
-}
-
-/// What every connection task shares.
-struct Shared {
-    config: EndpointConfig,
-    /// `config.limits` with `JITPILOT_LIMITS` applied.
-    limits: limits::Limits,
-    handshakes: std::sync::Mutex<server::HandshakeGate>,
-    sampler: std::sync::Mutex<sampler::Sampler>,
-    store: Store,
-    bus: EventBus,
-    router: Arc<Router>,
-    verifier: Arc<tls::RegisteredCaVerifier>,
-    counters: EndpointCounters,
-}
-
-impl Shared {
-    /// Whether to record one more failure of `kind` (see `sampler.rs`);
-    /// counts the skipped ones.
-    fn sample(&self, kind: &'static str) -> sampler::Sample {
-        let sample = self
-            .sampler
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .sample(kind, tokio::time::Instant::now());
-        if sample == sampler::Sample::Skip {
-            self.counters.events_skipped.fetch_add(1, Ordering::Relaxed);
-        }
-        sample
-    }
-
-    /// Logs and reports a refused connection (no CONNACK). Not sampled:
-    /// the peer passed the TLS handshake with a certificate of a registered
-    /// CA (a JITP refusal is every device's first connect, and belongs on
-    /// its timeline); the event log's retention bounds the rows.
-    fn refused(
-        &self,
-        peer: SocketAddr,
-        client_id: Option<&str>,
-        cert_id: &str,
-        reason: &CloseReason,
-    ) {
-        self.counters.refused.fetch_add(1, Ordering::Relaxed);
-        let why = reason.describe();
-        tracing::info!(peer = ?peer, client_id = ?client_id, cert_id, reason = ?why, "connection refused");
-        let detail = json!({
-            "clientId": client_id,
-            "certificateId": cert_id,
-            "ipAddress": peer.ip().to_string(),
-            "reason": why,
-        });
-        if !matches!(reason, CloseReason::ConnectionLost) {
-            let subject = client_id.unwrap_or(cert_id);
-            if let Err(e) = self
-                .store
-                .append_event("endpoint.refused", subject, &detail)
-            {
-                tracing::warn!(error = %e, "event log write failed");
-            }
-        }
-        self.bus.emit_with(|| {
-            let mut event =
-                CloudEvent::new(EventKind::Connection, format!("refused: {why}")).detail(detail);
-            if let Some(c) = client_id {
-                event = event.client(c);
-            }
-            event
-        });
-    }
-
-    /// One packet in or out on the event stream.
-    fn packet_event(&self, incoming: bool, client_id: &str, summary: &PacketSummary) {
-        self.bus.emit_with(|| {
-            let kind = if incoming {
-                EventKind::PacketIn {
-                    packet: summary.packet,
-                    size: summary.size,
-                }
-            } else {
-                EventKind::PacketOut {
-                    packet: summary.packet,
-                    size: summary.size,
-                }
-            };
-            let mut line = format!("{} {}", if incoming { "IN" } else { "OUT" }, summary.packet);
-            if let Some(t) = &summary.topic {
-                line.push(' ');
-                line.push_str(t);
-            }
-            let mut detail = json!({
-                "size": summary.size,
-                "payload": summary.payload.as_deref().map(connection::payload_preview),
-            });
-            // MQTT 5: the reason code (and string) of an ack or DISCONNECT.
-            if let Some((code, why)) = &summary.reason {
-                if *code >= 0x80 {
-                    line.push_str(&format!(
-                        " {code:#04x} {}",
-                        session::reason::reason_name(*code)
-                    ));
-                    if let Some(why) = why {
-                        line.push_str(": ");
-                        line.push_str(why);
-                    }
-                }
-                detail["reasonCode"] = json!(code);
-                detail["reasonName"] = json!(session::reason::reason_name(*code));
-                if let Some(why) = why {
-                    detail["reasonString"] = json!(why);
-                }
-            }
-            let mut event = CloudEvent::new(kind, line).detail(detail);
-            if !client_id.is_empty() {
-                event = event.client(client_id);
-            }
-            if let Some(t) = &summary.topic {
-                event = event.topic(t.clone());
-            }
-            event
-        });
-    }
-
-    /// Publishes an `$aws/events/...` event as the cloud.
-    fn publish_event(&self, topic: String, body: serde_json::Value) {
-        self.router
-            .route(connection::cloud_message(topic, &body), Origin::cloud());
-    }
-}
-
-/// Publishes as the cloud through the endpoint's router (the IoT data
-/// plane's `Publish`): what functions ("Lambdas") use to answer devices.
-#[derive(Clone)]
-pub struct CloudPublisher {
-    router: Arc<Router>,
-}
-
-impl CloudPublisher {
-    fn new(router: Arc<Router>) -> CloudPublisher {
-        CloudPublisher { router }
-    }
-}
-
-impl crate::rotation::Publisher for CloudPublisher {
-    fn publish(&self, topic: &str, payload: Vec<u8>) {
-        if let Err(why) = session::check_topic_name(topic) {
-            tracing::warn!(topic, error = %why, "cloud publish refused");
-            return;
-        }
-        let message = session::Message {
-            topic: topic.to_string(),
-            payload: bytes::Bytes::from(payload),
-            qos: rumqttc::mqttbytes::QoS::AtLeastOnce,
-            retain: false,
-            properties: None,
-        };
-        self.router.route(message, Origin::cloud());
-    }
 }
 
 /// What the control plane may ask of a running endpoint. Cheap to clone.
@@ -391,7 +215,7 @@ impl EndpointHandle {
         &self,
         wait: Duration,
     ) -> Result<usize, EndpointError> {
-        Ok(delivery::redeliver_registered(&self.shared, wait).await?)
+        Ok(registered::redeliver_registered(&self.shared, wait).await?)
     }
 
     /// A snapshot of the counters.
@@ -490,7 +314,7 @@ pub async fn start(
     // AWS keeps retained messages across restarts; so does the local cloud.
     let persisted = store.load_retained()?;
     let restored = persisted.len();
-    let dropped = router.restore_retained(persisted.into_iter().map(|row| session::Message {
+    let dropped = router.restore_retained(persisted.into_iter().map(|row| Message {
         topic: row.topic,
         payload: bytes::Bytes::from(row.payload),
         qos: if row.qos == 0 {
@@ -510,7 +334,7 @@ pub async fn start(
     tracing::info!(%local_addr, rules = active, retained = restored - dropped, "MQTT endpoint listening");
 
     let shared = Arc::new(Shared {
-        handshakes: std::sync::Mutex::new(server::HandshakeGate::new(
+        handshakes: std::sync::Mutex::new(handshakes::HandshakeGate::new(
             &limits,
             config.handshake_timeout,
         )),

@@ -11,7 +11,7 @@
 //! Pure: no lock, no IO. The router holds it under its lock.
 
 use super::limits::{MAX_RETAINED_PER_FILTER, RETAINED_OVERHEAD_BYTES};
-use super::session::Message;
+use super::message::Message;
 use super::topics;
 use bytes::Bytes;
 use rumqttc::mqttbytes::QoS;

@@ -2,7 +2,7 @@
 //! messages, and the fan-out of each published message to subscribers and
 //! to the rules engine. Shared subscriptions (`$share/{ShareName}/{filter}`,
 //! MQTT 3.1.1 and 5, as on AWS) get each message once per group, to one
-//! member in turn.
+//! member in turn (`subscriptions.rs` keeps the index).
 //!
 //! One mutex guards the broker state; every critical section is short and
 //! never awaits. Deliveries go to connection tasks through bounded channels
@@ -12,13 +12,15 @@
 
 use super::authz::ConnectionPolicy;
 use super::limits::{Limits, MAX_QUEUED_MESSAGES};
+use super::message::{Message, Origin};
+use super::publish::Publish;
 use super::retained::Retained;
 use super::rules_engine::RulesEngine;
-use super::session::{ConnectRequest, Message};
-use super::topics;
+use super::subscriptions::{max_qos, min_qos, SubscriptionIndex};
+use super::topics::{self, shared_filter};
 use crate::cloud::events::{CloudEvent, EventBus, EventKind};
 use rumqttc::mqttbytes::QoS;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -30,8 +32,9 @@ use tokio_util::sync::CancellationToken;
 pub struct Link {
     /// Tells stale detaches apart from the current connection's.
     pub conn_id: u64,
-    /// Deliveries for the connection task.
-    pub tx: mpsc::Sender<Message>,
+    /// Deliveries for the connection task (boxed: an empty channel's
+    /// slots are a pointer each, not a whole message).
+    pub tx: mpsc::Sender<Box<Message>>,
     /// Cancelled when a newer connection takes over the clientId.
     pub evict: CancellationToken,
     /// `iot:Receive` is checked per delivery with the subscriber's policies.
@@ -84,57 +87,6 @@ impl SessionStart {
             expiry: None,
         }
     }
-
-    /// What a CONNECT asked for.
-    pub fn of(request: &ConnectRequest) -> SessionStart {
-        match request.session_expiry {
-            None => SessionStart::clean_session(request.clean_session),
-            Some(seconds) => SessionStart {
-                clean_start: request.clean_session,
-                persistent: seconds > 0,
-                expiry: Some(Duration::from_secs(u64::from(seconds))),
-            },
-        }
-    }
-}
-
-/// One shared subscription group: `$share/{ShareName}/{filter}`.
-struct SharedGroup {
-    /// The filter after the share name.
-    filter: String,
-    /// Its members' clientIds, in the order they joined.
-    members: Vec<String>,
-    /// Whose turn is next.
-    next: usize,
-}
-
-/// The filter of a shared subscription (`$share/{ShareName}/{filter}`).
-pub fn shared_filter(filter: &str) -> Option<&str> {
-    let rest = filter.strip_prefix("$share/")?;
-    let (_, inner) = rest.split_once('/')?;
-    Some(inner)
-}
-
-/// Where a message came from: the rules engine's `clientId()` and
-/// `principal()`, and how many republish hops led to it.
-#[derive(Debug, Clone, Default)]
-pub struct Origin {
-    pub client_id: Option<String>,
-    /// The publisher's certificateId.
-    pub principal: Option<String>,
-    pub depth: u8,
-    /// The device a cloud-published message is about (the serial of a JITP
-    /// registered event), so rule and function events land on its timeline.
-    pub about: Option<String>,
-    /// Set on a registered event: tracks its functions for at-least-once delivery.
-    pub delivery: Option<super::delivery::Delivery>,
-}
-
-impl Origin {
-    /// A message published by the cloud itself (lifecycle events, functions).
-    pub fn cloud() -> Origin {
-        Origin::default()
-    }
 }
 
 /// What [`Router::attach`] found.
@@ -149,12 +101,8 @@ pub struct Attached {
 
 struct RouterState {
     sessions: HashMap<String, SessionEntry>,
-    /// Filters without wildcards: looked up by topic directly.
-    exact: HashMap<String, HashSet<String>>,
-    /// Filters with wildcards: matched one by one.
-    wildcard: HashMap<String, HashSet<String>>,
-    /// Shared subscription groups by their full `$share/...` filter.
-    shared: HashMap<String, SharedGroup>,
+    /// Who subscribed to what, by filter.
+    index: SubscriptionIndex,
     retained: Retained,
 }
 
@@ -191,9 +139,7 @@ impl Router {
         Router {
             state: Mutex::new(RouterState {
                 sessions: HashMap::new(),
-                exact: HashMap::new(),
-                wildcard: HashMap::new(),
-                shared: HashMap::new(),
+                index: SubscriptionIndex::default(),
                 retained: Retained::new(limits.retained_messages, limits.retained_bytes),
             }),
             bus,
@@ -278,7 +224,7 @@ impl Router {
                     .zip(old.expiry)
                     .is_some_and(|(since, expiry)| since.elapsed() >= expiry);
                 if start.clean_start || !old.persistent || expired {
-                    remove_subscriptions(&mut state, client_id, old.subscriptions.keys());
+                    state.index.remove(client_id, old.subscriptions.keys());
                     SessionEntry::fresh(old.version)
                 } else {
                     old
@@ -329,7 +275,11 @@ impl Router {
             if entry.persistent {
                 for message in unacked {
                     let undelivered = match &entry.link {
-                        Some(link) => link.tx.try_send(message).err().map(|e| e.into_inner()),
+                        Some(link) => link
+                            .tx
+                            .try_send(Box::new(message))
+                            .err()
+                            .map(|e| *e.into_inner()),
                         None => Some(message),
                     };
                     if let Some(message) = undelivered {
@@ -354,7 +304,7 @@ impl Router {
             return;
         }
         if let Some(entry) = state.sessions.remove(client_id) {
-            remove_subscriptions(&mut state, client_id, entry.subscriptions.keys());
+            state.index.remove(client_id, entry.subscriptions.keys());
         }
     }
 
@@ -384,29 +334,7 @@ impl Router {
         }
         let policy = entry.link.as_ref().map(|l| l.policy.clone());
         for (filter, _) in filters {
-            if let Some(inner) = shared_filter(filter) {
-                let group = state
-                    .shared
-                    .entry(filter.clone())
-                    .or_insert_with(|| SharedGroup {
-                        filter: inner.to_string(),
-                        members: Vec::new(),
-                        next: 0,
-                    });
-                if !group.members.iter().any(|m| m == client_id) {
-                    group.members.push(client_id.to_string());
-                }
-                continue;
-            }
-            let index = if topics::is_exact(filter) {
-                &mut state.exact
-            } else {
-                &mut state.wildcard
-            };
-            index
-                .entry(filter.clone())
-                .or_default()
-                .insert(client_id.to_string());
+            state.index.add(client_id, filter);
         }
         let mut retained = Vec::new();
         let now = Instant::now();
@@ -438,7 +366,7 @@ impl Router {
             .filter(|f| entry.subscriptions.remove(*f).is_some())
             .cloned()
             .collect();
-        remove_subscriptions(&mut state, client_id, removed.iter());
+        state.index.remove(client_id, removed.iter());
     }
 
     /// Routes a message published by the cloud (lifecycle events,
@@ -471,17 +399,8 @@ impl Router {
                 .messages_routed
                 .fetch_add(1, Ordering::Relaxed);
             let mut targets: HashMap<&str, QoS> = HashMap::new();
-            if let Some(clients) = state.exact.get(&message.topic) {
-                for client in clients {
-                    add_target(&state, &mut targets, client, &message.topic);
-                }
-            }
-            for (filter, clients) in &state.wildcard {
-                if topics::matches(filter, &message.topic) {
-                    for client in clients {
-                        add_target(&state, &mut targets, client, &message.topic);
-                    }
-                }
+            for client in state.index.subscribers(&message.topic) {
+                add_target(&state, &mut targets, client, &message.topic);
             }
             let targets: Vec<(String, QoS)> = targets
                 .into_iter()
@@ -526,14 +445,14 @@ impl Router {
             }
         }
         match &entry.link {
-            Some(link) => match link.tx.try_send(message) {
+            Some(link) => match link.tx.try_send(Box::new(message)) {
                 Ok(()) => {
                     self.counters.deliveries.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(mpsc::error::TrySendError::Full(message))
                 | Err(mpsc::error::TrySendError::Closed(message)) => {
                     if entry.persistent && message.qos == QoS::AtLeastOnce {
-                        queue_bounded(&mut entry.queued, message, &self.counters);
+                        queue_bounded(&mut entry.queued, *message, &self.counters);
                     } else {
                         self.counters
                             .deliveries_dropped
@@ -589,38 +508,25 @@ impl SessionEntry {
 }
 
 /// One member of every shared group whose filter matches `topic`, with the
-/// QoS it was granted: the next online member in turn, else (all offline)
-/// a persistent one, which queues the message as AWS does.
+/// QoS it was granted (see [`SubscriptionIndex::shared_picks`]).
 fn shared_targets(state: &mut RouterState, topic: &str) -> Vec<(String, QoS)> {
     let RouterState {
-        shared, sessions, ..
+        index, sessions, ..
     } = state;
-    let mut picked = Vec::new();
-    for (full, group) in shared.iter_mut() {
-        if group.members.is_empty() || !topics::matches(&group.filter, topic) {
-            continue;
-        }
-        let n = group.members.len();
-        let online = |m: &String| sessions.get(m).is_some_and(|e| e.link.is_some());
-        let persistent = |m: &String| sessions.get(m).is_some_and(|e| e.persistent);
-        let order = (0..n).map(|i| (group.next + i) % n);
-        let chosen = order
-            .clone()
-            .find(|&i| online(&group.members[i]))
-            .or_else(|| order.clone().find(|&i| persistent(&group.members[i])));
-        let Some(i) = chosen else {
-            continue;
-        };
-        group.next = (i + 1) % n;
-        let member = &group.members[i];
-        let qos = sessions
-            .get(member)
-            .and_then(|e| e.subscriptions.get(full))
-            .copied()
-            .unwrap_or(QoS::AtMostOnce);
-        picked.push((member.clone(), qos));
-    }
-    picked
+    let online = |m: &str| sessions.get(m).is_some_and(|e| e.link.is_some());
+    let persistent = |m: &str| sessions.get(m).is_some_and(|e| e.persistent);
+    index
+        .shared_picks(topic, online, persistent)
+        .into_iter()
+        .map(|(member, full)| {
+            let qos = sessions
+                .get(&member)
+                .and_then(|e| e.subscriptions.get(full))
+                .copied()
+                .unwrap_or(QoS::AtMostOnce);
+            (member, qos)
+        })
+        .collect()
 }
 
 fn add_target<'a>(
@@ -650,45 +556,9 @@ fn queue_bounded(queue: &mut VecDeque<Message>, message: Message, counters: &Rou
     queue.push_back(message);
 }
 
-fn remove_subscriptions<'a>(
-    state: &mut RouterState,
-    client_id: &str,
-    filters: impl Iterator<Item = &'a String>,
-) {
-    for filter in filters {
-        if shared_filter(filter).is_some() {
-            if let Some(group) = state.shared.get_mut(filter) {
-                group.members.retain(|m| m != client_id);
-                if group.members.is_empty() {
-                    state.shared.remove(filter);
-                }
-            }
-            continue;
-        }
-        for index in [&mut state.exact, &mut state.wildcard] {
-            if let Some(clients) = index.get_mut(filter) {
-                clients.remove(client_id);
-                if clients.is_empty() {
-                    index.remove(filter);
-                }
-            }
-        }
-    }
-}
-
-fn min_qos(a: QoS, b: QoS) -> QoS {
-    if (a as u8) <= (b as u8) {
-        a
-    } else {
-        b
-    }
-}
-
-fn max_qos(a: QoS, b: QoS) -> QoS {
-    if (a as u8) >= (b as u8) {
-        a
-    } else {
-        b
+impl Publish for Router {
+    fn publish(self: Arc<Self>, message: Message, origin: Origin) {
+        self.route(message, origin);
     }
 }
 

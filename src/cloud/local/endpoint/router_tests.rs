@@ -26,7 +26,7 @@ fn policy(client_id: &str, receive: &str) -> Arc<ConnectionPolicy> {
     Arc::new(ConnectionPolicy::new(vec![compiled], client_id, None, None))
 }
 
-fn link(router: &Router, client_id: &str, receive: &str) -> (Link, mpsc::Receiver<Message>) {
+fn link(router: &Router, client_id: &str, receive: &str) -> (Link, mpsc::Receiver<Box<Message>>) {
     let (tx, rx) = mpsc::channel(16);
     let link = Link {
         conn_id: router.next_conn_id(),

@@ -6,12 +6,15 @@
 //! - Lambda: the action's function ARN → function name → `store.get_function`
 //!   → [`FunctionRegistry::resolve`] (its own code, or the built-in its
 //!   handler names) → `invoke(event, environment, publisher)`.
-//! - Republish: the SQL output is published through the router.
+//! - Republish: the SQL output is published again.
+//!
+//! Both publish through the [`Publish`] trait the router implements: the
+//! engine runs below the router and never names it.
 
 use super::limits::{MAX_CONCURRENT_ACTIONS, MAX_REPUBLISH_DEPTH};
-use super::router::{Origin, Router};
-use super::session::Message;
-use super::CloudPublisher;
+use super::message::{Message, Origin};
+use super::publish::{CloudPublisher, Publish};
+use super::topics::check_topic_name;
 use crate::cloud::events::{CloudEvent, EventBus, EventKind};
 use crate::cloud::local::functions::FunctionRegistry;
 use crate::cloud::local::rules::{function_name_from_arn, CompiledRule, RuleAction, RuleMessage};
@@ -70,8 +73,14 @@ impl RulesEngine {
         Ok(count)
     }
 
-    /// Runs every rule whose `FROM` filter matches the message.
-    pub fn on_message(&self, router: &Arc<Router>, message: &Message, origin: &Origin) {
+    /// Runs every rule whose `FROM` filter matches the message; their
+    /// republishes and functions publish through `via` (the router).
+    pub fn on_message<P: Publish + 'static>(
+        &self,
+        via: &Arc<P>,
+        message: &Message,
+        origin: &Origin,
+    ) {
         let rules = self.rules.read().unwrap_or_else(|p| p.into_inner()).clone();
         if rules.is_empty() {
             return;
@@ -95,15 +104,16 @@ impl RulesEngine {
             let Some(output) = rule.sql.evaluate(&input) else {
                 continue;
             };
+            let via: Arc<dyn Publish> = via.clone();
             for action in &rule.actions {
-                self.run_action(router, &rule.name, action, &input, output.clone(), origin);
+                self.run_action(&via, &rule.name, action, &input, output.clone(), origin);
             }
         }
     }
 
     fn run_action(
         &self,
-        router: &Arc<Router>,
+        via: &Arc<dyn Publish>,
         rule: &str,
         action: &RuleAction,
         input: &RuleMessage<'_>,
@@ -125,7 +135,7 @@ impl RulesEngine {
             RuleAction::Republish { qos, .. } => {
                 let Some(topic) = action
                     .republish_topic(input)
-                    .filter(|t| super::session::check_topic_name(t).is_ok())
+                    .filter(|t| check_topic_name(t).is_ok())
                 else {
                     return self.rule_failed(
                         rule,
@@ -166,8 +176,8 @@ impl RulesEngine {
                 };
                 // On its own task: a republish re-enters the router, whose
                 // lock the caller may be about to take again.
-                let router = router.clone();
-                tokio::spawn(async move { router.route(republished, next) });
+                let via = via.clone();
+                tokio::spawn(async move { via.publish(republished, next) });
             }
             RuleAction::Lambda { function_arn } => {
                 // Not handled: a tracked message (the registered event) stays
@@ -202,7 +212,7 @@ impl RulesEngine {
                     )
                 });
                 let publisher: Arc<dyn crate::rotation::Publisher> =
-                    Arc::new(CloudPublisher::new(router.clone()));
+                    Arc::new(CloudPublisher::new(via.clone()));
                 let permits = self.actions.clone();
                 let bus = self.bus.clone();
                 let rule = rule.to_string();

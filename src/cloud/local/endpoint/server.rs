@@ -12,13 +12,13 @@
 //! every connection to close; each connection task holds a clone of
 //! `done`, so the owner knows all are gone when the channel closes.
 
-use super::handshakes::Handshakes;
-use super::limits::{Limits, HANDSHAKE_TIMEOUT_UNDER_PRESSURE};
+use super::config::EndpointError;
+use super::connection;
+use super::handshakes::HandshakeGate;
 use super::sampler::Sample;
-use super::{connection, EndpointError, Shared};
+use super::shared::Shared;
 use crate::cloud::events::{CloudEvent, EventKind};
 use serde_json::json;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -27,37 +27,6 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-
-/// The handshake table and the tokens that close evicted connections.
-pub struct HandshakeGate {
-    table: Handshakes,
-    close: HashMap<u64, CancellationToken>,
-}
-
-impl HandshakeGate {
-    /// A gate bounded by `limits`, `quiet_deadline` for a quiet endpoint.
-    pub fn new(limits: &Limits, quiet_deadline: Duration) -> HandshakeGate {
-        HandshakeGate {
-            table: Handshakes::new(
-                limits.unauthenticated_per_ip,
-                limits.unauthenticated,
-                quiet_deadline,
-                HANDSHAKE_TIMEOUT_UNDER_PRESSURE.min(quiet_deadline),
-            ),
-            close: HashMap::new(),
-        }
-    }
-
-    /// Connections closed to make room since start.
-    pub fn evicted(&self) -> u64 {
-        self.table.evicted()
-    }
-
-    /// Connections mid-handshake now.
-    pub fn pending(&self) -> usize {
-        self.table.pending()
-    }
-}
 
 fn gate(shared: &Shared) -> std::sync::MutexGuard<'_, HandshakeGate> {
     shared

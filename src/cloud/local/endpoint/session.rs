@@ -10,26 +10,41 @@
 //! AWS IoT's behaviour on MQTT 3.1.1 is what this follows: no QoS 2 (a QoS 2
 //! PUBLISH disconnects, a QoS 2 subscription is granted QoS 1), an
 //! unauthorized PUBLISH or SUBSCRIBE disconnects, and AWS's size limits.
-//! MQTT 5 (`session_v5.rs`) answers with AWS's reason codes instead where
+//! MQTT 5 (`session/v5.rs`) answers with AWS's reason codes instead where
 //! AWS documents one: a refused PUBLISH gets PUBACK 0x87, a refused
 //! filter SUBACK 0x87, and a closed connection a DISCONNECT saying why.
+//!
+//! ## Layout
+//!
+//! - `session.rs`            the state machine both versions share: phases,
+//!   framing loop, CONNACK/refusal, QoS 1 deliveries and their window, close
+//! - `session/checks.rs`     the checks both versions make, in AWS's words
+//! - `session/frame.rs`      framing checks the codec does not make
+//! - `session/v4.rs`         MQTT 3.1.1 packets
+//! - `session/v5.rs`         MQTT 5 packets: CONNECT, SUBSCRIBE, DISCONNECT
+//! - `session/v5_publish.rs` MQTT 5 PUBLISH both ways, properties, topic aliases
+//! - `session/reason.rs`     MQTT 5 reason codes and their names
+//! - `session/summary.rs`    a decoded packet as the traffic pane shows it
 
-use super::limits::{
-    Limits, MAX_CLIENT_ID_BYTES, MAX_PACKET_BYTES, MAX_QUEUED_MESSAGES, MAX_TOPIC_BYTES,
-};
-use super::topics;
-use bytes::{Bytes, BytesMut};
-use rumqttc::mqttbytes::v4::{
-    ConnAck, ConnectReturnCode, LastWill, Packet, PubAck, Publish, SubAck, SubscribeReasonCode,
-    UnsubAck,
-};
-use rumqttc::mqttbytes::{Error as CodecError, Protocol, QoS};
+mod checks;
+mod frame;
+pub mod reason;
+mod summary;
+mod v4;
+mod v5;
+mod v5_publish;
+
+use super::limits::{Limits, MAX_QUEUED_MESSAGES};
+use bytes::BytesMut;
+use rumqttc::mqttbytes::v4::{ConnAck, ConnectReturnCode, Packet};
+use rumqttc::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5 as mqtt5;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
 use tokio::time::Instant;
 
 pub use super::close_reason::CloseReason;
+use super::message::{Message, MessageProperties};
+pub use summary::PacketSummary;
 
 /// What the connection's certificate may do, decided by its IoT policies.
 /// The session asks before acting; the shell supplies the real policy
@@ -39,48 +54,6 @@ pub trait Authorize {
     fn may_publish(&self, topic: &str) -> bool;
     /// `iot:Subscribe` on `topicfilter/<filter>`.
     fn may_subscribe(&self, filter: &str) -> bool;
-}
-
-/// A message on its way through the router: what was published, by whom.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    pub topic: String,
-    pub payload: Bytes,
-    pub qos: QoS,
-    pub retain: bool,
-    /// MQTT 5 properties from the publisher, forwarded to MQTT 5
-    /// subscribers and dropped toward 3.1.1 ones, as AWS does. `None` for
-    /// a 3.1.1 publish or a cloud publish without any.
-    pub properties: Option<Arc<MessageProperties>>,
-}
-
-impl Message {
-    /// Whether its Message Expiry Interval has run out at `now`.
-    pub fn expired(&self, now: Instant) -> bool {
-        self.properties
-            .as_ref()
-            .and_then(|p| p.expires_at)
-            .is_some_and(|at| at <= now)
-    }
-}
-
-/// The MQTT 5 PUBLISH properties AWS IoT Core forwards from publisher to
-/// subscriber: request/response (response topic, correlation data),
-/// payload format and content type, user properties, message expiry.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct MessageProperties {
-    /// 1: the payload is UTF-8 (checked on the way in).
-    pub payload_format_indicator: Option<u8>,
-    pub content_type: Option<String>,
-    /// Where the receiver should answer (request/response).
-    pub response_topic: Option<String>,
-    /// Echoed by the answer so the requester can match it.
-    pub correlation_data: Option<Bytes>,
-    /// In the order sent; also given to the rules engine.
-    pub user_properties: Vec<(String, String)>,
-    /// When the Message Expiry Interval runs out: undelivered by then, the
-    /// message is dropped (AWS: 1 s to 7 days; absent, it never expires).
-    pub expires_at: Option<Instant>,
 }
 
 /// Which MQTT a client speaks, from its CONNECT's protocol level.
@@ -135,47 +108,6 @@ pub enum Effect {
     Close(CloseReason),
     /// A packet was decoded (only when observing, for the event stream).
     Received(PacketSummary),
-}
-
-/// A decoded packet, as the traffic pane shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PacketSummary {
-    pub packet: &'static str,
-    pub size: usize,
-    pub topic: Option<String>,
-    pub payload: Option<Bytes>,
-    /// MQTT 5: the reason code of an ack or DISCONNECT (the first failing
-    /// one of a SUBACK), and its reason string.
-    pub reason: Option<(u8, Option<String>)>,
-}
-
-impl PacketSummary {
-    /// The summary of `packet`.
-    pub fn of(packet: &Packet) -> PacketSummary {
-        let (topic, payload) = match packet {
-            Packet::Publish(p) => (Some(p.topic.clone()), Some(p.payload.clone())),
-            Packet::Subscribe(s) => (
-                Some(
-                    s.filters
-                        .iter()
-                        .map(|f| f.path.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                ),
-                None,
-            ),
-            Packet::Unsubscribe(u) => (Some(u.topics.join(", ")), None),
-            Packet::Connect(c) => (Some(format!("clientId={}", c.client_id)), None),
-            _ => (None, None),
-        };
-        PacketSummary {
-            packet: packet_name(packet),
-            size: packet.size(),
-            topic,
-            payload,
-            reason: None,
-        }
-    }
 }
 
 /// Where the session is in its life.
@@ -300,14 +232,14 @@ impl Session {
         }
         self.buf.extend_from_slice(data);
         while matches!(self.phase, Phase::AwaitingConnect | Phase::Connected) {
-            if let Err(why) = check_fixed_header_flags(&self.buf) {
+            if let Err(why) = frame::check_fixed_header_flags(&self.buf) {
                 return self.close_with(
-                    Some(v5::MALFORMED_PACKET),
+                    Some(reason::MALFORMED_PACKET),
                     CloseReason::ClientError(why),
                     out,
                 );
             }
-            if self.phase == Phase::AwaitingConnect && v5::is_v5_connect(&self.buf) {
+            if self.phase == Phase::AwaitingConnect && frame::is_v5_connect(&self.buf) {
                 self.level = MqttLevel::V5;
             }
             let more = match self.level {
@@ -318,46 +250,21 @@ impl Session {
                 break;
             }
         }
+        if self.buf.is_empty() && self.buf.capacity() > 0 {
+            // Every packet framed: the buffer is let go, so an idle
+            // connection holds none (a burst's must not stay with it).
+            self.buf = BytesMut::new();
+        }
     }
 
-    /// Decodes and handles one 3.1.1 packet; false when more bytes are needed.
-    fn next_packet_v4(&mut self, authz: &dyn Authorize, out: &mut Vec<Effect>) -> bool {
-        match Packet::read(&mut self.buf, MAX_PACKET_BYTES) {
-            Ok(packet) => {
-                if self.observe {
-                    out.push(Effect::Received(PacketSummary::of(&packet)));
-                }
-                self.handle_packet(packet, authz, out);
-            }
-            Err(CodecError::InsufficientBytes(_)) => return false,
-            // MQTT 3.1 (`MQIsdp`, level 3) or another level: §3.1.2.2
-            // says answer CONNACK 0x01, then close.
-            Err(CodecError::InvalidProtocol | CodecError::InvalidProtocolLevel(_))
-                if self.phase == Phase::AwaitingConnect =>
-            {
-                self.refuse(
-                    Some(ConnectReturnCode::RefusedProtocolVersion),
-                    CloseReason::ClientError(
-                        "only MQTT 3.1.1 (protocol name MQTT, level 4) and MQTT 5 (level 5) are supported".into(),
-                    ),
-                    out,
-                );
-            }
-            Err(e) => {
-                let why = match e {
-                    CodecError::PayloadSizeLimitExceeded(n) => format!(
-                        "packet of {n} bytes exceeds the limit of {MAX_PACKET_BYTES} (AWS: payload ≤ 128 KiB)"
-                    ),
-                    CodecError::MalformedRemainingLength => {
-                        "remaining length longer than 4 bytes".to_string()
-                    }
-                    CodecError::TopicNotUtf8 => "a string is not valid UTF-8".to_string(),
-                    other => format!("malformed packet: {other}"),
-                };
-                self.close(CloseReason::ClientError(why), out);
-            }
-        }
-        true
+    /// A well-formed CONNECT: remembered, and handed to the shell to decide
+    /// ([`Effect::Connect`]); further bytes wait until it does.
+    fn authorizing(&mut self, request: ConnectRequest, out: &mut Vec<Effect>) {
+        self.client_id = request.client_id.clone();
+        self.keep_alive = request.keep_alive;
+        self.will = request.will.clone();
+        self.phase = Phase::Authorizing;
+        out.push(Effect::Connect(request));
     }
 
     /// The shell accepted the CONNECT: sends CONNACK, then handles any bytes
@@ -455,7 +362,7 @@ impl Session {
     /// client said it cannot take a packet that large (it is dropped).
     fn publish_packet(&self, message: &Message, pkid: u16, now: Instant) -> Option<Effect> {
         match self.level {
-            MqttLevel::V311 => Some(Effect::Send(Packet::Publish(to_publish(
+            MqttLevel::V311 => Some(Effect::Send(Packet::Publish(v4::to_publish(
                 message, pkid, false,
             )))),
             MqttLevel::V5 => self
@@ -476,7 +383,7 @@ impl Session {
     /// client is told why first: DISCONNECT with the reason code that fits
     /// `reason` (CONNACK with it, before the CONNECT was accepted).
     pub fn close(&mut self, reason: CloseReason, out: &mut Vec<Effect>) {
-        let code = v5::reason_code_for(&reason);
+        let code = reason::reason_code_for(&reason);
         self.close_with(code, reason, out);
     }
 
@@ -524,317 +431,7 @@ impl Session {
             }
         }
     }
-
-    fn handle_packet(&mut self, packet: Packet, authz: &dyn Authorize, out: &mut Vec<Effect>) {
-        if self.phase == Phase::AwaitingConnect {
-            match packet {
-                Packet::Connect(connect) => self.handle_connect(connect, out),
-                other => self.close(
-                    CloseReason::ClientError(format!(
-                        "{} before CONNECT; the first packet must be CONNECT",
-                        packet_name(&other)
-                    )),
-                    out,
-                ),
-            }
-            return;
-        }
-        match packet {
-            Packet::Connect(_) => self.close(
-                CloseReason::ClientError("second CONNECT on one connection".into()),
-                out,
-            ),
-            Packet::Publish(publish) => self.handle_publish(publish, authz, out),
-            Packet::PubAck(ack) => {
-                // An unknown id is harmless (a duplicate ack after redelivery).
-                self.acknowledged(ack.pkid, out);
-            }
-            Packet::Subscribe(subscribe) => {
-                if subscribe.filters.len() > self.max_filters {
-                    return self.close(
-                        CloseReason::ClientError(format!(
-                            "SUBSCRIBE with {} filters (AWS allows {})",
-                            subscribe.filters.len(),
-                            self.max_filters
-                        )),
-                        out,
-                    );
-                }
-                let mut granted = Vec::with_capacity(subscribe.filters.len());
-                for filter in subscribe.filters {
-                    if let Err(why) = check_filter(&filter.path) {
-                        return self.close(CloseReason::ClientError(why), out);
-                    }
-                    if !authz.may_subscribe(&filter.path) {
-                        return self.close(
-                            CloseReason::AuthorizationError(format!(
-                                "iot:Subscribe on topicfilter/{} is not allowed by the certificate's policies",
-                                filter.path
-                            )),
-                            out,
-                        );
-                    }
-                    // No QoS 2 on AWS IoT: grant at most QoS 1.
-                    let qos = if filter.qos == QoS::AtMostOnce {
-                        QoS::AtMostOnce
-                    } else {
-                        QoS::AtLeastOnce
-                    };
-                    granted.push((filter.path, qos));
-                }
-                let codes = granted
-                    .iter()
-                    .map(|(_, qos)| SubscribeReasonCode::Success(*qos))
-                    .collect();
-                out.push(Effect::Send(Packet::SubAck(SubAck::new(
-                    subscribe.pkid,
-                    codes,
-                ))));
-                out.push(Effect::Subscribe(granted));
-            }
-            Packet::Unsubscribe(unsubscribe) => {
-                for filter in &unsubscribe.topics {
-                    if let Err(why) = check_filter(filter) {
-                        return self.close(CloseReason::ClientError(why), out);
-                    }
-                }
-                out.push(Effect::Send(Packet::UnsubAck(UnsubAck::new(
-                    unsubscribe.pkid,
-                ))));
-                out.push(Effect::Unsubscribe(unsubscribe.topics));
-            }
-            Packet::PingReq => out.push(Effect::Send(Packet::PingResp)),
-            Packet::Disconnect => self.close(CloseReason::ClientInitiated, out),
-            Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_) => self.close(
-                CloseReason::ClientError(
-                    "QoS 2 flow packets: AWS IoT does not support QoS 2".into(),
-                ),
-                out,
-            ),
-            other @ (Packet::ConnAck(_)
-            | Packet::SubAck(_)
-            | Packet::UnsubAck(_)
-            | Packet::PingResp) => self.close(
-                CloseReason::ClientError(format!(
-                    "{} is sent by brokers, not clients",
-                    packet_name(&other)
-                )),
-                out,
-            ),
-        }
-    }
-
-    fn handle_connect(&mut self, connect: rumqttc::mqttbytes::v4::Connect, out: &mut Vec<Effect>) {
-        if connect.protocol != Protocol::V4 {
-            return self.refuse(
-                Some(ConnectReturnCode::RefusedProtocolVersion),
-                CloseReason::ClientError("only MQTT 3.1.1 (protocol level 4) is supported".into()),
-                out,
-            );
-        }
-        let client_id = connect.client_id;
-        if client_id.is_empty() || client_id.len() > MAX_CLIENT_ID_BYTES {
-            return self.refuse(
-                Some(ConnectReturnCode::BadClientId),
-                CloseReason::ClientError(format!(
-                    "clientId must be 1..={MAX_CLIENT_ID_BYTES} bytes (got {})",
-                    client_id.len()
-                )),
-                out,
-            );
-        }
-        let will = match connect.last_will {
-            Some(will) => match check_will(will) {
-                Ok(will) => Some(will),
-                Err(why) => return self.close(CloseReason::ClientError(why), out),
-            },
-            None => None,
-        };
-        self.client_id = client_id.clone();
-        self.keep_alive = connect.keep_alive;
-        self.will = will.clone();
-        self.phase = Phase::Authorizing;
-        out.push(Effect::Connect(ConnectRequest {
-            client_id,
-            clean_session: connect.clean_session,
-            level: MqttLevel::V311,
-            session_expiry: None,
-            keep_alive: connect.keep_alive,
-            will,
-        }));
-    }
-
-    fn handle_publish(&mut self, publish: Publish, authz: &dyn Authorize, out: &mut Vec<Effect>) {
-        if publish.qos == QoS::ExactlyOnce {
-            return self.close(
-                CloseReason::ClientError("PUBLISH with QoS 2: AWS IoT supports QoS 0 and 1".into()),
-                out,
-            );
-        }
-        if let Err(why) = check_topic_name(&publish.topic) {
-            return self.close(CloseReason::ClientError(why), out);
-        }
-        if publish.payload.len() > self.max_payload {
-            return self.close(
-                CloseReason::ClientError(format!(
-                    "payload of {} bytes exceeds the limit of {} bytes (AWS: 128 KiB)",
-                    publish.payload.len(),
-                    self.max_payload
-                )),
-                out,
-            );
-        }
-        if !authz.may_publish(&publish.topic) {
-            return self.close(
-                CloseReason::AuthorizationError(format!(
-                    "iot:Publish on topic/{} is not allowed by the certificate's policies",
-                    publish.topic
-                )),
-                out,
-            );
-        }
-        let pkid = publish.pkid;
-        let qos = publish.qos;
-        // Routed first, then acknowledged: a publish the router refuses
-        // (a full retained store) closes the connection before its PUBACK.
-        out.push(Effect::Publish(Message {
-            topic: publish.topic,
-            payload: publish.payload,
-            qos: publish.qos,
-            retain: publish.retain,
-            properties: None,
-        }));
-        if qos == QoS::AtLeastOnce {
-            out.push(Effect::Send(Packet::PubAck(PubAck::new(pkid))));
-        }
-    }
-}
-
-/// MQTT 3.1.1 §2.2.2: the fixed header's low four bits are reserved and
-/// fixed for every packet but PUBLISH — `0010` for PUBREL, SUBSCRIBE and
-/// UNSUBSCRIBE, `0000` for the rest; anything else is malformed and the
-/// connection must be closed (§3.8.1 for SUBSCRIBE). The codec does not
-/// check this, so the session does, on the first byte of the next packet.
-fn check_fixed_header_flags(buf: &[u8]) -> Result<(), String> {
-    let Some(&first) = buf.first() else {
-        return Ok(());
-    };
-    let (kind, flags) = (first >> 4, first & 0x0F);
-    let expected = match kind {
-        3 => return Ok(()), // PUBLISH: DUP, QoS, RETAIN
-        6 | 8 | 10 => 0b0010,
-        _ => 0,
-    };
-    if flags == expected {
-        return Ok(());
-    }
-    let name = match kind {
-        6 => "PUBREL",
-        8 => "SUBSCRIBE",
-        10 => "UNSUBSCRIBE",
-        _ => "packet",
-    };
-    Err(format!(
-        "{name} (type {kind}) with reserved header flags {flags:#06b}, must be {expected:#06b} (MQTT 3.1.1 §2.2.2)"
-    ))
-}
-
-/// The PUBLISH packet for a delivery.
-fn to_publish(message: &Message, pkid: u16, dup: bool) -> Publish {
-    let mut publish =
-        Publish::from_bytes(message.topic.clone(), message.qos, message.payload.clone());
-    publish.pkid = pkid;
-    publish.dup = dup;
-    publish.retain = message.retain;
-    publish
-}
-
-/// A topic name a client may publish to: AWS's length limit, then the
-/// MQTT rules (non-empty, no wildcards).
-pub fn check_topic_name(topic: &str) -> Result<(), String> {
-    if topic.len() > MAX_TOPIC_BYTES {
-        return Err(format!(
-            "topic of {} bytes exceeds AWS's {MAX_TOPIC_BYTES}",
-            topic.len()
-        ));
-    }
-    topics::validate_topic_name(topic)
-}
-
-/// A topic filter a client may subscribe to; a shared subscription's
-/// `$share/{ShareName}/{filter}` too (AWS: a share name of 1..=128 bytes
-/// without `/`, `+` or `#`, then a filter of at most 256 bytes).
-pub fn check_filter(filter: &str) -> Result<(), String> {
-    if let Some(rest) = filter.strip_prefix("$share/") {
-        let Some((share, inner)) = rest.split_once('/') else {
-            return Err(format!(
-                "shared subscription {filter:?} must be $share/{{ShareName}}/{{filter}}"
-            ));
-        };
-        if share.is_empty() || share.len() > 128 || share.contains(['+', '#']) {
-            return Err(format!(
-                "shared subscription {filter:?}: the share name must be 1..=128 bytes without + or #"
-            ));
-        }
-        return check_filter(inner).map_err(|why| format!("shared subscription: {why}"));
-    }
-    if filter == "$share" {
-        return Err("shared subscription \"$share\" needs a share name and a filter".into());
-    }
-    if filter.len() > MAX_TOPIC_BYTES {
-        return Err(format!(
-            "topic filter of {} bytes exceeds AWS's {MAX_TOPIC_BYTES}",
-            filter.len()
-        ));
-    }
-    topics::validate_filter(filter)
-}
-
-fn check_will(will: LastWill) -> Result<Message, String> {
-    if will.qos == QoS::ExactlyOnce {
-        return Err("last will with QoS 2: AWS IoT supports QoS 0 and 1".into());
-    }
-    check_topic_name(&will.topic).map_err(|why| format!("last will: {why}"))?;
-    Ok(Message {
-        topic: will.topic,
-        payload: will.message,
-        qos: will.qos,
-        retain: will.retain,
-        properties: None,
-    })
-}
-
-/// The packet's name as the traffic pane shows it.
-pub fn packet_name(packet: &Packet) -> &'static str {
-    match packet {
-        Packet::Connect(_) => "CONNECT",
-        Packet::ConnAck(_) => "CONNACK",
-        Packet::Publish(_) => "PUBLISH",
-        Packet::PubAck(_) => "PUBACK",
-        Packet::PubRec(_) => "PUBREC",
-        Packet::PubRel(_) => "PUBREL",
-        Packet::PubComp(_) => "PUBCOMP",
-        Packet::Subscribe(_) => "SUBSCRIBE",
-        Packet::SubAck(_) => "SUBACK",
-        Packet::Unsubscribe(_) => "UNSUBSCRIBE",
-        Packet::UnsubAck(_) => "UNSUBACK",
-        Packet::PingReq => "PINGREQ",
-        Packet::PingResp => "PINGRESP",
-        Packet::Disconnect => "DISCONNECT",
-    }
-}
-
-#[path = "session_v5.rs"]
-mod v5;
-
-/// The MQTT 5 reason codes the shell chooses itself, and their names.
-pub mod reason {
-    pub use super::v5::{
-        reason_name, ADMINISTRATIVE_ACTION, BAD_USER_NAME_OR_PASSWORD, MESSAGE_RATE_TOO_HIGH,
-        NOT_AUTHORIZED, QUOTA_EXCEEDED,
-    };
 }
 
 #[cfg(test)]
-#[path = "session_tests.rs"]
 mod tests;

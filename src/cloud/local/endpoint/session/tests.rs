@@ -3,7 +3,9 @@
 
 use super::*;
 use crate::cloud::local::endpoint::limits::MAX_INFLIGHT;
+use bytes::Bytes;
 use proptest::prelude::*;
+use rumqttc::mqttbytes::v4::*;
 use rumqttc::mqttbytes::v4::{Connect, Subscribe, Unsubscribe};
 
 /// Allows everything under `dev/`, nothing else.
@@ -135,6 +137,27 @@ fn publish_qos1_is_acked_and_routed() {
         matches!(&out[0], Effect::Publish(m) if m.topic == "dev/a" && m.qos == QoS::AtLeastOnce)
     );
     assert_eq!(out[1], Effect::Send(Packet::PubAck(PubAck::new(7))));
+}
+
+#[test]
+fn an_idle_session_keeps_no_buffer_once_its_packets_are_framed() {
+    let mut session = connected("dev-1");
+    let mut publish = Publish::new("dev/1/t", QoS::AtLeastOnce, vec![b'x'; 60 * 1024]);
+    publish.pkid = 7;
+    let publish = bytes_of(Packet::Publish(publish));
+    let (head, tail) = publish.split_at(publish.len() / 2);
+    feed(&mut session, head);
+    assert!(
+        session.buf.capacity() > 0,
+        "half a packet waits for the rest"
+    );
+    let out = feed(&mut session, tail);
+    assert!(out.iter().any(|e| matches!(e, Effect::Publish(_))));
+    assert_eq!(
+        session.buf.capacity(),
+        0,
+        "a 60 KiB buffer stays with an idle connection"
+    );
 }
 
 #[test]
@@ -439,6 +462,27 @@ fn run_arbitrary(bytes: &[u8], chunk: usize) {
     }
 }
 
+/// Valid packets (`seeds`, the first one first) in the given `order`, with
+/// bytes flipped and the end cut off: what the property tests feed in.
+pub(super) fn mutated(
+    seeds: &[Vec<u8>],
+    order: &[usize],
+    flips: &[(usize, u8)],
+    cut: usize,
+) -> Vec<u8> {
+    let mut bytes = seeds[0].clone();
+    for i in order {
+        bytes.extend(&seeds[i % seeds.len()]);
+    }
+    for (at, value) in flips {
+        let n = bytes.len();
+        bytes[at % n] = *value;
+    }
+    let keep = bytes.len() - cut % bytes.len().max(1) / 4;
+    bytes.truncate(keep);
+    bytes
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
 
@@ -454,17 +498,6 @@ proptest! {
         cut in any::<usize>(),
         chunk in 1usize..32,
     ) {
-        let seeds = seed_packets();
-        let mut bytes = seeds[0].clone();
-        for i in order {
-            bytes.extend(&seeds[i % seeds.len()]);
-        }
-        for (at, value) in flips {
-            let n = bytes.len();
-            bytes[at % n] = value;
-        }
-        let keep = bytes.len() - cut % bytes.len().max(1) / 4;
-        bytes.truncate(keep);
-        run_arbitrary(&bytes, chunk);
+        run_arbitrary(&mutated(&seed_packets(), &order, &flips, cut), chunk);
     }
 }

@@ -3,8 +3,11 @@
 //! (bad and duplicate properties, oversize, wrong reason codes, proptest).
 
 use super::*;
+use bytes::Bytes;
 use mqtt5::{Connect, ConnectProperties, Filter, Subscribe};
+use mqtt5::{PubAckReason, Publish as Publish5, PublishProperties};
 use proptest::prelude::*;
+use std::sync::Arc;
 
 /// Allows everything under `dev/`, nothing else.
 struct DevOnly;
@@ -476,17 +479,12 @@ proptest! {
         cut in any::<usize>(),
         chunk in 1usize..32,
     ) {
-        let seeds = seed_packets5();
-        let mut bytes = seeds[0].clone();
-        for i in order {
-            bytes.extend(&seeds[i % seeds.len()]);
-        }
-        for (at, value) in flips {
-            let n = bytes.len();
-            bytes[at % n] = value;
-        }
-        let keep = bytes.len() - cut % bytes.len().max(1) / 4;
-        bytes.truncate(keep);
+        let bytes = crate::cloud::local::endpoint::session::tests::mutated(
+            &seed_packets5(),
+            &order,
+            &flips,
+            cut,
+        );
         run_arbitrary5(&bytes, chunk);
     }
 
