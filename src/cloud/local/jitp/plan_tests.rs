@@ -1,18 +1,8 @@
 //! JITP's decision without a store: certificate and template in, writes out.
 
-use super::super::tests::{device, vendor_ca, Device, WALKTHROUGH_TEMPLATE};
+use super::super::tests::{device, request, vendor_ca, WALKTHROUGH_TEMPLATE};
 use super::*;
 use crate::pki;
-
-fn request<'a>(device: &'a Device, ca: &'a CaCertificate) -> JitpRequest<'a> {
-    JitpRequest {
-        cert_der: &device.der,
-        cert_pem: &device.pem,
-        cert_id: &device.id,
-        ca,
-        client_id: "SER1",
-    }
-}
 
 const NEW: JitpFacts<'static> = JitpFacts {
     registered: None,

@@ -75,7 +75,20 @@ fn open() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
-fn request<'a>(device: &'a Device, ca: &'a CaCertificate) -> JitpRequest<'a> {
+/// A store with the walkthrough template's policy, as the stack creates it.
+fn deployed() -> (tempfile::TempDir, Store) {
+    let (dir, store) = open();
+    create_the_policy(&store);
+    (dir, store)
+}
+
+fn create_the_policy(store: &Store) {
+    store
+        .create_policy("CrInprogressCertPolicy", r#"{"Statement":[]}"#)
+        .unwrap();
+}
+
+pub(super) fn request<'a>(device: &'a Device, ca: &'a CaCertificate) -> JitpRequest<'a> {
     JitpRequest {
         cert_der: &device.der,
         cert_pem: &device.pem,
@@ -87,10 +100,7 @@ fn request<'a>(device: &'a Device, ca: &'a CaCertificate) -> JitpRequest<'a> {
 
 #[test]
 fn provision_registers_applies_the_template_and_logs_every_step() {
-    let (_dir, store) = open();
-    store
-        .create_policy("CrInprogressCertPolicy", r#"{"Statement":[]}"#)
-        .unwrap();
+    let (_dir, store) = deployed();
     let device = device("SER1");
     let ca = vendor_ca(Some(WALKTHROUGH_TEMPLATE));
     let done = provision(&store, &request(&device, &ca)).unwrap();
@@ -144,9 +154,7 @@ fn a_write_failing_part_way_leaves_no_trace_and_a_retry_provisions() {
     assert!(pending_registered_events(&store).unwrap().is_empty());
 
     // Once the policy exists, the device's next connect provisions it.
-    store
-        .create_policy("CrInprogressCertPolicy", r#"{"Statement":[]}"#)
-        .unwrap();
+    create_the_policy(&store);
     let done = provision(&store, &request(&device, &ca)).unwrap();
     assert_eq!(done.status, CertificateStatus::Active);
 }
@@ -166,10 +174,7 @@ fn a_refused_template_writes_nothing() {
 
 #[test]
 fn a_certificate_left_pending_by_a_cut_short_attempt_keeps_its_registration() {
-    let (_dir, store) = open();
-    store
-        .create_policy("CrInprogressCertPolicy", r#"{"Statement":[]}"#)
-        .unwrap();
+    let (_dir, store) = deployed();
     let device = device("SER1");
     let ca = vendor_ca(Some(WALKTHROUGH_TEMPLATE));
     store
