@@ -110,7 +110,7 @@ fn provision_registers_applies_the_template_and_logs_every_step() {
     assert_eq!(cert.created_at, done.registered_at);
     assert_eq!(
         store.list_thing_principals("SER1").unwrap(),
-        [device.id.clone()]
+        std::slice::from_ref(&device.id)
     );
     let policies = store.list_attached_policies(&device.id).unwrap();
     assert_eq!(policies[0].name, "CrInprogressCertPolicy");
