@@ -7,7 +7,7 @@
 //! - `stack/`         the stack engine interpreting `cfn/cert-rotation.json`
 //! - `endpoint/`      the mutual-TLS MQTT endpoint: TLS, sessions, router
 //! - `policy.rs`      IoT policy evaluation
-//! - `jitp.rs`        Just-In-Time Provisioning: registration and template application
+//! - `jitp/`          Just-In-Time Provisioning: registration and template application
 //! - `rules.rs`       the rules engine: SQL subset and actions
 //! - `topic.rs`       MQTT topic names and filters: validation and matching
 //! - `runtime.rs`     starting the whole local cloud in-process (endpoint + functions)

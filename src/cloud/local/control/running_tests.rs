@@ -57,7 +57,14 @@ async fn a_registered_event_cut_short_by_a_crash_is_redelivered_on_start() {
         .into_iter()
         .find(|c| c.label == VENDOR_CA_LABEL)
         .unwrap();
-    let done = jitp::provision(cloud.store(), &der, &chain, &cert_id, &vendor_ca).unwrap();
+    let request = jitp::JitpRequest {
+        cert_der: &der,
+        cert_pem: &chain,
+        cert_id: &cert_id,
+        ca: &vendor_ca,
+        client_id: serial,
+    };
+    let done = jitp::provision(cloud.store(), &request).unwrap();
     assert_eq!(done.status, CertificateStatus::Active);
     assert_eq!(done.serial.as_deref(), Some(serial));
     assert_eq!(cr_state(&cloud, serial), "CR_WHITELISTED");

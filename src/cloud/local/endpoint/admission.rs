@@ -115,8 +115,16 @@ pub async fn run_jitp(shared: &Arc<Shared>, admission: &Admission, client_id: &s
     let pem = pem_of(der);
     let store = shared.store.clone();
     let (der, cert, ca_for_task) = (der.clone(), cert_id.clone(), ca.clone());
+    let client = client_id.to_string();
     let outcome = tokio::task::spawn_blocking(move || {
-        jitp::provision(&store, &der, &pem, &cert, &ca_for_task)
+        let request = jitp::JitpRequest {
+            cert_der: &der,
+            cert_pem: &pem,
+            cert_id: &cert,
+            ca: &ca_for_task,
+            client_id: &client,
+        };
+        jitp::provision(&store, &request)
     })
     .await;
     let outcome = match outcome {
@@ -178,48 +186,14 @@ pub async fn run_jitp(shared: &Arc<Shared>, admission: &Admission, client_id: &s
     }
 }
 
-/// Every JITP step on the event stream (JITP and registry changes) and in
-/// the event log, under the device's clientId (= serial in the walkthrough).
+/// Every JITP step on the event stream (JITP and registry changes), under
+/// the device's clientId (= serial in the walkthrough); the event log got
+/// them with JITP's own transaction.
 fn record_jitp_steps(shared: &Shared, client_id: &str, done: &jitp::Provisioned) {
-    let id = short(&done.certificate_id);
-    let mut steps: Vec<(&str, EventKind, String)> = Vec::new();
-    if done.newly_registered {
-        steps.push((
-            "jitp.registered",
-            EventKind::Jitp,
-            format!(
-                "certificate {id} registered PENDING_ACTIVATION (CA {})",
-                short(&done.ca_certificate_id)
-            ),
-        ));
-    }
-    if let Some(thing) = &done.thing {
-        steps.push((
-            "jitp.thing",
-            EventKind::Registry,
-            format!("thing {thing} created, certificate {id} attached"),
-        ));
-    }
-    for policy in &done.policies {
-        steps.push((
-            "jitp.policy",
-            EventKind::Registry,
-            format!("policy {policy} attached to certificate {id}"),
-        ));
-    }
-    steps.push((
-        "jitp.template_applied",
-        EventKind::Registry,
-        format!("certificate {id} is {} (template applied)", done.status),
-    ));
     let detail = serde_json::to_value(done).unwrap_or_default();
-    for (kind, event_kind, summary) in steps {
-        let entry = json!({"step": summary, "clientId": client_id, "jitp": detail});
-        if let Err(e) = shared.store.append_event(kind, client_id, &entry) {
-            tracing::warn!(error = %e, "event log write failed");
-        }
+    for step in &done.steps {
         shared.bus.emit_with(|| {
-            CloudEvent::new(event_kind, summary)
+            CloudEvent::new(step.event_kind.clone(), step.summary.clone())
                 .client(client_id)
                 .detail(detail.clone())
         });
@@ -289,8 +263,4 @@ fn pem_of(der: &[u8]) -> String {
     }
     pem.push_str("-----END CERTIFICATE-----\n");
     pem
-}
-
-fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
 }

@@ -392,14 +392,14 @@ async fn a_template_registered_through_the_api_is_the_one_jitp_applies() {
     let der = pki::pem_certificates(&device.cert_pem).unwrap().remove(0);
     let registered = api.ctx.cloud.store().get_ca(&id).unwrap().unwrap();
     assert!(registered.auto_registration);
-    let done = crate::cloud::local::jitp::provision(
-        api.ctx.cloud.store(),
-        &der,
-        &device.cert_pem,
-        &device.id,
-        &registered,
-    )
-    .unwrap();
+    let request = crate::cloud::local::jitp::JitpRequest {
+        cert_der: &der,
+        cert_pem: &device.cert_pem,
+        cert_id: &device.id,
+        ca: &registered,
+        client_id: "SER42",
+    };
+    let done = crate::cloud::local::jitp::provision(api.ctx.cloud.store(), &request).unwrap();
     assert_eq!(done.status, CertificateStatus::Active);
 
     let thing = api.ok("GET", "/things/api-SER42", Value::Null).await;
