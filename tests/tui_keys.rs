@@ -14,7 +14,7 @@ mod support;
 
 use std::path::Path;
 use support::api::{aws, env_keys, json, ok};
-use support::tmux::{self, shell_quote, Tmux};
+use support::tmux::{shell_quote, Tmux};
 
 /// The pane whose border is drawn thick (`┏ Name`): the focused one.
 fn focused(screen: &str) -> Option<&'static str> {
@@ -203,12 +203,21 @@ fn focus_devices(tmux: &Tmux) {
     assert_eq!(focused(&tmux.capture()), Some("Devices"));
 }
 
+/// Waits until Escape has closed the device detail. Keys sent before that
+/// may reach the TUI in the same read as the Escape, which then reads as
+/// Alt+key: the detail stays open and the key does something else.
+fn back_from_the_detail(tmux: &Tmux) {
+    tmux.wait_for("the main screen", |s| {
+        detail_serial(s).is_none() && s.contains("MQTT traffic")
+    });
+}
+
 /// Opens the selected device's detail, reads its serial, goes back.
 fn selected_serial(tmux: &Tmux) -> String {
     tmux.keys(&["Enter"]);
     let screen = tmux.wait_for("the device detail", |s| detail_serial(s).is_some());
     tmux.keys(&["Escape"]);
-    tmux.wait_for("the main screen", |s| s.contains("MQTT traffic"));
+    back_from_the_detail(tmux);
     detail_serial(&screen).expect("a serial")
 }
 
@@ -308,6 +317,7 @@ fn keys_act_on_the_cloud_and_the_devices() {
         detail_serial(s).as_deref() == Some(second.as_str()) && tries(s).as_deref() == Some("2")
     });
     tmux.keys(&["Escape"]);
+    back_from_the_detail(&tmux);
 
     // f 3 revokes the first device's certificate (on the cloud), and its
     // next step is refused.
@@ -324,24 +334,15 @@ fn keys_act_on_the_cloud_and_the_devices() {
         .and_then(|d| d["VendorCertId"].as_str())
         .expect("the first device's VendorCertId")
         .to_string();
-    let deadline = std::time::Instant::now() + tmux::TIMEOUT;
-    loop {
-        let report = status(data.path());
-        let cert = report["certificates"]
+    // Waited for with the screen in the message: the status line says
+    // what the TUI did with the key.
+    tmux.wait_until(&format!("{vendor} REVOKED in the cloud"), || {
+        status(data.path())["certificates"]
             .as_array()
             .expect("certificates")
             .iter()
-            .find(|c| c["id"] == vendor.as_str())
-            .cloned();
-        if cert.as_ref().is_some_and(|c| c["status"] == "REVOKED") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{vendor} never became REVOKED: {cert:?}"
-        );
-        std::thread::sleep(tmux::POLL);
-    }
+            .any(|c| c["id"] == vendor.as_str() && c["status"] == "REVOKED")
+    });
     tmux.keys(&["s"]);
     tmux.wait_for("the revoked device's step refused", |s| {
         s.contains("failed 1")

@@ -78,6 +78,11 @@ fn drives_the_whole_walkthrough_by_keys() {
             && s.contains("ack-man-cert")
     });
     tmux.keys(&["Escape"]);
+    // Closed before the next key: an Escape read together with the key
+    // after it is Alt+key to the TUI.
+    tmux.wait_for("the device detail closed", |s| {
+        !s.contains(&format!("Device {serial}")) && s.contains("MQTT traffic")
+    });
 
     // Autopilot for the rest.
     tmux.keys(&["a"]);
