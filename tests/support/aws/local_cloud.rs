@@ -14,8 +14,9 @@ pub struct LocalCloudApi {
     /// The MQTT endpoint, `127.0.0.1:PORT`.
     pub mqtt_addr: String,
     pub keys: Keys,
-    // Dropped before the directory: the server is killed first.
-    _server: Server,
+    // Dropped before the directory: the server is killed first. Boxed: a
+    // `Target` is one of these or moto's much smaller handle.
+    _server: Box<Server>,
     _dir: tempfile::TempDir,
 }
 
@@ -30,7 +31,7 @@ impl LocalCloudApi {
             data_dir,
             mqtt_addr: server.addr.clone(),
             keys,
-            _server: server,
+            _server: Box::new(server),
             _dir: dir,
         }
     }
