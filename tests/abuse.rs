@@ -5,9 +5,9 @@
 //! Each test is one attack, and asserts bounds and outcomes, never
 //! timings: the machine is shared and busy. Timings are in BENCHMARKS.md.
 
-mod endpoint_support;
+mod support;
+use support::Bounded;
 
-use endpoint_support::*;
 use jitpilot::cloud::local::endpoint::limits::Limits;
 use jitpilot::cloud::local::endpoint::{EndpointConfig, EndpointStats};
 use jitpilot::cloud::local::runtime::{self, RunningCloud};
@@ -17,6 +17,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
+use support::endpoint::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -429,7 +430,7 @@ fn jitpilot(data_dir: &Path, args: &[&str]) -> std::process::Output {
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)
-        .output()
+        .bounded_output()
         .expect("run jitpilot")
 }
 

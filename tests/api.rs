@@ -8,13 +8,13 @@
 //! Also: the README's table of supported operations is the router's own
 //! (`JITPILOT_UPDATE_README=1` rewrites it).
 
-mod api_support;
-mod endpoint_support;
+mod support;
+use support::Bounded;
 
-use api_support::*;
-use endpoint_support::*;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
+use support::api::*;
+use support::endpoint::*;
 
 fn sts_identity_works(keys: &Keys) {
     let body = b"Action=GetCallerIdentity&Version=2011-06-15";
@@ -94,7 +94,7 @@ fn env_exports_are_all_the_aws_cli_needs() {
             "AWS_SHARED_CREDENTIALS_FILE",
             dir.path().join("no-credentials"),
         )
-        .output()
+        .bounded_output()
         .expect("bash");
     assert!(
         out.status.success(),

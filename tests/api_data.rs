@@ -6,7 +6,8 @@
 //!
 //! Needs python3 with boto3 and the aws CLI (`python3 -m pip install boto3 awscli`).
 
-mod endpoint_support;
+mod support;
+use support::Bounded;
 
 use jitpilot::cloud::local::{LocalCloud, DEVICE_TABLE};
 use jitpilot::cloud::EventBus;
@@ -16,10 +17,10 @@ use std::process::Command;
 
 /// The variables `jitpilot env` exports for the running cloud.
 fn aws_env(data_dir: &Path) -> Vec<(String, String)> {
-    let out = Command::new(env!("CARGO_BIN_EXE_jitpilot"))
+    let out = support::jitpilot()
         .args(["env", "--data-dir"])
         .arg(data_dir)
-        .output()
+        .bounded_output()
         .expect("run jitpilot env");
     assert!(
         out.status.success(),
@@ -58,7 +59,7 @@ fn run(program: &str, args: &[&str], env: &[(String, String)]) -> String {
         // Never a developer's own profile or config.
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
+        .bounded_output()
         .unwrap_or_else(|e| panic!("run {program} (python3 -m pip install boto3 awscli): {e}"));
     assert!(
         out.status.success(),
@@ -78,7 +79,7 @@ fn boto3_and_the_aws_cli_drive_tables_parameters_and_the_rotation_function() {
         cloud.deploy_sync().expect("deploy");
         cloud.init_sync(1).expect("init").ca_key_parameter
     };
-    let _server = endpoint_support::serve(&data_dir);
+    let _server = support::endpoint::serve(&data_dir);
     let env = aws_env(&data_dir);
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/api_data.py");

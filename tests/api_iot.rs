@@ -6,111 +6,48 @@
 //! Needs python3 with boto3, paho-mqtt and cryptography, and the aws CLI
 //! (`scripts/test` installs them).
 
+mod support;
+use support::Bounded;
+
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
+use support::api::{env_keys, Keys};
+use support::endpoint::Server;
 
 /// `jitpilot serve --json` with the MQTT endpoint and the AWS API on free
-/// ports; killed on drop.
+/// ports, and what `jitpilot env` exports for it; killed on drop.
 struct Serve {
-    child: Child,
-    data_dir: PathBuf,
+    _server: Server,
+    keys: Keys,
     mqtt: String,
     root_ca: String,
 }
 
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn jitpilot() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_jitpilot"))
-}
-
 fn serve(data_dir: &Path) -> Serve {
-    let mut child = jitpilot()
-        .args([
-            "serve",
-            "--json",
-            "--mqtt-addr",
-            "127.0.0.1:0",
-            "--api-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn jitpilot serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("serve prints where it listens");
-    let doc: Value = serde_json::from_str(&line)
-        .unwrap_or_else(|e| panic!("serve --json printed {line:?}: {e}"));
-    assert!(
-        doc["apiEndpoint"].is_string(),
-        "serve serves the AWS API: {doc}"
-    );
+    let server = support::endpoint::serve(data_dir);
+    assert!(!server.api.is_empty(), "serve serves the AWS API");
     Serve {
-        child,
-        data_dir: data_dir.to_path_buf(),
-        mqtt: doc["endpoint"].as_str().expect("endpoint").to_string(),
-        root_ca: doc["endpointCa"].as_str().expect("endpointCa").to_string(),
+        keys: env_keys(data_dir),
+        mqtt: server.addr.clone(),
+        root_ca: server.root_ca.display().to_string(),
+        _server: server,
     }
 }
 
 impl Serve {
-    /// What `eval "$(jitpilot env)"` exports, as pairs (from `env --json`).
-    fn aws_env(&self) -> Vec<(String, String)> {
-        let out = jitpilot()
-            .args(["env", "--json", "--data-dir"])
-            .arg(&self.data_dir)
-            .output()
-            .expect("jitpilot env");
-        assert!(
-            out.status.success(),
-            "jitpilot env: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let doc: Value = serde_json::from_slice(&out.stdout).expect("env --json is JSON");
-        let field = |name: &str| {
-            doc[name]
-                .as_str()
-                .unwrap_or_else(|| panic!("env --json has {name}: {doc}"))
-                .to_string()
-        };
-        vec![
-            ("AWS_ENDPOINT_URL".into(), field("endpointUrl")),
-            ("AWS_ACCESS_KEY_ID".into(), field("accessKeyId")),
-            ("AWS_SECRET_ACCESS_KEY".into(), field("secretAccessKey")),
-            ("AWS_REGION".into(), field("region")),
-            ("AWS_DEFAULT_REGION".into(), field("region")),
-        ]
-    }
-
     /// A command with only the AWS settings `jitpilot env` gives (no
     /// profile, config file or credentials of the machine's user).
     fn with_aws_env(&self, mut command: Command, home: &Path) -> Command {
-        command
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_SESSION_TOKEN")
-            .env("AWS_CONFIG_FILE", home.join("no-config"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", home.join("no-credentials"))
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .envs(self.aws_env());
+        self.keys.isolate(&mut command, home);
+        command.env("AWS_EC2_METADATA_DISABLED", "true");
         command
     }
 }
 
 fn run(mut command: Command, what: &str) -> String {
     let out = command
-        .output()
+        .bounded_output()
         .unwrap_or_else(|e| panic!("{what} runs: {e}"));
     assert!(
         out.status.success(),
@@ -163,7 +100,7 @@ fn boto3_sets_up_jitp_and_a_paho_device_is_provisioned_by_its_template() {
     drop(server);
     let status = run(
         {
-            let mut c = jitpilot();
+            let mut c = support::jitpilot();
             c.args(["status", "--json", "--data-dir"])
                 .arg(tmp.path().join("data"));
             c
@@ -263,7 +200,7 @@ fn the_aws_cli_answers_get_registration_code_and_list_ca_certificates() {
         "--verification-certificate",
         "file://v.pem",
     ]);
-    let out = c.output().expect("aws runs");
+    let out = c.bounded_output().expect("aws runs");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

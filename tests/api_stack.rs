@@ -4,45 +4,11 @@
 //! `describe-stacks`/`-events`, `delete-stack`) and boto3 (create_stack
 //! from a TemplateURL + waiters), against a started `jitpilot serve`.
 
-mod api_support;
-mod endpoint_support;
+mod support;
 
-use api_support::{env_keys, python, Keys};
-use endpoint_support::serve;
 use std::path::Path;
-use std::process::{Command, Output};
-
-/// Runs the aws CLI with only the exports of `jitpilot env` (no profile,
-/// no config files).
-fn aws(keys: &Keys, home: &Path, args: &[&str]) -> Output {
-    Command::new("aws")
-        .args(args)
-        .env("AWS_ENDPOINT_URL", &keys.endpoint_url)
-        .env("AWS_ACCESS_KEY_ID", &keys.access_key_id)
-        .env("AWS_SECRET_ACCESS_KEY", &keys.secret_access_key)
-        .env("AWS_REGION", &keys.region)
-        .env("AWS_DEFAULT_REGION", &keys.region)
-        .env("AWS_CONFIG_FILE", home.join("no-config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("no-credentials"))
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN")
-        .output()
-        .expect("run the aws CLI (scripts/test installs it from PyPI)")
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed:\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
+use support::api::{aws, delete_stack, env_keys, json, ok, python};
+use support::endpoint::serve;
 
 #[test]
 fn aws_s3_mb_cp_multipart_ls_and_rb_force() {
@@ -257,33 +223,7 @@ fn aws_cloudformation_deploy_with_overrides_no_changes_events_and_delete() {
         .iter()
         .any(|e| e["LogicalResourceId"] == "JitpRule" && e["ResourceStatus"] == "CREATE_COMPLETE"));
 
-    ok(
-        aws(
-            &keys,
-            home,
-            &[
-                "cloudformation",
-                "delete-stack",
-                "--stack-name",
-                "CertRotation",
-            ],
-        ),
-        "delete-stack",
-    );
-    ok(
-        aws(
-            &keys,
-            home,
-            &[
-                "cloudformation",
-                "wait",
-                "stack-delete-complete",
-                "--stack-name",
-                "CertRotation",
-            ],
-        ),
-        "wait stack-delete-complete",
-    );
+    delete_stack(&keys, home, "CertRotation");
     let gone = aws(
         &keys,
         home,

@@ -11,14 +11,15 @@
 //! On jitpilot nothing is played: the device runs 3a–3c against the
 //! endpoint `DescribeEndpoint` names, with real JITP, rules and function.
 
-mod aws_support;
+mod support;
+use support::Bounded;
 
-use aws_support::walkthrough::{
-    run_walkthrough_on_the_endpoint, run_walkthrough_through_the_lambda,
-};
-use aws_support::{clients, fake_bootstrap, isolate_env, jitpilot, json_of, stderr_of, Target};
 use jitpilot::pki;
 use serde_json::{json, Value};
+use support::aws::walkthrough::{
+    run_walkthrough_on_the_endpoint, run_walkthrough_through_the_lambda,
+};
+use support::aws::{clients, fake_bootstrap, isolate_env, jitpilot, json_of, stderr_of, Target};
 
 use std::process::Command;
 
@@ -507,7 +508,7 @@ async fn without_a_region_the_error_says_how_to_set_one() {
         .arg("--data-dir")
         .arg(tmp.path());
     isolate_env(&mut cmd);
-    let out = cmd.output().expect("runs");
+    let out = cmd.bounded_output().expect("runs");
     let err = stderr_of(&out);
     assert!(err.contains("--region"), "{err}");
 }
@@ -531,7 +532,7 @@ async fn without_credentials_the_error_says_how_to_provide_them() {
     isolate_env(&mut cmd);
     cmd.env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY");
-    let out = cmd.output().expect("runs");
+    let out = cmd.bounded_output().expect("runs");
     let err = stderr_of(&out);
     assert!(
         err.contains("no AWS credentials found") && err.contains("AWS_PROFILE"),

@@ -14,20 +14,22 @@
 //!   `DescribeEndpoint` answers, trusting the endpoint CA that `jitpilot
 //!   env` exports; JITP, the rules and the rotation function are real.
 
-mod aws_support;
+mod support;
+use support::Bounded;
 
-use aws_support::mosquitto::{rotation_acl, username_of, Mosquitto};
-use aws_support::rules_engine::RulesEngine;
-use aws_support::walkthrough::{
-    ca_pem, jitp_as_iot_would, registered_event, row, thing_cert_ids, Answers,
-};
-use aws_support::{clients, fake_bootstrap, jitpilot_command, json_of, Target};
 use jitpilot::cloud::aws::lambda::RotationLambda;
 use jitpilot::cloud::aws::Clients;
 use jitpilot::pki;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use support::aws::mosquitto::{rotation_acl, username_of, Mosquitto};
+use support::aws::rules_engine::RulesEngine;
+use support::aws::walkthrough::{
+    assert_vendor_cert_deleted, ca_pem, jitp_as_iot_would, registered_event, row, thing_cert_ids,
+    Answers,
+};
+use support::aws::{clients, fake_bootstrap, jitpilot_command, json_of, Target};
 
 const SERIAL: &str = "IUQWXALODJESC1";
 
@@ -36,7 +38,7 @@ const SERIAL: &str = "IUQWXALODJESC1";
 async fn run(target: &Target, data: &Path, args: Vec<String>) -> Value {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut cmd = jitpilot_command(target, data, None, &args);
-    let out = tokio::task::spawn_blocking(move || cmd.output().expect("jitpilot runs"))
+    let out = tokio::task::spawn_blocking(move || cmd.bounded_output().expect("jitpilot runs"))
         .await
         .expect("join");
     json_of(&out)
@@ -99,13 +101,13 @@ async fn device_and_fleet_onboard(target: Target) {
 
     let deployed = json_of(
         &jitpilot_command(&target, &data, Some(&package), &["--json", "deploy"])
-            .output()
+            .bounded_output()
             .expect("deploy"),
     );
     assert_eq!(deployed["status"], "CREATE_COMPLETE");
     let init = json_of(
         &jitpilot_command(&target, &data, None, &["--json", "init", "--devices", "2"])
-            .output()
+            .bounded_output()
             .expect("init"),
     );
     let serials: Vec<String> = init["whitelisted"]
@@ -204,16 +206,7 @@ async fn device_and_fleet_onboard(target: Target) {
     if let Some(played) = &played {
         what_the_broker_saw_of_3c(played, &man_id);
     }
-    assert!(
-        sdk.iot
-            .describe_certificate()
-            .certificate_id(&vendor_id)
-            .send()
-            .await
-            .is_err(),
-        "the vendor certificate is deleted"
-    );
-    assert_eq!(thing_cert_ids(&sdk, SERIAL).await, vec![man_id.clone()]);
+    assert_vendor_cert_deleted(&sdk, SERIAL, &vendor_id, &man_id).await;
 
     // fleet: the first device is done, the second onboards end to end,
     // starts paced, the summary read back from DynamoDB.

@@ -10,13 +10,14 @@
 //! Each variable is set on the child process only (tests never change their
 //! own environment).
 
-mod aws_support;
+mod support;
+use support::Bounded;
 
-use aws_support::{clients, fake_bootstrap, jitpilot_command, json_of, Target};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
+use support::aws::{clients, fake_bootstrap, jitpilot_command, json_of, Target};
 
 const SERIAL: &str = "IUQWXALODJESC1";
 const DEFAULT_BUCKET: &str = "jitpilot-artifacts-123456789012-us-east-1";
@@ -26,7 +27,7 @@ fn run(moto: &Target, data: &Path, package: &Path, env: &[(&str, &str)], args: &
     for (name, value) in env {
         cmd.env(name, value);
     }
-    cmd.output().expect("jitpilot runs")
+    cmd.bounded_output().expect("jitpilot runs")
 }
 
 async fn buckets(sdk: &jitpilot::cloud::aws::Clients) -> Vec<String> {

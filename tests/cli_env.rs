@@ -9,6 +9,9 @@
 //! - `deploy` streams its stack events on stderr as they come, its result on
 //!   stdout.
 
+mod support;
+use support::Bounded;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -24,7 +27,7 @@ fn jitpilot(env: &[(&str, &Path)], rust_log: Option<&str>, args: &[&str]) -> Out
     if let Some(filter) = rust_log {
         cmd.env("RUST_LOG", filter);
     }
-    let out = cmd.output().expect("the jitpilot binary runs");
+    let out = cmd.bounded_output().expect("the jitpilot binary runs");
     assert!(
         out.status.success(),
         "jitpilot {args:?} failed: {}",

@@ -2,6 +2,9 @@
 //! fresh data dir: the cloud-side walkthrough (deploy, init, status, cleanup,
 //! teardown) and what it does with bad input.
 
+mod support;
+use support::Bounded;
+
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -10,32 +13,18 @@ const SAMPLE_SERIAL: &str = "IUQWXALODJESC1";
 
 /// Runs `jitpilot --data-dir <dir> <args>`.
 fn jitpilot(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_jitpilot"))
+    support::jitpilot()
         .arg("--data-dir")
         .arg(dir)
         .args(args)
-        .env_remove("JITPILOT_DATA_DIR")
         .env("RUST_BACKTRACE", "0")
-        .output()
+        .bounded_output()
         .expect("the jitpilot binary runs")
 }
 
 /// Runs a command that must succeed with `--json`; returns its document.
 fn json(dir: &Path, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let out = jitpilot(dir, &all);
-    assert!(
-        out.status.success(),
-        "jitpilot {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "jitpilot {args:?} printed no JSON document ({e}):\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    support::jitpilot_json(dir, args)
 }
 
 /// Runs a command that must fail; returns its stderr.
@@ -100,7 +89,7 @@ fn openssl_verify(device_dir: &Path, scratch: &Path) -> (bool, String) {
         .arg("-CAfile")
         .arg(&ca_path)
         .arg(&device_path)
-        .output()
+        .bounded_output()
         .expect("openssl is installed (scripts/test installs it)");
     (
         out.status.success(),

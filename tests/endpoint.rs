@@ -5,17 +5,17 @@
 //!
 //! No fixed sleeps: every wait is for an event, with a timeout.
 
-mod endpoint_support;
+mod support;
+use support::Bounded;
 
-use endpoint_support::*;
 use jitpilot::cloud::local::{fleet::SAMPLE_SERIAL, LocalCloud};
 use jitpilot::pki;
 use rumqttc::{Packet, QoS};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use support::endpoint::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jitp_then_connect_policies_presence_and_rules() {
@@ -240,30 +240,20 @@ async fn paho_client_from_python_sees_jitp_and_connects() {
     let fx = fixture();
     let server = serve(&fx.data_dir);
     let device_dir = fx.data_dir.join("devices").join(SAMPLE_SERIAL);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/paho_jitp.py");
-    let output = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new("python3")
-            .arg(&script)
+    let result = support::json_line_of(
+        support::python_script("paho_jitp.py")
             .args(["--addr", &server.addr, "--client-id", SAMPLE_SERIAL])
             .arg("--cert")
             .arg(device_dir.join("vendor.cert.pem"))
             .arg("--key")
             .arg(device_dir.join("vendor.key.pem"))
             .arg("--ca")
-            .arg(device_dir.join("root-ca.pem"))
-            .output(),
+            .arg(device_dir.join("root-ca.pem")),
+        Duration::from_secs(120),
+        "paho client",
+        "install paho-mqtt: python3 -m pip install paho-mqtt",
     )
-    .await
-    .expect("python client finishes")
-    .expect("python3 runs (install paho-mqtt: python3 -m pip install paho-mqtt)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "paho client failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let result: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    .await;
     assert_eq!(result["first"], "refused");
     assert_eq!(result["second"], "accepted");
     // Its least-privilege policy lets it subscribe to its own response topic.
@@ -455,19 +445,12 @@ async fn sigterm_closes_sessions_and_a_taken_port_is_named() {
     let pid = server.child.id().to_string();
     let kill = std::process::Command::new("kill")
         .args(["-TERM", &pid])
-        .status()
+        .bounded_status()
         .expect("kill");
     assert!(kill.success());
     closed(&mut events).await;
-    let mut child = std::mem::replace(
-        &mut server.child,
-        std::process::Command::new("true").spawn().expect("true"),
-    );
-    let status = tokio::time::timeout(WAIT, tokio::task::spawn_blocking(move || child.wait()))
-        .await
-        .expect("serve exits within the timeout")
-        .expect("join")
-        .expect("wait");
+    let status = tokio::task::block_in_place(|| server.child.wait_within(WAIT))
+        .expect("serve exits within the timeout");
     assert!(status.success(), "serve exits 0 on SIGTERM: {status:?}");
     assert!(!addr_file.exists(), "endpoint.addr is removed on shutdown");
 }

@@ -2,16 +2,19 @@
 //! TLS: whole fleets onboarded end to end, with simulated loss, killed and
 //! rerun; and the cases where the cloud must refuse.
 
+mod support;
+
 use jitpilot::model::CertificateStatus;
 use jitpilot::pki;
 use jitpilot::store::Store;
 use serde_json::Value;
 use simulated_devices::{run_device, DeviceConfig, Goal, RetryPolicy};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
+use support::endpoint::{serve, Server as Serve};
+use support::process::{wait_within, Lines, COMMAND_DEADLINE};
 
 const TABLE: &str = "CertRotationDevices";
 
@@ -26,26 +29,11 @@ fn one_big_fleet_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn jitpilot(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_jitpilot"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("JITPILOT_DATA_DIR")
-        .output()
-        .expect("the jitpilot binary runs")
+    support::jitpilot_on(dir, args)
 }
 
 fn ok_json(dir: &Path, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let out = jitpilot(dir, &all);
-    assert!(
-        out.status.success(),
-        "jitpilot {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON document")
+    support::jitpilot_json(dir, args)
 }
 
 /// A deployed data dir.
@@ -120,46 +108,6 @@ fn assert_fleet_rotated(dir: &Path, devices: usize) {
         );
         let on_disk = std::fs::read_to_string(folder.join("manufacturer.cert.pem")).unwrap();
         assert_eq!(pki::certificate_id_from_pem(&on_disk).unwrap(), cert.id);
-    }
-}
-
-struct Serve {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(dir: &Path) -> Serve {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_jitpilot"))
-        .args([
-            "serve",
-            "--json",
-            "--mqtt-addr",
-            "127.0.0.1:0",
-            "--api-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .env_remove("JITPILOT_DATA_DIR")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn jitpilot serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .expect("serve prints its endpoint");
-    let doc: Value = serde_json::from_str(&line).expect("serve --json");
-    Serve {
-        addr: doc["endpoint"].as_str().unwrap().to_string(),
-        child,
     }
 }
 
@@ -324,19 +272,21 @@ fn fleet_rate_paces_starts_locally() {
 fn sigkilled_fleet_rerun_completes_with_nothing_lost_or_duplicated() {
     let _one = one_big_fleet_at_a_time();
     let dir = deployed();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_jitpilot"))
+    let mut child = support::jitpilot()
         .arg("--data-dir")
         .arg(dir.path())
         .args(["fleet", "--devices", "200", "--concurrency", "16"])
-        .env_remove("JITPILOT_DATA_DIR")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let stderr = Lines::of(child.stderr.take().unwrap());
+    let deadline = Instant::now() + COMMAND_DEADLINE;
     let mut killed_at = None;
-    for line in stderr.lines() {
-        let line = line.unwrap();
+    while let Some(line) = stderr
+        .next_before(deadline)
+        .unwrap_or_else(|why| panic!("the fleet's progress: {why}"))
+    {
         // "progress: 24/200 onboarded, 0 failed"
         if let Some(rest) = line.strip_prefix("progress: ") {
             let done: usize = rest.split('/').next().unwrap().parse().unwrap();
@@ -347,7 +297,8 @@ fn sigkilled_fleet_rerun_completes_with_nothing_lost_or_duplicated() {
             }
         }
     }
-    let _ = child.wait();
+    let _ = child.kill();
+    let _ = wait_within(&mut child, COMMAND_DEADLINE);
     let killed_at = killed_at.expect("progress was reported before the end");
     assert!(killed_at < 200, "killed mid-run");
 
@@ -660,25 +611,15 @@ async fn paho_device_from_python_performs_the_three_steps() {
     ok_json(dir.path(), &["init"]);
     let serial = "IUQWXALODJESC1";
     let server = serve(dir.path());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/paho_device.py");
-    let output = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new("python3")
-            .arg(&script)
+    let result = support::json_line_of(
+        support::python_script("paho_device.py")
             .args(["--addr", &server.addr, "--serial", serial, "--creds"])
-            .arg(device_dir(dir.path(), serial))
-            .output(),
+            .arg(device_dir(dir.path(), serial)),
+        Duration::from_secs(120),
+        "paho device",
+        "install paho-mqtt and cryptography with pip",
     )
-    .await
-    .expect("the python device finishes")
-    .expect("python3 runs (install paho-mqtt and cryptography with pip)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "paho device failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let result: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    .await;
     assert_eq!(result["acked"], true);
     assert!(
         result["jitp_attempts"].as_u64().unwrap() >= 2,

@@ -11,11 +11,9 @@
 //!   manufacturer certificate — it is answered `principal_not_vendor_cert`
 //!   and nothing is issued.
 
-mod api_support;
-mod endpoint_support;
+mod support;
+use support::Bounded;
 
-use api_support::{env_keys, Keys};
-use endpoint_support::*;
 use jitpilot::cloud::local::control::VENDOR_KEY_PARAMETER;
 use jitpilot::cloud::local::{fleet::SAMPLE_SERIAL, DEVICE_TABLE};
 use jitpilot::model::CertificateStatus;
@@ -26,25 +24,16 @@ use serde_json::{json, Value};
 use simulated_devices::{run_device, DeviceConfig, DeviceFailure, Goal, RetryPolicy};
 use std::path::Path;
 use std::process::Command;
+use support::api::{env_keys, Keys};
+use support::endpoint::*;
 
 /// `aws ARGS` (the aws CLI from PyPI) against the running cloud's API.
 fn aws(keys: &Keys, args: &[&str]) -> Value {
-    let out = Command::new("aws")
-        .args(args)
-        .args(["--output", "json"])
-        .env("AWS_ENDPOINT_URL", &keys.endpoint_url)
-        .env("AWS_ACCESS_KEY_ID", &keys.access_key_id)
-        .env("AWS_SECRET_ACCESS_KEY", &keys.secret_access_key)
-        .env("AWS_REGION", &keys.region)
-        .env("AWS_DEFAULT_REGION", &keys.region)
-        .env("AWS_CONFIG_FILE", "/nonexistent/jitpilot-test-config")
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/jitpilot-test-credentials",
-        )
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN")
-        .output()
+    let mut command = Command::new("aws");
+    command.args(args).args(["--output", "json"]);
+    keys.isolate(&mut command, Path::new("/nonexistent/jitpilot-test"));
+    let out = command
+        .bounded_output()
         .expect("the aws CLI runs (scripts/test installs awscli from PyPI)");
     assert!(
         out.status.success(),

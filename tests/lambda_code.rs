@@ -6,23 +6,25 @@
 //! `jitpilot.log`, escaped. `--function-code builtin` brings the built-in
 //! back. Needs python3 with awslambdaric (scripts/test installs it).
 
+mod support;
+use support::Bounded;
+
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
+use support::endpoint::{serve_command, Server};
 
 const SERIAL: &str = "IUQWXALODJESC1";
 
 fn jitpilot(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_jitpilot"))
+    support::jitpilot()
         .arg("--data-dir")
         .arg(dir)
         .args(args)
-        .env_remove("JITPILOT_DATA_DIR")
         .env_remove("JITPILOT_FUNCTION_CODE")
         .env_remove("RUST_LOG")
-        .output()
+        .bounded_output()
         .expect("the jitpilot binary runs")
 }
 
@@ -42,7 +44,7 @@ fn ok(dir: &Path, args: &[&str]) -> Output {
 fn package(root: &Path) -> std::path::PathBuf {
     let python = Command::new("python3")
         .args(["-c", "import sys; print(sys.executable)"])
-        .output()
+        .bounded_output()
         .expect("python3 runs");
     let python = String::from_utf8_lossy(&python.stdout).trim().to_string();
     let pkg = root.join("package");
@@ -67,39 +69,8 @@ fn package(root: &Path) -> std::path::PathBuf {
 }
 
 /// `jitpilot serve` on the data dir, killed when dropped.
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(dir: &Path) -> Serve {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_jitpilot"))
-        .args([
-            "serve",
-            "--json",
-            "--mqtt-addr",
-            "127.0.0.1:0",
-            "--api-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .env_remove("JITPILOT_DATA_DIR")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn jitpilot serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("serve prints its endpoint");
-    assert!(line.contains("endpoint"), "serve --json printed {line:?}");
-    Serve(child)
+fn serve(dir: &Path) -> Server {
+    Server::start(serve_command(dir).env_remove("RUST_LOG"))
 }
 
 fn log_text(dir: &Path) -> String {

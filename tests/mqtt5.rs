@@ -8,9 +8,8 @@
 //! Needs python3 with awsiotsdk (import name `awsiot`) and `cryptography`
 //! for the SDK test (`scripts/test` installs them).
 
-mod endpoint_support;
+mod support;
 
-use endpoint_support::*;
 use jitpilot::cloud::local::control::VENDOR_KEY_PARAMETER;
 use jitpilot::cloud::local::{fleet::SAMPLE_SERIAL, LocalCloud};
 use jitpilot::cloud::EventBus;
@@ -24,6 +23,7 @@ use rumqttc::v5::{AsyncClient as Client5, Event as Event5, MqttOptions as Option
 use rumqttc::{QoS, TlsConfiguration, Transport};
 use std::path::Path;
 use std::time::Duration;
+use support::endpoint::*;
 use tokio::sync::mpsc;
 
 type Rx5 = mpsc::UnboundedReceiver<Result<Packet5, String>>;
@@ -296,6 +296,12 @@ async fn a_shared_subscription_splits_a_topic_between_its_members() {
             .await
             .unwrap();
         next5(&mut rx, suback5).await;
+        // Not shared: every member gets the end marker.
+        client
+            .subscribe("jobs-end", QoS5::AtLeastOnce)
+            .await
+            .unwrap();
+        next5(&mut rx, suback5).await;
         members.push((client, rx));
     }
     let (producer, mut prx) = connect_as(&server, &fx, "producer", true).await;
@@ -306,19 +312,35 @@ async fn a_shared_subscription_splits_a_topic_between_its_members() {
             .unwrap();
         next_puback(&mut prx).await;
     }
-    // Each message goes to one member, in turn: three each.
+    // After the six jobs (each acknowledged, so routed), the end marker:
+    // one publisher's messages reach a subscriber in order, so what a
+    // member got before its marker is all it will ever get of the six.
+    producer
+        .publish("jobs-end", QoS::AtLeastOnce, false, b"{}".to_vec())
+        .await
+        .unwrap();
+    next_puback(&mut prx).await;
+    // Each message goes to one member, in turn: three each, none to both.
+    let mut all = Vec::new();
     for (_, rx) in &mut members {
-        for _ in 0..3 {
-            next5(rx, |p| matches!(p, Packet5::Publish(_)).then_some(())).await;
+        let mut jobs = Vec::new();
+        loop {
+            let topic = next5(rx, |p| match p {
+                Packet5::Publish(p) => Some(String::from_utf8_lossy(&p.topic).into_owned()),
+                _ => None,
+            })
+            .await;
+            if topic == "jobs-end" {
+                break;
+            }
+            jobs.push(topic);
         }
+        assert_eq!(jobs.len(), 3, "a member's share of the six: {jobs:?}");
+        all.extend(jobs);
     }
-    for (_, rx) in &mut members {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(
-            !matches!(rx.try_recv(), Ok(Ok(Packet5::Publish(_)))),
-            "a message reached two members"
-        );
-    }
+    all.sort();
+    let six: Vec<String> = (0..6).map(|n| format!("jobs/{n}")).collect();
+    assert_eq!(all, six, "every job delivered once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -380,27 +402,17 @@ async fn the_aws_iot_device_sdks_mqtt5_client_runs_3a_to_3c_and_sees_reason_code
     let fx = fixture();
     let server = serve(&fx.data_dir);
     let creds = fx.data_dir.join("devices").join(SAMPLE_SERIAL);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/awsiot_device.py");
-    let output = tokio::time::timeout(
-        Duration::from_secs(180),
-        tokio::process::Command::new("python3")
-            .arg(&script)
+    let facts = support::json_line_of(
+        support::python_script("awsiot_device.py")
             .args(["--addr", &server.addr, "--serial", SAMPLE_SERIAL])
             .args(["--other", "OTHERSERIAL0001"])
             .arg("--creds")
-            .arg(&creds)
-            .output(),
+            .arg(&creds),
+        Duration::from_secs(180),
+        "the SDK device",
+        "python3 -m pip install awsiotsdk cryptography",
     )
-    .await
-    .expect("the SDK device finishes")
-    .expect("python3 runs (python3 -m pip install awsiotsdk cryptography)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the SDK device failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let facts: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    .await;
     // 3a: JITP dropped the first connection; the SDK's reconnect got in.
     assert!(facts["jitp_failures"].as_u64().unwrap_or(0) >= 1, "{facts}");
     // Refused with AWS's reason codes, 0x87 Not authorized, and why.
@@ -453,37 +465,15 @@ async fn a_refused_mqtt5_device_reports_the_connack_reason_code() {
     );
 }
 
-/// `jitpilot serve` with `JITPILOT_LIMITS` set.
+/// `jitpilot serve` with `JITPILOT_LIMITS` set (and no AWS API).
 fn serve_with_limits(data_dir: &Path, limits: &str) -> Server {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_jitpilot"))
-        .args([
-            "serve",
-            "--json",
-            "--mqtt-addr",
-            "127.0.0.1:0",
-            "--api-addr",
-            "off",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("JITPILOT_LIMITS", limits)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn jitpilot serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("serve prints its endpoint");
-    let doc: serde_json::Value = serde_json::from_str(&line).expect("one JSON line");
-    Server {
-        addr: doc["endpoint"].as_str().expect("endpoint").to_string(),
-        root_ca: doc["endpointCa"].as_str().expect("endpointCa").into(),
-        api: String::new(),
-        child,
-    }
+    Server::start(
+        support::jitpilot()
+            .args(["serve", "--json", "--mqtt-addr", "127.0.0.1:0"])
+            .args(["--api-addr", "off", "--data-dir"])
+            .arg(data_dir)
+            .env("JITPILOT_LIMITS", limits),
+    )
 }
 
 /// Over its publish rate for too long, an MQTT 5 client is told so:

@@ -6,9 +6,9 @@
 //! refusal; X.509 v1 device certificates (serial 0, as pyOpenSSL makes them)
 //! accepted after registration.
 
-mod endpoint_support;
+mod support;
+use support::Bounded;
 
-use endpoint_support::*;
 use jitpilot::cloud::local::control::{VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER};
 use jitpilot::cloud::local::{fleet::SAMPLE_SERIAL, LocalCloud, DEVICE_TABLE};
 use jitpilot::cloud::EventBus;
@@ -16,40 +16,21 @@ use jitpilot::rotation::wire::{DeviceRow, ATTR_MANUFACTURER_CA_CERT_ID};
 use rumqttc::{AsyncClient, Event, Packet};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
+use support::endpoint::*;
+use support::process::ChildServer;
 
 /// `jitpilot serve` with its stderr in a file, to see what it reports there.
 fn serve_with_stderr(data_dir: &Path, stderr: &Path) -> Server {
-    use std::io::{BufRead, BufReader};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_jitpilot"))
-        .args([
-            "serve",
-            "--json",
-            "--mqtt-addr",
-            "127.0.0.1:0",
-            "--api-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(stderr).expect("stderr file"))
-        .spawn()
-        .expect("spawn jitpilot serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("serve prints its endpoint");
-    let doc: serde_json::Value = serde_json::from_str(&line).expect("one JSON line");
-    Server {
-        addr: doc["endpoint"].as_str().expect("endpoint").to_string(),
-        root_ca: PathBuf::from(doc["endpointCa"].as_str().expect("endpointCa")),
-        api: doc["apiEndpoint"].as_str().unwrap_or_default().to_string(),
-        child,
-    }
+    let mut cmd = serve_command(data_dir);
+    cmd.stderr(std::fs::File::create(stderr).expect("stderr file"));
+    Server::listening(ChildServer::start_keeping_stderr(
+        &mut cmd,
+        "jitpilot serve",
+    ))
 }
 
 /// Opens the data dir's cloud, waiting for an earlier owner in this process
@@ -66,39 +47,24 @@ fn open_cloud(data_dir: &Path) -> LocalCloud {
 }
 
 fn jitpilot(data_dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_jitpilot"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .expect("run jitpilot")
+    support::jitpilot_on(data_dir, args)
 }
 
 /// Runs `tests/py/sample_device.py` for the sample's serial; its JSON line.
 async fn sample_device(server: &Server, data_dir: &Path, steps: &[&str]) -> serde_json::Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/sample_device.py");
     let creds = data_dir.join("devices").join(SAMPLE_SERIAL);
-    let output = tokio::time::timeout(
-        Duration::from_secs(240),
-        tokio::process::Command::new("python3")
-            .arg(&script)
+    support::json_line_of(
+        support::python_script("sample_device.py")
             .args(["--addr", &server.addr, "--serial", SAMPLE_SERIAL])
             .args(["--attempts", "3", "--wait", "5"])
             .arg("--creds")
             .arg(&creds)
-            .args(steps)
-            .output(),
+            .args(steps),
+        Duration::from_secs(240),
+        "sample-like device",
+        "python3 -m pip install paho-mqtt cryptography",
     )
     .await
-    .expect("the sample-like device finishes")
-    .expect("python3 runs (python3 -m pip install paho-mqtt cryptography)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "sample-like device failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_str(stdout.trim()).expect("one JSON line")
 }
 
 fn log_text(data_dir: &Path) -> String {
@@ -236,7 +202,7 @@ fn openssl_v1(dir: &Path, cn: &str, ca_pem: &Path, ca_key: &Path) -> (String, St
     let run = |args: &[&std::ffi::OsStr]| {
         let out = Command::new("openssl")
             .args(args)
-            .output()
+            .bounded_output()
             .expect("openssl");
         assert!(
             out.status.success(),
@@ -288,7 +254,7 @@ fn openssl_v1(dir: &Path, cn: &str, ca_pem: &Path, ca_key: &Path) -> (String, St
     let text = Command::new("openssl")
         .args(["x509", "-noout", "-text", "-in"])
         .arg(&cert)
-        .output()
+        .bounded_output()
         .expect("openssl");
     assert!(String::from_utf8_lossy(&text.stdout).contains("Version: 1 (0x0)"));
     (pem, std::fs::read_to_string(&key).expect("key"))

@@ -14,37 +14,19 @@
 //! rotation function, so no built-in can stand in for it: only its own code
 //! makes these assertions pass.
 
-mod api_support;
-mod endpoint_support;
+mod support;
+use support::Bounded;
 
-use api_support::{env_keys, jitpilot, Keys};
-use endpoint_support::serve;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+use support::api::{aws, delete_stack, env_keys, jitpilot, json, ok, Keys};
+use support::endpoint::serve;
 
 const STACK: &str = "SampleFlowStack";
 const BUCKET: &str = "sample-flow-234112";
 const FUNCTION: &str = "sample_flow_fn";
-
-/// Runs the aws CLI with only the exports of `jitpilot env`.
-fn aws(keys: &Keys, home: &Path, args: &[&str]) -> Output {
-    Command::new("aws")
-        .args(args)
-        .current_dir(home)
-        .env("AWS_ENDPOINT_URL", &keys.endpoint_url)
-        .env("AWS_ACCESS_KEY_ID", &keys.access_key_id)
-        .env("AWS_SECRET_ACCESS_KEY", &keys.secret_access_key)
-        .env("AWS_REGION", &keys.region)
-        .env("AWS_DEFAULT_REGION", &keys.region)
-        .env("AWS_CONFIG_FILE", home.join("no-config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("no-credentials"))
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN")
-        .output()
-        .expect("run the aws CLI (scripts/test installs it from PyPI)")
-}
 
 fn text(out: &Output) -> String {
     format!(
@@ -52,15 +34,6 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(out.status.success(), "{what} failed:\n{}", text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
 /// A template shaped like the sample's `cfn_cert_rotation.json`: the
@@ -203,7 +176,7 @@ fn a_stack_deployed_like_deploy_cf_bash_runs_its_python_function_from_s3() {
     let zipped = Command::new("python3")
         .args(["-m", "zipfile", "-c", "fn.zip", "sample_flow_handler.py"])
         .current_dir(home)
-        .output()
+        .bounded_output()
         .expect("python3 -m zipfile");
     ok(zipped, "zip the handler");
 
@@ -252,28 +225,7 @@ fn a_stack_deployed_like_deploy_cf_bash_runs_its_python_function_from_s3() {
     );
     assert!(!listed.contains(FUNCTION), "nothing created: {listed}");
     // As on AWS after a failed creation: delete the stack, then deploy again.
-    ok(
-        aws(
-            &keys,
-            home,
-            &["cloudformation", "delete-stack", "--stack-name", STACK],
-        ),
-        "delete-stack (failed creation)",
-    );
-    ok(
-        aws(
-            &keys,
-            home,
-            &[
-                "cloudformation",
-                "wait",
-                "stack-delete-complete",
-                "--stack-name",
-                STACK,
-            ],
-        ),
-        "wait stack-delete-complete",
-    );
+    delete_stack(&keys, home, STACK);
 
     ok(aws(&keys, home, &["s3", "cp", "fn.zip", &bucket]), "s3 cp");
     ok(deploy(&keys, home), "cloudformation deploy");

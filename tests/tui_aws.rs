@@ -13,28 +13,25 @@
 //! what DescribeEndpoint answers with the identity init made, and a real
 //! device's onboarding shows in the traffic pane.
 //!
-//! The broker is in `broker_support/`. Needs `mosquitto`, `mosquitto_pub`
+//! The broker is in `support/broker.rs`. Needs `mosquitto`, `mosquitto_pub`
 //! and `tmux` (scripts/test installs them) and moto's server
 //! (`moto[server]`). Every wait polls a condition under a deadline.
 
-mod aws_support;
-mod broker_support;
+mod support;
 
-use aws_support::{fake_bootstrap, jitpilot_command, json_of, Target};
-use broker_support::{client_cert, test_ca, Broker};
 use jitpilot::cloud::aws::observer::{Observer, ObserverState, CERT_FILE, KEY_FILE, ROOT_CA_FILE};
 use jitpilot::cloud::aws::{AwsCloud, AwsOptions, AMAZON_ROOT_CAS};
 use jitpilot::cloud::{Cloud, CloudEvent, EventBus, EventKind, EventReceiver};
 use jitpilot::pki::Issued;
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use support::aws::{fake_bootstrap, jitpilot_command, json_of, Target, FOREIGN_ENV};
+use support::broker::{client_cert, test_ca, Broker};
+use support::tmux::{quote, Tmux, TIMEOUT};
+use support::Bounded;
 use tokio::sync::watch;
 
-const TIMEOUT: Duration = Duration::from_secs(180);
-const POLL: Duration = Duration::from_millis(200);
 const SERIAL: &str = "IUQWXALODJESC1";
 
 /// Writes an observer identity where `init` puts it.
@@ -243,71 +240,6 @@ async fn a_bad_observer_identity_is_explained_and_recovers_once_fixed() {
     observer.stop().await;
 }
 
-/// A tmux session, killed when dropped (also when the test fails).
-struct Tmux {
-    name: String,
-}
-
-impl Tmux {
-    fn start(name: &str, width: u16, height: u16) -> Tmux {
-        let ok = Command::new("tmux")
-            .args(["new-session", "-d", "-s", name, "-x", &width.to_string()])
-            .args(["-y", &height.to_string()])
-            .arg("env PS1='ready$ ' bash --norc --noprofile")
-            .status()
-            .expect("tmux is required: apt-get install tmux (scripts/test installs it)")
-            .success();
-        assert!(ok, "tmux new-session failed");
-        Tmux {
-            name: name.to_string(),
-        }
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let ok = Command::new("tmux")
-            .args(["send-keys", "-t", &self.name])
-            .args(keys)
-            .status()
-            .expect("tmux send-keys")
-            .success();
-        assert!(ok, "tmux send-keys {keys:?} failed");
-    }
-
-    fn capture(&self) -> String {
-        let out = Command::new("tmux")
-            .args(["capture-pane", "-p", "-t", &self.name])
-            .output()
-            .expect("tmux capture-pane");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let screen = self.capture();
-            if ready(&screen) {
-                return screen;
-            }
-            if start.elapsed() > TIMEOUT {
-                panic!("timed out waiting for {what}; the screen was:\n{screen}");
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["kill-session", "-t", &self.name])
-            .status();
-    }
-}
-
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
 #[test]
 fn the_tui_on_aws_deploys_inits_and_shows_observed_traffic_on_moto() {
     the_tui_on_aws_deploys_inits_and_shows_observed_traffic(Target::moto());
@@ -335,18 +267,7 @@ fn the_tui_on_aws_deploys_inits_and_shows_observed_traffic(target: Target) {
     tmux.wait_for("a shell prompt", |s| s.contains("ready$"));
     // Dummy credentials, no profile files: the same isolation as the
     // headless AWS tests.
-    let unset: String = [
-        "AWS_PROFILE",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "AWS_SESSION_TOKEN",
-        "AWS_ENDPOINT_URL",
-        "JITPILOT_CODE_BUCKET",
-        "JITPILOT_DATA_DIR",
-    ]
-    .iter()
-    .map(|v| format!("-u {v} "))
-    .collect();
+    let unset: String = FOREIGN_ENV.iter().map(|v| format!("-u {v} ")).collect();
     // The target's key (and on jitpilot the endpoint CA `jitpilot env`
     // exports); on moto the broker is the data endpoint.
     let target_env: String = target
@@ -359,7 +280,7 @@ fn the_tui_on_aws_deploys_inits_and_shows_observed_traffic(target: Target) {
         .map(|b| format!("--iot-endpoint {} ", b.endpoint()))
         .unwrap_or_default();
     let command = format!(
-        "env {unset}-u JITPILOT_IOT_ENDPOINT -u JITPILOT_IOT_ROOT_CA {target_env}\
+        "env {unset}{target_env}\
          AWS_CONFIG_FILE=/nonexistent/c AWS_SHARED_CREDENTIALS_FILE=/nonexistent/s \
          AWS_EC2_METADATA_DISABLED=true JITPILOT_LAMBDA_PACKAGE={} \
          {} --backend aws --endpoint-url {} --region us-east-1 {iot_endpoint}--api-addr off --data-dir {}",
@@ -401,7 +322,7 @@ fn the_tui_on_aws_deploys_inits_and_shows_observed_traffic(target: Target) {
                 None,
                 &["--json", "device", SERIAL, "onboard"],
             )
-            .output()
+            .bounded_output()
             .expect("device runs"),
         );
         assert_eq!(
@@ -413,7 +334,7 @@ fn the_tui_on_aws_deploys_inits_and_shows_observed_traffic(target: Target) {
                 && s.contains("create-man-cert")
                 && s.contains("ack-man-cert")
         });
-        quit_and_check_the_terminal(&tmux);
+        tmux.quit_and_check_the_terminal();
         return;
     };
     // Init's last step is the observer identity, with Amazon's roots in its
@@ -444,38 +365,7 @@ fn the_tui_on_aws_deploys_inits_and_shows_observed_traffic(target: Target) {
     tmux.wait_for("the observed traffic in the traffic pane", |s| {
         s.contains(&format!("{SERIAL} connected")) && s.contains("create-man-cert")
     });
-    quit_and_check_the_terminal(&tmux);
-}
-
-/// Quits the TUI: the shell comes back in a sane terminal mode.
-fn quit_and_check_the_terminal(tmux: &Tmux) {
-    tmux.keys(&["q"]);
-    // Type only once the TUI has left the terminal: keys sent while it is
-    // still shutting down would be read by it, not by the shell.
-    tmux.wait_for("the TUI to quit", |s| {
-        !s.contains("jitpilot ·") && s.lines().any(|l| l.trim_end() == "ready$")
-    });
-    tmux.keys(&[
-        "stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo END-$((6*7))",
-        "Enter",
-    ]);
-    let screen = tmux.wait_for("the shell after quitting", |s| s.contains("END-42"));
-    let line = screen
-        .lines()
-        .find(|l| l.contains("END-42") && !l.contains("$(("))
-        .unwrap_or("");
-    assert!(
-        line.contains("icanon") && !line.contains("-icanon"),
-        "canonical mode restored: {line}"
-    );
-    assert!(
-        line.contains("echo") && !line.contains("-echo"),
-        "echo restored: {line}"
-    );
-    assert!(
-        !screen.contains("MQTT traffic"),
-        "the alternate screen was left:\n{screen}"
-    );
+    tmux.quit_and_check_the_terminal();
 }
 
 #[test]
@@ -504,9 +394,7 @@ fn aws_problems_are_explained_on_screen() {
         s.contains("The AWS backend could not start") && s.contains("--region")
     });
     tmux.keys(&["q"]);
-    tmux.wait_for("the shell prompt after quitting", |s| {
-        !s.contains("jitpilot ·") && s.lines().any(|l| l.trim_end() == "ready$")
-    });
+    tmux.wait_quit();
 
     // A region but no credentials: the first read-back says what to do;
     // the observer waits for an identity; nothing crashes.
@@ -519,14 +407,7 @@ fn aws_problems_are_explained_on_screen() {
     tmux.wait_for("the no-credentials explanation", |s| {
         s.contains("no AWS credentials") && s.contains("observer waiting")
     });
-    tmux.keys(&["q"]);
-    // Type only once the TUI has left the terminal: keys sent while it is
-    // still shutting down would be read by it, not by the shell.
-    tmux.wait_for("the TUI to quit", |s| {
-        !s.contains("jitpilot ·") && s.lines().any(|l| l.trim_end() == "ready$")
-    });
-    tmux.keys(&["clear; echo BACK-$((6*7))", "Enter"]);
-    tmux.wait_for("the shell to run a command", |s| {
-        s.lines().any(|l| l.trim() == "BACK-42")
-    });
+    // Only the read-back writes that status line here (the observer's
+    // state is in the header, and it does not change without an identity).
+    tmux.quit_and_check_shell();
 }

@@ -2,15 +2,19 @@
 //! Tab, h/l, z, ?, /, p, m, f, c and T each do on screen, and what they do
 //! to the cloud and the devices — j/k move the selection, `/` filters,
 //! `p` holds new rows back, `m` switches the terminal's mouse reporting,
-//! `f` drops a response or revokes a certificate, `c`/`T` (confirmed)
+//! `f` drops a response, kills a device mid-step (its connection is lost
+//! on the cloud, and it resumes from its credential folder) or revokes a
+//! certificate, `c`/`T` (confirmed)
 //! clean up and tear down, as `jitpilot status` sees it; `NO_COLOR` read
 //! from the environment, and no log line ever drawn on screen.
 //!
 //! Needs `tmux` (scripts/test installs it).
 
-mod tmux_support;
+mod support;
+
 use std::path::Path;
-use tmux_support::{shell_quote, Tmux};
+use support::api::{aws, env_keys, json, ok};
+use support::tmux::{shell_quote, Tmux};
 
 /// The pane whose border is drawn thick (`┏ Name`): the focused one.
 fn focused(screen: &str) -> Option<&'static str> {
@@ -82,25 +86,20 @@ fn every_key_of_the_readme_does_what_it_says() {
     tmux.keys(&["Escape"]);
     tmux.wait_for("the filter editor closed", |s| !s.contains("apply filter"));
 
-    // p freezes the traffic pane, p again unfreezes.
-    let before = tmux.capture();
+    // p freezes the traffic pane (FROZEN in its title, not only in the
+    // status line, which the next message overwrites); p again unfreezes.
     tmux.keys(&["p"]);
-    let frozen = tmux.wait_for("the traffic frozen", |s| {
-        s.contains("frozen") && !before.contains("frozen")
-    });
-    assert!(frozen.contains("frozen"));
+    tmux.wait_for("the traffic frozen", |s| s.contains("FROZEN"));
     tmux.keys(&["p"]);
-    tmux.wait_for("the traffic unfrozen", |s| !s.contains("frozen"));
+    tmux.wait_for("the traffic unfrozen", |s| !s.contains("FROZEN"));
 
-    // m turns mouse capture on (off by default so text stays copyable).
+    // m turns mouse capture on (off by default so text stays copyable): the
+    // terminal's own mouse reporting, as tmux sees it.
+    assert!(!tmux.mouse_reporting(), "mouse capture is off by default");
     tmux.keys(&["m"]);
-    tmux.wait_for("mouse capture on", |s| {
-        s.to_lowercase().contains("mouse on")
-    });
+    tmux.wait_until("mouse capture on", || tmux.mouse_reporting());
     tmux.keys(&["m"]);
-    tmux.wait_for("mouse capture off", |s| {
-        !s.to_lowercase().contains("mouse on")
-    });
+    tmux.wait_until("mouse capture off", || !tmux.mouse_reporting());
 
     // f opens the fault menu; Esc cancels.
     tmux.keys(&["f"]);
@@ -204,30 +203,27 @@ fn focus_devices(tmux: &Tmux) {
     assert_eq!(focused(&tmux.capture()), Some("Devices"));
 }
 
+/// Waits until Escape has closed the device detail. Keys sent before that
+/// may reach the TUI in the same read as the Escape, which then reads as
+/// Alt+key: the detail stays open and the key does something else.
+fn back_from_the_detail(tmux: &Tmux) {
+    tmux.wait_for("the main screen", |s| {
+        detail_serial(s).is_none() && s.contains("MQTT traffic")
+    });
+}
+
 /// Opens the selected device's detail, reads its serial, goes back.
 fn selected_serial(tmux: &Tmux) -> String {
     tmux.keys(&["Enter"]);
     let screen = tmux.wait_for("the device detail", |s| detail_serial(s).is_some());
     tmux.keys(&["Escape"]);
-    tmux.wait_for("the main screen", |s| s.contains("MQTT traffic"));
+    back_from_the_detail(tmux);
     detail_serial(&screen).expect("a serial")
 }
 
 /// `jitpilot status --json` beside the running TUI.
 fn status(data: &Path) -> serde_json::Value {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jitpilot"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(["status", "--json"])
-        .env_remove("JITPILOT_DATA_DIR")
-        .output()
-        .expect("jitpilot status runs");
-    assert!(
-        out.status.success(),
-        "status: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("status --json")
+    support::status_json(data)
 }
 
 #[test]
@@ -236,27 +232,7 @@ fn keys_act_on_the_cloud_and_the_devices() {
     let tmux = Tmux::start(&format!("jitpilot-acts-{}", std::process::id()), 160, 50);
     start(&tmux, data.path(), "");
 
-    // m: the terminal's mouse reporting, off by default, on, off again.
-    assert!(!tmux.mouse_reporting(), "mouse capture is off by default");
-    tmux.keys(&["m"]);
-    tmux.wait_until("the terminal reporting the mouse", || {
-        tmux.mouse_reporting()
-    });
-    tmux.keys(&["m"]);
-    tmux.wait_until("mouse reporting off again", || !tmux.mouse_reporting());
-
-    tmux.keys(&["d"]);
-    tmux.wait_for("the stack deployed", |s| {
-        s.contains("CertRotation · CREATE_COMPLETE")
-    });
-    tmux.keys(&["i"]);
-    tmux.wait_for("the CAs registered", |s| {
-        s.contains("Vendor CA ACTIVE") && s.contains("1 devices")
-    });
-    tmux.keys(&["n"]);
-    tmux.wait_for("the spawn prompt", |s| s.contains("How many devices?"));
-    tmux.keys(&["1", "Enter"]);
-    tmux.wait_for("2 devices", |s| s.contains("2 devices"));
+    tmux.deploy_init_and_spawn(1);
 
     // j and k move the selection: Enter opens the selected device.
     focus_devices(&tmux);
@@ -317,7 +293,11 @@ fn keys_act_on_the_cloud_and_the_devices() {
     tmux.keys(&["f"]);
     tmux.wait_for("the fault menu", |s| s.contains("drop next response"));
     tmux.keys(&["1"]);
-    tmux.wait_for("the fault armed", |s| s.contains("will drop responses"));
+    // Armed (the status line says so only until the next message): the
+    // menu closed; the key after it is read after it.
+    tmux.wait_for("the fault menu closed", |s| {
+        !s.contains("drop next response")
+    });
     tmux.keys(&["s"]);
     tmux.wait_for("the second device through 3b", |s| {
         device_line(s, &second)
@@ -337,6 +317,7 @@ fn keys_act_on_the_cloud_and_the_devices() {
         detail_serial(s).as_deref() == Some(second.as_str()) && tries(s).as_deref() == Some("2")
     });
     tmux.keys(&["Escape"]);
+    back_from_the_detail(&tmux);
 
     // f 3 revokes the first device's certificate (on the cloud), and its
     // next step is refused.
@@ -353,24 +334,15 @@ fn keys_act_on_the_cloud_and_the_devices() {
         .and_then(|d| d["VendorCertId"].as_str())
         .expect("the first device's VendorCertId")
         .to_string();
-    let deadline = std::time::Instant::now() + tmux_support::TIMEOUT;
-    loop {
-        let report = status(data.path());
-        let cert = report["certificates"]
+    // Waited for with the screen in the message: the status line says
+    // what the TUI did with the key.
+    tmux.wait_until(&format!("{vendor} REVOKED in the cloud"), || {
+        status(data.path())["certificates"]
             .as_array()
             .expect("certificates")
             .iter()
-            .find(|c| c["id"] == vendor.as_str())
-            .cloned();
-        if cert.as_ref().is_some_and(|c| c["status"] == "REVOKED") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{vendor} never became REVOKED: {cert:?}"
-        );
-        std::thread::sleep(tmux_support::POLL);
-    }
+            .any(|c| c["id"] == vendor.as_str() && c["status"] == "REVOKED")
+    });
     tmux.keys(&["s"]);
     tmux.wait_for("the revoked device's step refused", |s| {
         s.contains("failed 1")
@@ -404,5 +376,128 @@ fn keys_act_on_the_cloud_and_the_devices() {
             "a log line on screen ({line}):\n{screen}"
         );
     }
+    tmux.keys(&["q"]);
+}
+
+/// Switches the stack's `rule_create_man_cert` off or on through the AWS
+/// API the TUI serves, with the aws CLI as a user would (`get-topic-rule`,
+/// `replace-topic-rule` with `ruleDisabled`). Off, no CSR is answered.
+fn set_csr_rule(data: &Path, home: &Path, enabled: bool) {
+    let keys = env_keys(data);
+    let name = ["--rule-name", "rule_create_man_cert"];
+    let got = ok(
+        aws(
+            &keys,
+            home,
+            &[&["iot", "get-topic-rule"][..], &name[..]].concat(),
+        ),
+        "aws iot get-topic-rule",
+    );
+    let rule = &json(&got)["rule"];
+    let mut payload = serde_json::json!({
+        "sql": rule["sql"],
+        "actions": rule["actions"],
+        "ruleDisabled": !enabled,
+    });
+    if let Some(version) = rule["awsIotSqlVersion"].as_str() {
+        payload["awsIotSqlVersion"] = version.into();
+    }
+    let payload = payload.to_string();
+    ok(
+        aws(
+            &keys,
+            home,
+            &[
+                &["iot", "replace-topic-rule"][..],
+                &name[..],
+                &["--topic-rule-payload", &payload][..],
+            ]
+            .concat(),
+        ),
+        "aws iot replace-topic-rule",
+    );
+}
+
+/// The log's lines saying `serial`'s connection was lost (not closed with
+/// a DISCONNECT): what the endpoint records when a device stops dead.
+fn connections_lost(data: &Path, serial: &str) -> usize {
+    std::fs::read_to_string(data.join("logs/jitpilot.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("disconnected") && l.contains(serial))
+        .filter(|l| l.contains("connection lost"))
+        .count()
+}
+
+/// The device's row in the cloud's table (`jitpilot status --json`).
+fn cr_state(data: &Path, serial: &str) -> serde_json::Value {
+    status(data)["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .find(|d| d["SerialNumber"] == serial)
+        .map(|d| d["CrState"].clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn f_2_kills_a_device_mid_step_and_it_resumes_from_its_folder() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let home = tempfile::tempdir().expect("tempdir");
+    let tmux = Tmux::start(&format!("jitpilot-kill-{}", std::process::id()), 160, 50);
+    start(&tmux, data.path(), "");
+    tmux.deploy_init_and_spawn(0);
+    focus_devices(&tmux);
+    tmux.keys(&["g"]);
+    let serial = selected_serial(&tmux);
+    let folder = data.path().join("devices").join(&serial);
+    let manufacturer_cert = folder.join("manufacturer.cert.pem");
+    tmux.keys(&["s"]);
+    tmux.wait_for("the device through 3a", |s| {
+        device_line(s, &serial)
+            .is_some_and(|l| l.contains("THING_CREATED") && !l.contains("running"))
+    });
+
+    // The cloud stops answering CSRs: step 3b stays in flight, the device
+    // connected and waiting for its answer (it would resend for ~57 s).
+    set_csr_rule(data.path(), home.path(), false);
+    let lost_before = connections_lost(data.path(), &serial);
+    tmux.keys(&["s"]);
+    tmux.wait_for("the device's CSR at the cloud", |s| {
+        device_line(s, &serial).is_some_and(|l| l.contains("running"))
+            && traffic_lines(s)
+                .iter()
+                .any(|l| l.contains('→') && l.contains("PUBLISH") && l.contains("create-man-cert/"))
+    });
+
+    // f 2 kills it: the row says so, and stays so.
+    tmux.keys(&["f"]);
+    tmux.wait_for("the fault menu", |s| s.contains("kill device"));
+    tmux.keys(&["2"]);
+    tmux.wait_for("the device killed, no longer running", |s| {
+        device_line(s, &serial)
+            .is_some_and(|l| l.contains("killed from the UI") && !l.contains("running"))
+    });
+    // The cloud saw its connection lost: the task was stopped dead, not
+    // left to give up and DISCONNECT at the end of its retries.
+    tmux.wait_until("the endpoint to log the device's connection lost", || {
+        connections_lost(data.path(), &serial) > lost_before
+    });
+    assert_eq!(cr_state(data.path(), &serial), "CR_THING_CREATED");
+    assert!(
+        !manufacturer_cert.exists(),
+        "no manufacturer certificate was issued"
+    );
+
+    // The cloud answers again; stepped again, the device resumes 3b from
+    // its credential folder and completes it.
+    set_csr_rule(data.path(), home.path(), true);
+    tmux.keys(&["s"]);
+    tmux.wait_for("the resumed device through 3b", |s| {
+        device_line(s, &serial)
+            .is_some_and(|l| l.contains("MAN_CERT_CREATED") && !l.contains("running"))
+    });
+    assert!(manufacturer_cert.exists(), "3b wrote {manufacturer_cert:?}");
+    assert_eq!(cr_state(data.path(), &serial), "CR_MAN_CERT_CREATED");
     tmux.keys(&["q"]);
 }

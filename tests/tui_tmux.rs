@@ -7,11 +7,12 @@
 //! Needs `tmux` (scripts/test installs it). Every wait polls capture-pane
 //! until a condition holds, with a generous timeout for busy machines.
 
-use std::path::Path;
-use std::process::Command;
+mod support;
 
-mod tmux_support;
-use tmux_support::{shell_quote, Tmux};
+use std::path::Path;
+use support::endpoint::serve_command;
+use support::process::ChildServer;
+use support::tmux::{shell_quote, Tmux};
 
 /// The row of the devices table for `serial`.
 fn device_line<'a>(screen: &'a str, serial: &str) -> Option<&'a str> {
@@ -62,22 +63,7 @@ fn drives_the_whole_walkthrough_by_keys() {
         s.contains("endpoint 127.0.0.1:") && s.contains("not deployed")
     });
 
-    tmux.keys(&["d"]);
-    tmux.wait_for("the stack deployed", |s| {
-        s.contains("CertRotation · CREATE_COMPLETE")
-    });
-
-    tmux.keys(&["i"]);
-    tmux.wait_for("the CAs registered", |s| {
-        s.contains("Vendor CA ACTIVE") && s.contains("1 devices")
-    });
-
-    tmux.keys(&["n"]);
-    tmux.wait_for("the spawn prompt", |s| s.contains("How many devices?"));
-    tmux.keys(&["3", "Enter"]);
-    let screen = tmux.wait_for("4 devices (the sample's and 3 spawned)", |s| {
-        s.contains("4 devices")
-    });
+    let screen = tmux.deploy_init_and_spawn(3);
 
     // Step the first device through 3a, 3b and 3c, one key each.
     tmux.keys(&["g"]);
@@ -110,6 +96,11 @@ fn drives_the_whole_walkthrough_by_keys() {
             && s.contains("ack-man-cert")
     });
     tmux.keys(&["Escape"]);
+    // Closed before the next key: an Escape read together with the key
+    // after it is Alt+key to the TUI.
+    tmux.wait_for("the device detail closed", |s| {
+        !s.contains(&format!("Device {serial}")) && s.contains("MQTT traffic")
+    });
 
     // Autopilot for the rest.
     tmux.keys(&["a"]);
@@ -138,38 +129,7 @@ fn drives_the_whole_walkthrough_by_keys() {
     );
 
     // Quit: the shell comes back in a sane terminal mode.
-    tmux.keys(&["q"]);
-    tmux.wait_quit();
-    tmux.keys(&["stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo END-$((6*7))", "Enter"]);
-    let screen = tmux.wait_for("the shell after quitting", |s| s.contains("END-42"));
-    let line = screen
-        .lines()
-        .find(|l| l.contains("END-42") && !l.contains("$(("))
-        .unwrap_or("");
-    assert!(
-        line.contains("icanon") && !line.contains("-icanon"),
-        "canonical mode restored: {line}"
-    );
-    assert!(
-        line.contains("echo") && !line.contains("-echo"),
-        "echo restored: {line}"
-    );
-    assert!(
-        !screen.contains("MQTT traffic"),
-        "the alternate screen was left:\n{screen}"
-    );
-}
-
-/// Quits with `q` and checks the shell is back and usable.
-fn quit_and_check_shell(tmux: &Tmux) {
-    tmux.keys(&["q"]);
-    tmux.wait_for("the shell prompt after quitting", |s| {
-        !s.contains("jitpilot ·") && s.lines().any(|l| l.trim_end() == "ready$")
-    });
-    tmux.keys(&["clear; echo BACK-$((6*7))", "Enter"]);
-    tmux.wait_for("the shell to run a command", |s| {
-        s.lines().any(|l| l.trim() == "BACK-42")
-    });
+    tmux.quit_and_check_the_terminal();
 }
 
 fn launch(tmux: &Tmux, data: &Path, addr: &str) {
@@ -202,42 +162,23 @@ fn bad_situations_are_explained_on_screen() {
         1,
         "the advice is given once:\n{screen}"
     );
-    quit_and_check_shell(&tmux);
+    tmux.quit_and_check_shell();
     drop(taken);
 
     // The data dir is owned by another jitpilot (here: `serve`).
     let owned = tempfile::tempdir().expect("tempdir");
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_jitpilot"))
-        .args(["--data-dir"])
-        .arg(owned.path())
-        .args([
-            "--mqtt-addr",
-            "127.0.0.1:0",
-            "--api-addr",
-            "127.0.0.1:0",
-            "--json",
-            "serve",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start jitpilot serve");
     // serve prints one JSON line once it listens (and holds the lock).
-    let mut line = String::new();
-    let stdout = serve.stdout.take().expect("serve stdout");
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
-        .expect("serve's JSON line");
-    assert!(line.contains("endpoint"), "serve did not start: {line}");
+    let serve = ChildServer::start(&mut serve_command(owned.path()), "jitpilot serve");
+    assert!(
+        serve.first_line.contains("endpoint"),
+        "serve did not start: {}",
+        serve.first_line
+    );
     launch(&tmux, owned.path(), "127.0.0.1:0");
-    let result = std::panic::catch_unwind(|| {
-        tmux.wait_for("the data-dir-locked explanation", |s| {
-            s.contains("Cannot open the local cloud") && s.contains("--data-dir")
-        });
-        quit_and_check_shell(&tmux);
+    // serve is killed when dropped, also when a wait below fails.
+    tmux.wait_for("the data-dir-locked explanation", |s| {
+        s.contains("Cannot open the local cloud") && s.contains("--data-dir")
     });
-    let _ = serve.kill();
-    let _ = serve.wait();
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
+    tmux.quit_and_check_shell();
+    drop(serve);
 }

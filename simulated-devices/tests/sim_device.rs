@@ -6,9 +6,15 @@
 //! Needs the `jitpilot` binary beside `sim-device` (`cargo test --workspace`
 //! builds both) and `strace` (`scripts/test` installs it).
 
-use std::io::{BufRead, BufReader};
+// The workspace's test-support module for programs run under deadlines
+// (std only, so this crate can share it).
+#[allow(dead_code)]
+#[path = "../../tests/support/process.rs"]
+mod process;
+
+use process::{Bounded, ChildServer};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 /// The `jitpilot` binary of the same build as `sim-device`.
 fn jitpilot_bin() -> PathBuf {
@@ -27,7 +33,7 @@ fn jitpilot(data_dir: &Path, args: &[&str]) -> Output {
         .arg("--data-dir")
         .arg(data_dir)
         .args(args)
-        .output()
+        .bounded_output()
         .expect("run jitpilot");
     assert!(
         out.status.success(),
@@ -39,42 +45,23 @@ fn jitpilot(data_dir: &Path, args: &[&str]) -> Output {
 
 /// `jitpilot serve` on free ports; killed on drop.
 struct Serve {
-    child: Child,
+    _child: ChildServer,
     endpoint: String,
 }
 
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve(data_dir: &Path) -> Serve {
-    let mut child = Command::new(jitpilot_bin())
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args([
-            "serve",
-            "--json",
-            "--mqtt-addr",
-            "127.0.0.1:0",
-            "--api-addr",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn jitpilot serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("serve prints its endpoint");
-    let doc: serde_json::Value = serde_json::from_str(&line)
-        .unwrap_or_else(|e| panic!("serve --json printed {line:?}: {e}"));
+    let child = ChildServer::start(
+        Command::new(jitpilot_bin())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["serve", "--json", "--mqtt-addr", "127.0.0.1:0"])
+            .args(["--api-addr", "127.0.0.1:0"]),
+        "jitpilot serve",
+    );
+    let doc = child.json();
     Serve {
         endpoint: doc["endpoint"].as_str().expect("endpoint").to_string(),
-        child,
+        _child: child,
     }
 }
 
@@ -93,7 +80,7 @@ fn sim_device_traced(args: &[&str], trace: &Path) -> (Output, usize) {
         .arg(trace)
         .arg(env!("CARGO_BIN_EXE_sim-device"))
         .args(args)
-        .output()
+        .bounded_output()
         .expect("strace is missing: install it (`apt-get install strace`; scripts/test does)");
     let text = std::fs::read_to_string(trace).unwrap_or_default();
     let syncs = text
@@ -176,7 +163,7 @@ fn sim_device_without_credentials_says_to_run_init() {
         .args(["--endpoint", "127.0.0.1:1", "--creds"])
         .arg(dir.path())
         .arg("onboard")
-        .output()
+        .bounded_output()
         .expect("run sim-device");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -1,8 +1,8 @@
 //! A real MQTT broker for tests: Debian's `mosquitto` with TLS on a free
 //! loopback port, its server certificate (SAN `localhost`) signed by a
 //! fresh test CA. It stands in for AWS IoT's data plane, which moto lacks.
-#![allow(dead_code)]
 
+use super::Bounded;
 use jitpilot::cloud::local::endpoint_ca::EndpointCa;
 use jitpilot::pki::{self, Issued, KeyAlgorithm, Subject};
 use std::path::Path;
@@ -48,10 +48,7 @@ impl Broker {
     /// fresh test CA; with `require_certificate`, clients must present a
     /// certificate that CA signed.
     pub fn start(require_certificate: bool) -> Broker {
-        let binary = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"]
-            .into_iter()
-            .find(|p| Path::new(p).is_file())
-            .unwrap_or("mosquitto");
+        let binary = mosquitto_binary();
         let dir = tempfile::tempdir().expect("tempdir");
         let ca = test_ca("jitpilot test broker CA");
         let server = EndpointCa {
@@ -65,10 +62,7 @@ impl Broker {
             std::fs::write(&path, text).expect("write a broker file");
             path.display().to_string()
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         let config = format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {require_certificate}\npersistence false\nlog_dest file {}\n{}",
             file("ca.pem", &ca.cert_pem),
@@ -97,22 +91,8 @@ impl Broker {
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("mosquitto exited ({status}); its log:\n{}", self.log());
-            }
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not listen within 60 s:\n{}",
-                self.log()
-            );
-            // Polling a starting process: there is no event to wait on.
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let log = self.dir.path().join("mosquitto.log");
+        wait_listening(&mut self.child, &[self.port], &log);
     }
 
     pub fn log(&self) -> String {
@@ -140,7 +120,7 @@ impl Broker {
             .arg("--key")
             .arg(&key)
             .args(["-t", topic, "-m", payload])
-            .output()
+            .bounded_output()
             .expect("mosquitto_pub is required: apt-get install mosquitto-clients");
         assert!(
             out.status.success(),
@@ -158,9 +138,50 @@ impl Drop for Broker {
     }
 }
 
-fn is_root() -> bool {
+/// Debian installs mosquitto in /usr/sbin, which a user's PATH may lack.
+pub fn mosquitto_binary() -> &'static str {
+    ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .unwrap_or("mosquitto")
+}
+
+/// A loopback port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Waits (60 s at most) until a starting mosquitto listens on every port;
+/// panics with its log (`log`) if it exits or does not.
+pub fn wait_listening(child: &mut Child, ports: &[u16], log: &Path) {
+    let log = || std::fs::read_to_string(log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("mosquitto exited ({status}); its log:\n{}", log());
+        }
+        let up = |port: &u16| std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok();
+        if ports.iter().all(up) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mosquitto did not listen within 60 s:\n{}",
+            log()
+        );
+        // Polling a starting process: there is no event to wait on.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// As root, mosquitto would switch to its own user, which cannot read the
+/// test's private temporary directory: the config then says `user root`.
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
-        .output()
+        .bounded_output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }

@@ -3,11 +3,10 @@
 //! SigV4 signer for those raw requests (aws-sigv4, as the Rust SDK signs),
 //! and running the Python (boto3) scripts of `tests/py/` with the exports.
 //!
-//! Use beside `endpoint_support` (which starts `serve` with `--api-addr
+//! Use beside [`super::endpoint`] (which starts `serve` with `--api-addr
 //! 127.0.0.1:0` and reads its `apiEndpoint`).
 
-#![allow(dead_code)]
-
+use super::Bounded;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -21,6 +20,9 @@ pub struct Keys {
     pub access_key_id: String,
     pub secret_access_key: String,
     pub region: String,
+    /// `JITPILOT_IOT_ROOT_CA`: the MQTT endpoint's CA.
+    #[serde(default)]
+    pub iot_root_ca: Option<String>,
 }
 
 impl Keys {
@@ -37,6 +39,71 @@ impl Keys {
     pub fn addr(&self) -> &str {
         self.endpoint_url.trim_start_matches("http://")
     }
+
+    /// What `eval "$(jitpilot env)"` exports for the AWS SDKs and CLI.
+    pub fn exports(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint_url.clone()),
+            ("AWS_ACCESS_KEY_ID", self.access_key_id.clone()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret_access_key.clone()),
+            ("AWS_REGION", self.region.clone()),
+            ("AWS_DEFAULT_REGION", self.region.clone()),
+        ]
+    }
+
+    /// `command` with only these exports for AWS: no profile, session
+    /// token, config or credentials file of the machine's user
+    /// (`home/no-config`, `home/no-credentials` do not exist).
+    pub fn isolate(&self, command: &mut Command, home: &Path) {
+        command
+            .envs(self.exports())
+            .env("AWS_CONFIG_FILE", home.join("no-config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", home.join("no-credentials"))
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN");
+    }
+}
+
+/// The aws CLI (from PyPI) with only the exports of `keys` (see
+/// [`Keys::isolate`]), run in `home` to its end.
+pub fn aws(keys: &Keys, home: &Path, args: &[&str]) -> Output {
+    let mut command = Command::new("aws");
+    command.args(args).current_dir(home);
+    keys.isolate(&mut command, home);
+    command
+        .bounded_output()
+        .expect("run the aws CLI (scripts/test installs it from PyPI)")
+}
+
+/// `aws cloudformation delete-stack`, then `wait stack-delete-complete`
+/// (as the sample's `delete_cf.bash`); both must succeed.
+pub fn delete_stack(keys: &Keys, home: &Path, stack: &str) {
+    let delete = ["cloudformation", "delete-stack", "--stack-name", stack];
+    ok(aws(keys, home, &delete), "delete-stack");
+    let wait = [
+        "cloudformation",
+        "wait",
+        "stack-delete-complete",
+        "--stack-name",
+        stack,
+    ];
+    ok(aws(keys, home, &wait), "wait stack-delete-complete");
+}
+
+/// The stdout of a command that must have succeeded (`what` names it).
+pub fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed:\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `text` as JSON; panics showing it.
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
 /// `jitpilot env --json` for the cloud serving `data_dir`.
@@ -52,13 +119,7 @@ pub fn env_keys(data_dir: &Path) -> Keys {
 
 /// Runs the jitpilot binary on `data_dir`.
 pub fn jitpilot(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_jitpilot"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("JITPILOT_DATA_DIR")
-        .output()
-        .expect("run jitpilot")
+    super::jitpilot_on(data_dir, args)
 }
 
 /// An HTTP answer.
@@ -250,14 +311,10 @@ pub fn python(script: &str, keys: &Keys, args: &[&str]) -> Output {
     let out = Command::new("python3")
         .arg(&path)
         .args(args)
-        .env("AWS_ENDPOINT_URL", &keys.endpoint_url)
-        .env("AWS_ACCESS_KEY_ID", &keys.access_key_id)
-        .env("AWS_SECRET_ACCESS_KEY", &keys.secret_access_key)
-        .env("AWS_REGION", &keys.region)
-        .env("AWS_DEFAULT_REGION", &keys.region)
+        .envs(keys.exports())
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_SESSION_TOKEN")
-        .output()
+        .bounded_output()
         .expect("run python3 (scripts/test installs boto3)");
     assert!(
         out.status.success(),

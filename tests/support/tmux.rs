@@ -2,8 +2,7 @@
 //! keys, read back with `capture-pane`. Every wait polls until a condition
 //! holds, with a generous timeout for busy machines.
 
-#![allow(dead_code)]
-
+use super::Bounded;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -31,7 +30,7 @@ impl Tmux {
             ])
             // A plain shell with a known prompt, whatever the user's rc files do.
             .arg("env PS1='ready$ ' bash --norc --noprofile")
-            .status()
+            .bounded_status()
             .expect(
                 "tmux is required for this test: apt-get install tmux (scripts/test installs it)",
             )
@@ -46,7 +45,7 @@ impl Tmux {
         let ok = Command::new("tmux")
             .args(["send-keys", "-t", &self.name])
             .args(keys)
-            .status()
+            .bounded_status()
             .expect("tmux send-keys")
             .success();
         assert!(ok, "tmux send-keys {keys:?} failed");
@@ -55,7 +54,7 @@ impl Tmux {
     pub fn capture(&self) -> String {
         let out = Command::new("tmux")
             .args(["capture-pane", "-p", "-t", &self.name])
-            .output()
+            .bounded_output()
             .expect("tmux capture-pane");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
@@ -80,13 +79,18 @@ impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = Command::new("tmux")
             .args(["kill-session", "-t", &self.name])
-            .status();
+            .bounded_status();
     }
 }
 
 /// `p` quoted for the shell.
 pub fn shell_quote(p: &Path) -> String {
-    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
+    quote(&p.display().to_string())
+}
+
+/// `s` quoted for the shell.
+pub fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 impl Tmux {
@@ -98,11 +102,71 @@ impl Tmux {
         });
     }
 
+    /// In the local TUI: `d` deploys, `i` inits (the sample's device), `n`
+    /// spawns `spawn` more devices; each waited for on screen. The screen
+    /// with all `1 + spawn` devices.
+    pub fn deploy_init_and_spawn(&self, spawn: usize) -> String {
+        self.keys(&["d"]);
+        self.wait_for("the stack deployed", |s| {
+            s.contains("CertRotation · CREATE_COMPLETE")
+        });
+        self.keys(&["i"]);
+        self.wait_for("the CAs registered", |s| {
+            s.contains("Vendor CA ACTIVE") && s.contains("1 devices")
+        });
+        if spawn == 0 {
+            return self.capture();
+        }
+        self.keys(&["n"]);
+        self.wait_for("the spawn prompt", |s| s.contains("How many devices?"));
+        self.keys(&[&spawn.to_string(), "Enter"]);
+        let all = format!("{} devices", spawn + 1);
+        self.wait_for(&all, |s| s.contains(&all))
+    }
+
+    /// Quits the TUI with `q`: the shell comes back in a sane terminal
+    /// mode (canonical input and echo on, the alternate screen left).
+    pub fn quit_and_check_the_terminal(&self) {
+        self.keys(&["q"]);
+        self.wait_quit();
+        self.keys(&[
+            "stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo END-$((6*7))",
+            "Enter",
+        ]);
+        let screen = self.wait_for("the shell after quitting", |s| s.contains("END-42"));
+        let line = screen
+            .lines()
+            .find(|l| l.contains("END-42") && !l.contains("$(("))
+            .unwrap_or("");
+        assert!(
+            line.contains("icanon") && !line.contains("-icanon"),
+            "canonical mode restored: {line}"
+        );
+        assert!(
+            line.contains("echo") && !line.contains("-echo"),
+            "echo restored: {line}"
+        );
+        assert!(
+            !screen.contains("MQTT traffic"),
+            "the alternate screen was left:\n{screen}"
+        );
+    }
+
+    /// Quits with `q` and checks the shell is back and runs a command.
+    pub fn quit_and_check_shell(&self) {
+        self.keys(&["q"]);
+        self.wait_quit();
+        self.keys(&["clear; echo BACK-$((6*7))", "Enter"]);
+        self.wait_for("the shell to run a command", |s| {
+            s.lines().any(|l| l.trim() == "BACK-42")
+        });
+    }
+
     /// The screen with its colour escapes (`capture-pane -e`).
     pub fn capture_with_escapes(&self) -> String {
         let out = Command::new("tmux")
             .args(["capture-pane", "-e", "-p", "-t", &self.name])
-            .output()
+            .bounded_output()
             .expect("tmux capture-pane");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
@@ -113,7 +177,7 @@ impl Tmux {
     pub fn display(&self, format: &str) -> String {
         let out = Command::new("tmux")
             .args(["display-message", "-p", "-t", &self.name, format])
-            .output()
+            .bounded_output()
             .expect("tmux display-message");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }

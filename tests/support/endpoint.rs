@@ -2,8 +2,7 @@
 //! with test identities, `jitpilot serve` as a child process, TLS MQTT
 //! clients, and waits on events with timeouts.
 
-#![allow(dead_code)]
-
+use super::process::ChildServer;
 use jitpilot::cloud::local::control::VENDOR_KEY_PARAMETER;
 use jitpilot::cloud::local::{fleet::SAMPLE_SERIAL, LocalCloud};
 use jitpilot::cloud::EventBus;
@@ -14,9 +13,8 @@ use rumqttc::{
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -191,54 +189,63 @@ pub fn register(
         .expect("register");
 }
 
-/// `jitpilot serve --json` on port 0 (MQTT and AWS API); killed on drop.
+/// `jitpilot serve --json` (MQTT and the AWS API on free loopback ports);
+/// killed on drop.
 pub struct Server {
-    pub child: Child,
+    pub child: ChildServer,
+    /// The MQTT endpoint, `127.0.0.1:PORT`.
     pub addr: String,
     pub root_ca: PathBuf,
-    /// `http://127.0.0.1:PORT` of the AWS API.
+    /// `http://127.0.0.1:PORT` of the AWS API (empty with `--api-addr off`).
     pub api: String,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Server {
+    /// Starts `cmd` (a `serve --json` command, e.g. [`serve_command`] with
+    /// more settings) and reads where it listens from its first line.
+    pub fn start(cmd: &mut Command) -> Server {
+        let child = ChildServer::start(cmd, "jitpilot serve");
+        Server::listening(child)
+    }
+
+    /// The server of a started `serve --json`, from its first line.
+    pub fn listening(child: ChildServer) -> Server {
+        let doc = child.json();
+        let field = |name: &str| {
+            doc[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("serve --json printed no {name}: {doc}"))
+                .to_string()
+        };
+        Server {
+            addr: field("endpoint"),
+            root_ca: PathBuf::from(field("endpointCa")),
+            api: doc["apiEndpoint"].as_str().unwrap_or_default().to_string(),
+            child,
+        }
     }
 }
 
+/// `jitpilot serve --json --mqtt-addr 127.0.0.1:0 --api-addr 127.0.0.1:0
+/// --data-dir DATA`, not started yet.
+pub fn serve_command(data_dir: &Path) -> Command {
+    let mut cmd = super::jitpilot();
+    cmd.args([
+        "serve",
+        "--json",
+        "--mqtt-addr",
+        "127.0.0.1:0",
+        "--api-addr",
+        "127.0.0.1:0",
+        "--data-dir",
+    ])
+    .arg(data_dir);
+    cmd
+}
+
+/// `jitpilot serve` over `data_dir`, listening.
 pub fn serve(data_dir: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_jitpilot"))
-        .args([
-            "serve",
-            "--json",
-            "--mqtt-addr",
-            "127.0.0.1:0",
-            "--api-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn jitpilot serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("serve prints its endpoint");
-    let doc: serde_json::Value = serde_json::from_str(&line)
-        .unwrap_or_else(|e| panic!("serve --json printed {line:?}: {e}"));
-    Server {
-        addr: doc["endpoint"].as_str().expect("endpoint").to_string(),
-        root_ca: PathBuf::from(doc["endpointCa"].as_str().expect("endpointCa")),
-        api: doc["apiEndpoint"]
-            .as_str()
-            .expect("apiEndpoint")
-            .to_string(),
-        child,
-    }
+    Server::start(&mut serve_command(data_dir))
 }
 
 pub fn tls_config(server: &Server, identity: &Identity) -> Arc<rustls::ClientConfig> {

@@ -12,12 +12,12 @@
 //!
 //! Connections are logged to a file, so the test sees what the broker saw.
 
+use super::super::broker::{free_port, is_root, mosquitto_binary, wait_listening};
+use super::super::Bounded;
 use jitpilot::cloud::local::endpoint_ca::EndpointCa;
 use jitpilot::pki::{self, KeyAlgorithm, Subject};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// mosquitto, killed on drop.
 pub struct Mosquitto {
@@ -29,13 +29,6 @@ pub struct Mosquitto {
     /// The test CA that signed the server certificate: what devices trust.
     pub root_ca_pem: String,
     log: PathBuf,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 impl Mosquitto {
@@ -92,11 +85,7 @@ impl Mosquitto {
             acl = acl.display(),
         );
         let conf_path = write("mosquitto.conf", &conf);
-        // Debian installs it in /usr/sbin, which a user's PATH may lack.
-        let program = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .unwrap_or("mosquitto");
+        let program = mosquitto_binary();
         let child = Command::new(program)
             .arg("-c")
             .arg(&conf_path)
@@ -116,25 +105,11 @@ impl Mosquitto {
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "mosquitto exited ({status}):\n{}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
-            }
-            let up = |port| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
-            if up(self.device_port) && up(self.rules_port) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not listen in 30 s"
-            );
-            // Polling a starting process: there is no event to wait on.
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening(
+            &mut self.child,
+            &[self.device_port, self.rules_port],
+            &self.log,
+        );
     }
 
     /// The broker's log so far.
@@ -155,7 +130,7 @@ pub fn username_of(cert_pem: &Path) -> String {
     let out = Command::new("openssl")
         .args(["x509", "-noout", "-subject", "-nameopt", "RFC2253", "-in"])
         .arg(cert_pem)
-        .output()
+        .bounded_output()
         .expect("openssl runs (scripts/test installs it)");
     assert!(out.status.success(), "openssl x509 -subject failed");
     String::from_utf8_lossy(&out.stdout)
@@ -178,14 +153,6 @@ pub fn rotation_acl(serial: &str, vendor_username: &str) -> String {
          topic write /cert-rotation/ack-man-cert/{serial}/rqst\n\
          topic read /cert-rotation/ack-man-cert/{serial}/rspn\n\n"
     )
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }
 
 impl Drop for Mosquitto {

@@ -2,7 +2,6 @@
 //! ([`Target`]: moto's server, or jitpilot's own local cloud answering the
 //! AWS APIs), and the `jitpilot` binary run with `--backend aws` against
 //! either.
-#![allow(dead_code)]
 
 pub mod local_cloud;
 pub mod mosquitto;
@@ -11,6 +10,7 @@ pub mod walkthrough;
 
 pub use local_cloud::LocalCloudApi;
 
+use super::Bounded;
 use jitpilot::cloud::aws::{AwsOptions, Clients};
 use serde_json::Value;
 use std::net::TcpListener;
@@ -217,7 +217,7 @@ impl Target {
 /// credentials, no profile files.
 pub fn jitpilot(target: &Target, data_dir: &Path, package: Option<&Path>, args: &[&str]) -> Output {
     jitpilot_command(target, data_dir, package, args)
-        .output()
+        .bounded_output()
         .expect("jitpilot runs")
 }
 
@@ -249,22 +249,25 @@ pub fn jitpilot_command(
     cmd
 }
 
+/// What a user's environment could carry into a test's AWS run: removed.
+pub const FOREIGN_ENV: &[&str] = &[
+    "AWS_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "JITPILOT_CODE_BUCKET",
+    "JITPILOT_DATA_DIR",
+    "JITPILOT_IOT_ENDPOINT",
+    "JITPILOT_IOT_ROOT_CA",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+];
+
 pub fn isolate_env(cmd: &mut Command) {
-    for var in [
-        "AWS_PROFILE",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "AWS_SESSION_TOKEN",
-        "AWS_ENDPOINT_URL",
-        "JITPILOT_CODE_BUCKET",
-        "JITPILOT_DATA_DIR",
-        "JITPILOT_IOT_ENDPOINT",
-        "JITPILOT_IOT_ROOT_CA",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-        "AWS_ROLE_ARN",
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    ] {
+    for var in FOREIGN_ENV {
         cmd.env_remove(var);
     }
     cmd.env("AWS_ACCESS_KEY_ID", "testing")

@@ -179,6 +179,37 @@ pub async fn row(sdk: &Clients, serial: &str) -> std::collections::HashMap<Strin
 }
 
 /// Certificate ids attached to the thing, from their ARNs.
+/// 3c done, as the cloud holds it: the vendor certificate deleted (after
+/// being detached and set INACTIVE), the thing holding only the
+/// manufacturer certificate, the table row `CR_CERT_ROTATION_COMPLETED`
+/// naming it and no longer the vendor certificate.
+pub async fn assert_rotated(sdk: &Clients, serial: &str, vendor_id: &str, man_id: &str) {
+    assert_vendor_cert_deleted(sdk, serial, vendor_id, man_id).await;
+    let r = row(sdk, serial).await;
+    assert_eq!(r["CrState"], "CR_CERT_ROTATION_COMPLETED");
+    assert_eq!(r["ManufacturerCertId"], man_id);
+    assert!(!r.contains_key("VendorCertId"), "{r:?}");
+}
+
+/// The vendor certificate deleted; the thing holds only `man_id`.
+pub async fn assert_vendor_cert_deleted(
+    sdk: &Clients,
+    serial: &str,
+    vendor_id: &str,
+    man_id: &str,
+) {
+    assert!(
+        sdk.iot
+            .describe_certificate()
+            .certificate_id(vendor_id)
+            .send()
+            .await
+            .is_err(),
+        "the vendor certificate is deleted"
+    );
+    assert_eq!(thing_cert_ids(sdk, serial).await, vec![man_id.to_string()]);
+}
+
 pub async fn thing_cert_ids(sdk: &Clients, serial: &str) -> Vec<String> {
     let out = sdk
         .iot
@@ -376,20 +407,7 @@ pub async fn run_walkthrough_through_the_lambda(
     );
     assert_eq!(answers.take(), vec![ack_answer.clone()]);
     // The vendor cert: detached, set INACTIVE, deleted (the function's design).
-    assert!(
-        sdk.iot
-            .describe_certificate()
-            .certificate_id(&vendor_id)
-            .send()
-            .await
-            .is_err(),
-        "the vendor certificate is deleted"
-    );
-    assert_eq!(thing_cert_ids(sdk, SERIAL).await, vec![man_id.clone()]);
-    let r = row(sdk, SERIAL).await;
-    assert_eq!(r["CrState"], "CR_CERT_ROTATION_COMPLETED");
-    assert_eq!(r["ManufacturerCertId"], man_id);
-    assert!(!r.contains_key("VendorCertId"), "{r:?}");
+    assert_rotated(sdk, SERIAL, &vendor_id, &man_id).await;
 
     // A retried ack gets its answer again (the sample never answers it).
     let answer = lambda.handle(ack).await.expect("retried ack");
@@ -520,20 +538,7 @@ pub async fn run_walkthrough_on_the_endpoint(
         .collect();
     assert_eq!(policies, vec![ROTATION_COMPLETE_POLICY]);
     // 3c: the vendor cert detached, deactivated and deleted.
-    assert!(
-        sdk.iot
-            .describe_certificate()
-            .certificate_id(&vendor_id)
-            .send()
-            .await
-            .is_err(),
-        "the vendor certificate is deleted"
-    );
-    assert_eq!(thing_cert_ids(sdk, SERIAL).await, vec![man_id.clone()]);
-    let r = row(sdk, SERIAL).await;
-    assert_eq!(r["CrState"], "CR_CERT_ROTATION_COMPLETED");
-    assert_eq!(r["ManufacturerCertId"], man_id);
-    assert!(!r.contains_key("VendorCertId"), "{r:?}");
+    assert_rotated(sdk, SERIAL, &vendor_id, &man_id).await;
     Rotated {
         manufacturer_cert_id: man_id,
     }
