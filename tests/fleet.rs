@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
-use support::endpoint::{serve, Server as Serve};
+use support::endpoint::{cr_state_reaches, serve, Server as Serve};
 use support::process::{wait_within, Lines, COMMAND_DEADLINE};
 
 const TABLE: &str = "CertRotationDevices";
@@ -512,6 +512,7 @@ async fn bad_requests_are_refused_with_reasons_and_repeats_answered_identically(
     run_device(quick_device(dir.path(), &server, &serial), Goal::Jitp, None)
         .await
         .expect("3a");
+    cr_state_reaches(dir.path(), &serial, "CR_THING_CREATED").await;
 
     let mut vendor = RawClient::connect(&server, &folder, Identity::Vendor, &serial).await;
     let rqst = format!("/cert-rotation/create-man-cert/{serial}/rqst");

@@ -93,6 +93,7 @@ async fn a_revoked_certificate_is_disconnected_and_refused_end_to_end() {
     run_device(device(&server, &fx.data_dir), Goal::Jitp, None)
         .await
         .expect("3a: JITP provisions the vendor certificate");
+    cr_state_reaches(&fx.data_dir, SAMPLE_SERIAL, "CR_THING_CREATED").await;
     let vendor_id = pki::certificate_id_from_pem(&fx.device.chain_pem).expect("id");
     assert_eq!(row(&fx.data_dir)["VendorCertId"], vendor_id.as_str());
 
@@ -222,6 +223,7 @@ async fn a_csr_over_a_certificate_that_is_not_the_vendor_certs_is_refused_end_to
     run_device(device(&server, &fx.data_dir), Goal::Jitp, None)
         .await
         .expect("3a");
+    cr_state_reaches(&fx.data_dir, SAMPLE_SERIAL, "CR_THING_CREATED").await;
     let vendor_id = pki::certificate_id_from_pem(&fx.device.chain_pem).expect("id");
 
     // Registered ACTIVE, attached to the thing with the in-progress policy:

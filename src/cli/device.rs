@@ -13,6 +13,7 @@
 use super::GlobalArgs;
 use crate::cloud::{Connected, DeviceEndpoint};
 use crate::rotation::wire::DeviceRow;
+use crate::vocabulary::CrState;
 use color_eyre::eyre::{bail, eyre};
 use simulated_devices::{run_device, DeviceConfig, DeviceOutcome, DeviceReport, Goal, Progress};
 use std::path::Path;
@@ -73,6 +74,47 @@ async fn cr_state(connected: &Connected, serial: &str) -> color_eyre::Result<Opt
         .map(DeviceRow::from_item)
         .find(|row| row.serial() == Some(serial))
         .and_then(|row| row.raw_state().map(str::to_string)))
+}
+
+/// How long a completed step waits for the device table to show it. 3a's
+/// row is written by the rotation function when JITP's registered event
+/// reaches it (rule_jitp), which may be after the device has connected —
+/// on AWS too; the other steps' rows are written before the device's answer.
+const SETTLE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The `CrState` the device table shows once the step that reached `goal`
+/// is recorded.
+fn recorded_state(goal: Goal) -> CrState {
+    match goal {
+        Goal::Jitp => CrState::ThingCreated,
+        Goal::CreateCert => CrState::ManCertCreated,
+        Goal::AckCert | Goal::Onboard => CrState::CertRotationCompleted,
+    }
+}
+
+/// The device's `CrState` once it shows `reached` or a later state, or
+/// anything else it shows at [`SETTLE_DEADLINE`]. Waiting also keeps an
+/// in-process cloud up until the function's write is done.
+async fn settled_cr_state(
+    connected: &Connected,
+    serial: &str,
+    reached: CrState,
+) -> color_eyre::Result<Option<String>> {
+    let deadline = tokio::time::Instant::now() + SETTLE_DEADLINE;
+    let mut pause = std::time::Duration::from_millis(20);
+    loop {
+        let state = cr_state(connected, serial).await?;
+        let settled = match state.as_deref().map(CrState::parse) {
+            Some(Some(now)) => now >= reached,
+            // No row, or a state the walkthrough does not have: nothing to wait for.
+            _ => true,
+        };
+        if settled || tokio::time::Instant::now() >= deadline {
+            return Ok(state);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(500));
+    }
 }
 
 /// What `jitpilot device --json` prints.
@@ -141,7 +183,12 @@ pub async fn run(global: &GlobalArgs, serial: &str, step: DeviceStep) -> color_e
     });
     let result = run_device(config, step.goal(), Some(tx)).await;
     let reports = printer.await.unwrap_or_default();
-    let cr_state = cr_state(&target, serial).await.ok().flatten();
+    let cr_state = match &result {
+        Ok(_) => settled_cr_state(&target, serial, recorded_state(step.goal())).await,
+        Err(_) => cr_state(&target, serial).await,
+    }
+    .ok()
+    .flatten();
     let summary = DeviceSummary {
         serial: serial.to_string(),
         endpoint: endpoint.addr.clone(),

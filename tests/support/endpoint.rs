@@ -387,6 +387,21 @@ pub async fn eventually<T>(check: impl Fn() -> Option<T>) -> T {
     .expect("the condition holds within the timeout")
 }
 
+/// Waits until `serial`'s row in the device table has `CrState` `state`.
+/// JITP's device connects as soon as the template ran; the rotation
+/// function records the vendor certificate when the registered event
+/// reaches it (rule_jitp), which may be a moment later — on AWS too.
+pub async fn cr_state_reaches(data_dir: &Path, serial: &str, state: &str) {
+    eventually(|| {
+        let row = jitpilot::store::Store::open_read_only(data_dir)
+            .ok()?
+            .get_item(jitpilot::vocabulary::DEVICE_TABLE, serial)
+            .ok()??;
+        (row.get(jitpilot::vocabulary::ATTR_CR_STATE)?.as_str()? == state).then_some(())
+    })
+    .await
+}
+
 /// Waits for a SUBACK (the subscription is in place).
 pub async fn next_suback(rx: &mut mpsc::UnboundedReceiver<Result<Packet, String>>) {
     tokio::time::timeout(WAIT, async {

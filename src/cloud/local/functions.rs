@@ -31,6 +31,14 @@ pub trait BuiltinFunction: Send + Sync {
         environment: serde_json::Map<String, serde_json::Value>,
         publisher: Arc<dyn Publisher>,
     ) -> Result<serde_json::Value, String>;
+
+    /// True when the function keeps Lambda's clock itself (its own code in
+    /// a runtime: init has its own limit, the configured timeout starts
+    /// when the runtime takes the event), so the caller must not time the
+    /// whole call, cold start included, against the timeout.
+    fn keeps_its_own_clock(&self) -> bool {
+        false
+    }
 }
 
 /// Built-in handlers by name.

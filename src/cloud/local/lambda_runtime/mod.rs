@@ -456,6 +456,10 @@ impl BuiltinFunction for CodeFunction {
             Err(e) => Err(e.to_string()),
         }
     }
+
+    fn keeps_its_own_clock(&self) -> bool {
+        true
+    }
 }
 
 /// The built-in rotation function standing in for a function whose code

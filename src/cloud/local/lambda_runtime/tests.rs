@@ -345,6 +345,11 @@ async fn a_package_uploaded_through_the_api_runs_and_a_newer_one_replaces_it() {
     let mut registry = FunctionRegistry::new();
     registry.register(CERT_ROTATION_HANDLER, Arc::new(Named("built-in")));
     let registry = registry.with_code(lambda.clone());
+    // Its own code keeps Lambda's clock (init apart from the timeout), so
+    // the API's Invoke must not time the cold start against the timeout.
+    let resolved = registry.resolve(&function).expect("its code");
+    assert!(resolved.keeps_its_own_clock());
+    assert!(!Named("built-in").keeps_its_own_clock());
     let out = run(&registry, &function).await.unwrap();
     assert_eq!(
         out["event"],

@@ -93,17 +93,17 @@ pub(super) async fn invoke(ctx: &ApiContext, request: &ApiRequest) -> ApiResult 
         .detail(json!({"function": name, "invocationType": kind, "event": event}))
     });
     let run = async move {
-        let result = match tokio::time::timeout(
-            timeout,
-            builtin.invoke(event, environment, publisher),
-        )
-        .await
-        {
-            Ok(result) => result,
-            Err(_) => Err(format!(
-                "Task timed out after {}.00 seconds",
-                timeout.as_secs()
-            )),
+        let invocation = builtin.invoke(event, environment, publisher);
+        let result = if builtin.keeps_its_own_clock() {
+            invocation.await
+        } else {
+            match tokio::time::timeout(timeout, invocation).await {
+                Ok(result) => result,
+                Err(_) => Err(format!(
+                    "Task timed out after {}.00 seconds",
+                    timeout.as_secs()
+                )),
+            }
         };
         bus.emit_with(|| {
             let (summary, detail) = match &result {
