@@ -457,6 +457,44 @@ impl RawClient {
     }
 }
 
+/// A folder whose serial another folder already rotated: the vendor
+/// certificate it holds was retired at 3c. `device` and `fleet` say so
+/// instead of reporting refused connects.
+#[test]
+fn a_serial_rotated_by_another_folder_is_explained_not_retried() {
+    let dir = deployed();
+    ok_json(dir.path(), &["init"]);
+    let serial = "IUQWXALODJESC1";
+    let folder = device_dir(dir.path(), serial);
+    let factory = dir.path().join("factory-copy");
+    std::fs::create_dir_all(&factory).unwrap();
+    for entry in std::fs::read_dir(&folder).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), factory.join(entry.file_name())).unwrap();
+    }
+    ok_json(dir.path(), &["device", serial, "onboard"]);
+    // The factory's folder again, as another machine would hold it.
+    std::fs::remove_dir_all(&folder).unwrap();
+    std::fs::rename(&factory, &folder).unwrap();
+
+    let out = jitpilot(dir.path(), &["device", serial, "onboard"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("completed its rotation") && stderr.contains("no manufacturer certificate"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("connect refused"), "{stderr}");
+
+    let out = jitpilot(dir.path(), &["fleet", "--devices", "1", "--json"]);
+    assert!(!out.status.success());
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["failed"], 1, "{summary}");
+    assert_eq!(summary["skipped"], 0, "{summary}");
+    let reason = summary["failures"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("completed its rotation"), "{reason}");
+}
+
 fn csr(cn: &str, key: &rcgen::KeyPair) -> String {
     let mut params = rcgen::CertificateParams::default();
     params

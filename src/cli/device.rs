@@ -62,6 +62,29 @@ pub(crate) fn device_config(
     config
 }
 
+/// Why the device in `folder` cannot run, when the device table says it
+/// completed its rotation but the folder holds no manufacturer certificate:
+/// another client (or an earlier folder) rotated it, its vendor certificate
+/// was retired at 3c, and nothing here can connect any more. Without this
+/// the device only reports its refused connects.
+pub(crate) fn rotated_elsewhere(folder: &Path, state: Option<&str>) -> Option<String> {
+    let completed = state == Some(CrState::CertRotationCompleted.as_str());
+    let has_cert = folder
+        .join(simulated_devices::creds::MANUFACTURER_CERT)
+        .exists();
+    (completed && !has_cert).then(|| {
+        format!(
+            "the device table says {} completed its rotation ({}), but {} holds no manufacturer certificate: another client or folder rotated it, and its vendor certificate was retired at 3c, so this folder cannot connect; restore the folder that rotated it, or start over with `jitpilot cleanup` and `jitpilot init`",
+            folder
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            CrState::CertRotationCompleted,
+            folder.display()
+        )
+    })
+}
+
 /// The device's `CrState` in the device table, if it has a row.
 async fn cr_state(connected: &Connected, serial: &str) -> color_eyre::Result<Option<String>> {
     let rows = connected
@@ -167,6 +190,12 @@ pub async fn run(global: &GlobalArgs, serial: &str, step: DeviceStep) -> color_e
             "no credentials for {serial} in {}: run `jitpilot init` (with `--devices N` for a fleet of N)",
             config.creds_dir.display()
         );
+    }
+
+    let state_before = cr_state(&target, serial).await.ok().flatten();
+    if let Some(why) = rotated_elsewhere(&config.creds_dir, state_before.as_deref()) {
+        target.shutdown().await;
+        bail!("{why}");
     }
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DeviceReport>();

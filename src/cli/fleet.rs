@@ -184,6 +184,8 @@ async fn onboard(
     let endpoint = super::device::endpoint_of(target)?;
     let states_before = table_states(target).await?;
     let mut pending = Vec::new();
+    // Devices that cannot run at all, with why (they count as failed).
+    let mut elsewhere = Vec::new();
     for serial in serials {
         let dir = target.devices_dir().join(serial);
         if !dir.join(simulated_devices::creds::VENDOR_CERT).exists()
@@ -204,13 +206,18 @@ async fn onboard(
             )
         }
         let done_on_disk = CredentialFolder::new(&dir).rotation_done();
-        let done_in_table = states_before.get(serial).map(String::as_str)
-            == Some(CrState::CertRotationCompleted.as_str());
-        if !(done_on_disk && done_in_table) {
+        let state = states_before.get(serial).map(String::as_str);
+        let done_in_table = state == Some(CrState::CertRotationCompleted.as_str());
+        if let Some(reason) = super::device::rotated_elsewhere(&dir, state) {
+            elsewhere.push(FleetFailure {
+                serial: serial.clone(),
+                reason,
+            });
+        } else if !(done_on_disk && done_in_table) {
             pending.push(serial.clone());
         }
     }
-    let skipped = serials.len() - pending.len();
+    let skipped = serials.len() - pending.len() - elsewhere.len();
     eprintln!(
         "fleet: {} devices, {} already onboarded, endpoint {}{}{}",
         serials.len(),
@@ -231,7 +238,7 @@ async fn onboard(
     let total = pending.len();
     let step_every = (total / 100).max(1);
     let mut outcomes: Vec<DeviceOutcome> = Vec::with_capacity(total);
-    let mut failures = Vec::new();
+    let mut failures = elsewhere;
     // Starts are paced before they enter the pool: `then` yields the next
     // serial only when its slot has come, and the pool pulls one only when
     // a device finished, so neither limit starves the other.
