@@ -9,9 +9,10 @@
 mod support;
 use support::Bounded;
 
-use jitpilot::cloud::local::{LocalCloud, DEVICE_TABLE};
+use jitpilot::cloud::local::LocalCloud;
 use jitpilot::cloud::EventBus;
 use jitpilot::fleet::SAMPLE_SERIAL;
+use jitpilot::vocabulary::DEVICE_TABLE;
 use std::path::Path;
 use std::process::Command;
 

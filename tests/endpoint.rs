@@ -8,7 +8,8 @@
 mod support;
 use support::Bounded;
 
-use jitpilot::cloud::local::{fleet::SAMPLE_SERIAL, LocalCloud};
+use jitpilot::cloud::local::LocalCloud;
+use jitpilot::fleet::SAMPLE_SERIAL;
 use jitpilot::pki;
 use rumqttc::{Packet, QoS};
 use rustls::pki_types::pem::PemObject;

@@ -14,11 +14,12 @@
 mod support;
 use support::Bounded;
 
-use jitpilot::cloud::local::control::VENDOR_KEY_PARAMETER;
-use jitpilot::cloud::local::{fleet::SAMPLE_SERIAL, DEVICE_TABLE};
+use jitpilot::fleet::SAMPLE_SERIAL;
 use jitpilot::model::CertificateStatus;
 use jitpilot::pki;
 use jitpilot::store::Store;
+use jitpilot::vocabulary::DEVICE_TABLE;
+use jitpilot::vocabulary::VENDOR_KEY_PARAMETER;
 use rumqttc::QoS;
 use serde_json::{json, Value};
 use simulated_devices::{run_device, DeviceConfig, DeviceFailure, Goal, RetryPolicy};

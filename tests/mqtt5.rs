@@ -10,11 +10,12 @@
 
 mod support;
 
-use jitpilot::cloud::local::control::VENDOR_KEY_PARAMETER;
-use jitpilot::cloud::local::{fleet::SAMPLE_SERIAL, LocalCloud};
+use jitpilot::cloud::local::LocalCloud;
 use jitpilot::cloud::EventBus;
+use jitpilot::fleet::SAMPLE_SERIAL;
 use jitpilot::model::CertificateStatus;
 use jitpilot::pki;
+use jitpilot::vocabulary::VENDOR_KEY_PARAMETER;
 use rumqttc::v5::mqttbytes::v5::{
     ConnectReturnCode, Packet as Packet5, PubAckReason, PublishProperties, SubscribeReasonCode,
 };

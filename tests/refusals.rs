@@ -9,10 +9,12 @@
 mod support;
 use support::Bounded;
 
-use jitpilot::cloud::local::control::{VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER};
-use jitpilot::cloud::local::{fleet::SAMPLE_SERIAL, LocalCloud, DEVICE_TABLE};
+use jitpilot::cloud::local::LocalCloud;
 use jitpilot::cloud::EventBus;
+use jitpilot::fleet::SAMPLE_SERIAL;
 use jitpilot::rotation::wire::{DeviceRow, ATTR_MANUFACTURER_CA_CERT_ID};
+use jitpilot::vocabulary::DEVICE_TABLE;
+use jitpilot::vocabulary::{VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER};
 use rumqttc::{AsyncClient, Event, Packet};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};

@@ -109,7 +109,7 @@ fn prepare(work: &std::path::Path, devices: usize) -> Result<(Setup, Vec<Identit
         .list_cas()
         .map_err(|e| err(&e))?
         .into_iter()
-        .find(|ca| ca.label == jitpilot::cloud::local::control::VENDOR_CA_LABEL)
+        .find(|ca| ca.label == jitpilot::vocabulary::VENDOR_CA_LABEL)
         .ok_or("init registered no Vendor CA")?;
     store
         .create_policy(

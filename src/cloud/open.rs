@@ -14,12 +14,12 @@
 
 use super::aws::observer::Observer;
 use super::aws::{AwsCloud, AwsOptions};
-use super::local::datadir::{DataDir, DataDirError};
 use super::local::endpoint::EndpointConfig;
-use super::local::fleet::Fleet;
 use super::local::runtime::{self, RunningCloud, RuntimeError};
 use super::local::LocalCloud;
 use super::{Cloud, CloudError, CloudResult, DeviceEndpoint, EventBus};
+use crate::datadir::{DataDir, DataDirError};
+use crate::fleet::Fleet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -169,7 +169,11 @@ impl Connected {
             return Ok(Connected::local(cloud, Running::Nothing));
         }
         let cloud = LocalCloud::open(data_dir, EventBus::default())?;
-        if cloud.store().get_stack(super::local::STACK_NAME)?.is_none() {
+        if cloud
+            .store()
+            .get_stack(crate::vocabulary::STACK_NAME)?
+            .is_none()
+        {
             return Err(CloudError::Other(format!(
                 "the stack is not deployed in {}: run `jitpilot deploy` first",
                 data_dir.display()

@@ -3,11 +3,12 @@
 //! clients, and waits on events with timeouts.
 
 use super::process::ChildServer;
-use jitpilot::cloud::local::control::VENDOR_KEY_PARAMETER;
-use jitpilot::cloud::local::{fleet::SAMPLE_SERIAL, LocalCloud};
+use jitpilot::cloud::local::LocalCloud;
 use jitpilot::cloud::EventBus;
+use jitpilot::fleet::SAMPLE_SERIAL;
 use jitpilot::model::{now_millis, Certificate, CertificateStatus, TopicRule};
 use jitpilot::pki::{self, KeyAlgorithm, Subject};
+use jitpilot::vocabulary::VENDOR_KEY_PARAMETER;
 use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
 };

@@ -4,13 +4,13 @@
 //! Files on this machine, the same whichever cloud registered the CAs; and
 //! `cleanup`'s removal of them.
 
-use super::{
-    DEVICES_DIR, MANUFACTURER_CA_FILE, ROOT_CA_FILE, SHARED_DIR, VENDOR_CERT_FILE, VENDOR_KEY_FILE,
-};
 use crate::cloud::{CloudError, CloudResult};
 use crate::datadir::{create_private_dir, write_atomically};
 use crate::fleet::Fleet;
 use crate::pki;
+use crate::vocabulary::{
+    DEVICES_DIR, MANUFACTURER_CA_FILE, ROOT_CA_FILE, SHARED_DIR, VENDOR_CERT_FILE, VENDOR_KEY_FILE,
+};
 use std::path::{Path, PathBuf};
 
 /// What the factory signs with and what it puts beside each device's cert.

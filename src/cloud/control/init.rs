@@ -17,12 +17,14 @@
 
 use super::factory::{self, Factory};
 use super::plan::{self, CaChoice, FoundCa};
-use super::{JITP_TEMPLATE, MANUFACTURER_CA_LABEL, VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER};
 use crate::cloud::{CaSummary, CloudEvent, CloudResult, EventKind, InitReport};
 use crate::fleet::Fleet;
 use crate::model::RegistrationConfig;
 use crate::pki::{self, Issued};
 use crate::rotation::wire::{ca_key_parameter, Item, ATTR_SERIAL_NUMBER};
+use crate::vocabulary::{
+    JITP_TEMPLATE, MANUFACTURER_CA_LABEL, VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER,
+};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -153,7 +155,7 @@ pub async fn run(cloud: &dyn ControlBackend, devices: usize) -> CloudResult<Init
 
 /// `<data-dir>/devices`.
 pub fn devices_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join(super::DEVICES_DIR)
+    data_dir.join(crate::vocabulary::DEVICES_DIR)
 }
 
 /// The Vendor CA: the registered one with its key, kept on the JITP

@@ -17,10 +17,3 @@ pub mod init;
 pub mod plan;
 
 pub use plan::{fleet_serials, subject_line};
-
-/// The walkthrough's names this module's users have found here; they live
-/// in the vocabulary.
-pub use crate::vocabulary::{
-    DEVICES_DIR, JITP_TEMPLATE, MANUFACTURER_CA_FILE, MANUFACTURER_CA_LABEL, ROOT_CA_FILE,
-    SHARED_DIR, VENDOR_CA_LABEL, VENDOR_CERT_FILE, VENDOR_KEY_FILE, VENDOR_KEY_PARAMETER,
-};

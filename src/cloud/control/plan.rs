@@ -4,7 +4,6 @@
 //! (one subject line for both clouds), which parameters `cleanup` deletes.
 //! Both clouds call these; each only carries out what they decide.
 
-use super::{MANUFACTURER_CA_LABEL, VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER};
 use crate::cloud::{CaSummary, CloudError, CloudResult};
 use crate::fleet::Fleet;
 use crate::model::RegistrationConfig;
@@ -12,6 +11,7 @@ use crate::pki::{self, Subject};
 use crate::rotation::wire::{
     ca_key_parameter, CrState, DeviceRow, Item, ATTR_SERIAL_NUMBER, CA_KEY_PARAMETER_PREFIX,
 };
+use crate::vocabulary::{MANUFACTURER_CA_LABEL, VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER};
 use std::collections::{BTreeMap, HashMap};
 
 /// `init --devices N`: N serials, the sample's serial first, then the

@@ -11,21 +11,20 @@ mod init;
 mod stacks;
 mod status;
 
-/// The walkthrough's names, where the local cloud's users have found them.
-pub use crate::vocabulary::{MANUFACTURER_CA_LABEL, VENDOR_CA_LABEL, VENDOR_KEY_PARAMETER};
 pub use stacks::StackOutcome;
 
-use super::datadir::{DataDir, DataDirLock};
 use super::endpoint::EndpointControl;
-use super::fleet::Fleet;
-use super::{stack, STACK_NAME};
+use super::stack;
 use crate::cloud::{
     CleanupReport, Cloud, CloudError, CloudEvent, CloudResult, DeployReport, DeviceEndpoint,
     EventBus, EventKind, EventReceiver, InitReport, ParameterOverrides, StatusReport,
     TeardownReport,
 };
+use crate::datadir::{DataDir, DataDirLock};
+use crate::fleet::Fleet;
 use crate::model::CertificateStatus;
 use crate::store::Store;
+use crate::vocabulary::STACK_NAME;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -342,10 +341,13 @@ impl Cloud for LocalCloud {
     async fn device_rows(&self) -> CloudResult<Vec<crate::rotation::wire::Item>> {
         self.blocking("scan", |c| {
             let store = c.store();
-            if store.describe_table(super::DEVICE_TABLE)?.is_none() {
+            if store
+                .describe_table(crate::vocabulary::DEVICE_TABLE)?
+                .is_none()
+            {
                 return Ok(Vec::new());
             }
-            Ok(store.scan(super::DEVICE_TABLE)?)
+            Ok(store.scan(crate::vocabulary::DEVICE_TABLE)?)
         })
         .await
     }

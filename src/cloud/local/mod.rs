@@ -33,9 +33,3 @@ pub use control::LocalCloud;
 pub const LOCAL_REGION: &str = "us-east-1";
 /// The account id the local cloud reports (`${AWS::AccountId}`, `awsAccountId`).
 pub const LOCAL_ACCOUNT_ID: &str = "123456789012";
-/// Compatibility paths for code written before the neutral modules: the
-/// data dir and the fleet definition are `crate::datadir` and
-/// `crate::fleet`, the stack's and the device table's names are in
-/// `crate::vocabulary`. New code uses those.
-pub use crate::vocabulary::{DEVICE_TABLE, DEVICE_TABLE_KEY, STACK_NAME};
-pub use crate::{datadir, fleet};

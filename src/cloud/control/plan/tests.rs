@@ -12,7 +12,7 @@ fn fleet() -> Fleet {
 
 fn jitp(role: &str) -> RegistrationConfig {
     RegistrationConfig {
-        template_body: super::super::JITP_TEMPLATE.to_string(),
+        template_body: crate::vocabulary::JITP_TEMPLATE.to_string(),
         role_arn: role.to_string(),
     }
 }

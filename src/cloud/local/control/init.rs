@@ -6,7 +6,7 @@ use super::{short_id, LocalCloud};
 use crate::cloud::control::init::{self as plan_init, whitelisted_event, ControlBackend};
 use crate::cloud::control::plan::FoundCa;
 use crate::cloud::local::endpoint_ca;
-use crate::cloud::local::{DEVICE_TABLE, LOCAL_ACCOUNT_ID, STACK_NAME};
+use crate::cloud::local::LOCAL_ACCOUNT_ID;
 use crate::cloud::{CaSummary, CloudError, CloudEvent, CloudResult, EventKind, InitReport};
 use crate::fleet::Fleet;
 use crate::model::{
@@ -14,6 +14,7 @@ use crate::model::{
 };
 use crate::pki::{self, Issued};
 use crate::rotation::wire::Item;
+use crate::vocabulary::{DEVICE_TABLE, STACK_NAME};
 use serde_json::json;
 use std::path::Path;
 
@@ -160,7 +161,7 @@ impl ControlBackend for LocalCloud {
             ca_id,
             format!(
                 "{} {}: auto-registration ENABLE with the JITP template",
-                crate::cloud::control::VENDOR_CA_LABEL,
+                crate::vocabulary::VENDOR_CA_LABEL,
                 short_id(ca_id)
             ),
             json!({"caCertificateId": ca_id, "roleArn": jitp.role_arn}),

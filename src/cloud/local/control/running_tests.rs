@@ -55,7 +55,7 @@ async fn a_registered_event_cut_short_by_a_crash_is_redelivered_on_start() {
         .list_cas()
         .unwrap()
         .into_iter()
-        .find(|c| c.label == VENDOR_CA_LABEL)
+        .find(|c| c.label == crate::vocabulary::VENDOR_CA_LABEL)
         .unwrap();
     let request = jitp::JitpRequest {
         cert_der: &der,

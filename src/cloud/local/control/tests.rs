@@ -187,10 +187,10 @@ fn init_shares_the_ca_files_by_hard_link_and_cleanup_removes_them() {
     assert_eq!(report.whitelisted.len(), 3);
     let devices = cloud.data_dir().devices_dir();
     let endpoint_ca = std::fs::read_to_string(cloud.data_dir().endpoint_ca_path()).unwrap();
-    let shared_dir = tmp.path().join(crate::cloud::control::SHARED_DIR);
+    let shared_dir = tmp.path().join(crate::vocabulary::SHARED_DIR);
     for file in [
-        crate::cloud::control::ROOT_CA_FILE,
-        crate::cloud::control::MANUFACTURER_CA_FILE,
+        crate::vocabulary::ROOT_CA_FILE,
+        crate::vocabulary::MANUFACTURER_CA_FILE,
     ] {
         let shared = std::fs::metadata(shared_dir.join(file)).unwrap();
         for serial in &report.whitelisted {
@@ -206,7 +206,7 @@ fn init_shares_the_ca_files_by_hard_link_and_cleanup_removes_them() {
     let root_ca = cloud
         .data_dir()
         .device_dir(SAMPLE_SERIAL)
-        .join(crate::cloud::control::ROOT_CA_FILE);
+        .join(crate::vocabulary::ROOT_CA_FILE);
     assert_eq!(std::fs::read_to_string(&root_ca).unwrap(), endpoint_ca);
     // A device's copy that was changed is put back (and linked again).
     std::fs::write(&root_ca, "tampered").unwrap();
