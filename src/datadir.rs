@@ -276,27 +276,6 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> Data
     result.map_err(io_error(path))
 }
 
-/// True when `dir` holds a factory key and cert that belong together and
-/// chain to the Vendor CA: anything else (missing, torn, from an older CA) is
-/// issued again.
-pub fn has_valid_credentials(key_path: &Path, cert_path: &Path, vendor_ca_pem: &str) -> bool {
-    let (Ok(key), Ok(cert)) = (
-        std::fs::read_to_string(key_path),
-        std::fs::read_to_string(cert_path),
-    ) else {
-        return false;
-    };
-    let signed = crate::pki::verify_signed_by(&cert, vendor_ca_pem).unwrap_or(false);
-    let matches = match (
-        crate::pki::public_key_der_of_key(&key),
-        crate::pki::parse_cert(&cert),
-    ) {
-        (Ok(public), Ok(info)) => public == info.public_key_der,
-        _ => false,
-    };
-    signed && matches
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
