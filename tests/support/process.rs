@@ -132,6 +132,14 @@ impl Collected {
         String::from_utf8_lossy(&self.buffer.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
     }
 
+    /// What was collected once the pipe closed, or after `limit` (a
+    /// grandchild may hold it open): for a child that has exited, whose
+    /// last words may still be on their way through the pipe.
+    fn text_when_closed(&self, limit: Duration) -> String {
+        let _ = self.done.recv_timeout(limit);
+        self.text()
+    }
+
     /// Everything, once the pipe is closed (or 10 s after the child exited:
     /// a grandchild may hold the pipe open).
     fn finish(self) -> Vec<u8> {
@@ -231,7 +239,7 @@ impl ChildServer {
                 let status = wait_within(&mut server.child, Duration::from_secs(10));
                 panic!(
                     "{what} exited ({status:?}) before printing its first line; its stderr:\n{}",
-                    server.stderr()
+                    server.stderr.text_when_closed(Duration::from_secs(10))
                 )
             }
             Err(why) => panic!(
