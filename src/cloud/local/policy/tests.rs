@@ -1,3 +1,7 @@
+//! Tests of the policy evaluator as AWS IoT evaluates: resource ARNs, default
+//! deny and explicit deny, wildcards, policy variables, and the stack
+//! template's two policies (in progress, rotation complete).
+
 use super::*;
 use crate::vocabulary::STACK_TEMPLATE as TEMPLATE;
 

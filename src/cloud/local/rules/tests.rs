@@ -1,3 +1,7 @@
+//! Tests of the rules engine's SQL: the sample's rule statement (topic(),
+//! clientId(), principal()), WHERE and its operators, field paths, and how
+//! payloads are selected.
+
 use super::*;
 use serde_json::json;
 

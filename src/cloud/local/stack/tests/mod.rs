@@ -1,3 +1,7 @@
+//! Tests of the stack engine on the walkthrough's template: deploy, a
+//! redeploy that changes nothing, updates, removed resources, teardown in
+//! reverse dependency order, and what it refuses before touching anything.
+
 use super::*;
 use crate::cloud::local::rules::{CompiledRule, RuleAction};
 use crate::vocabulary::{DEVICE_TABLE, DEVICE_TABLE_KEY, STACK_NAME};
