@@ -442,14 +442,23 @@ impl BuiltinFunction for CodeFunction {
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))),
             Err(InvokeError::CannotRun(why)) => match &self.stand_in {
                 Some(builtin) => {
-                    StandIn {
+                    // The built-in has no runtime to keep the clock: the
+                    // function's timeout applies to it here.
+                    let timeout = self.stored.config.timeout();
+                    let stand_in = StandIn {
                         lambda: self.lambda.clone(),
                         function: self.function.name.clone(),
                         reason: why.reason,
                         builtin: builtin.clone(),
-                    }
-                    .invoke(event, environment, publisher)
-                    .await
+                    };
+                    tokio::time::timeout(timeout, stand_in.invoke(event, environment, publisher))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(format!(
+                                "Task timed out after {:.2} seconds",
+                                timeout.as_secs_f64()
+                            ))
+                        })
                 }
                 None => Err(format!("code cannot run here: {why}")),
             },
