@@ -15,7 +15,7 @@ use super::registry::{self, RegisteredCa};
 use super::{stack, status, table, AwsCloud, AMAZON_ROOT_CAS};
 use crate::cloud::control::factory::write_if_changed;
 use crate::cloud::control::init::{whitelisted_event, ControlBackend};
-use crate::cloud::control::plan::FoundCa;
+use crate::cloud::control::plan::{short_id, FoundCa};
 use crate::cloud::{CaSummary, CloudError, CloudEvent, CloudResult, EventKind, InitReport};
 use crate::datadir::{create_private_dir, write_atomically};
 use crate::fleet::Fleet;
@@ -39,7 +39,7 @@ pub async fn run(cloud: &AwsCloud, devices: usize) -> CloudResult<InitReport> {
 }
 
 /// The control plane's calls, through the SDK.
-struct Control<'a>(&'a AwsCloud);
+pub(super) struct Control<'a>(pub(super) &'a AwsCloud);
 
 /// A registered CA as the control plane's plan reads it.
 pub(super) fn found_ca(ca: &RegisteredCa) -> FoundCa {
@@ -233,11 +233,6 @@ async fn register_ca(
         .ok_or_else(|| AwsError::Other("RegisterCACertificate returned no id".into()))
 }
 
-/// The first 10 characters of an id, as the AWS console shows it.
-fn short_id(id: &str) -> &str {
-    id.get(..10).unwrap_or(id)
-}
-
 /// `GetParameter --with-decryption`; `None` when absent.
 pub async fn get_secure(cloud: &AwsCloud, name: &str) -> AwsResult<Option<String>> {
     let result = cloud
@@ -383,7 +378,7 @@ async fn observer(cloud: &AwsCloud, roots: &str) -> AwsResult<bool> {
 }
 
 /// Removes the observer identity (certificate, policy, files).
-pub async fn delete_observer(cloud: &AwsCloud) -> AwsResult<()> {
+pub async fn delete_observer(cloud: &AwsCloud) -> CloudResult<()> {
     let dir = observer_dir(cloud);
     let iot = &cloud.clients().iot;
     let targets = iot
@@ -395,7 +390,7 @@ pub async fn delete_observer(cloud: &AwsCloud) -> AwsResult<()> {
         .unwrap_or_default();
     for arn in targets {
         let id = arn.rsplit('/').next().unwrap_or_default().to_string();
-        status::retire_certificate(cloud, &id, &arn, false).await?;
+        status::retire_certificate(cloud, &id, &arn).await?;
     }
     match iot
         .delete_policy()
@@ -406,12 +401,12 @@ pub async fn delete_observer(cloud: &AwsCloud) -> AwsResult<()> {
         Ok(_) => {}
         Err(e) => match api("DeletePolicy", "iot:DeletePolicy", e) {
             AwsError::Api { code, .. } if code == "ResourceNotFoundException" => {}
-            other => return Err(other),
+            other => return Err(other.into()),
         },
     }
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| {
-            AwsError::Other(format!(
+            CloudError::Other(format!(
                 "cannot remove {}: {e}; remove it by hand",
                 dir.display()
             ))

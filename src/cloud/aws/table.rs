@@ -86,12 +86,10 @@ pub async fn put_all(cloud: &AwsCloud, table: &str, rows: &[Map<String, Value>])
     write_batches(cloud, table, requests?).await
 }
 
-/// Deletes every row; returns how many.
-pub async fn delete_all(cloud: &AwsCloud, table: &str) -> AwsResult<usize> {
-    let rows = scan(cloud, table).await?;
-    let requests: AwsResult<Vec<WriteRequest>> = rows
+/// Deletes the rows of these serials (a batch); returns how many were asked.
+pub async fn delete_keys(cloud: &AwsCloud, table: &str, serials: &[String]) -> AwsResult<usize> {
+    let requests = serials
         .iter()
-        .filter_map(|row| row.get(DEVICE_TABLE_KEY).and_then(Value::as_str))
         .map(|serial| {
             let delete = DeleteRequest::builder()
                 .key(DEVICE_TABLE_KEY, AttributeValue::S(serial.to_string()))
@@ -99,8 +97,7 @@ pub async fn delete_all(cloud: &AwsCloud, table: &str) -> AwsResult<usize> {
                 .map_err(|e| AwsError::Other(format!("device table key: {e}")))?;
             Ok(WriteRequest::builder().delete_request(delete).build())
         })
-        .collect();
-    let requests = requests?;
+        .collect::<AwsResult<Vec<WriteRequest>>>()?;
     let count = requests.len();
     write_batches(cloud, table, requests).await?;
     Ok(count)

@@ -1,8 +1,9 @@
 //! The control plane's decisions, with no IO: which serials `init
 //! --devices N` means, whether a registered CA is reused, which whitelist
 //! rows `init` writes, how a CA reads in `init`, `status` and the CAs pane
-//! (one subject line for both clouds), which parameters `cleanup` deletes.
-//! Both clouds call these; each only carries out what they decide.
+//! (one subject line for both clouds), which certificates and CAs `cleanup`
+//! must set INACTIVE first and which parameters it deletes. Both clouds
+//! call these; each only carries out what they decide.
 
 use crate::cloud::{CaSummary, CloudError, CloudResult};
 use crate::fleet::Fleet;
@@ -21,6 +22,14 @@ pub fn fleet_serials(fleet: &Fleet, devices: usize) -> Vec<String> {
     let mut serials = fleet.serials(devices.saturating_sub(defined));
     serials.truncate(devices);
     serials
+}
+
+/// How many recent events of each stack `status` shows.
+pub const STATUS_STACK_EVENTS: usize = 50;
+
+/// The first 10 characters of an id, as the AWS console shows it.
+pub fn short_id(id: &str) -> &str {
+    id.get(..10).unwrap_or(id)
 }
 
 /// A subject on one line, the most specific name first as RFC 4514 writes
@@ -86,6 +95,21 @@ pub struct FoundCa {
     pub auto_registration: bool,
     /// The registration config (JITP template and role), when attached.
     pub registration: Option<RegistrationConfig>,
+}
+
+/// A certificate of the walkthrough as the cloud lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoundCert {
+    pub id: String,
+    /// How the registry names it as a principal: its ARN on AWS, its id
+    /// in the local cloud's store.
+    pub principal: String,
+    /// The CA that issued it, when registered with one.
+    pub ca_id: Option<String>,
+    /// `ACTIVE`, `INACTIVE`, `REVOKED`, ...
+    pub status: String,
+    /// Its PEM, when the listing carries it (the local store's does).
+    pub pem: Option<String>,
 }
 
 /// What `init` does about one of the walkthrough's CAs.
@@ -225,9 +249,46 @@ pub fn key_parameter(label: &str, ca_id: &str) -> Option<String> {
     }
 }
 
-/// True for the parameters `init` writes and `cleanup` deletes: the CAs' keys.
-pub fn is_ca_key_parameter(name: &str) -> bool {
-    name == VENDOR_KEY_PARAMETER || name.starts_with(CA_KEY_PARAMETER_PREFIX)
+/// True when `cleanup` must set a certificate INACTIVE before deleting it:
+/// AWS refuses to delete an ACTIVE one, and a REVOKED one stays REVOKED
+/// (it cannot be changed back).
+pub fn needs_deactivation(status: &str) -> bool {
+    status != "INACTIVE" && status != "REVOKED"
+}
+
+/// True when `cleanup` must update a CA before deleting it: AWS deletes a CA
+/// only once it is INACTIVE with auto-registration off.
+pub fn ca_needs_deactivation(ca: &FoundCa) -> bool {
+    ca.status != "INACTIVE" || ca.auto_registration
+}
+
+/// The parameters `cleanup` deletes once the CAs in `retired` are gone:
+/// their keys, the Vendor CA's key parameter, and every CA key parameter in
+/// `listed` whose CA is no longer registered (`still_registered`: ids),
+/// e.g. one left behind by a CA deleted elsewhere. A key parameter of a CA
+/// that is still registered and not the fleet's is not ours to delete.
+pub fn parameters_to_delete<'a>(
+    retired: &[FoundCa],
+    listed: impl IntoIterator<Item = &'a String>,
+    still_registered: &[String],
+) -> Vec<String> {
+    let mut names: Vec<String> = retired
+        .iter()
+        .filter_map(|ca| key_parameter(&ca.label, &ca.id))
+        .chain([VENDOR_KEY_PARAMETER.to_string()])
+        .collect();
+    for name in listed {
+        let orphan = match name.strip_prefix(CA_KEY_PARAMETER_PREFIX) {
+            Some(id) => !still_registered.iter().any(|known| known == id),
+            None => name == VENDOR_KEY_PARAMETER,
+        };
+        if orphan {
+            names.push(name.clone());
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|name| seen.insert(name.clone()));
+    names
 }
 
 /// A CA as `init`, `status` and the CAs pane show it, on either cloud:

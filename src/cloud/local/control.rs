@@ -422,10 +422,7 @@ fn command_line() -> String {
         .join(" ")
 }
 
-/// The first 10 characters of a certificateId, as the AWS console shows it.
-pub(crate) fn short_id(id: &str) -> &str {
-    id.get(..10).unwrap_or(id)
-}
+pub(crate) use crate::cloud::control::plan::short_id;
 
 #[cfg(test)]
 mod running_tests;

@@ -187,6 +187,44 @@ fn a_ca_summary_reads_the_same_on_both_clouds() {
         key_parameter(MANUFACTURER_CA_LABEL, "abc").as_deref(),
         Some("cr-ca-key-abc")
     );
-    assert!(is_ca_key_parameter("cr-ca-key-abc") && is_ca_key_parameter(VENDOR_KEY_PARAMETER));
-    assert!(!is_ca_key_parameter("/jitpilot/vendor-ca-id"));
+}
+
+#[test]
+fn cleanup_deletes_the_retired_cas_keys_and_orphans_not_another_cas() {
+    let vendor = ca("Vendor CA");
+    let manufacturer = ca("Manufacturer CA");
+    let retired = [
+        found(VENDOR_CA_LABEL, &vendor, None),
+        found(MANUFACTURER_CA_LABEL, &manufacturer, None),
+    ];
+    let listed: Vec<String> = [
+        format!("cr-ca-key-{}", manufacturer.id),
+        "cr-ca-key-gone".to_string(),
+        "cr-ca-key-someone-elses".to_string(),
+        VENDOR_KEY_PARAMETER.to_string(),
+        "/jitpilot/vendor-ca-id".to_string(),
+    ]
+    .into();
+    let names = parameters_to_delete(&retired, &listed, &["someone-elses".to_string()]);
+    assert_eq!(
+        names,
+        [
+            VENDOR_KEY_PARAMETER.to_string(),
+            format!("cr-ca-key-{}", manufacturer.id),
+            "cr-ca-key-gone".to_string(),
+        ],
+        "each once: the retired CAs' keys, then the orphan; another CA's key and the id parameter stay"
+    );
+}
+
+#[test]
+fn cleanup_deactivates_only_what_aws_would_refuse_to_delete() {
+    assert!(needs_deactivation("ACTIVE") && needs_deactivation("PENDING_ACTIVATION"));
+    assert!(!needs_deactivation("INACTIVE") && !needs_deactivation("REVOKED"));
+    let mut vendor = found(VENDOR_CA_LABEL, &ca("Vendor CA"), Some(jitp("r")));
+    assert!(ca_needs_deactivation(&vendor), "ACTIVE with JITP on");
+    vendor.status = "INACTIVE".into();
+    assert!(ca_needs_deactivation(&vendor), "INACTIVE but JITP still on");
+    vendor.auto_registration = false;
+    assert!(!ca_needs_deactivation(&vendor));
 }

@@ -168,8 +168,13 @@ impl ControlBackend for LocalCloud {
         )
     }
 
+    /// No rows when the table is not there (the stack is not deployed).
     async fn device_rows(&self) -> CloudResult<Vec<Item>> {
-        Ok(self.store().scan(DEVICE_TABLE)?)
+        let store = self.store();
+        if store.describe_table(DEVICE_TABLE)?.is_none() {
+            return Ok(Vec::new());
+        }
+        Ok(store.scan(DEVICE_TABLE)?)
     }
 
     /// One transaction for the rows, one for their log entries.

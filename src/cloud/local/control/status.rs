@@ -1,20 +1,18 @@
-//! Reading the walkthrough back (`status`), and undoing `init`
-//! (`cleanup`, the sample's `certs_etc.py --delete`).
+//! `status` and `cleanup` on the local cloud: the control plane's plans
+//! ([`crate::cloud::control::status`], [`crate::cloud::control::cleanup`])
+//! carried out on the store. The store holds nothing but the walkthrough,
+//! so every certificate, thing, policy, parameter and stack in it is listed
+//! (and every certificate and thing retired by `cleanup`).
 
-use super::{short_id, LocalCloud};
-use crate::cloud::control::factory;
-use crate::cloud::control::plan::{self, FoundCa};
-use crate::cloud::{
-    CaSummary, CertSummary, CleanupReport, CloudResult, EventKind, StackSummary, StatusReport,
-};
+use super::LocalCloud;
+use crate::cloud::control::cleanup::{self, CleanupBackend};
+use crate::cloud::control::plan::{self, FoundCa, FoundCert};
+use crate::cloud::control::status::{self, StatusBackend};
+use crate::cloud::{CaSummary, CleanupReport, CloudResult, StackSummary, StatusReport};
 use crate::model::CertificateStatus;
 use crate::pki;
 use crate::vocabulary::{DEVICE_TABLE, STACK_NAME};
-use serde_json::json;
 use std::collections::BTreeMap;
-
-/// How many recent stack events `status` shows.
-const STATUS_STACK_EVENTS: usize = 50;
 
 /// A CA as `init` and `status` show it: the plan's summary, with the
 /// certificates it issued counted and its key parameter when present.
@@ -32,190 +30,178 @@ pub fn ca_summary(cloud: &LocalCloud, ca: &FoundCa) -> CloudResult<CaSummary> {
     Ok(plan::ca_summary(ca, certificates, key_parameter))
 }
 
+/// Everything the walkthrough created, read back. Only the store is read,
+/// so the plan runs to completion on this thread.
 pub(super) fn status(cloud: &LocalCloud) -> CloudResult<StatusReport> {
+    futures::executor::block_on(status::run(cloud))
+}
+
+/// The sample's `certs_etc.py --delete` on the store.
+pub(super) fn cleanup(cloud: &LocalCloud) -> CloudResult<CleanupReport> {
+    futures::executor::block_on(cleanup::run(cloud))
+}
+
+fn stack_summary(
+    cloud: &LocalCloud,
+    name: String,
+    status: String,
+    events: usize,
+) -> CloudResult<StackSummary> {
     let store = cloud.store();
-    let stack = match store.get_stack(STACK_NAME)? {
-        Some(stack) => Some(StackSummary {
-            name: stack.name,
-            status: stack.status,
-            resources: store.list_stack_resources(STACK_NAME)?,
-            events: store.list_stack_events(STACK_NAME, STATUS_STACK_EVENTS)?,
-        }),
-        None => None,
-    };
-    let mut other_stacks = Vec::new();
-    for other in store.list_stacks()? {
-        if other.name != STACK_NAME {
-            other_stacks.push(StackSummary {
-                resources: store.list_stack_resources(&other.name)?,
-                events: store.list_stack_events(&other.name, STATUS_STACK_EVENTS)?,
-                name: other.name,
-                status: other.status,
-            });
-        }
-    }
-    let cas = store
-        .list_cas()?
-        .iter()
-        .map(|ca| ca_summary(cloud, &super::init::found_ca(ca)))
-        .collect::<CloudResult<Vec<_>>>()?;
-    let mut certificates = Vec::new();
-    for cert in store.list_certificates()? {
-        certificates.push(CertSummary {
-            common_name: pki::parse_cert(&cert.pem)
-                .ok()
-                .and_then(|i| i.subject.common_name),
-            things: store.list_principal_things(&cert.id)?,
-            policies: store
-                .list_attached_policies(&cert.id)?
-                .into_iter()
-                .map(|p| p.name)
-                .collect(),
-            status: cert.status.as_str().to_string(),
-            ca_id: cert.ca_id,
-            id: cert.id,
-        });
-    }
-    let mut things = BTreeMap::new();
-    for thing in store.list_things()? {
-        let principals = store.list_thing_principals(&thing.name)?;
-        things.insert(thing.name, principals);
-    }
-    let mut policies = BTreeMap::new();
-    for policy in store.list_policies()? {
-        let targets = store.list_policy_targets(&policy.name)?;
-        policies.insert(policy.name, targets);
-    }
-    let parameters = store
-        .list_parameters()?
-        .into_iter()
-        .map(|p| (p.name, p.kind.as_str().to_string()))
-        .collect();
-    let devices = if store.describe_table(DEVICE_TABLE)?.is_some() {
-        store.scan(DEVICE_TABLE)?
-    } else {
-        Vec::new()
-    };
-    Ok(StatusReport {
-        backend: "local".into(),
-        data_dir: Some(cloud.data_dir().root().to_path_buf()),
-        endpoint: crate::cloud::Cloud::device_endpoint(cloud).map(|e| e.addr),
-        stack,
-        other_stacks,
-        cas,
-        certificates,
-        things,
-        policies,
-        parameters,
-        devices,
+    Ok(StackSummary {
+        resources: store.list_stack_resources(&name)?,
+        events: store.list_stack_events(&name, events)?,
+        name,
+        status,
     })
 }
 
-/// The sample's `certs_etc.py --delete`, over everything `init` and the
-/// devices created: things (detached first), certificates (policies
-/// detached, INACTIVE, deleted), CAs (INACTIVE, deleted), the CA key
-/// parameters, the device table's rows, the device folders. The stack and
-/// its policies stay (that is `teardown`). Nothing to delete is a success.
-pub(super) fn cleanup(cloud: &LocalCloud) -> CloudResult<CleanupReport> {
-    let store = cloud.store();
-    let mut report = CleanupReport::default();
-
-    for thing in store.list_things()? {
-        for principal in store.list_thing_principals(&thing.name)? {
-            store.detach_thing_principal(&thing.name, &principal)?;
-        }
-        if store.delete_thing(&thing.name)? {
-            report.things += 1;
-            cloud.record(
-                EventKind::Registry,
-                "registry.thing_deleted",
-                &thing.name,
-                format!("thing {} deleted", thing.name),
-                json!({"thingName": thing.name}),
-            )?;
-        }
+#[async_trait::async_trait]
+impl StatusBackend for LocalCloud {
+    fn backend(&self) -> &'static str {
+        "local"
     }
 
-    for cert in store.list_certificates()? {
-        for policy in store.list_attached_policies(&cert.id)? {
-            store.detach_policy(&policy.name, &cert.id)?;
-        }
-        if cert.status != CertificateStatus::Inactive && cert.status != CertificateStatus::Revoked {
-            store.set_certificate_status(&cert.id, CertificateStatus::Inactive)?;
-        }
-        if store.delete_certificate(&cert.id)? {
-            report.certificates += 1;
-            cloud.record(
-                EventKind::Registry,
-                "registry.certificate_deleted",
-                &cert.id,
-                format!("certificate {} INACTIVE, deleted", short_id(&cert.id)),
-                json!({"certificateId": cert.id}),
-            )?;
-        }
+    async fn endpoint(&self) -> Option<String> {
+        crate::cloud::Cloud::device_endpoint(self).map(|e| e.addr)
     }
 
-    for ca in store.list_cas()? {
-        if ca.status != CertificateStatus::Inactive {
-            store.set_ca_status(&ca.id, CertificateStatus::Inactive)?;
-        }
-        if store.delete_ca(&ca.id)? {
-            report.cas += 1;
-            cloud.record(
-                EventKind::Registry,
-                "registry.ca_deleted",
-                &ca.id,
-                format!("{} {} INACTIVE, deleted", ca.label, short_id(&ca.id)),
-                json!({"caCertificateId": ca.id, "label": ca.label}),
-            )?;
-        }
-    }
-
-    for parameter in store.list_parameters()? {
-        if plan::is_ca_key_parameter(&parameter.name) && store.delete_parameter(&parameter.name)? {
-            report.parameters += 1;
-            cloud.record(
-                EventKind::Registry,
-                "params.deleted",
-                &parameter.name,
-                format!("parameter store: {} deleted", parameter.name),
-                json!({"name": parameter.name}),
-            )?;
-        }
-    }
-
-    if store.describe_table(DEVICE_TABLE)?.is_some() {
-        for item in store.scan(DEVICE_TABLE)? {
-            let Some(serial) = item
-                .get(crate::vocabulary::DEVICE_TABLE_KEY)
-                .and_then(|v| v.as_str())
-            else {
-                continue;
-            };
-            if store.delete_item(DEVICE_TABLE, serial)? {
-                report.table_rows += 1;
+    async fn stacks(
+        &self,
+        events: usize,
+    ) -> CloudResult<(Option<StackSummary>, Vec<StackSummary>)> {
+        let mut walkthrough = None;
+        let mut others = Vec::new();
+        for stack in self.store().list_stacks()? {
+            let summary = stack_summary(self, stack.name, stack.status, events)?;
+            if summary.name == STACK_NAME {
+                walkthrough = Some(summary);
+            } else {
+                others.push(summary);
             }
         }
-        if report.table_rows > 0 {
-            cloud.record(
-                EventKind::Registry,
-                "table.rows_deleted",
-                DEVICE_TABLE,
-                format!("{DEVICE_TABLE}: {} row(s) deleted", report.table_rows),
-                json!({"rows": report.table_rows}),
-            )?;
-        }
+        Ok((walkthrough, others))
     }
 
-    report.device_folders = factory::remove_device_folders(cloud.data_dir().root())?;
-    if report.device_folders > 0 {
-        cloud.record(
-            EventKind::Registry,
-            "devices.deleted",
-            "fleet",
-            format!("{} device folder(s) deleted", report.device_folders),
-            json!({"folders": report.device_folders}),
-        )?;
+    /// Every certificate in the store (the CAs' and those registered
+    /// without one alike).
+    async fn certificates(&self, _cas: &[FoundCa]) -> CloudResult<Vec<FoundCert>> {
+        Ok(self
+            .store()
+            .list_certificates()?
+            .into_iter()
+            .map(|cert| FoundCert {
+                principal: cert.id.clone(),
+                id: cert.id,
+                ca_id: cert.ca_id,
+                status: cert.status.as_str().to_string(),
+                pem: Some(cert.pem),
+            })
+            .collect())
     }
-    Ok(report)
+
+    async fn common_name(&self, cert: &FoundCert) -> CloudResult<Option<String>> {
+        Ok(cert
+            .pem
+            .as_deref()
+            .and_then(|pem| pki::parse_cert(pem).ok())
+            .and_then(|info| info.subject.common_name))
+    }
+
+    async fn principal_things(&self, cert: &FoundCert) -> CloudResult<Vec<String>> {
+        Ok(self.store().list_principal_things(&cert.id)?)
+    }
+
+    async fn attached_policies(&self, cert: &FoundCert) -> CloudResult<Vec<String>> {
+        Ok(self
+            .store()
+            .list_attached_policies(&cert.id)?
+            .into_iter()
+            .map(|p| p.name)
+            .collect())
+    }
+
+    /// Every thing in the store.
+    async fn other_things(&self) -> CloudResult<Vec<String>> {
+        Ok(self
+            .store()
+            .list_things()?
+            .into_iter()
+            .map(|thing| thing.name)
+            .collect())
+    }
+
+    async fn policies(&self) -> CloudResult<BTreeMap<String, Vec<String>>> {
+        let store = self.store();
+        let mut policies = BTreeMap::new();
+        for policy in store.list_policies()? {
+            let targets = store.list_policy_targets(&policy.name)?;
+            policies.insert(policy.name, targets);
+        }
+        Ok(policies)
+    }
+
+    async fn parameters(&self) -> CloudResult<BTreeMap<String, String>> {
+        Ok(self
+            .store()
+            .list_parameters()?
+            .into_iter()
+            .map(|p| (p.name, p.kind.as_str().to_string()))
+            .collect())
+    }
+}
+
+#[async_trait::async_trait]
+impl CleanupBackend for LocalCloud {
+    async fn detach_thing(&self, thing: &str, cert: &FoundCert) -> CloudResult<()> {
+        Ok(self.store().detach_thing_principal(thing, &cert.id)?)
+    }
+
+    async fn delete_thing(&self, thing: &str) -> CloudResult<bool> {
+        Ok(self.store().delete_thing(thing)?)
+    }
+
+    async fn detach_policy(&self, policy: &str, cert: &FoundCert) -> CloudResult<()> {
+        Ok(self.store().detach_policy(policy, &cert.id)?)
+    }
+
+    async fn deactivate_certificate(&self, cert: &FoundCert) -> CloudResult<()> {
+        Ok(self
+            .store()
+            .set_certificate_status(&cert.id, CertificateStatus::Inactive)?)
+    }
+
+    async fn delete_certificate(&self, cert: &FoundCert) -> CloudResult<bool> {
+        Ok(self.store().delete_certificate(&cert.id)?)
+    }
+
+    async fn deactivate_ca(&self, ca: &FoundCa) -> CloudResult<()> {
+        let store = self.store();
+        store.set_ca_status(&ca.id, CertificateStatus::Inactive)?;
+        Ok(store.set_ca_auto_registration(&ca.id, false, ca.registration.as_ref())?)
+    }
+
+    async fn delete_ca(&self, ca: &FoundCa) -> CloudResult<bool> {
+        Ok(self.store().delete_ca(&ca.id)?)
+    }
+
+    async fn registered_ca_ids(&self) -> CloudResult<Vec<String>> {
+        Ok(self
+            .store()
+            .list_cas()?
+            .into_iter()
+            .map(|ca| ca.id)
+            .collect())
+    }
+
+    async fn delete_rows(&self, serials: &[String]) -> CloudResult<usize> {
+        let store = self.store();
+        let mut deleted = 0;
+        for serial in serials {
+            if store.delete_item(DEVICE_TABLE, serial)? {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
 }
