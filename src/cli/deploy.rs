@@ -58,12 +58,9 @@ pub async fn run(global: &GlobalArgs, args: &DeployArgs) -> color_eyre::Result<(
     let _ = printer.await;
     let report = result.map_err(|e| eyre!("deploy failed: {e}"))?;
     if let Some(code) = &args.function_code {
-        for line in crate::cloud::local::lambda_runtime::deploy::set_function_code(
-            &global.data_dir(),
-            &report.resources,
-            code,
-        )
-        .map_err(|e| eyre!("{e}"))?
+        for line in
+            crate::cloud::open::set_local_function_code(&global.data_dir(), &report.resources, code)
+                .map_err(|e| eyre!("{e}"))?
         {
             eprintln!("{line}");
         }

@@ -14,8 +14,7 @@
 //! dial what `DescribeEndpoint` answers and verify it.
 
 use super::GlobalArgs;
-use crate::cloud::local::api::credentials;
-use crate::cloud::local::LOCAL_REGION;
+use crate::cloud::open::local_api;
 use crate::datadir::DataDir;
 use color_eyre::eyre::eyre;
 
@@ -56,11 +55,11 @@ pub fn run(global: &GlobalArgs) -> color_eyre::Result<()> {
             data_dir.root().display()
         )
     })?;
-    let keys = credentials::load(&data_dir)?.ok_or_else(|| {
+    let keys = local_api::load_keys(&data_dir)?.ok_or_else(|| {
         eyre!(
             "the data dir {} has no AWS API access key yet ({} is missing): start the cloud with `jitpilot serve` to make one",
             data_dir.root().display(),
-            credentials::CREDENTIALS_FILE
+            local_api::CREDENTIALS_FILE
         )
     })?;
     let endpoint_ca = std::path::absolute(data_dir.endpoint_ca_path())?;
@@ -68,7 +67,7 @@ pub fn run(global: &GlobalArgs) -> color_eyre::Result<()> {
         endpoint_url: endpoint_url(&addr),
         access_key_id: keys.access_key_id,
         secret_access_key: keys.secret_access_key,
-        region: LOCAL_REGION,
+        region: local_api::REGION,
         iot_root_ca: endpoint_ca
             .is_file()
             .then(|| endpoint_ca.display().to_string()),

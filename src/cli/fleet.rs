@@ -15,7 +15,7 @@
 //! completes every device, with nothing lost or issued twice.
 
 use super::{Backend, GlobalArgs};
-use crate::cloud::aws::pacing::{RegistrationPacer, DEFAULT_AWS_RATE};
+use crate::cloud::open::{RegistrationPacer, DEFAULT_AWS_RATE};
 use crate::cloud::Connected;
 use crate::rotation::wire::{CrState, ATTR_CR_STATE, ATTR_SERIAL_NUMBER};
 use color_eyre::eyre::{bail, eyre};

@@ -2,10 +2,8 @@
 //! API, the topic rules and the rotation function — until Ctrl-C or SIGTERM.
 
 use super::GlobalArgs;
-use crate::cloud::local::endpoint::EndpointConfig;
-use crate::cloud::local::{endpoint_ca, runtime, LocalCloud};
-use crate::cloud::EventBus;
-use color_eyre::eyre::WrapErr;
+use crate::cloud::{Backend, Connected};
+use color_eyre::eyre::{eyre, WrapErr};
 
 /// What `serve --json` prints once listening.
 #[derive(Debug, serde::Serialize)]
@@ -14,7 +12,7 @@ struct Serving {
     /// `host:port` devices connect to.
     endpoint: String,
     /// The name to verify in the server certificate (SNI).
-    server_name: &'static str,
+    server_name: String,
     data_dir: std::path::PathBuf,
     /// The CA devices trust for the endpoint.
     endpoint_ca: std::path::PathBuf,
@@ -27,18 +25,20 @@ struct Serving {
 pub async fn run(global: &GlobalArgs) -> color_eyre::Result<()> {
     let data_dir = global.data_dir();
     let _log = crate::logging::init_file_logging_with_stderr_warnings(&data_dir);
-    let cloud = LocalCloud::open(&data_dir, EventBus::default())
-        .wrap_err_with(|| format!("cannot open the local cloud in {}", data_dir.display()))?;
-    let endpoint = EndpointConfig {
-        addr: global.mqtt_addr.clone(),
-        ..EndpointConfig::default()
-    };
-    let running = runtime::start_serving(&cloud, endpoint, global.api_config()).await?;
+    // `serve` is the local cloud, whatever `--backend` says.
+    let mut options = global.cloud_options();
+    options.backend = Backend::Local;
+    let running = Connected::for_cockpit(&options, &global.serve())
+        .await
+        .wrap_err_with(|| format!("cannot serve the local cloud in {}", data_dir.display()))?;
+    let endpoint = running
+        .device_endpoint()
+        .ok_or_else(|| eyre!("the local cloud started no MQTT endpoint"))?;
     let serving = Serving {
-        endpoint: running.local_addr().to_string(),
-        server_name: endpoint_ca::SERVER_NAME,
+        endpoint: endpoint.local_addr.map_or(endpoint.addr, |a| a.to_string()),
+        server_name: endpoint.server_name,
         data_dir: data_dir.clone(),
-        endpoint_ca: running.endpoint_ca_path().to_path_buf(),
+        endpoint_ca: endpoint.root_ca_path,
         api_endpoint: running
             .api_addr()
             .map(|a| super::env::endpoint_url(&a.to_string())),

@@ -25,7 +25,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use super::aws::observer::ObserverState;
+pub use super::aws::pacing::{RegistrationPacer, DEFAULT_AWS_RATE};
 pub use super::local::api::server::ApiConfig;
+pub use super::local::lambda_runtime::deploy::set_function_code as set_local_function_code;
+
+/// The local cloud's AWS API as outside clients sign for it (`jitpilot
+/// env`): the data dir's access key and the region it answers for.
+pub mod local_api {
+    pub use crate::cloud::local::api::credentials::{load as load_keys, CREDENTIALS_FILE};
+    pub use crate::cloud::local::LOCAL_REGION as REGION;
+}
 
 /// Which cloud the walkthrough runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -189,8 +198,8 @@ impl Connected {
         Ok(Connected::local(cloud, Running::Local(running)))
     }
 
-    /// For the TUI: the local cloud owning its data dir with its endpoint
-    /// and AWS API on `serve`'s addresses; or the AWS backend with the
+    /// For the TUI and `serve`: the local cloud owning its data dir with its
+    /// endpoint and AWS API on `serve`'s addresses; or the AWS backend with the
     /// observer whose subscription feeds the traffic pane (no AWS call is
     /// made here: a missing credential shows on the first refresh).
     pub async fn for_cockpit(
