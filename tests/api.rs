@@ -322,7 +322,7 @@ fn operations_markdown() -> String {
     let mut out = String::from("| Service (signing name) | Operations |\n|---|---|\n");
     for service in jitpilot::cloud::local::api::services() {
         let ops: Vec<String> = service
-            .operations()
+            .operations
             .iter()
             .map(|op| format!("`{op}`"))
             .collect();
@@ -331,7 +331,7 @@ fn operations_markdown() -> String {
         } else {
             ops.join(", ")
         };
-        out.push_str(&format!("| `{}` | {ops} |\n", service.signing_name()));
+        out.push_str(&format!("| `{}` | {ops} |\n", service.signing_name));
     }
     out
 }

@@ -85,25 +85,7 @@ pub fn parse_cert_der(der: &[u8]) -> PkiResult<CertInfo> {
 /// `Ok(false)` means "not issued by this CA" (wrong issuer name or a
 /// signature that does not verify); `Err` means an input could not be read.
 pub fn verify_signed_by(cert_pem: &str, ca_cert_pem: &str) -> PkiResult<bool> {
-    let cert_der = first_cert(cert_pem)?;
-    let ca_der = first_cert(ca_cert_pem)?;
-    let cert = x509_from_der(&cert_der)?;
-    let ca = x509_from_der(&ca_der)?;
-    // Names are compared as encoded first, then by their text form: a CA
-    // created elsewhere may encode the same name with other string types.
-    let same_name = cert.issuer().as_raw() == ca.subject().as_raw()
-        || cert.issuer().to_string() == ca.subject().to_string();
-    if !same_name {
-        return Ok(false);
-    }
-    match cert.verify_signature(Some(ca.public_key())) {
-        Ok(()) => Ok(true),
-        Err(X509Error::SignatureUnsupportedAlgorithm) => Err(PkiError::Signature(
-            "the certificate's signature algorithm is not supported; use ECDSA P-256 or RSA with SHA-256"
-                .into(),
-        )),
-        Err(_) => Ok(false),
-    }
+    verify_der_signed_by(&first_cert(cert_pem)?, &first_cert(ca_cert_pem)?)
 }
 
 /// [`verify_signed_by`] on DER: `Ok(true)` when `cert_der` names `ca_der`'s
@@ -111,6 +93,8 @@ pub fn verify_signed_by(cert_pem: &str, ca_cert_pem: &str) -> PkiResult<bool> {
 pub fn verify_der_signed_by(cert_der: &[u8], ca_der: &[u8]) -> PkiResult<bool> {
     let cert = x509_from_der(cert_der)?;
     let ca = x509_from_der(ca_der)?;
+    // Names are compared as encoded first, then by their text form: a CA
+    // created elsewhere may encode the same name with other string types.
     let same_name = cert.issuer().as_raw() == ca.subject().as_raw()
         || cert.issuer().to_string() == ca.subject().to_string();
     if !same_name {

@@ -23,7 +23,7 @@ mod stacks;
 mod tests;
 
 use super::xml::Xml;
-use super::{ApiContext, ApiError, ApiRequest, ApiResponse, ApiResult, Protocol, Service};
+use super::{ApiContext, ApiError, ApiRequest, ApiResponse, ApiResult, Service};
 use crate::cloud::local::stack::{self, TemplateSummary};
 use crate::model::Stack;
 use serde_json::{Map, Value};
@@ -40,7 +40,8 @@ const MAX_TEMPLATE_URL_OBJECT: u64 = 1 << 20;
 /// The `cloudformation` service.
 pub struct CloudFormation;
 
-const OPERATIONS: &[&str] = &[
+/// Every operation this service answers.
+pub const OPERATIONS: &[&str] = &[
     "CreateStack",
     "UpdateStack",
     "DeleteStack",
@@ -62,18 +63,6 @@ const OPERATIONS: &[&str] = &[
 
 #[async_trait::async_trait]
 impl Service for CloudFormation {
-    fn signing_name(&self) -> &'static str {
-        "cloudformation"
-    }
-
-    fn protocol(&self) -> Protocol {
-        Protocol::AwsQuery
-    }
-
-    fn operations(&self) -> &'static [&'static str] {
-        OPERATIONS
-    }
-
     fn operation(&self, request: &ApiRequest) -> Result<&'static str, ApiError> {
         let form = request.form();
         let action = form
@@ -266,6 +255,12 @@ fn stack_name(given: &str) -> String {
 
 /// Checks a new stack's name as CloudFormation does.
 fn check_stack_name(name: &str) -> Result<(), ApiError> {
+    check_name(name, "stackName")
+}
+
+/// A stack's or change set's name: a letter, then letters, digits and
+/// hyphens, at most 128 characters. `member` names it in the error.
+fn check_name(name: &str, member: &str) -> Result<(), ApiError> {
     let mut chars = name.chars();
     let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '-')
@@ -274,7 +269,7 @@ fn check_stack_name(name: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(validation(format!(
-            "1 validation error detected: Value '{name}' at 'stackName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z][-a-zA-Z0-9]* (at most 128 characters)"
+            "1 validation error detected: Value '{name}' at '{member}' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z][-a-zA-Z0-9]* (at most 128 characters)"
         )))
     }
 }

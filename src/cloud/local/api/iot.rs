@@ -30,7 +30,7 @@ mod template;
 mod tests;
 mod things;
 
-use super::{ApiContext, ApiError, ApiRequest, ApiResponse, ApiResult, Protocol, Service};
+use super::{ApiContext, ApiError, ApiRequest, ApiResponse, ApiResult, Service};
 use crate::cloud::local::{LOCAL_ACCOUNT_ID, LOCAL_REGION};
 use crate::model::EpochMillis;
 use crate::store::StoreError;
@@ -90,7 +90,8 @@ const ROUTES: &[(&str, &str, &str)] = &[
 ];
 
 /// The operation names, in [`ROUTES`]'s order (the README's table).
-const OPERATIONS: &[&str] = &[
+/// Every operation this service answers.
+pub const OPERATIONS: &[&str] = &[
     "GetRegistrationCode",
     "RegisterCACertificate",
     "UpdateCACertificate",
@@ -163,18 +164,6 @@ fn match_uri(pattern: &[&str], segments: &[String]) -> Option<Option<String>> {
 
 #[async_trait::async_trait]
 impl Service for Iot {
-    fn signing_name(&self) -> &'static str {
-        "iot"
-    }
-
-    fn protocol(&self) -> Protocol {
-        Protocol::RestJson
-    }
-
-    fn operations(&self) -> &'static [&'static str] {
-        OPERATIONS
-    }
-
     fn operation(&self, request: &ApiRequest) -> Result<&'static str, ApiError> {
         route(&request.method, &request.path_segments())
             .map(|(op, _)| op)

@@ -3,7 +3,7 @@
 //! whose policy lets them receive it, and matched by the topic rules, as
 //! AWS IoT's data plane does. Signing name `iotdata`.
 
-use super::{ApiContext, ApiError, ApiRequest, ApiResponse, ApiResult, Protocol, Service};
+use super::{ApiContext, ApiError, ApiRequest, ApiResponse, ApiResult, Service};
 use crate::cloud::local::topic;
 
 /// The `iotdata` service.
@@ -23,20 +23,11 @@ fn topic_of(request: &ApiRequest) -> Option<String> {
     )
 }
 
+/// Every operation this service answers.
+pub const OPERATIONS: &[&str] = &["Publish"];
+
 #[async_trait::async_trait]
 impl Service for IotData {
-    fn signing_name(&self) -> &'static str {
-        "iotdata"
-    }
-
-    fn protocol(&self) -> Protocol {
-        Protocol::RestJson
-    }
-
-    fn operations(&self) -> &'static [&'static str] {
-        &["Publish"]
-    }
-
     fn operation(&self, request: &ApiRequest) -> Result<&'static str, ApiError> {
         if request.method == http::Method::POST && topic_of(request).is_some() {
             return Ok("Publish");

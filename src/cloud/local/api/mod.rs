@@ -32,6 +32,7 @@ pub mod credentials;
 pub mod dynamodb;
 pub mod iot;
 pub mod iot_data;
+pub mod json_members;
 pub mod lambda;
 pub mod protocol;
 pub mod s3;
@@ -315,18 +316,12 @@ impl ApiContext {
     }
 }
 
-/// One AWS service: its signing name, protocol and operations.
+/// One AWS service's handler: which operation a request is, and running it
+/// (its signing name, protocol and operations are in [`services`]' table).
 #[async_trait::async_trait]
 pub trait Service: Send + Sync {
-    /// The credential scope's service name that selects this service
-    /// (`iot`, `iotdata`, `sts`, `ssm`, `dynamodb`, `cloudformation`, `s3`, `lambda`).
-    fn signing_name(&self) -> &'static str;
-    /// How its requests name operations and how its errors are shaped.
-    fn protocol(&self) -> Protocol;
-    /// Every operation it answers (the README's table is made from these).
-    fn operations(&self) -> &'static [&'static str];
-    /// Which operation `request` is: one of [`Service::operations`], or
-    /// `UnknownOperationException`.
+    /// Which operation `request` is: one of the service's
+    /// [`Registered::operations`], or `UnknownOperationException`.
     fn operation(&self, request: &ApiRequest) -> Result<&'static str, ApiError>;
     /// Runs `operation` on the local cloud.
     async fn call(
@@ -337,17 +332,63 @@ pub trait Service: Send + Sync {
     ) -> ApiResult;
 }
 
+/// One service as the router's table lists it.
+#[derive(Clone)]
+pub struct Registered {
+    /// The credential scope's service name that selects it (`iot`,
+    /// `iotdata`, `sts`, `ssm`, `dynamodb`, `cloudformation`, `s3`, `lambda`).
+    pub signing_name: &'static str,
+    /// How its requests name operations and how its errors are shaped.
+    pub protocol: Protocol,
+    /// Every operation it answers (the README's table is made from these).
+    pub operations: &'static [&'static str],
+    pub handler: Arc<dyn Service>,
+}
+
 /// The router's table: every service the API answers.
-pub fn services() -> Vec<Arc<dyn Service>> {
+pub fn services() -> Vec<Registered> {
+    fn entry(
+        signing_name: &'static str,
+        protocol: Protocol,
+        operations: &'static [&'static str],
+        handler: impl Service + 'static,
+    ) -> Registered {
+        Registered {
+            signing_name,
+            protocol,
+            operations,
+            handler: Arc::new(handler),
+        }
+    }
     vec![
-        Arc::new(iot::Iot),
-        Arc::new(iot_data::IotData),
-        Arc::new(sts::Sts),
-        Arc::new(ssm::Ssm),
-        Arc::new(dynamodb::DynamoDb),
-        Arc::new(cloudformation::CloudFormation),
-        Arc::new(s3::S3),
-        Arc::new(lambda::Lambda),
+        entry("iot", Protocol::RestJson, iot::OPERATIONS, iot::Iot),
+        entry(
+            "iotdata",
+            Protocol::RestJson,
+            iot_data::OPERATIONS,
+            iot_data::IotData,
+        ),
+        entry("sts", Protocol::AwsQuery, sts::OPERATIONS, sts::Sts),
+        entry("ssm", Protocol::AwsJson11, ssm::OPERATIONS, ssm::Ssm),
+        entry(
+            "dynamodb",
+            Protocol::AwsJson10,
+            dynamodb::OPERATIONS,
+            dynamodb::DynamoDb,
+        ),
+        entry(
+            "cloudformation",
+            Protocol::AwsQuery,
+            cloudformation::OPERATIONS,
+            cloudformation::CloudFormation,
+        ),
+        entry("s3", Protocol::RestXml, s3::OPERATIONS, s3::S3),
+        entry(
+            "lambda",
+            Protocol::RestJson,
+            lambda::OPERATIONS,
+            lambda::Lambda,
+        ),
     ]
 }
 
@@ -356,10 +397,7 @@ pub fn services() -> Vec<Arc<dyn Service>> {
 pub fn operations_table() -> Vec<(&'static str, &'static str)> {
     services()
         .iter()
-        .flat_map(|s| {
-            let name = s.signing_name();
-            s.operations().iter().map(move |op| (name, *op))
-        })
+        .flat_map(|s| s.operations.iter().map(move |op| (s.signing_name, *op)))
         .collect()
 }
 

@@ -17,7 +17,7 @@ mod tests;
 mod xml_body;
 
 use super::xml::{iso8601, Xml};
-use super::{ApiContext, ApiError, ApiRequest, ApiResponse, ApiResult, Protocol, Service};
+use super::{ApiContext, ApiError, ApiRequest, ApiResponse, ApiResult, Service};
 use crate::cloud::local::{LOCAL_ACCOUNT_ID, LOCAL_REGION};
 use crate::model::now_millis;
 use crate::store::{ObjectMeta, StoreError};
@@ -35,7 +35,8 @@ const MAX_KEYS: usize = 1000;
 /// The `s3` service.
 pub struct S3;
 
-const OPERATIONS: &[&str] = &[
+/// Every operation this service answers.
+pub const OPERATIONS: &[&str] = &[
     "ListBuckets",
     "CreateBucket",
     "HeadBucket",
@@ -138,18 +139,6 @@ fn has_query(request: &ApiRequest, name: &str) -> bool {
 
 #[async_trait::async_trait]
 impl Service for S3 {
-    fn signing_name(&self) -> &'static str {
-        "s3"
-    }
-
-    fn protocol(&self) -> Protocol {
-        Protocol::RestXml
-    }
-
-    fn operations(&self) -> &'static [&'static str] {
-        OPERATIONS
-    }
-
     fn operation(&self, request: &ApiRequest) -> Result<&'static str, ApiError> {
         let unknown = || {
             let query: Vec<&str> = request.query.iter().map(|(k, _)| k.as_str()).collect();

@@ -23,7 +23,8 @@
 use super::credentials::ApiCredentials;
 use super::traffic::{self, ApiCall};
 use super::{
-    protocol, services, sigv4, ApiContext, ApiError, ApiRequest, ApiResponse, Protocol, Service,
+    protocol, services, sigv4, ApiContext, ApiError, ApiRequest, ApiResponse, Protocol, Registered,
+    Service,
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -83,7 +84,7 @@ pub enum ApiServerError {
 struct Shared {
     ctx: ApiContext,
     credentials: ApiCredentials,
-    services: Vec<Arc<dyn Service>>,
+    services: Vec<Registered>,
     config: ApiConfig,
 }
 
@@ -304,7 +305,7 @@ async fn answer(
     let Some(service) = shared
         .services
         .iter()
-        .find(|s| s.signing_name() == auth.service)
+        .find(|s| s.signing_name == auth.service)
         .cloned()
     else {
         let protocol = protocol::guess(&parts.headers, raw_query, Some(&auth.service));
@@ -318,8 +319,8 @@ async fn answer(
         );
         return Outcome::refused(&auth.service, protocol, err);
     };
-    let name = service.signing_name();
-    let protocol = protocol::effective(service.protocol(), &parts.headers);
+    let name = service.signing_name;
+    let protocol = protocol::effective(service.protocol, &parts.headers);
     let limit = if protocol == Protocol::RestXml {
         shared.config.s3_body_limit
     } else {
@@ -384,7 +385,7 @@ async fn answer(
         headers,
         body: body.clone(),
     };
-    let operation = match service.operation(&request) {
+    let operation = match service.handler.operation(&request) {
         Ok(op) => op,
         Err(e) => {
             let mut outcome = Outcome::refused(name, protocol, e);
@@ -392,7 +393,7 @@ async fn answer(
             return outcome;
         }
     };
-    let result = run_operation(shared.ctx.clone(), service, operation, request).await;
+    let result = run_operation(shared.ctx.clone(), service.handler, operation, request).await;
     Outcome {
         service: name.to_string(),
         operation: operation.to_string(),

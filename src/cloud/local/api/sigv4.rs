@@ -318,14 +318,7 @@ fn recompute(
         (SignatureIn::Header, None) => SignableBody::Bytes(body),
     };
 
-    let identity = aws_credential_types::Credentials::new(
-        &creds.access_key_id,
-        &creds.secret_access_key,
-        None,
-        None,
-        "jitpilot-local-cloud",
-    )
-    .into();
+    let identity = signing_identity(creds);
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(&auth.region)
@@ -408,15 +401,7 @@ pub fn decode_aws_chunked(
     creds: &ApiCredentials,
 ) -> Result<Vec<u8>, ChunkedError> {
     let signed = payload.starts_with("STREAMING-AWS4-HMAC-SHA256-PAYLOAD");
-    let identity: aws_smithy_runtime_api::client::identity::Identity =
-        aws_credential_types::Credentials::new(
-            &creds.access_key_id,
-            &creds.secret_access_key,
-            None,
-            None,
-            "jitpilot-local-cloud",
-        )
-        .into();
+    let identity = signing_identity(creds);
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(&auth.region)
@@ -474,6 +459,19 @@ pub fn decode_aws_chunked(
 
 fn find_crlf(bytes: &[u8]) -> Option<usize> {
     bytes.windows(2).position(|w| w == b"\r\n")
+}
+
+/// The data dir's access key as the SigV4 signer takes it: the request is
+/// signed again with it and the signatures compared.
+fn signing_identity(creds: &ApiCredentials) -> aws_smithy_runtime_api::client::identity::Identity {
+    aws_credential_types::Credentials::new(
+        &creds.access_key_id,
+        &creds.secret_access_key,
+        None,
+        None,
+        "jitpilot-local-cloud",
+    )
+    .into()
 }
 
 #[cfg(test)]

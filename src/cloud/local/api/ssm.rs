@@ -11,7 +11,8 @@
 //! selector is `ParameterVersionNotFound`); no labels, policies, tags or
 //! descriptions are stored; `AllowedPattern` is not enforced.
 
-use super::{ApiContext, ApiError, ApiRequest, ApiResponse, ApiResult, Protocol, Service};
+use super::json_members::{opt_bool, opt_str, req_str, serialization};
+use super::{ApiContext, ApiError, ApiRequest, ApiResponse, ApiResult, Service};
 use crate::cloud::local::{LOCAL_ACCOUNT_ID, LOCAL_REGION};
 use crate::model::ParameterType;
 use crate::store::{StoreError, StoredParameter};
@@ -23,7 +24,8 @@ pub struct Ssm;
 
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
-const OPERATIONS: &[&str] = &[
+/// Every operation this service answers.
+pub const OPERATIONS: &[&str] = &[
     "PutParameter",
     "GetParameter",
     "GetParameters",
@@ -43,18 +45,6 @@ const ADVANCED_VALUE: usize = 8192;
 
 #[async_trait::async_trait]
 impl Service for Ssm {
-    fn signing_name(&self) -> &'static str {
-        "ssm"
-    }
-
-    fn protocol(&self) -> Protocol {
-        Protocol::AwsJson11
-    }
-
-    fn operations(&self) -> &'static [&'static str] {
-        OPERATIONS
-    }
-
     fn operation(&self, request: &ApiRequest) -> Result<&'static str, ApiError> {
         super::aws_json_operation(request, "ssm", "AmazonSSM.", OPERATIONS)
     }
@@ -89,40 +79,12 @@ impl Service for Ssm {
     }
 }
 
-fn serialization(message: impl Into<String>) -> ApiError {
-    ApiError::new(400, "SerializationException", message)
-}
-
 fn not_found(name: &str) -> ApiError {
     ApiError::new(
         400,
         "ParameterNotFound",
         format!("Parameter {name} not found."),
     )
-}
-
-fn opt_str<'a>(body: &'a Value, field: &str) -> Result<Option<&'a str>, ApiError> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(serialization(format!(
-            "{field} must be a string, found {other}"
-        ))),
-    }
-}
-
-fn req_str<'a>(body: &'a Value, field: &str) -> Result<&'a str, ApiError> {
-    opt_str(body, field)?.ok_or_else(|| ApiError::missing(field))
-}
-
-fn opt_bool(body: &Value, field: &str) -> Result<bool, ApiError> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(serialization(format!(
-            "{field} must be true or false, found {other}"
-        ))),
-    }
 }
 
 fn names_list(body: &Value, max: usize) -> Result<Vec<String>, ApiError> {

@@ -7,9 +7,7 @@
 //! client that asks in awsJson (`X-Amz-Target: AWSSecurityTokenServiceV20110615.GetCallerIdentity`)
 //! is answered in JSON.
 
-use super::{
-    xml_escape, ApiContext, ApiError, ApiRequest, ApiResponse, ApiResult, Protocol, Service,
-};
+use super::{xml_escape, ApiContext, ApiError, ApiRequest, ApiResponse, ApiResult, Service};
 use crate::cloud::local::LOCAL_ACCOUNT_ID;
 
 /// The user the data dir's key belongs to.
@@ -36,20 +34,11 @@ fn action(request: &ApiRequest) -> Option<String> {
         .map(|(_, v)| v)
 }
 
+/// Every operation this service answers.
+pub const OPERATIONS: &[&str] = &["GetCallerIdentity"];
+
 #[async_trait::async_trait]
 impl Service for Sts {
-    fn signing_name(&self) -> &'static str {
-        "sts"
-    }
-
-    fn protocol(&self) -> Protocol {
-        Protocol::AwsQuery
-    }
-
-    fn operations(&self) -> &'static [&'static str] {
-        &["GetCallerIdentity"]
-    }
-
     fn operation(&self, request: &ApiRequest) -> Result<&'static str, ApiError> {
         match action(request) {
             Some(a) if a == "GetCallerIdentity" => Ok("GetCallerIdentity"),

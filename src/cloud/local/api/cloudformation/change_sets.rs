@@ -6,8 +6,8 @@
 
 use super::stacks::find_stack;
 use super::{
-    check_capabilities, check_stack_name, check_updatable, cloud_error, given_parameters,
-    stack_name, summarize, template_text, uuid, validation, Form,
+    check_capabilities, check_name, check_stack_name, check_updatable, cloud_error,
+    given_parameters, stack_name, summarize, template_text, uuid, validation, Form,
 };
 use crate::cloud::local::api::xml::{iso8601, Xml};
 use crate::cloud::local::api::{ApiContext, ApiError};
@@ -100,24 +100,10 @@ fn declared_changes(
     Ok(changes)
 }
 
-fn check_change_set_name(name: &str) -> Result<(), ApiError> {
-    let mut chars = name.chars();
-    let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-')
-        && name.len() <= 128;
-    if ok {
-        Ok(())
-    } else {
-        Err(validation(format!(
-            "1 validation error detected: Value '{name}' at 'changeSetName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z][-a-zA-Z0-9]*"
-        )))
-    }
-}
-
 pub(super) fn create_change_set(ctx: &ApiContext, form: &Form) -> Answer {
     let name = stack_name(form.required("StackName")?);
     let cs_name = form.required("ChangeSetName")?.to_string();
-    check_change_set_name(&cs_name)?;
+    check_name(&cs_name, "changeSetName")?;
     let store = ctx.cloud.store();
     let existing = store.get_stack(&name)?;
     let kind = form.get("ChangeSetType").unwrap_or("UPDATE");

@@ -8,6 +8,7 @@
 //! [`Number`] keeps the normalized digits, so `"1.50"`, `"1.5"` and
 //! `"15e-1"` are the same number (and the same key), as on DynamoDB.
 
+use super::super::json_members::serialization;
 use super::super::ApiError;
 use base64::Engine;
 use serde_json::{Map, Value};
@@ -39,10 +40,6 @@ pub enum AttributeValue {
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::validation(message)
-}
-
-fn serialization(message: impl Into<String>) -> ApiError {
-    ApiError::new(400, "SerializationException", message)
 }
 
 fn b64() -> base64::engine::GeneralPurpose {

@@ -31,7 +31,8 @@ mod placeholders;
 mod reads;
 mod tokens;
 
-use super::{ApiContext, ApiError, ApiRequest, ApiResponse, ApiResult, Protocol, Service};
+use super::json_members::{opt_str, req_str, serialization};
+use super::{ApiContext, ApiError, ApiRequest, ApiResponse, ApiResult, Service};
 use crate::cloud::local::{LOCAL_ACCOUNT_ID, LOCAL_REGION};
 use crate::store::{StoreError, TableSchema};
 use attribute::{AttributeValue, Item};
@@ -44,7 +45,8 @@ pub struct DynamoDb;
 /// The content type of every answer.
 const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 
-const OPERATIONS: &[&str] = &[
+/// Every operation this service answers.
+pub const OPERATIONS: &[&str] = &[
     "CreateTable",
     "DescribeTable",
     "DeleteTable",
@@ -61,18 +63,6 @@ const OPERATIONS: &[&str] = &[
 
 #[async_trait::async_trait]
 impl Service for DynamoDb {
-    fn signing_name(&self) -> &'static str {
-        "dynamodb"
-    }
-
-    fn protocol(&self) -> Protocol {
-        Protocol::AwsJson10
-    }
-
-    fn operations(&self) -> &'static [&'static str] {
-        OPERATIONS
-    }
-
     fn operation(&self, request: &ApiRequest) -> Result<&'static str, ApiError> {
         super::aws_json_operation(request, "dynamodb", "DynamoDB_20120810.", OPERATIONS)
     }
@@ -114,10 +104,6 @@ impl Service for DynamoDb {
 
 // ---- the request vocabulary ---------------------------------------------------
 
-fn serialization(message: impl Into<String>) -> ApiError {
-    ApiError::new(400, "SerializationException", message)
-}
-
 /// DynamoDB's `ResourceNotFoundException` (400, not 404).
 fn table_not_found(table: &str) -> ApiError {
     ApiError::new(
@@ -125,22 +111,6 @@ fn table_not_found(table: &str) -> ApiError {
         "ResourceNotFoundException",
         format!("Requested resource not found: Table: {table} not found"),
     )
-}
-
-/// A string member, if present (`null` counts as absent).
-fn opt_str<'a>(body: &'a Value, field: &str) -> Result<Option<&'a str>, ApiError> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(serialization(format!(
-            "{field} must be a string, found {other}"
-        ))),
-    }
-}
-
-/// A required string member.
-fn req_str<'a>(body: &'a Value, field: &str) -> Result<&'a str, ApiError> {
-    opt_str(body, field)?.ok_or_else(|| ApiError::missing(field))
 }
 
 /// A positive integer member (`Limit`), if present.

@@ -18,7 +18,7 @@
 
 mod invoke;
 
-use super::{ApiContext, ApiError, ApiRequest, ApiResponse, ApiResult, Protocol, Service};
+use super::{ApiContext, ApiError, ApiRequest, ApiResponse, ApiResult, Service};
 use crate::model::{now_millis, Function};
 use crate::store::{FunctionPackage, FunctionSettings};
 use base64::Engine;
@@ -27,7 +27,8 @@ use serde_json::{json, Map, Value};
 /// The `lambda` service.
 pub struct Lambda;
 
-const OPERATIONS: &[&str] = &[
+/// Every operation this service answers.
+pub const OPERATIONS: &[&str] = &[
     "ListFunctions",
     "GetFunction",
     "GetFunctionConfiguration",
@@ -64,18 +65,6 @@ const RESERVED_VARIABLES: &[&str] = &[
 
 #[async_trait::async_trait]
 impl Service for Lambda {
-    fn signing_name(&self) -> &'static str {
-        "lambda"
-    }
-
-    fn protocol(&self) -> Protocol {
-        Protocol::RestJson
-    }
-
-    fn operations(&self) -> &'static [&'static str] {
-        OPERATIONS
-    }
-
     fn operation(&self, request: &ApiRequest) -> Result<&'static str, ApiError> {
         let segments = request.path_segments();
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
