@@ -1,9 +1,33 @@
-//! Reading the members of an awsJson request body (DynamoDB, SSM) the way
-//! those services answer a member of the wrong type: a 400
-//! `SerializationException` naming the member, before any work is done.
+//! The awsJson services (DynamoDB, SSM): a call's body read as a JSON
+//! object and its operation run on the blocking pool, and the members of
+//! that body read the way those services answer a member of the wrong
+//! type: a 400 `SerializationException` naming the member, before any work
+//! is done.
 
-use super::ApiError;
+use super::{ApiContext, ApiError, ApiRequest, ApiResponse, ApiResult};
 use serde_json::Value;
+
+/// Runs `dispatch` for `operation` on the request's JSON body, on the
+/// blocking pool (the store is SQLite), and answers with `content_type`.
+pub async fn call_blocking(
+    ctx: &ApiContext,
+    operation: &'static str,
+    request: ApiRequest,
+    content_type: &'static str,
+    dispatch: fn(&ApiContext, &str, &Value) -> Result<Value, ApiError>,
+) -> ApiResult {
+    let body: Value = request.json()?;
+    if !body.is_object() {
+        return Err(serialization("the request body must be a JSON object"));
+    }
+    let ctx = ctx.clone();
+    tokio::task::spawn_blocking(move || {
+        let answer = dispatch(&ctx, operation, &body)?;
+        Ok(ApiResponse::json_with(&answer, content_type))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the {operation} operation's task failed: {e}")))?
+}
 
 /// The awsJson services' answer to a body they cannot read.
 pub fn serialization(message: impl Into<String>) -> ApiError {

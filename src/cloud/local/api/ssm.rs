@@ -11,8 +11,8 @@
 //! selector is `ParameterVersionNotFound`); no labels, policies, tags or
 //! descriptions are stored; `AllowedPattern` is not enforced.
 
-use super::json_members::{opt_bool, opt_str, req_str, serialization};
-use super::{ApiContext, ApiError, ApiRequest, ApiResponse, ApiResult, Service};
+use super::json_members::{call_blocking, opt_bool, opt_str, req_str, serialization};
+use super::{ApiContext, ApiError, ApiRequest, ApiResult, Service};
 use crate::cloud::local::{LOCAL_ACCOUNT_ID, LOCAL_REGION};
 use crate::model::ParameterType;
 use crate::store::{StoreError, StoredParameter};
@@ -55,27 +55,22 @@ impl Service for Ssm {
         operation: &'static str,
         request: ApiRequest,
     ) -> ApiResult {
-        let body: Value = request.json()?;
-        if !body.is_object() {
-            return Err(serialization("the request body must be a JSON object"));
-        }
-        let ctx = ctx.clone();
         // SQLite and the AEAD are blocking work: off the runtime's worker threads.
-        tokio::task::spawn_blocking(move || {
-            let answer = match operation {
-                "PutParameter" => put_parameter(&ctx, &body),
-                "GetParameter" => get_parameter(&ctx, &body),
-                "GetParameters" => get_parameters(&ctx, &body),
-                "GetParametersByPath" => get_parameters_by_path(&ctx, &body),
-                "DeleteParameter" => delete_parameter(&ctx, &body),
-                "DeleteParameters" => delete_parameters(&ctx, &body),
-                "DescribeParameters" => describe_parameters(&ctx, &body),
-                other => Err(ApiError::unknown_operation("ssm", other)),
-            }?;
-            Ok(ApiResponse::json_with(&answer, CONTENT_TYPE))
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("the SSM operation's task failed: {e}")))?
+        call_blocking(ctx, operation, request, CONTENT_TYPE, dispatch).await
+    }
+}
+
+/// Runs one operation on the request's JSON body.
+fn dispatch(ctx: &ApiContext, operation: &str, body: &Value) -> Result<Value, ApiError> {
+    match operation {
+        "PutParameter" => put_parameter(ctx, body),
+        "GetParameter" => get_parameter(ctx, body),
+        "GetParameters" => get_parameters(ctx, body),
+        "GetParametersByPath" => get_parameters_by_path(ctx, body),
+        "DeleteParameter" => delete_parameter(ctx, body),
+        "DeleteParameters" => delete_parameters(ctx, body),
+        "DescribeParameters" => describe_parameters(ctx, body),
+        other => Err(ApiError::unknown_operation("ssm", other)),
     }
 }
 

@@ -31,8 +31,8 @@ mod placeholders;
 mod reads;
 mod tokens;
 
-use super::json_members::{opt_str, req_str, serialization};
-use super::{ApiContext, ApiError, ApiRequest, ApiResponse, ApiResult, Service};
+use super::json_members::{call_blocking, opt_str, req_str, serialization};
+use super::{ApiContext, ApiError, ApiRequest, ApiResult, Service};
 use crate::cloud::local::{LOCAL_ACCOUNT_ID, LOCAL_REGION};
 use crate::store::{StoreError, TableSchema};
 use attribute::{AttributeValue, Item};
@@ -73,32 +73,27 @@ impl Service for DynamoDb {
         operation: &'static str,
         request: ApiRequest,
     ) -> ApiResult {
-        let body: Value = request.json()?;
-        if !body.is_object() {
-            return Err(serialization("the request body must be a JSON object"));
-        }
-        let ctx = ctx.clone();
         // SQLite is blocking work: off the runtime's worker threads.
-        tokio::task::spawn_blocking(move || {
-            let answer = match operation {
-                "CreateTable" => create_table(&ctx, &body),
-                "DescribeTable" => describe_table(&ctx, &body),
-                "DeleteTable" => delete_table(&ctx, &body),
-                "ListTables" => list_tables(&ctx, &body),
-                "GetItem" => items::get_item(&ctx, &body),
-                "PutItem" => items::put_item(&ctx, &body),
-                "UpdateItem" => items::update_item(&ctx, &body),
-                "DeleteItem" => items::delete_item(&ctx, &body),
-                "BatchWriteItem" => items::batch_write_item(&ctx, &body),
-                "BatchGetItem" => items::batch_get_item(&ctx, &body),
-                "Scan" => reads::scan(&ctx, &body),
-                "Query" => reads::query(&ctx, &body),
-                other => Err(ApiError::unknown_operation("dynamodb", other)),
-            }?;
-            Ok(ApiResponse::json_with(&answer, CONTENT_TYPE))
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("the DynamoDB operation's task failed: {e}")))?
+        call_blocking(ctx, operation, request, CONTENT_TYPE, dispatch).await
+    }
+}
+
+/// Runs one operation on the request's JSON body.
+fn dispatch(ctx: &ApiContext, operation: &str, body: &Value) -> Result<Value, ApiError> {
+    match operation {
+        "CreateTable" => create_table(ctx, body),
+        "DescribeTable" => describe_table(ctx, body),
+        "DeleteTable" => delete_table(ctx, body),
+        "ListTables" => list_tables(ctx, body),
+        "GetItem" => items::get_item(ctx, body),
+        "PutItem" => items::put_item(ctx, body),
+        "UpdateItem" => items::update_item(ctx, body),
+        "DeleteItem" => items::delete_item(ctx, body),
+        "BatchWriteItem" => items::batch_write_item(ctx, body),
+        "BatchGetItem" => items::batch_get_item(ctx, body),
+        "Scan" => reads::scan(ctx, body),
+        "Query" => reads::query(ctx, body),
+        other => Err(ApiError::unknown_operation("dynamodb", other)),
     }
 }
 
