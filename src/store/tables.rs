@@ -34,6 +34,17 @@ pub struct TableSchema {
     pub item_count: u64,
 }
 
+impl TableSchema {
+    /// What `DescribeTable` and `ListTables` show of it.
+    pub fn info(self) -> TableInfo {
+        TableInfo {
+            name: self.name,
+            hash_key: self.hash_key,
+            item_count: self.item_count,
+        }
+    }
+}
+
 impl Store {
     /// `CreateTable` (idempotent when the hash key matches; `Conflict` otherwise).
     pub fn create_table(&self, name: &str, hash_key: &str) -> StoreResult<()> {
@@ -71,27 +82,16 @@ impl Store {
 
     /// `DescribeTable`: name, hash key and item count.
     pub fn describe_table(&self, name: &str) -> StoreResult<Option<TableInfo>> {
-        self.with_conn(|c| {
-            c.query_row_cached(
-                "SELECT t.name, t.hash_key, (SELECT count(*) FROM items i WHERE i.table_name = t.name)
-                 FROM tables t WHERE t.name = ?1",
-                [name],
-                table_row,
-            )
-            .optional()
-        })
+        Ok(self.table_schema(name)?.map(TableSchema::info))
     }
 
     /// `ListTables`, with each table's description.
     pub fn list_tables(&self) -> StoreResult<Vec<TableInfo>> {
-        self.with_conn(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT t.name, t.hash_key, (SELECT count(*) FROM items i WHERE i.table_name = t.name)
-                 FROM tables t ORDER BY t.name",
-            )?;
-            let rows = stmt.query_map([], table_row)?;
-            rows.collect()
-        })
+        Ok(self
+            .table_schemas()?
+            .into_iter()
+            .map(TableSchema::info)
+            .collect())
     }
 
     /// `PutItem`: the item must carry the table's hash key as a string
@@ -489,14 +489,6 @@ fn item_key(table: &str, hash_key: &str, item: &Item) -> StoreResult<String> {
             reason: format!("it needs the hash key {hash_key} as a non-empty string"),
         }),
     }
-}
-
-fn table_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TableInfo> {
-    Ok(TableInfo {
-        name: r.get(0)?,
-        hash_key: r.get(1)?,
-        item_count: r.get::<_, i64>(2)?.max(0) as u64,
-    })
 }
 
 #[cfg(test)]

@@ -257,6 +257,20 @@ fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
     }
 }
 
+/// The error a function reports (`/error`, `/init/error`): the document,
+/// typed by `Lambda-Runtime-Function-Error-Type` when the header is there.
+async fn reported_error(
+    request: Request<Incoming>,
+) -> Result<FunctionError, Response<Full<Bytes>>> {
+    let header_type = request
+        .headers()
+        .get("lambda-runtime-function-error-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = read_body(request).await?;
+    Ok(FunctionError::from_document(body, header_type.as_deref()))
+}
+
 async fn read_body(request: Request<Incoming>) -> Result<Bytes, Response<Full<Bytes>>> {
     match Limited::new(request.into_body(), MAX_PAYLOAD_BYTES)
         .collect()
@@ -296,16 +310,10 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
             }
         }
         Route::Error(id) => {
-            let header_type = request
-                .headers()
-                .get("lambda-runtime-function-error-type")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let body = match read_body(request).await {
-                Ok(b) => b,
+            let error = match reported_error(request).await {
+                Ok(error) => error,
                 Err(too_large) => return too_large,
             };
-            let error = FunctionError::from_document(body, header_type.as_deref());
             if finish(shared, id, || Outcome::Error(error)) {
                 accepted()
             } else {
@@ -313,16 +321,10 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
             }
         }
         Route::InitError => {
-            let header_type = request
-                .headers()
-                .get("lambda-runtime-function-error-type")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let body = match read_body(request).await {
-                Ok(b) => b,
+            let error = match reported_error(request).await {
+                Ok(error) => error,
                 Err(too_large) => return too_large,
             };
-            let error = FunctionError::from_document(body, header_type.as_deref());
             shared.init_error.send_replace(Some(error));
             accepted()
         }
