@@ -17,6 +17,7 @@ use crate::cloud::{CleanupReport, CloudEvent, CloudResult, EventKind};
 use crate::rotation::wire::ATTR_SERIAL_NUMBER;
 use crate::vocabulary::DEVICE_TABLE;
 use serde_json::json;
+use std::collections::BTreeSet;
 
 /// What `cleanup` needs from a cloud beyond `status`'s calls.
 #[async_trait::async_trait]
@@ -48,20 +49,15 @@ pub async fn run(cloud: &dyn CleanupBackend) -> CloudResult<CleanupReport> {
     let mut report = CleanupReport::default();
     let listed = status::list(cloud).await?;
 
-    let mut things = Vec::new();
+    // Each thing once, by name, however many certificates it held.
+    let mut things = BTreeSet::new();
     for (cert, cert_things) in &listed.certificates {
         for thing in cert_things {
             cloud.detach_thing(thing, cert).await?;
-            if !things.contains(thing) {
-                things.push(thing.clone());
-            }
+            things.insert(thing.clone());
         }
     }
-    for thing in cloud.other_things().await? {
-        if !things.contains(&thing) {
-            things.push(thing);
-        }
-    }
+    things.extend(cloud.other_things().await?);
     for thing in &things {
         if cloud.delete_thing(thing).await? {
             report.things += 1;
