@@ -47,6 +47,55 @@ pub struct Broker {
     child: Child,
 }
 
+/// CPU seconds (user + system, all threads) process `pid` has used so far;
+/// NaN if /proc cannot tell.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return f64::NAN;
+    };
+    // Fields after the parenthesised command name; utime and stime are
+    // fields 14 and 15 of the whole line, in clock ticks (100 per second
+    // on Linux).
+    let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+        return f64::NAN;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => (user + system) / 100.0,
+        _ => f64::NAN,
+    }
+}
+
+/// `n` processes spinning on the CPU (a shell's empty loop) while it is
+/// alive: "the machine is busy", the same way for both brokers.
+pub struct BusyLoad(Vec<Child>);
+
+impl BusyLoad {
+    pub fn start(n: usize) -> Result<BusyLoad, String> {
+        let mut spinners = BusyLoad(Vec::new());
+        for _ in 0..n {
+            let child = Command::new("sh")
+                .args(["-c", "while :; do :; done"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("cannot start a busy loop: {e}"))?;
+            spinners.0.push(child);
+        }
+        Ok(spinners)
+    }
+}
+
+impl Drop for BusyLoad {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A free loopback port (bound, then released for the broker to take).
 fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -111,30 +160,28 @@ impl Broker {
 
     /// CPU seconds (user + system, all threads) the broker has used so far.
     pub fn cpu_seconds(&self) -> f64 {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())) else {
-            return f64::NAN;
-        };
-        // Fields after the parenthesised command name; utime and stime are
-        // fields 14 and 15 of the whole line, in clock ticks (100 per second
-        // on Linux).
-        let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
-            return f64::NAN;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
-        match (ticks(11), ticks(12)) {
-            (Some(user), Some(system)) => (user + system) / 100.0,
-            _ => f64::NAN,
-        }
+        cpu_seconds(self.child.id())
     }
 
-    /// Resident memory in KiB.
+    /// Resident memory in KiB: everything, code pages of the binary and
+    /// its libraries included.
     pub fn rss_kib(&self) -> f64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// Resident anonymous memory in KiB (heap, stacks, buffers): what
+    /// grows with the clients; `rss_kib` minus the file-backed pages (code
+    /// faulted in on first use, paid once and shared with the page cache).
+    pub fn anon_kib(&self) -> f64 {
+        self.status_kib("RssAnon:")
+    }
+
+    fn status_kib(&self, field: &str) -> f64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .ok()
             .and_then(|s| {
                 s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
+                    .find(|l| l.starts_with(field))
                     .and_then(|l| l.split_whitespace().nth(1))
                     .and_then(|v| v.parse().ok())
             })

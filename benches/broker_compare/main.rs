@@ -3,11 +3,13 @@
 //!
 //! ```text
 //! cargo bench --bench broker_compare -- [--clients 100,1000] [--connects 2000] \
-//!     [--messages 40000] [--runs 3] [--protocol 3|5]
+//!     [--messages 40000] [--runs 3] [--protocol 3|5] [--busy N]
 //! ```
 //!
 //! `--protocol 5` drives both brokers with MQTT 5 clients (level-5 CONNECT,
-//! empty property lists) instead of 3.1.1.
+//! empty property lists) instead of 3.1.1. `--busy N` keeps N processes
+//! spinning on the CPU through every phase, for both brokers alike: the
+//! machine is busy.
 //!
 //! Setup: a fresh jitpilot data dir (deploy + init for the largest client
 //! count); every device's factory (vendor) certificate is registered ACTIVE
@@ -19,16 +21,19 @@
 //! - connects/s: `--connects` full mutual-TLS handshakes + CONNECT/CONNACK +
 //!   DISCONNECT, 32 at a time; also the broker's CPU ms per connect;
 //! - for each client count n: n clients connected and idle → RSS delta / n
-//!   (KiB per idle client); then every client publishes `--messages / n`
+//!   (KiB per idle client), and the same for anonymous memory only (RssAnon:
+//!   without the code pages the first connection faults in); then every client publishes `--messages / n`
 //!   QoS 1 messages (8 in flight each) → messages/s and broker CPU µs/message.
 //!
 //! Prints one JSON document: every run, the medians, and jitpilot/mosquitto
-//! ratios pair by pair. Needs `mosquitto` (apt-get install -y mosquitto).
+//! ratios pair by pair. The load generator shares the machine with the
+//! broker, so its own CPU per connect and per message is reported too: on
+//! 2 cores it bounds how far ahead a broker that uses both cores can get. Needs `mosquitto` (apt-get install -y mosquitto).
 
 mod broker;
 mod mqtt;
 
-use broker::{Broker, Kind, Setup};
+use broker::{Broker, BusyLoad, Kind, Setup};
 use futures::StreamExt;
 use jitpilot::cloud::events::EventBus;
 use jitpilot::cloud::local::{endpoint_ca, LocalCloud};
@@ -52,6 +57,8 @@ struct Options {
     runs: usize,
     /// MQTT protocol level of the clients: 4 (3.1.1) or 5.
     level: u8,
+    /// Processes spinning on the CPU during the measurements.
+    busy: usize,
 }
 
 fn options() -> Result<Options, String> {
@@ -61,6 +68,7 @@ fn options() -> Result<Options, String> {
         messages: 40_000,
         runs: 3,
         level: 4,
+        busy: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -76,6 +84,7 @@ fn options() -> Result<Options, String> {
             "--connects" => o.connects = number(value()?)?,
             "--messages" => o.messages = number(value()?)?,
             "--runs" => o.runs = number(value()?)?,
+            "--busy" => o.busy = number(value()?)?,
             "--protocol" => {
                 o.level = match value()?.as_str() {
                     "3" | "3.1.1" | "4" => 4,
@@ -165,6 +174,7 @@ async fn connect_rate(
     level: u8,
 ) -> Result<Value, String> {
     let cpu0 = broker.cpu_seconds();
+    let generator0 = generator_cpu_seconds();
     let started = Instant::now();
     let mut runs = futures::stream::iter((0..connects).map(|i| {
         let id = &ids[i % ids.len()];
@@ -184,6 +194,7 @@ async fn connect_rate(
     }
     let secs = started.elapsed().as_secs_f64();
     let cpu = broker.cpu_seconds() - cpu0;
+    let generator = generator_cpu_seconds() - generator0;
     let ok = connects - failed;
     if ok == 0 {
         return Err(format!(
@@ -196,7 +207,13 @@ async fn connect_rate(
         "connects": ok, "failed": failed, "firstError": first_error,
         "connectsPerSec": ok as f64 / secs,
         "brokerCpuMsPerConnect": cpu * 1000.0 / ok as f64,
+        "generatorCpuMsPerConnect": generator * 1000.0 / ok as f64,
     }))
+}
+
+/// CPU seconds the load generator (this process) has used so far.
+fn generator_cpu_seconds() -> f64 {
+    broker::cpu_seconds(std::process::id())
 }
 
 /// n idle clients (RSS per client), then QoS 1 publish throughput from all of them.
@@ -210,6 +227,7 @@ async fn clients_phase(
     // Let the broker finish starting up before the baseline is taken.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss0 = broker.rss_kib();
+    let anon0 = broker.anon_kib();
     let mut clients = Vec::with_capacity(n);
     let mut connecting = futures::stream::iter(ids[..n].iter().map(|id| async move {
         (
@@ -226,10 +244,12 @@ async fn clients_phase(
     // Idle: give the broker a moment to settle its per-connection buffers.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss1 = broker.rss_kib();
+    let anon1 = broker.anon_kib();
 
     let per_client = (messages / n).max(1);
     let payload = [b'x'; 64];
     let cpu0 = broker.cpu_seconds();
+    let generator0 = generator_cpu_seconds();
     let started = Instant::now();
     let tasks: Vec<_> = clients
         .into_iter()
@@ -250,14 +270,17 @@ async fn clients_phase(
     }
     let secs = started.elapsed().as_secs_f64();
     let cpu = broker.cpu_seconds() - cpu0;
+    let generator = generator_cpu_seconds() - generator0;
     let total = per_client * n;
     Ok(json!({
         "clients": n,
         "idleKibPerClient": (rss1 - rss0) / n as f64,
+        "idleAnonKibPerClient": (anon1 - anon0) / n as f64,
         "rssBeforeKib": rss0, "rssIdleKib": rss1,
         "messages": total,
         "qos1MessagesPerSec": total as f64 / secs,
         "brokerCpuUsPerMessage": cpu * 1e6 / total as f64,
+        "generatorCpuUsPerMessage": generator * 1e6 / total as f64,
     }))
 }
 
@@ -321,6 +344,7 @@ async fn run() -> Result<(), String> {
         .max(CONNECT_CONCURRENCY);
     eprintln!("broker_compare: preparing {most} identities");
     let (setup, ids) = prepare(work.path(), most)?;
+    let _busy = BusyLoad::start(o.busy)?;
     let mut runs = Vec::new();
     for run in 1..=o.runs {
         let mut this = serde_json::Map::new();
@@ -349,13 +373,20 @@ async fn run() -> Result<(), String> {
             "connect",
             "brokerCpuMsPerConnect",
         ),
+        (
+            "generatorCpuMsPerConnect".into(),
+            "connect",
+            "generatorCpuMsPerConnect",
+        ),
     ];
     let phases: Vec<String> = o.clients.iter().map(|n| format!("clients{n}")).collect();
     for phase in &phases {
         for field in [
             "qos1MessagesPerSec",
             "brokerCpuUsPerMessage",
+            "generatorCpuUsPerMessage",
             "idleKibPerClient",
+            "idleAnonKibPerClient",
         ] {
             figures.push((format!("{phase}.{field}"), phase.as_str(), field));
         }
@@ -385,7 +416,7 @@ async fn run() -> Result<(), String> {
         "machine": format!("{cores} cores, {machine}"),
         "protocol": if o.level == 5 { "MQTT 5" } else { "MQTT 3.1.1" },
         "options": {"clients": o.clients, "connects": o.connects, "messages": o.messages,
-                    "runs": o.runs, "connectConcurrency": CONNECT_CONCURRENCY, "window": WINDOW},
+                    "runs": o.runs, "busy": o.busy, "connectConcurrency": CONNECT_CONCURRENCY, "window": WINDOW},
         "median": medians,
         "ratioJitpilotOverMosquitto": ratios,
         "runs": runs,
