@@ -382,6 +382,11 @@ fn glob(tokens: &[Token<'_>], text: &str) -> bool {
     loop {
         if let Some(token) = tokens.get(ti) {
             let advanced = match token {
+                // A trailing `*` takes whatever is left (policies end in
+                // one more often than not: `topic/cr/${iot:ClientId}/*`,
+                // `*`); without this the backtracking below would walk the
+                // rest of the ARN one character at a time.
+                Token::AnyRun if ti + 1 == tokens.len() => return true,
                 Token::AnyRun => {
                     backtrack = Some((ti + 1, at));
                     ti += 1;
