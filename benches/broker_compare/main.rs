@@ -21,14 +21,16 @@
 //! - connects/s: `--connects` full mutual-TLS handshakes + CONNECT/CONNACK +
 //!   DISCONNECT, 32 at a time; also the broker's CPU ms per connect;
 //! - for each client count n: n clients connected and idle → RSS delta / n
-//!   (KiB per idle client), and the same for anonymous memory only (RssAnon:
-//!   without the code pages the first connection faults in); then every client publishes `--messages / n`
-//!   QoS 1 messages (8 in flight each) → messages/s and broker CPU µs/message.
+//!   (KiB per idle client), and the same for anonymous memory only
+//!   (RssAnon: without the code pages the first connection faults in);
+//!   then every client publishes `--messages / n` QoS 1 messages (8 in
+//!   flight each) → messages/s and broker CPU µs/message.
 //!
 //! Prints one JSON document: every run, the medians, and jitpilot/mosquitto
 //! ratios pair by pair. The load generator shares the machine with the
 //! broker, so its own CPU per connect and per message is reported too: on
-//! 2 cores it bounds how far ahead a broker that uses both cores can get. Needs `mosquitto` (apt-get install -y mosquitto).
+//! 2 cores it bounds how far ahead a broker that uses both cores can get.
+//! Needs `mosquitto` (apt-get install -y mosquitto).
 
 mod broker;
 mod mqtt;
