@@ -193,16 +193,6 @@ pub struct Parameter {
     pub last_modified: EpochMillis,
 }
 
-/// A device table ("DynamoDB table") description.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TableInfo {
-    pub name: String,
-    /// The hash key attribute name (`SerialNumber` for `CertRotationDevices`).
-    pub hash_key: String,
-    pub item_count: u64,
-}
-
 /// A stack as the stack engine records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -14,7 +14,7 @@
 //! key, the base64 of a `B` key.
 
 use super::{json_col, to_json, Cached, Store, StoreError, StoreResult};
-use crate::model::{now_millis, TableInfo};
+use crate::model::now_millis;
 use rusqlite::OptionalExtension;
 use serde_json::{Map, Value};
 
@@ -32,17 +32,6 @@ pub struct TableSchema {
     /// Epoch millis; 0 for a table made before the API existed.
     pub created_at: i64,
     pub item_count: u64,
-}
-
-impl TableSchema {
-    /// What `DescribeTable` and `ListTables` show of it.
-    pub fn info(self) -> TableInfo {
-        TableInfo {
-            name: self.name,
-            hash_key: self.hash_key,
-            item_count: self.item_count,
-        }
-    }
 }
 
 impl Store {
@@ -78,20 +67,6 @@ impl Store {
                 .map(|n| n > 0)
                 .map_err(|e| self.sql_error(e))
         })
-    }
-
-    /// `DescribeTable`: name, hash key and item count.
-    pub fn describe_table(&self, name: &str) -> StoreResult<Option<TableInfo>> {
-        Ok(self.table_schema(name)?.map(TableSchema::info))
-    }
-
-    /// `ListTables`, with each table's description.
-    pub fn list_tables(&self) -> StoreResult<Vec<TableInfo>> {
-        Ok(self
-            .table_schemas()?
-            .into_iter()
-            .map(TableSchema::info)
-            .collect())
     }
 
     /// `PutItem`: the item must carry the table's hash key as a string
@@ -208,7 +183,8 @@ impl Store {
         })
     }
 
-    /// A table's key schema, or `None` if there is no such table.
+    /// A table's key schema and item count (`DescribeTable`), or `None` if
+    /// there is no such table.
     pub fn table_schema(&self, name: &str) -> StoreResult<Option<TableSchema>> {
         self.with_conn(|c| {
             c.query_row_cached(
@@ -545,7 +521,7 @@ mod tests {
         assert_eq!(serials, vec![json!("A1"), json!("B1")]);
         assert_eq!(
             store
-                .describe_table("CertRotationDevices")
+                .table_schema("CertRotationDevices")
                 .unwrap()
                 .unwrap()
                 .item_count,
@@ -575,6 +551,6 @@ mod tests {
         assert!(!store.delete_item("CertRotationDevices", "A1").unwrap());
         assert!(store.delete_table("CertRotationDevices").unwrap());
         assert!(store.scan("CertRotationDevices").unwrap().is_empty());
-        assert!(store.list_tables().unwrap().is_empty());
+        assert!(store.table_schemas().unwrap().is_empty());
     }
 }

@@ -342,7 +342,7 @@ impl Cloud for LocalCloud {
         self.blocking("scan", |c| {
             let store = c.store();
             if store
-                .describe_table(crate::vocabulary::DEVICE_TABLE)?
+                .table_schema(crate::vocabulary::DEVICE_TABLE)?
                 .is_none()
             {
                 return Ok(Vec::new());

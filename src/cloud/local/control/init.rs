@@ -44,7 +44,7 @@ impl ControlBackend for LocalCloud {
         let deployed = store
             .get_stack(STACK_NAME)?
             .is_some_and(|s| s.status == "CREATE_COMPLETE" || s.status == "UPDATE_COMPLETE");
-        if !deployed || store.describe_table(DEVICE_TABLE)?.is_none() {
+        if !deployed || store.table_schema(DEVICE_TABLE)?.is_none() {
             return Err(CloudError::NotDeployed);
         }
         let resources = store.list_stack_resources(STACK_NAME)?;
@@ -171,7 +171,7 @@ impl ControlBackend for LocalCloud {
     /// No rows when the table is not there (the stack is not deployed).
     async fn device_rows(&self) -> CloudResult<Vec<Item>> {
         let store = self.store();
-        if store.describe_table(DEVICE_TABLE)?.is_none() {
+        if store.table_schema(DEVICE_TABLE)?.is_none() {
             return Ok(Vec::new());
         }
         Ok(store.scan(DEVICE_TABLE)?)

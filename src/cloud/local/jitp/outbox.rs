@@ -59,7 +59,7 @@ pub fn mark_delivered(store: &Store, certificate_id: &str) -> Result<bool, JitpE
 /// The registered events still waiting for their rules, oldest first.
 /// An entry that cannot be read is skipped with a warning (and left there).
 pub fn pending_registered_events(store: &Store) -> Result<Vec<PendingRegisteredEvent>, JitpError> {
-    if store.describe_table(REGISTERED_OUTBOX_TABLE)?.is_none() {
+    if store.table_schema(REGISTERED_OUTBOX_TABLE)?.is_none() {
         return Ok(Vec::new());
     }
     let mut pending = Vec::new();

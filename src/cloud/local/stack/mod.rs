@@ -341,7 +341,7 @@ pub fn deploy(
             }
             Change::Update => {
                 if let Desired::Table { name, hash_key } = &p.desired {
-                    if let Some(table) = store.describe_table(name)? {
+                    if let Some(table) = store.table_schema(name)? {
                         if table.hash_key != *hash_key {
                             return Err(StackError::Template(format!(
                                 "resource {id} (AWS::DynamoDB::Table), Properties.KeySchema: changing the key of {name} needs a replacement, which CloudFormation refuses for a named table; rename the table or run `jitpilot teardown` first"

@@ -397,7 +397,7 @@ pub(super) fn exists(store: &Store, kind: ResourceKind, physical_id: &str) -> St
             .iter()
             .any(|r| r.name == physical_id),
         ResourceKind::Function => store.get_function(physical_id)?.is_some(),
-        ResourceKind::Table => store.describe_table(physical_id)?.is_some(),
+        ResourceKind::Table => store.table_schema(physical_id)?.is_some(),
         ResourceKind::Role | ResourceKind::Permission => false,
     })
 }

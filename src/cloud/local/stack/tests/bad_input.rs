@@ -204,7 +204,7 @@ fn intrinsics_resolve_as_cloudformation_does() {
         "Outputs": {"StackName": {"Value": {"Fn::Sub": "${AWS::StackName}/${Size}"}}}
     });
     let report = deploy(&f.store, &f.bus, "S", &tpl.to_string(), &no_params()).expect("deploys");
-    assert!(f.store.describe_table("p-us-east-1-t").unwrap().is_some());
+    assert!(f.store.table_schema("p-us-east-1-t").unwrap().is_some());
     let table_row = report
         .resources
         .iter()

@@ -58,7 +58,7 @@ pub(super) fn assert_nothing_created(f: &Fixture) {
     assert!(f.store.list_policies().unwrap().is_empty());
     assert!(f.store.list_topic_rules().unwrap().is_empty());
     assert!(f.store.list_functions().unwrap().is_empty());
-    assert!(f.store.list_tables().unwrap().is_empty());
+    assert!(f.store.table_schemas().unwrap().is_empty());
 }
 
 #[test]
@@ -106,7 +106,7 @@ fn the_real_template_deploys_every_resource() {
     // The store holds what the walkthrough needs.
     let table = f
         .store
-        .describe_table(DEVICE_TABLE)
+        .table_schema(DEVICE_TABLE)
         .unwrap()
         .expect("device table");
     assert_eq!(table.hash_key, DEVICE_TABLE_KEY);
@@ -448,7 +448,7 @@ fn a_name_taken_outside_the_stack_is_refused_before_creating() {
         "{err}"
     );
     assert!(f.store.get_stack(STACK_NAME).unwrap().is_none());
-    assert!(f.store.list_tables().unwrap().is_empty());
+    assert!(f.store.table_schemas().unwrap().is_empty());
 }
 
 mod bad_input;
